@@ -1,0 +1,68 @@
+"""The exception tree of vibewatch.
+
+Every error raised on purpose by the package derives from :class:`VibewatchError`;
+foreign errors (socket, HTTP, paho) are mapped to these at the adapter boundary
+and chained with ``from``::
+
+    VibewatchError
+    ├── ConfigError          invalid configuration key or value
+    ├── ProtocolError        a message or topic that breaks the wire contract
+    │                        (``reason`` is a short stable code used in counters)
+    ├── PointError           a value that cannot be written as line protocol
+    ├── WriteError           InfluxDB refused or could not take a write
+    │   ├── RetryableWriteError   connection errors and 5xx: try again later
+    │   └── RejectedWriteError    4xx: the data itself is refused
+    └── SpoolError           the on-disk spool is unusable (corrupt beyond repair, full)
+"""
+
+from __future__ import annotations
+
+
+class VibewatchError(Exception):
+    """Base class of every error vibewatch raises on purpose."""
+
+
+class ConfigError(VibewatchError):
+    """A configuration key has an invalid value; the message names key and value."""
+
+
+class ProtocolError(VibewatchError):
+    """A message or topic breaks the wire contract.
+
+    Attributes:
+        reason: Short stable code (``bad_json``, ``missing_field``, ...) used as the
+            counter name and in the dead-letter log.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class PointError(VibewatchError):
+    """A measurement, tag or field cannot be represented exactly in line protocol."""
+
+
+class WriteError(VibewatchError):
+    """A write to InfluxDB failed.
+
+    Attributes:
+        status: HTTP status code, or ``None`` for connection-level failures.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableWriteError(WriteError):
+    """A transient failure (connection refused, timeout, 5xx): retry later."""
+
+
+class RejectedWriteError(WriteError):
+    """InfluxDB refused the data itself (4xx): retrying the same batch will not help."""
+
+
+class SpoolError(VibewatchError):
+    """The on-disk spool cannot be used."""

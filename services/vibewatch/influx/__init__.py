@@ -1,0 +1,1 @@
+"""InfluxDB: line protocol encoding (pure) and the writers that send it."""

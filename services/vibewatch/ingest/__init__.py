@@ -1,0 +1,1 @@
+"""The ingestion service: MQTT messages in, InfluxDB points out, nothing lost."""
