@@ -91,6 +91,7 @@ class DurableSubscriber:
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = threading.Event()
+        self._stopping = False
         self.stale_acks = 0
         self.connects = 0
         client = paho.Client(
@@ -166,7 +167,10 @@ class DurableSubscriber:
         with self._lock:
             self._generation += 1
         self._connected.clear()
-        log.warning("MQTT disconnected (%s); reconnecting", reason)
+        if self._stopping:
+            log.info("MQTT disconnected (%s)", reason)
+        else:
+            log.warning("MQTT disconnected (%s); reconnecting", reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         try:
@@ -187,6 +191,7 @@ class DurableSubscriber:
 
     def stop(self) -> None:
         """Disconnect cleanly (queued acknowledgements go out first) and stop the network thread."""
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()

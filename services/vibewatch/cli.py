@@ -1,0 +1,114 @@
+"""The ``vibewatch`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vibewatch import __version__
+from vibewatch.config import CONFIG_ENV, Config, load_config
+from vibewatch.errors import ConfigError, VibewatchError
+from vibewatch.logs import setup_logging
+
+log = logging.getLogger("vibewatch")
+
+app = typer.Typer(
+    help="vibewatch: predictive maintenance for fleets of vibration sensors.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help="TOML configuration file. Every key can also be set by a VIBEWATCH_<SECTION>_<KEY> "
+        "environment variable, which wins over the file.",
+        show_default=False,
+    ),
+]
+
+
+def _load(path: Path | None, **overrides: str) -> Config:
+    """Load the configuration; ``overrides`` are command-line values given as env variables."""
+    environ = {**os.environ, **overrides}
+    try:
+        return load_config(path, environ)
+    except ConfigError as exc:
+        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print the effective configuration (defaults, file and environment); secrets are masked."""
+    values = _load(config).redacted()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    for section, keys in values.items():
+        if section:
+            typer.echo(f"\n[{section}]")
+        for key, value in keys.items():
+            typer.echo(f"{key} = {json.dumps(value)}")
+
+
+@app.command()
+def ingest(
+    config: ConfigOption = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Join the MQTT 5 shared subscription $share/NAME/... so several ingest "
+            "processes split the load (overrides mqtt.group). Give each process its own "
+            "mqtt.client_id.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the ingestion service: MQTT telemetry, events, features and status into InfluxDB.
+
+    Messages are acknowledged to the broker only once their points are in InfluxDB or
+    in the on-disk spool. SIGTERM or Ctrl-C flushes everything and exits.
+    """
+    from vibewatch.ingest.service import IngestService  # noqa: PLC0415 - keeps --help fast
+
+    cfg = _load(config, **({"VIBEWATCH_MQTT_GROUP": group} if group is not None else {}))
+    setup_logging(cfg.log.level, cfg.log.format)
+    log.info("vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(cfg.redacted()))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        service = IngestService(cfg)
+        service.start()
+    except TimeoutError as exc:
+        log.warning("%s", exc)
+    except VibewatchError as exc:
+        log.error("cannot start: %s", exc)
+        raise typer.Exit(1) from exc
+    stop.wait()
+    log.info("stopping: flushing buffered points")
+    clean = service.stop()
+    raise typer.Exit(0 if clean else 1)

@@ -1,0 +1,98 @@
+"""Point building: wire messages to InfluxDB points (pure).
+
+The InfluxDB schema is documented in ``docs/influxdb-schema.md``; this module is
+its single implementation. Every point carries the ``device`` tag and, when the
+service is configured with a site name, a ``site`` tag. Points take the
+device's timestamp, so a redelivered message rewrites the same points.
+"""
+
+from __future__ import annotations
+
+from vibewatch.influx.lineprotocol import FieldValue, Point
+from vibewatch.protocol import AnomalyEvent, Features, Message, Status, Telemetry
+
+READING = "reading"
+ANOMALY = "anomaly"
+FEATURES = "features"
+DEVICE_STATUS = "device_status"
+
+
+def _tags(device: str, site: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    tags = [("device", device), *extra]
+    if site:
+        tags.append(("site", site))
+    return tuple(sorted(tags))
+
+
+def points_for(message: Message, *, site: str, received_ms: int) -> list[Point]:
+    """Return the points one ingested message becomes.
+
+    Args:
+        message: A decoded up-link message (telemetry, event, features or status).
+        site: Value of the ``site`` tag; empty for none.
+        received_ms: Receive time, used only for a status without a device time
+            (the last will, which the broker publishes later than it was made).
+
+    Raises:
+        TypeError: ``message`` is not one the ingestion service stores.
+    """
+    if isinstance(message, Telemetry):
+        tags = _tags(message.device, site)
+        return [
+            Point(
+                READING,
+                tags,
+                (
+                    ("score", float(r.score)),
+                    ("rms", float(r.rms)),
+                    ("peak", float(r.peak)),
+                    ("crest", float(r.crest)),
+                    ("kurtosis", float(r.kurtosis)),
+                    ("seq", r.seq),
+                ),
+                r.t,
+            )
+            for r in message.readings
+        ]
+    if isinstance(message, AnomalyEvent):
+        tags = _tags(message.device, site, ("kind", message.kind.value), ("model_id", message.model_id))
+        fields: tuple[tuple[str, FieldValue], ...] = (
+            ("score", float(message.score)),
+            ("threshold", float(message.threshold)),
+            ("model_version", message.model_version),
+            ("seq", message.seq),
+        )
+        return [Point(ANOMALY, tags, fields, message.t)]
+    if isinstance(message, Features):
+        tags = _tags(message.device, site, ("spec", message.spec))
+        return [
+            Point(
+                FEATURES,
+                tags,
+                (("seq", v.seq), *((f"f{i}", float(x)) for i, x in enumerate(v.x))),
+                v.t,
+            )
+            for v in message.vectors
+        ]
+    if isinstance(message, Status):
+        return [Point(DEVICE_STATUS, _tags(message.device, site), _status_fields(message), message.t or received_ms)]
+    raise TypeError(f"{type(message).__name__} messages are not stored by ingest")
+
+
+def _status_fields(status: Status) -> tuple[tuple[str, FieldValue], ...]:
+    optional: list[tuple[str, FieldValue | None]] = [
+        ("firmware", status.firmware),
+        ("model_id", status.model_id),
+        ("model_version", status.model_version),
+        ("model_sha256", status.model_sha256),
+        ("capabilities", ",".join(status.capabilities) if status.capabilities else None),
+        ("slot_a", status.slots.a.value if status.slots else None),
+        ("slot_b", status.slots.b.value if status.slots else None),
+        ("uptime_s", status.uptime_s),
+    ]
+    fields: list[tuple[str, FieldValue]] = [
+        ("state", status.state.value),
+        ("online", status.state.value == "online"),
+    ]
+    fields.extend((key, value) for key, value in optional if value is not None)
+    return tuple(fields)

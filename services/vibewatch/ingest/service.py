@@ -1,0 +1,235 @@
+"""The ingestion service: wires the MQTT subscriber, decoding, the pipeline and InfluxDB.
+
+One :class:`IngestService` per process. The MQTT network thread decodes each
+message (pure functions: :func:`~vibewatch.protocol.parse_topic`,
+:func:`~vibewatch.protocol.decode_message`, :func:`points_for`) and submits its
+encoded lines to the :class:`~vibewatch.ingest.pipeline.Pipeline`; the pipeline
+acknowledges the message once the lines are durable. A rejected message is
+written to the dead-letter log, counted, logged, and acknowledged in its turn.
+Nothing a client sends can stop the service: any unexpected error while
+handling one message is a rejection with reason ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from vibewatch.config import Config
+from vibewatch.errors import PointError, ProtocolError
+from vibewatch.influx.lineprotocol import encode_point
+from vibewatch.influx.writers import InfluxV1Writer, PointWriter, make_writer
+from vibewatch.ingest.deadletter import DeadLetterLog
+from vibewatch.ingest.pipeline import BatchPolicy, Pipeline
+from vibewatch.ingest.points import points_for
+from vibewatch.ingest.spool import Spool
+from vibewatch.ingest.stats import IngestStats, stats_point
+from vibewatch.mqtt import AckToken, BrokerSettings, DurableSubscriber
+from vibewatch.protocol import Kind, Limits, decode_message, parse_topic, subscription_filters
+
+log = logging.getLogger(__name__)
+
+#: The message kinds the ingestion service stores.
+INGESTED_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS)
+
+#: Reasons for rejections that happen after decoding.
+UNENCODABLE = "unencodable"
+INTERNAL_ERROR = "internal_error"
+INFLUX_REJECTED = "influx_rejected"
+
+
+class _RateLimitedLog:
+    """Logs each rejection at WARNING, at most ``per_second`` a second; counts the rest."""
+
+    def __init__(self, per_second: int = 10) -> None:
+        self._per_second = per_second
+        self._window = 0
+        self._count = 0
+        self.suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        second = int(time.monotonic())
+        if second != self._window:
+            if self.suppressed:
+                log.warning("%d more rejections not logged (see the dead-letter log)", self.suppressed)
+            self._window, self._count, self.suppressed = second, 0, 0
+        self._count += 1
+        if self._count <= self._per_second:
+            log.warning(message, *args)
+        else:
+            self.suppressed += 1
+
+
+class IngestService:
+    """MQTT in, InfluxDB out: one process of ``vibewatch ingest``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        writer: PointWriter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Build the service from configuration (nothing connects until :meth:`start`).
+
+        Args:
+            config: Validated configuration.
+            writer: Writer to use instead of the one ``config.influx`` selects.
+            clock: Wall clock in seconds (for timestamp checks and statistics).
+        """
+        self._config = config
+        ingest = config.ingest
+        self._clock = clock
+        self._prefix = config.mqtt.topic_prefix
+        self._site = ingest.site
+        self._instance = config.mqtt.client_id
+        self._limits = Limits(
+            max_payload_bytes=ingest.max_payload_bytes,
+            max_future_ms=ingest.max_future_seconds * 1000,
+        )
+        self.stats = IngestStats()
+        self._writer = writer or make_writer(config.influx)
+        self._spool = Spool(ingest.spool_dir, max_bytes=ingest.spool_max_bytes)
+        self._deadletter = DeadLetterLog(ingest.deadletter_path, max_bytes=ingest.deadletter_max_bytes)
+        self._dead_dirty = False
+        self._reject_log = _RateLimitedLog()
+        self._pipeline: Pipeline[AckToken] = Pipeline(
+            writer=self._writer,
+            spool=self._spool,
+            stats=self.stats,
+            on_ack=self._ack,
+            on_reject=self._influx_rejected,
+            policy=BatchPolicy(
+                batch_max_points=ingest.batch_max_points,
+                batch_max_age=ingest.batch_max_age,
+                buffer_max_points=ingest.buffer_max_points,
+                retry_initial=ingest.retry_initial,
+                retry_max=ingest.retry_max,
+                retry_budget=ingest.retry_budget,
+                write_concurrency=ingest.write_concurrency,
+            ),
+        )
+        mqtt = config.mqtt
+        filters = subscription_filters(self._prefix, INGESTED_KINDS)
+        if mqtt.group:
+            filters = [f"$share/{mqtt.group}/{f}" for f in filters]
+        self._subscriber = DurableSubscriber(
+            BrokerSettings(
+                host=mqtt.host,
+                port=mqtt.port,
+                client_id=mqtt.client_id,
+                username=mqtt.username,
+                password=mqtt.password.reveal(),
+                keepalive=mqtt.keepalive,
+                session_expiry=mqtt.session_expiry,
+                receive_maximum=mqtt.receive_maximum,
+                tls_ca_file=str(mqtt.tls_ca_file or ""),
+            ),
+            filters,
+            self.handle,
+        )
+        self._stop = threading.Event()
+        self._stats_thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- running
+    def start(self, connect_timeout: float = 30.0) -> None:
+        """Start writing, then connect to the broker and subscribe."""
+        if isinstance(self._writer, InfluxV1Writer):
+            try:
+                self._writer.ensure_database()
+            except Exception as exc:  # the spool covers a database that is down or locked
+                log.warning("could not ensure database %r exists: %s", self._config.influx.database, exc)
+        self._pipeline.start()
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="vibewatch-stats", daemon=True)
+        self._stats_thread.start()
+        if self._spool.records:
+            log.info("spool holds %d batches from before; replaying", self._spool.records)
+        self._subscriber.start(connect_timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Flush everything, acknowledge what is durable, disconnect.
+
+        Returns:
+            ``True`` when every received message was made durable and acknowledged.
+        """
+        self._stop.set()
+        if self._stats_thread is not None:
+            self._stats_thread.join(5)
+        self._pipeline.submit(self._stats_lines(), None)
+        clean = self._pipeline.close(timeout)
+        self._subscriber.stop()
+        self._deadletter.close()
+        self._spool.close()
+        self._writer.close()
+        log.info("ingest stopped (%s); %s", "clean" if clean else "NOT everything was flushed", self._summary())
+        return clean
+
+    # ---------------------------------------------------------------- messages
+    def handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
+        """Decode one message and queue its points; reject it with a reason on bad input."""
+        self.stats.messages_in += 1
+        lines: list[str] = []
+        try:
+            lines = self._lines_for(topic, payload)
+        except ProtocolError as exc:
+            self._reject(topic, exc.reason, exc.detail, payload)
+        except PointError as exc:
+            self._reject(topic, UNENCODABLE, str(exc), payload)
+        except Exception as exc:  # never let one message stop the service
+            log.exception("unexpected error handling a message on %r", topic)
+            self._reject(topic, INTERNAL_ERROR, repr(exc), payload)
+        else:
+            self.stats.messages_ok += 1
+        self._pipeline.submit(lines, token)
+
+    def _lines_for(self, topic: str | None, payload: bytes) -> list[str]:
+        if topic is None:
+            raise ProtocolError("bad_topic", "topic is not valid UTF-8")
+        device, kind = parse_topic(topic, self._prefix)
+        if kind not in INGESTED_KINDS:
+            raise ProtocolError("bad_topic", f"{kind.value!r} messages are not ingested")
+        now_ms = int(self._clock() * 1000)
+        message = decode_message(kind, device, payload, now_ms=now_ms, limits=self._limits)
+        return [encode_point(p) for p in points_for(message, site=self._site, received_ms=now_ms)]
+
+    def _reject(self, topic: str | None, reason: str, detail: str, payload: bytes) -> None:
+        self.stats.reject(reason)
+        self._deadletter.record(topic=topic, reason=reason, detail=detail, payload=payload)
+        self._dead_dirty = True
+        self._reject_log.warning("rejected message on %r: %s: %s", topic, reason, detail[:200])
+
+    def _influx_rejected(self, line: str, error: str) -> None:
+        self._reject(None, INFLUX_REJECTED, error, line.encode("utf-8"))
+
+    def _ack(self, tokens: Sequence[AckToken]) -> None:
+        if self._dead_dirty:
+            self._dead_dirty = False
+            self._deadletter.sync()
+        self._subscriber.ack(tokens)
+
+    # -------------------------------------------------------------- statistics
+    def _stats_lines(self) -> list[str]:
+        with self.stats.lock:
+            self.stats.spool_records = self._spool.records
+            self.stats.spool_bytes = self._spool.size_bytes
+            self.stats.buffer_points = self._pipeline.buffered_points
+            self.stats.stale_acks = self._subscriber.stale_acks
+        values = self.stats.snapshot()
+        point = stats_point(values, instance=self._instance, site=self._site, time_ms=int(self._clock() * 1000))
+        return [encode_point(point)]
+
+    def _summary(self) -> str:
+        s = self.stats
+        return (
+            f"messages in {s.messages_in}, ok {s.messages_ok}, rejected {sum(s.rejected.values())} "
+            f"{dict(s.rejected)}, points written {s.points_written}, spooled {s.points_spooled}, "
+            f"replayed {s.points_replayed}, spool {self._spool.records} batches"
+        )
+
+    def _stats_loop(self) -> None:
+        interval = self._config.ingest.stats_interval
+        while not self._stop.wait(interval):
+            self._pipeline.submit(self._stats_lines(), None)
+            log.info("ingest: %s", self._summary())
