@@ -141,11 +141,11 @@ class IngestService:
                 self._writer.ensure_database()
             except Exception as exc:  # the spool covers a database that is down or locked
                 log.warning("could not ensure database %r exists: %s", self._config.influx.database, exc)
+        if self._spool.records:
+            log.info("spool holds %d batches from before; replaying", self._spool.records)
         self._pipeline.start()
         self._stats_thread = threading.Thread(target=self._stats_loop, name="vibewatch-stats", daemon=True)
         self._stats_thread.start()
-        if self._spool.records:
-            log.info("spool holds %d batches from before; replaying", self._spool.records)
         self._subscriber.start(connect_timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -1,0 +1,52 @@
+"""Fixtures for tests that run the ingestion service against real servers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vibewatch.localservers import LocalInfluxDB, LocalMosquitto
+
+from .ingest_harness import IngestProcess, Publisher, ingest_env
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def start_ingest(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> Iterator[Callable[..., IngestProcess]]:
+    """Start ``vibewatch ingest`` processes; they are stopped after the test."""
+    started: list[IngestProcess] = []
+
+    def factory(*args: str, client_id: str = "ingest-test", **env: str) -> IngestProcess:
+        workdir = tmp_path / f"ingest-{next(_ids)}"
+        workdir.mkdir()
+        environment = ingest_env(
+            mqtt_port=mosquitto.port,
+            influx_url=influxdb.url,
+            database=influx_db,
+            data_home=workdir / "home",
+            client_id=client_id,
+        )
+        environment.update(env)
+        process = IngestProcess(environment, workdir, args)
+        process.start()
+        started.append(process)
+        return process
+
+    yield factory
+    for process in started:
+        if process.proc is not None and process.proc.poll() is None:
+            process.kill()
+
+
+@pytest.fixture
+def publisher(mosquitto: LocalMosquitto) -> Iterator[Publisher]:
+    """A retrying QoS 1 publisher connected to the test broker."""
+    pub = Publisher(mosquitto.port)
+    yield pub
+    pub.close()

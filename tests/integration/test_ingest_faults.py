@@ -1,0 +1,139 @@
+"""Faults mid-stream: after each, every published point is in InfluxDB exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from vibewatch.localservers import LocalInfluxDB, LocalMosquitto
+
+from .ingest_harness import (
+    DAY_MS,
+    Background,
+    IngestProcess,
+    Publisher,
+    rows,
+    telemetry_stream,
+    wait_for,
+)
+
+DEVICES = 40
+
+
+def run_stream(
+    publisher: Publisher, messages: int, rate: float
+) -> tuple[Background, int]:
+    stream = telemetry_stream(DEVICES, messages, t0=int(time.time() * 1000) - DAY_MS)
+    job = Background(lambda: publisher.publish_all(stream, rate=rate))
+    job.start()
+    return job, 10 * messages
+
+
+def landed(influxdb: LocalInfluxDB, db: str) -> int:
+    return influxdb.count(db, "reading", "score")
+
+
+def test_influxdb_killed_for_20s_mid_stream(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    ingest = start_ingest()
+    job, points = run_stream(publisher, 2400, rate=80)
+    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
+    influxdb.kill()
+    time.sleep(20)
+    influxdb.start()
+    job.result(120)
+    wait_for(lambda: landed(influxdb, influx_db) == points, 90, f"{points} points")
+    assert ingest.stop() == 0
+    assert landed(influxdb, influx_db) == points
+    stats = rows(influxdb, influx_db, "SELECT last(points_spooled), last(points_replayed) FROM vibewatch_ingest")
+    assert stats[0]["last"] > 0
+    assert stats[0]["last_1"] >= stats[0]["last"]
+    assert "past the retry budget" in ingest.log()
+
+
+def test_broker_restarted_mid_stream(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    mosquitto: LocalMosquitto,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    ingest = start_ingest()
+    job, points = run_stream(publisher, 2000, rate=250)
+    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
+    mosquitto.stop()
+    time.sleep(2)
+    mosquitto.start()
+    job.result(120)
+    wait_for(lambda: landed(influxdb, influx_db) == points, 60, f"{points} points")
+    assert ingest.stop() == 0
+    assert landed(influxdb, influx_db) == points
+    assert publisher.failures > 0  # the publisher did see the broker go away
+    assert ingest.log().count("MQTT connected") >= 2
+
+
+def test_ingest_killed_with_sigkill_mid_stream(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    ingest = start_ingest()
+    job, points = run_stream(publisher, 2000, rate=250)
+    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
+    ingest.kill()
+    time.sleep(1)
+    ingest.start()
+    job.result(120)
+    wait_for(lambda: landed(influxdb, influx_db) == points, 60, f"{points} points")
+    assert ingest.stop() == 0
+    assert landed(influxdb, influx_db) == points
+
+
+def test_sigkill_while_spooling_keeps_the_spool(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    ingest = start_ingest()
+    influxdb.stop()
+    stream = telemetry_stream(DEVICES, 400, t0=int(time.time() * 1000) - DAY_MS)
+    publisher.publish_all(stream)
+    wait_for(lambda: "past the retry budget" in ingest.log(), 30, "ingest to spool")
+    time.sleep(1)
+    ingest.kill()  # spooled batches were acknowledged: the broker will not send them again
+    influxdb.start()
+    ingest.start()
+    wait_for(lambda: landed(influxdb, influx_db) == 4000, 60, "4000 points")
+    assert "replaying" in ingest.log()
+    assert ingest.stop() == 0
+
+
+def test_two_processes_in_a_share_group_split_the_load(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    first = start_ingest("--group", "ingest", client_id="ingest-a")
+    second = start_ingest("--group", "ingest", client_id="ingest-b")
+    messages = 1500
+    publisher.publish_all(telemetry_stream(DEVICES, messages, t0=int(time.time() * 1000) - DAY_MS))
+    wait_for(lambda: landed(influxdb, influx_db) == 10 * messages, 60, "all points")
+    assert first.stop() == 0
+    assert second.stop() == 0
+    assert landed(influxdb, influx_db) == 10 * messages
+    per_instance = {
+        row["instance"]: row["last"]
+        for row in rows(
+            influxdb, influx_db, "SELECT last(messages_in) FROM vibewatch_ingest GROUP BY instance"
+        )
+    }
+    assert set(per_instance) == {"ingest-a", "ingest-b"}
+    assert all(count > messages // 4 for count in per_instance.values()), per_instance
+    assert sum(per_instance.values()) == messages  # each message was handled once
