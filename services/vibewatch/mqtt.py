@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -95,7 +96,7 @@ class DurableSubscriber:
         self.stale_acks = 0
         self.connects = 0
         client = paho.Client(
-            callback_api_version=paho.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=paho.MQTTv5,
             manual_ack=True,
@@ -118,7 +119,7 @@ class DurableSubscriber:
             TimeoutError: No connection within ``timeout``; the client keeps trying
                 until :meth:`stop`.
         """
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._settings.session_expiry
         properties.ReceiveMaximum = self._settings.receive_maximum
         self._client.connect_async(
@@ -178,7 +179,7 @@ class DurableSubscriber:
         except UnicodeDecodeError:
             topic = None
         token = AckToken(self._generation, message.mid) if message.qos > 0 else None
-        self._handler(topic, message.payload, token)
+        self._handler(topic, bytes(message.payload), token)
 
     def ack(self, tokens: Sequence[AckToken]) -> None:
         """Acknowledge messages; tokens of a lost connection are dropped (and counted)."""

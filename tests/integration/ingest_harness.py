@@ -9,17 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import urllib.parse
-import urllib.request
-
 import paho.mqtt.client as mqtt
 
 from vibewatch.localservers import LocalInfluxDB
-
 from vibewatch.protocol import Reading, Telemetry
 
 DAY_MS = 86_400_000
@@ -192,7 +190,9 @@ def telemetry_stream(
     for i in range(messages):
         device = f"dev-{i % devices:03d}"
         n = i // devices
-        out.append((f"{prefix}{device}/telemetry", telemetry(device, n * 10, t0 + n * 10_000).encode()))
+        out.append(
+            (f"{prefix}{device}/telemetry", telemetry(device, n * 10, t0 + n * 10_000).encode())
+        )
     return out
 
 

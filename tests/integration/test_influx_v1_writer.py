@@ -90,9 +90,7 @@ def test_refused_point_is_isolated_and_its_batch_neighbours_are_written(
 ) -> None:
     """A point older than the retention policy is refused (4xx); the rest of its batch lands."""
     influxdb.create_database("short", retention="1h")
-    ingest = start_ingest(
-        VIBEWATCH_INFLUX_DATABASE="short", VIBEWATCH_INGEST_BATCH_MAX_AGE="1"
-    )
+    ingest = start_ingest(VIBEWATCH_INFLUX_DATABASE="short", VIBEWATCH_INGEST_BATCH_MAX_AGE="1")
     now = int(time.time() * 1000)
     old = now - 3 * 3600 * 1000  # valid by the protocol, beyond the 1 h retention policy
     publisher.publish("vw/v1/a/telemetry", telemetry("a", 0, now - 60_000).encode())

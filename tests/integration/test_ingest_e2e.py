@@ -26,7 +26,7 @@ def test_every_message_type_lands_with_exact_values(
     influxdb: LocalInfluxDB,
     influx_db: str,
 ) -> None:
-    ingest = start_ingest(VIBEWATCH_INGEST_SITE="Hall 3, line=A \"north\" – Übergabe")
+    ingest = start_ingest(VIBEWATCH_INGEST_SITE='Hall 3, line=A "north" 東京 Übergabe')
     now = int(time.time() * 1000) - 60_000
     tele = telemetry("pump-7", 100, now)
     event = AnomalyEvent(
@@ -66,7 +66,7 @@ def test_every_message_type_lands_with_exact_values(
     wait_for(lambda: influxdb.count(influx_db, "device_status", "state") == 2, 20, "all points")
     assert ingest.stop() == 0
 
-    site = 'Hall 3, line=A "north" – Übergabe'
+    site = 'Hall 3, line=A "north" 東京 Übergabe'
     readings = rows(influxdb, influx_db, "SELECT * FROM reading GROUP BY *")
     assert len(readings) == 10
     for row, reading in zip(readings, tele.readings, strict=True):
@@ -88,7 +88,11 @@ def test_every_message_type_lands_with_exact_values(
         3,
         104,
     )
-    assert (anomaly["kind"], anomaly["model_id"], anomaly["device"]) == ("start", "ae-bearing", "pump-7")
+    assert (anomaly["kind"], anomaly["model_id"], anomaly["device"]) == (
+        "start",
+        "ae-bearing",
+        "pump-7",
+    )
 
     (vector,) = rows(influxdb, influx_db, "SELECT * FROM features GROUP BY *")
     assert [vector[f"f{i}"] for i in range(4)] == [0.1, -2.5, 1e-7, 123456.789]

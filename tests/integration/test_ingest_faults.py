@@ -20,9 +20,7 @@ from .ingest_harness import (
 DEVICES = 40
 
 
-def run_stream(
-    publisher: Publisher, messages: int, rate: float
-) -> tuple[Background, int]:
+def run_stream(publisher: Publisher, messages: int, rate: float) -> tuple[Background, int]:
     stream = telemetry_stream(DEVICES, messages, t0=int(time.time() * 1000) - DAY_MS)
     job = Background(lambda: publisher.publish_all(stream, rate=rate))
     job.start()
@@ -49,7 +47,11 @@ def test_influxdb_killed_for_20s_mid_stream(
     wait_for(lambda: landed(influxdb, influx_db) == points, 90, f"{points} points")
     assert ingest.stop() == 0
     assert landed(influxdb, influx_db) == points
-    stats = rows(influxdb, influx_db, "SELECT last(points_spooled), last(points_replayed) FROM vibewatch_ingest")
+    stats = rows(
+        influxdb,
+        influx_db,
+        "SELECT last(points_spooled), last(points_replayed) FROM vibewatch_ingest",
+    )
     assert stats[0]["last"] > 0
     assert stats[0]["last_1"] >= stats[0]["last"]
     assert "past the retry budget" in ingest.log()

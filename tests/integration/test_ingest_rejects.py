@@ -37,7 +37,10 @@ def tele(**changes: object) -> bytes:
 
 def raw_reading(text: str) -> bytes:
     """A telemetry payload whose score is given as raw JSON text."""
-    return b'{"readings": [{"seq": 1, "t": %d, "score": %s, "rms": 0.2, "peak": 0.6, "crest": 3.0, "kurtosis": 3.1}]}' % (NOW, text.encode())  # noqa: E501
+    marker = 12345.5
+    payload = tele(score=marker)
+    assert payload.count(b"12345.5") == 1
+    return payload.replace(b"12345.5", text.encode())
 
 
 T = "vw/v1/dev-1/telemetry"
@@ -47,7 +50,11 @@ CASES: list[tuple[str, str, bytes]] = [
     ("not_object", T, b"[1, 2, 3]"),
     ("bad_encoding", T, b'{"readings": "\xff\xfe"}'),
     ("missing_field", T, b"{}"),
-    ("missing_field", T, json.dumps({"readings": [{k: v for k, v in READING.items() if k != "rms"}]}).encode()),
+    (
+        "missing_field",
+        T,
+        json.dumps({"readings": [{k: v for k, v in READING.items() if k != "rms"}]}).encode(),
+    ),
     ("wrong_type", T, json.dumps({"readings": "many"}).encode()),
     ("wrong_type", T, tele(score="0.5")),
     ("wrong_type", T, tele(seq=True)),
@@ -77,7 +84,13 @@ CASES: list[tuple[str, str, bytes]] = [
         "out_of_range",
         "vw/v1/dev-1/features",
         json.dumps(
-            {"spec": "s1", "vectors": [{"seq": 1, "t": NOW, "x": [1.0]}, {"seq": 2, "t": NOW, "x": [1.0, 2.0]}]}
+            {
+                "spec": "s1",
+                "vectors": [
+                    {"seq": 1, "t": NOW, "x": [1.0]},
+                    {"seq": 2, "t": NOW, "x": [1.0, 2.0]},
+                ],
+            }
         ).encode(),
     ),
     (
@@ -115,6 +128,8 @@ def test_malformed_matrix_rejects_each_with_its_reason_and_keeps_good_data(
     # nothing but the good device reached the database
     devices = rows(influxdb, influx_db, 'SHOW TAG VALUES FROM reading WITH KEY = "device"')
     assert [row["value"] for row in devices] == ["good-1"]
-    stats = rows(influxdb, influx_db, "SELECT last(rejected), last(messages_ok) FROM vibewatch_ingest")
+    stats = rows(
+        influxdb, influx_db, "SELECT last(rejected), last(messages_ok) FROM vibewatch_ingest"
+    )
     assert (stats[0]["last"], stats[0]["last_1"]) == (len(CASES), len(CASES))
     assert "rejected message on" in ingest.log()

@@ -40,7 +40,9 @@ def test_fifo_order_and_counts(tmp_path: Path, open_spool: Callable[..., Spool])
     assert spool.size_bytes == 0
 
 
-def test_survives_reopen_and_resumes_at_cursor(tmp_path: Path, open_spool: Callable[..., Spool]) -> None:
+def test_survives_reopen_and_resumes_at_cursor(
+    tmp_path: Path, open_spool: Callable[..., Spool]
+) -> None:
     spool = open_spool(tmp_path)
     for i in range(4):
         spool.append(bytes([65 + i]))
@@ -53,7 +55,9 @@ def test_survives_reopen_and_resumes_at_cursor(tmp_path: Path, open_spool: Calla
     assert drain(reopened) == [b"B", b"C", b"D"]
 
 
-def test_segments_rotate_and_are_deleted_once_replayed(tmp_path: Path, open_spool: Callable[..., Spool]) -> None:
+def test_segments_rotate_and_are_deleted_once_replayed(
+    tmp_path: Path, open_spool: Callable[..., Spool]
+) -> None:
     spool = open_spool(tmp_path, segment_bytes=64)
     for i in range(20):
         spool.append(b"x" * 50 + bytes([i]))
@@ -64,7 +68,9 @@ def test_segments_rotate_and_are_deleted_once_replayed(tmp_path: Path, open_spoo
     assert open_spool(tmp_path).records == 0
 
 
-def test_torn_tail_is_cut_and_later_appends_work(tmp_path: Path, open_spool: Callable[..., Spool]) -> None:
+def test_torn_tail_is_cut_and_later_appends_work(
+    tmp_path: Path, open_spool: Callable[..., Spool]
+) -> None:
     spool = open_spool(tmp_path)
     spool.append(b"one")
     spool.append(b"two")
@@ -78,7 +84,9 @@ def test_torn_tail_is_cut_and_later_appends_work(tmp_path: Path, open_spool: Cal
     assert drain(reopened) == [b"one", b"three"]
 
 
-def test_corrupt_older_segment_is_counted_not_fatal(tmp_path: Path, open_spool: Callable[..., Spool]) -> None:
+def test_corrupt_older_segment_is_counted_not_fatal(
+    tmp_path: Path, open_spool: Callable[..., Spool]
+) -> None:
     spool = open_spool(tmp_path, segment_bytes=16)
     for word in (b"alpha-alpha", b"bravo-bravo", b"charlie"):
         spool.append(word)

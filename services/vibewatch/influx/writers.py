@@ -20,6 +20,7 @@ unit tests of the policy code).
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import json
@@ -27,9 +28,12 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from vibewatch.errors import RejectedWriteError, RetryableWriteError, WriteError
+
+if TYPE_CHECKING:
+    from vibewatch.config import InfluxConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +147,8 @@ class InfluxV1Writer:
             self._drop_connection()
         if not 200 <= response.status < 300:
             message = payload.decode("utf-8", "replace")
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 message = str(json.loads(message).get("error", message))
-            except (ValueError, AttributeError):
-                pass
             raise status_error(response.status, message)
         return payload
 
@@ -199,8 +201,9 @@ class InfluxV2Writer:
             timeout: Request timeout in seconds.
             gzip_level: Any value enables gzip (the client picks its level); ``None`` disables it.
         """
-        from influxdb_client import InfluxDBClient  # noqa: PLC0415 - heavy import, v2 only
-        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
+        # imported here: the client is large and only the v2 API needs it
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
 
         self._org = org
         self._bucket = bucket
@@ -216,10 +219,17 @@ class InfluxV2Writer:
 
     def write(self, body: bytes) -> None:
         """See :meth:`PointWriter.write`."""
-        from influxdb_client.rest import ApiException  # noqa: PLC0415
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
 
         try:
-            self._api.write(bucket=self._bucket, org=self._org, record=body, write_precision="ms")
+            self._api.write(
+                bucket=self._bucket,
+                org=self._org,
+                record=body,
+                # the client's constants are plain strings, its annotation the class
+                write_precision=cast(WritePrecision, WritePrecision.MS),
+            )
         except ApiException as exc:
             raise status_error(int(exc.status or 0), str(exc.body or exc.reason)) from exc
         except Exception as exc:  # urllib3 and socket errors: the client has many types
@@ -227,7 +237,7 @@ class InfluxV2Writer:
 
     def close(self) -> None:
         """See :meth:`PointWriter.close`."""
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 class MemoryWriter:
@@ -258,7 +268,7 @@ class MemoryWriter:
         """See :meth:`PointWriter.close`."""
 
 
-def make_writer(influx: Any) -> PointWriter:
+def make_writer(influx: InfluxConfig) -> PointWriter:
     """Build the writer selected by an ``[influx]`` configuration section."""
     level = influx.gzip_level if influx.gzip else None
     if influx.api == "v2":

@@ -74,7 +74,7 @@ class BatchPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (0-based): exponential, half jittered."""
-        cap = min(self.retry_max, self.retry_initial * 2 ** min(attempt, 30))
+        cap = min(self.retry_max, self.retry_initial * 2.0 ** min(attempt, 30))
         return cap / 2 + random.uniform(0, cap / 2)
 
 
@@ -97,7 +97,7 @@ class Pipeline(Generic[T]):
         stats: IngestStats,
         on_ack: Callable[[list[T]], None],
         on_reject: Callable[[str, str], None],
-        policy: BatchPolicy = BatchPolicy(),  # noqa: B008 - frozen value
+        policy: BatchPolicy = BatchPolicy(),
     ) -> None:
         """Create the pipeline; call :meth:`start` to run its threads.
 

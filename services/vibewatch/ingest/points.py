@@ -55,7 +55,9 @@ def points_for(message: Message, *, site: str, received_ms: int) -> list[Point]:
             for r in message.readings
         ]
     if isinstance(message, AnomalyEvent):
-        tags = _tags(message.device, site, ("kind", message.kind.value), ("model_id", message.model_id))
+        tags = _tags(
+            message.device, site, ("kind", message.kind.value), ("model_id", message.model_id)
+        )
         fields: tuple[tuple[str, FieldValue], ...] = (
             ("score", float(message.score)),
             ("threshold", float(message.threshold)),
@@ -75,7 +77,14 @@ def points_for(message: Message, *, site: str, received_ms: int) -> list[Point]:
             for v in message.vectors
         ]
     if isinstance(message, Status):
-        return [Point(DEVICE_STATUS, _tags(message.device, site), _status_fields(message), message.t or received_ms)]
+        return [
+            Point(
+                DEVICE_STATUS,
+                _tags(message.device, site),
+                _status_fields(message),
+                message.t or received_ms,
+            )
+        ]
     raise TypeError(f"{type(message).__name__} messages are not stored by ingest")
 
 

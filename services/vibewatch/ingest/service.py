@@ -53,7 +53,9 @@ class _RateLimitedLog:
         second = int(time.monotonic())
         if second != self._window:
             if self.suppressed:
-                log.warning("%d more rejections not logged (see the dead-letter log)", self.suppressed)
+                log.warning(
+                    "%d more rejections not logged (see the dead-letter log)", self.suppressed
+                )
             self._window, self._count, self.suppressed = second, 0, 0
         self._count += 1
         if self._count <= self._per_second:
@@ -92,7 +94,9 @@ class IngestService:
         self.stats = IngestStats()
         self._writer = writer or make_writer(config.influx)
         self._spool = Spool(ingest.spool_dir, max_bytes=ingest.spool_max_bytes)
-        self._deadletter = DeadLetterLog(ingest.deadletter_path, max_bytes=ingest.deadletter_max_bytes)
+        self._deadletter = DeadLetterLog(
+            ingest.deadletter_path, max_bytes=ingest.deadletter_max_bytes
+        )
         self._dead_dirty = False
         self._reject_log = _RateLimitedLog()
         self._pipeline: Pipeline[AckToken] = Pipeline(
@@ -140,11 +144,15 @@ class IngestService:
             try:
                 self._writer.ensure_database()
             except Exception as exc:  # the spool covers a database that is down or locked
-                log.warning("could not ensure database %r exists: %s", self._config.influx.database, exc)
+                log.warning(
+                    "could not ensure database %r exists: %s", self._config.influx.database, exc
+                )
         if self._spool.records:
             log.info("spool holds %d batches from before; replaying", self._spool.records)
         self._pipeline.start()
-        self._stats_thread = threading.Thread(target=self._stats_loop, name="vibewatch-stats", daemon=True)
+        self._stats_thread = threading.Thread(
+            target=self._stats_loop, name="vibewatch-stats", daemon=True
+        )
         self._stats_thread.start()
         self._subscriber.start(connect_timeout)
 
@@ -163,7 +171,11 @@ class IngestService:
         self._deadletter.close()
         self._spool.close()
         self._writer.close()
-        log.info("ingest stopped (%s); %s", "clean" if clean else "NOT everything was flushed", self._summary())
+        log.info(
+            "ingest stopped (%s); %s",
+            "clean" if clean else "NOT everything was flushed",
+            self._summary(),
+        )
         return clean
 
     # ---------------------------------------------------------------- messages
@@ -217,7 +229,9 @@ class IngestService:
             self.stats.buffer_points = self._pipeline.buffered_points
             self.stats.stale_acks = self._subscriber.stale_acks
         values = self.stats.snapshot()
-        point = stats_point(values, instance=self._instance, site=self._site, time_ms=int(self._clock() * 1000))
+        point = stats_point(
+            values, instance=self._instance, site=self._site, time_ms=int(self._clock() * 1000)
+        )
         return [encode_point(point)]
 
     def _summary(self) -> str:

@@ -115,7 +115,9 @@ class Spool:
         except FileNotFoundError:
             return (self._segments[0] if self._segments else 1), 0
         except (ValueError, OSError) as exc:
-            log.error("spool cursor %s unreadable (%s); replaying from the oldest segment", cursor, exc)
+            log.error(
+                "spool cursor %s unreadable (%s); replaying from the oldest segment", cursor, exc
+            )
             return (self._segments[0] if self._segments else 1), 0
 
     def _save_cursor(self) -> None:
@@ -235,7 +237,10 @@ class Spool:
             self._read_off = record.end
             self._records -= 1
             self._bytes -= record.end - record.offset
-            if self._read_off >= self._ends.get(self._read_seg, 0) and self._read_seg != self._write_seg:
+            if (
+                self._read_off >= self._ends.get(self._read_seg, 0)
+                and self._read_seg != self._write_seg
+            ):
                 self._retire_read_segment()
             self._save_cursor()
 
