@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_jitter = random.Random()  # the pipeline's own generator: callers' random state stays theirs
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BatchPolicy:
@@ -75,7 +77,7 @@ class BatchPolicy:
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (0-based): exponential, half jittered."""
         cap = min(self.retry_max, self.retry_initial * 2.0 ** min(attempt, 30))
-        return cap / 2 + random.uniform(0, cap / 2)
+        return cap / 2 + _jitter.uniform(0, cap / 2)
 
 
 @dataclass(slots=True)
@@ -220,7 +222,8 @@ class Pipeline(Generic[T]):
 
     def _write_loop(self) -> None:
         while (batch := self._take(spill=False)) is not None:
-            self._deliver(batch)
+            if not self._deliver(batch):
+                return  # closed before the batch was durable: its messages stay unacknowledged
             self._complete(batch)
 
     def _spill_loop(self) -> None:
@@ -255,17 +258,23 @@ class Pipeline(Generic[T]):
                 self._stats.points_written += written
 
     # ----------------------------------------------------------------- writing
-    def _deliver(self, batch: _Batch[T]) -> None:
-        """Make a batch durable: InfluxDB, else the spool; block while neither works."""
+    def _deliver(self, batch: _Batch[T]) -> bool:
+        """Make a batch durable: InfluxDB, else the spool; keep trying while neither works.
+
+        Returns:
+            ``False`` when the pipeline was stopped before the batch was durable.
+        """
         if not batch.lines:
-            return
+            return True
         body = encode_batch(batch.lines)
         deadline = time.monotonic() + self._policy.retry_budget
         attempt = 0
         while True:
+            if self._stop.is_set():
+                return False
             spool_first = self._influx_down or self._closing_and_failing(attempt)
             if spool_first and self._to_spool(body, len(batch.lines)):
-                return
+                return True
             try:
                 written = self._write_isolating(batch.lines, body)
             except RetryableWriteError as exc:
@@ -275,13 +284,13 @@ class Pipeline(Generic[T]):
                     log.warning("InfluxDB unavailable past the retry budget (%s): spooling", exc)
                     if self._to_spool(body, len(batch.lines)):
                         self._influx_down = True
-                        return
+                        return True
             else:
                 self._influx_down = False
                 with self._stats.lock:
                     self._stats.points_written += written
                     self._stats.batches_written += 1
-                return
+                return True
             self._stop.wait(self._policy.backoff(attempt))
             attempt += 1
 
@@ -338,6 +347,9 @@ class Pipeline(Generic[T]):
     def close(self, timeout: float = 30.0) -> bool:
         """Seal the open batch, make everything durable, release tokens, stop threads.
 
+        Past ``timeout`` the pipeline gives up on what is not durable yet; those
+        messages stay unacknowledged and the broker delivers them again later.
+
         Returns:
             ``True`` when every submitted line was made durable within ``timeout``.
         """
@@ -352,6 +364,6 @@ class Pipeline(Generic[T]):
         self._stop.set()
         with self._cv:
             self._cv.notify_all()
-        for thread in self._background:
+        for thread in (*self._threads, *self._background):
             thread.join(max(0.1, deadline - time.monotonic()))
         return clean

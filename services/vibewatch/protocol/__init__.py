@@ -1,0 +1,86 @@
+"""The MQTT wire contract: topics, message value types and their JSON codecs.
+
+Pure: nothing here does I/O or reads a clock. The contract is described for
+people in ``docs/protocol/README.md``, with a JSON Schema and an example per
+message next to it. Typical use on the receiving side::
+
+    device, kind = parse_topic(topic, prefix)
+    message = decode_message(kind, device, payload, now_ms=now_ms, limits=limits)
+
+Both raise :class:`~vibewatch.errors.ProtocolError`, whose ``reason`` is one of
+:data:`REJECT_REASONS`.
+"""
+
+from vibewatch.protocol._validate import REJECT_REASONS
+from vibewatch.protocol.messages import (
+    ID_PATTERN,
+    MAX_CHUNK_BYTES,
+    MAX_MODEL_BYTES,
+    MIN_CHUNK_SIZE,
+    AnomalyEvent,
+    Command,
+    CommandName,
+    DeviceState,
+    EventKind,
+    Features,
+    FeatureVector,
+    Limits,
+    Message,
+    OtaChunk,
+    OtaJob,
+    OtaRequest,
+    OtaRequestKind,
+    OtaState,
+    Reading,
+    Slots,
+    SlotState,
+    Status,
+    Telemetry,
+    decode_message,
+)
+from vibewatch.protocol.topics import (
+    DEFAULT_PREFIX,
+    DEVICE_ID_PATTERN,
+    Kind,
+    check_device_id,
+    check_prefix,
+    parse_topic,
+    subscription_filters,
+    topic_for,
+)
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEVICE_ID_PATTERN",
+    "ID_PATTERN",
+    "MAX_CHUNK_BYTES",
+    "MAX_MODEL_BYTES",
+    "MIN_CHUNK_SIZE",
+    "REJECT_REASONS",
+    "AnomalyEvent",
+    "Command",
+    "CommandName",
+    "DeviceState",
+    "EventKind",
+    "FeatureVector",
+    "Features",
+    "Kind",
+    "Limits",
+    "Message",
+    "OtaChunk",
+    "OtaJob",
+    "OtaRequest",
+    "OtaRequestKind",
+    "OtaState",
+    "Reading",
+    "SlotState",
+    "Slots",
+    "Status",
+    "Telemetry",
+    "check_device_id",
+    "check_prefix",
+    "decode_message",
+    "parse_topic",
+    "subscription_filters",
+    "topic_for",
+]

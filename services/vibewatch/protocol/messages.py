@@ -1,0 +1,792 @@
+"""Message value types of the wire contract, with their pure JSON codecs.
+
+Every payload is a UTF-8 JSON object. Fields not named here are ignored, so a
+newer sender can add fields without breaking an older receiver. Times ``t`` are
+integer milliseconds since the Unix epoch (UTC), taken from the device clock.
+
+``decode`` checks a payload completely and builds a value, or raises
+:class:`~vibewatch.errors.ProtocolError` whose ``reason`` is one of
+:data:`REJECT_REASONS` and whose detail names the field path and the offending
+value. It does no I/O and reads no clock: the caller passes ``now_ms`` and the
+:class:`Limits`. The ``device`` argument is stored as given; it comes from
+:func:`~vibewatch.protocol.parse_topic`, which has checked it.
+
+``encode`` writes compact UTF-8 JSON without NaN or infinities and omits absent
+optional fields; for every value that ``decode`` accepts,
+``decode(encode(m)) == m``. ``encode`` does not re-check ranges: to check a
+message built in code, decode its encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, Self
+
+from vibewatch.errors import ConfigError, ProtocolError
+from vibewatch.protocol._validate import (
+    array,
+    base64_bytes,
+    choice,
+    integer,
+    load_object,
+    mapping,
+    number,
+    text,
+    timestamp,
+)
+from vibewatch.protocol.topics import Kind
+
+ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+"""Model ids, feature-spec ids, job ids, command ids and capability names."""
+
+MAX_MODEL_BYTES = 16 * 1024 * 1024
+"""Largest model blob an OTA job may carry (16 MiB)."""
+MAX_CHUNK_BYTES = 65536
+"""Largest OTA chunk, and largest chunk request."""
+MIN_CHUNK_SIZE = 64
+"""Smallest chunk size an OTA job may announce."""
+
+_INT64_MAX = 2**63 - 1
+_INT31_MAX = 2**31 - 1
+_SCORE_MAX = 1e12
+_SIGNAL_MAX = 1e6
+_KURTOSIS_MAX = 1e9
+_FEATURE_MAX = 1e12
+_MAX_CAPABILITIES = 16
+_MAX_DETAIL = 256
+_SIGNATURE_BYTES = 64
+
+# Patterns carry no length: the length is checked first, as out_of_range.
+_ID = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]+", re.ASCII)
+_FIRMWARE = re.compile(r"[!-~]+", re.ASCII)  # printable ASCII without space
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds that ``decode`` enforces beyond the fixed ranges of each field.
+
+    Attributes:
+        max_payload_bytes: Larger payloads are ``too_large``, checked before parsing.
+        max_future_ms: How far ahead of ``now_ms`` a device time may be
+            (clock skew allowance); later is ``time_in_future``.
+        min_time_ms: Earlier device times are ``time_too_old`` (default
+            2020-01-01T00:00:00Z, which also catches an unset device clock).
+        max_readings: Most readings in one telemetry message.
+        max_vectors: Most vectors in one features message.
+        max_vector_len: Most values in one feature vector.
+    """
+
+    max_payload_bytes: int = 65536
+    max_future_ms: int = 300_000
+    min_time_ms: int = 1_577_836_800_000
+    max_readings: int = 1000
+    max_vectors: int = 100
+    max_vector_len: int = 256
+
+    def __post_init__(self) -> None:
+        """Refuse limits that would reject every message.
+
+        Raises:
+            ConfigError: A limit is out of its sensible range.
+        """
+        for name in ("max_payload_bytes", "max_readings", "max_vectors", "max_vector_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Limits.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_future_ms", "min_time_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Limits.{name} must not be negative, got {getattr(self, name)}")
+
+
+class EventKind(StrEnum):
+    """Whether an anomaly event opens or closes an anomaly."""
+
+    START = "start"
+    END = "end"
+
+
+class DeviceState(StrEnum):
+    """Connection state in a status message."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class SlotState(StrEnum):
+    """State of one of the two model slots (A/B) on a device."""
+
+    ACTIVE = "active"
+    STANDBY = "standby"
+    EMPTY = "empty"
+    INVALID = "invalid"
+
+
+class OtaRequestKind(StrEnum):
+    """What an ``ota/req`` message asks or reports."""
+
+    CHUNK = "chunk"
+    STATE = "state"
+
+
+class OtaState(StrEnum):
+    """Progress of an OTA job on a device."""
+
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    INSTALLED = "installed"
+    ACTIVATED = "activated"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class CommandName(StrEnum):
+    """Commands the back end can send to a device."""
+
+    CALIBRATE = "calibrate"
+    UPLOAD_RAW = "upload_raw"
+    SET_THRESHOLD = "set_threshold"
+    ROLLBACK = "rollback"
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The features and anomaly score of one analysis window.
+
+    Attributes:
+        seq: Window sequence number, ``[0, 2**63-1]``; with ``t`` it identifies
+            the window, so a redelivered message rewrites the same points.
+        t: Device time of the start of the window, ms since the epoch.
+        score: Anomaly score (reconstruction error), ``[0, 1e12]``.
+        rms: RMS acceleration in g, ``[0, 1e6]``.
+        peak: Peak absolute acceleration in g, ``[0, 1e6]``.
+        crest: Crest factor, peak / rms (a ratio), ``[0, 1e6]``.
+        kurtosis: Pearson kurtosis (3 for Gaussian noise), ``[0, 1e9]``.
+    """
+
+    seq: int
+    t: int
+    score: float
+    rms: float
+    peak: float
+    crest: float
+    kurtosis: float
+
+    @classmethod
+    def _decode(cls, items: list[Any], i: int, earliest: int, latest: int) -> Self:
+        obj = mapping(items, i, "readings")
+        where = f"readings[{i}]"
+        # Positional: this runs for every reading, and keywords cost a third more.
+        return cls(
+            integer(obj, "seq", where, 0, _INT64_MAX),
+            timestamp(obj, "t", where, earliest, latest),
+            number(obj, "score", where, 0.0, _SCORE_MAX),
+            number(obj, "rms", where, 0.0, _SIGNAL_MAX),
+            number(obj, "peak", where, 0.0, _SIGNAL_MAX),
+            number(obj, "crest", where, 0.0, _SIGNAL_MAX),
+            number(obj, "kurtosis", where, 0.0, _KURTOSIS_MAX),
+        )
+
+    def _json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "t": self.t,
+            "score": self.score,
+            "rms": self.rms,
+            "peak": self.peak,
+            "crest": self.crest,
+            "kurtosis": self.kurtosis,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """A batch of readings (``telemetry``, uplink).
+
+    Attributes:
+        device: Device id, from the topic.
+        readings: ``1..limits.max_readings`` readings, in the order sent.
+    """
+
+    KIND: ClassVar[Kind] = Kind.TELEMETRY
+
+    device: str
+    readings: tuple[Reading, ...]
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload.
+
+        Args:
+            payload: The raw MQTT payload.
+            device: Device id from the topic.
+            now_ms: Receive time, ms since the epoch, for the time checks.
+            limits: Size and time bounds.
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        items = array(obj, "readings", "", 1, limits.max_readings)
+        earliest, latest = limits.min_time_ms, now_ms + limits.max_future_ms
+        return cls(
+            device, tuple([Reading._decode(items, i, earliest, latest) for i in range(len(items))])
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload.
+
+        Raises:
+            ValueError: A float is NaN or infinite.
+        """
+        return _dumps({"readings": [reading._json() for reading in self.readings]})
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """The start or end of an anomaly (``event``, uplink).
+
+    Attributes:
+        device: Device id, from the topic.
+        seq: Sequence number of the window that triggered the event, ``[0, 2**63-1]``.
+        t: Device time of that window, ms since the epoch.
+        kind: ``start`` when the score rose above the threshold, ``end`` when it fell back.
+        score: Anomaly score of that window, ``[0, 1e12]``.
+        threshold: Threshold in force, ``(0, 1e12]``.
+        model_id: Id of the model that scored the window.
+        model_version: Version of that model, ``[0, 2**31-1]``.
+    """
+
+    KIND: ClassVar[Kind] = Kind.EVENT
+
+    device: str
+    seq: int
+    t: int
+    kind: EventKind
+    score: float
+    threshold: float
+    model_id: str
+    model_version: int
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        return cls(
+            device=device,
+            seq=integer(obj, "seq", "", 0, _INT64_MAX),
+            t=timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms),
+            kind=choice(obj, "kind", "", EventKind),
+            score=number(obj, "score", "", 0.0, _SCORE_MAX),
+            threshold=number(obj, "threshold", "", 0.0, _SCORE_MAX, above=True),
+            model_id=text(obj, "model_id", "", 1, 64, _ID),
+            model_version=integer(obj, "model_version", "", 0, _INT31_MAX),
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload.
+
+        Raises:
+            ValueError: A float is NaN or infinite.
+        """
+        return _dumps(
+            {
+                "seq": self.seq,
+                "t": self.t,
+                "kind": self.kind.value,
+                "score": self.score,
+                "threshold": self.threshold,
+                "model_id": self.model_id,
+                "model_version": self.model_version,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVector:
+    """One sampled feature vector, as the model sees it before normalisation.
+
+    Attributes:
+        seq: Window sequence number, ``[0, 2**63-1]``.
+        t: Device time of the start of the window, ms since the epoch.
+        x: ``1..limits.max_vector_len`` finite values with ``|x| <= 1e12``, laid
+            out as the feature spec says.
+    """
+
+    seq: int
+    t: int
+    x: tuple[float, ...]
+
+    @classmethod
+    def _decode(cls, items: list[Any], i: int, earliest: int, latest: int, max_len: int) -> Self:
+        obj = mapping(items, i, "vectors")
+        where = f"vectors[{i}]"
+        seq = integer(obj, "seq", where, 0, _INT64_MAX)
+        t = timestamp(obj, "t", where, earliest, latest)
+        values = array(obj, "x", where, 1, max_len)
+        x_where = f"{where}.x"
+        x = [number(values, j, x_where, -_FEATURE_MAX, _FEATURE_MAX) for j in range(len(values))]
+        return cls(seq, t, tuple(x))
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Sampled feature vectors, the retraining data (``features``, uplink).
+
+    Attributes:
+        device: Device id, from the topic.
+        spec: Id of the feature spec that defines the layout of ``x``.
+        vectors: ``1..limits.max_vectors`` vectors, all of the same length.
+    """
+
+    KIND: ClassVar[Kind] = Kind.FEATURES
+
+    device: str
+    spec: str
+    vectors: tuple[FeatureVector, ...]
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        spec = text(obj, "spec", "", 1, 64, _ID)
+        items = array(obj, "vectors", "", 1, limits.max_vectors)
+        earliest, latest = limits.min_time_ms, now_ms + limits.max_future_ms
+        vectors = tuple(
+            [
+                FeatureVector._decode(items, i, earliest, latest, limits.max_vector_len)
+                for i in range(len(items))
+            ]
+        )
+        width = len(vectors[0].x)
+        for i, vector in enumerate(vectors):
+            if len(vector.x) != width:
+                raise ProtocolError(
+                    "out_of_range",
+                    f"vectors[{i}].x: length {len(vector.x)} differs from vectors[0].x ({width})",
+                )
+        return cls(device, spec, vectors)
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload.
+
+        Raises:
+            ValueError: A float is NaN or infinite.
+        """
+        vectors = [{"seq": v.seq, "t": v.t, "x": list(v.x)} for v in self.vectors]
+        return _dumps({"spec": self.spec, "vectors": vectors})
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """States of the two model slots.
+
+    Attributes:
+        a: State of slot A.
+        b: State of slot B.
+    """
+
+    a: SlotState
+    b: SlotState
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Birth message or last will of a device (``status``, uplink, retained).
+
+    A device publishes ``online`` with its identity after each connect and
+    registers ``{"state": "offline"}`` as its last will at connect time; the
+    broker publishes that when the connection drops, so it cannot carry the
+    time it fires. Fields marked *online* are required when ``state`` is
+    ``online`` and optional (``None`` when absent) when it is ``offline``.
+
+    Attributes:
+        device: Device id, from the topic.
+        state: ``online`` or ``offline``.
+        t: *online*: device time of the message, ms since the epoch.
+        firmware: *online*: firmware version, 1..32 printable ASCII characters.
+        model_id: *online*: id of the active model.
+        model_version: *online*: version of the active model, ``[0, 2**31-1]``.
+        model_sha256: *online*: SHA-256 of the active model blob, 64 lowercase hex digits.
+        capabilities: Optional feature names (id pattern), at most 16.
+        slots: Optional states of model slots A and B.
+        uptime_s: Optional seconds since boot, ``[0, 2**63-1]``.
+    """
+
+    KIND: ClassVar[Kind] = Kind.STATUS
+
+    device: str
+    state: DeviceState
+    t: int | None = None
+    firmware: str | None = None
+    model_id: str | None = None
+    model_version: int | None = None
+    model_sha256: str | None = None
+    capabilities: tuple[str, ...] = ()
+    slots: Slots | None = None
+    uptime_s: int | None = None
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        state = choice(obj, "state", "", DeviceState)
+        online = state is DeviceState.ONLINE
+
+        def wanted(key: str) -> bool:  # required when online, optional when offline
+            return online or key in obj
+
+        latest = now_ms + limits.max_future_ms
+        t = timestamp(obj, "t", "", limits.min_time_ms, latest) if wanted("t") else None
+        firmware = text(obj, "firmware", "", 1, 32, _FIRMWARE) if wanted("firmware") else None
+        model_id = text(obj, "model_id", "", 1, 64, _ID) if wanted("model_id") else None
+        model_version = None
+        if wanted("model_version"):
+            model_version = integer(obj, "model_version", "", 0, _INT31_MAX)
+        model_sha256 = None
+        if wanted("model_sha256"):
+            model_sha256 = text(obj, "model_sha256", "", 64, 64, _SHA256)
+        capabilities: tuple[str, ...] = ()
+        if "capabilities" in obj:
+            names = array(obj, "capabilities", "", 0, _MAX_CAPABILITIES)
+            capabilities = tuple(
+                [text(names, i, "capabilities", 1, 64, _ID) for i in range(len(names))]
+            )
+        slots = None
+        if "slots" in obj:
+            states = mapping(obj, "slots", "")
+            slots = Slots(
+                choice(states, "a", "slots", SlotState), choice(states, "b", "slots", SlotState)
+            )
+        uptime_s = integer(obj, "uptime_s", "", 0, _INT64_MAX) if "uptime_s" in obj else None
+        return cls(
+            device,
+            state,
+            t,
+            firmware,
+            model_id,
+            model_version,
+            model_sha256,
+            capabilities,
+            slots,
+            uptime_s,
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload, without the absent fields."""
+        obj: dict[str, Any] = {"state": self.state.value}
+        optional = {
+            "t": self.t,
+            "firmware": self.firmware,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
+        }
+        obj.update((key, value) for key, value in optional.items() if value is not None)
+        if self.capabilities:
+            obj["capabilities"] = list(self.capabilities)
+        if self.slots is not None:
+            obj["slots"] = {"a": self.slots.a.value, "b": self.slots.b.value}
+        if self.uptime_s is not None:
+            obj["uptime_s"] = self.uptime_s
+        return _dumps(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class OtaRequest:
+    """A chunk request or an OTA progress report (``ota/req``, uplink).
+
+    ``kind`` decides which optional fields are set: ``offset`` and ``length``
+    for ``chunk``; ``state`` and optionally ``detail`` for ``state``. The fields
+    of the other kind are ignored on decode, like any unknown field.
+
+    Attributes:
+        device: Device id, from the topic.
+        t: Device time of the request, ms since the epoch.
+        job: Id of the OTA job.
+        kind: ``chunk`` or ``state``.
+        offset: *chunk*: first byte wanted, ``[0, 16 MiB - 1]``.
+        length: *chunk*: bytes wanted, ``[1, 65536]``.
+        state: *state*: progress of the job.
+        detail: *state*: optional free text, at most 256 characters (why it failed).
+    """
+
+    KIND: ClassVar[Kind] = Kind.OTA_REQ
+
+    device: str
+    t: int
+    job: str
+    kind: OtaRequestKind
+    offset: int | None = None
+    length: int | None = None
+    state: OtaState | None = None
+    detail: str | None = None
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        t = timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
+        job = text(obj, "job", "", 1, 64, _ID)
+        kind = choice(obj, "kind", "", OtaRequestKind)
+        if kind is OtaRequestKind.CHUNK:
+            return cls(
+                device,
+                t,
+                job,
+                kind,
+                offset=integer(obj, "offset", "", 0, MAX_MODEL_BYTES - 1),
+                length=integer(obj, "length", "", 1, MAX_CHUNK_BYTES),
+            )
+        return cls(
+            device,
+            t,
+            job,
+            kind,
+            state=choice(obj, "state", "", OtaState),
+            detail=text(obj, "detail", "", 0, _MAX_DETAIL) if "detail" in obj else None,
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload, without the absent fields."""
+        obj: dict[str, Any] = {"t": self.t, "job": self.job, "kind": self.kind.value}
+        optional = {
+            "offset": self.offset,
+            "length": self.length,
+            "state": None if self.state is None else self.state.value,
+            "detail": self.detail,
+        }
+        obj.update((key, value) for key, value in optional.items() if value is not None)
+        return _dumps(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class OtaJob:
+    """The signed manifest of a model to install (``ota/job``, downlink, retained).
+
+    Attributes:
+        device: Device id, from the topic.
+        job: Id of the job; chunk requests and reports name it.
+        model_id: Id of the model.
+        model_version: Version of the model, ``[0, 2**31-1]``.
+        size: Size of the model blob in bytes, ``[1, 16 MiB]``.
+        sha256: SHA-256 of the blob, 64 lowercase hex digits.
+        chunk_size: Bytes per chunk request the device should use, ``[64, 65536]``.
+        signature: Ed25519 signature (64 bytes) of :meth:`signed_message`.
+    """
+
+    KIND: ClassVar[Kind] = Kind.OTA_JOB
+
+    device: str
+    job: str
+    model_id: str
+    model_version: int
+    size: int
+    sha256: str
+    chunk_size: int
+    signature: bytes
+
+    def signed_message(self) -> bytes:
+        """Return the bytes the signature covers.
+
+        The signature binds the model, not the job: the ASCII text
+        ``vw-model-v1\\n{model_id}\\n{model_version}\\n{size}\\n{sha256}\\n``, so
+        a package can be signed once, offline, and shipped by any number of jobs.
+        """
+        fields = (self.model_id, self.model_version, self.size, self.sha256)
+        return "".join(f"{field}\n" for field in ("vw-model-v1", *fields)).encode("ascii")
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        The signature is decoded but not verified: that needs the public key,
+        which is the OTA code's business.
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        return cls(
+            device=device,
+            job=text(obj, "job", "", 1, 64, _ID),
+            model_id=text(obj, "model_id", "", 1, 64, _ID),
+            model_version=integer(obj, "model_version", "", 0, _INT31_MAX),
+            size=integer(obj, "size", "", 1, MAX_MODEL_BYTES),
+            sha256=text(obj, "sha256", "", 64, 64, _SHA256),
+            chunk_size=integer(obj, "chunk_size", "", MIN_CHUNK_SIZE, MAX_CHUNK_BYTES),
+            signature=base64_bytes(obj, "signature", "", _SIGNATURE_BYTES, _SIGNATURE_BYTES),
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload."""
+        return _dumps(
+            {
+                "job": self.job,
+                "model_id": self.model_id,
+                "model_version": self.model_version,
+                "size": self.size,
+                "sha256": self.sha256,
+                "chunk_size": self.chunk_size,
+                "signature": _b64(self.signature),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OtaChunk:
+    """A piece of a model blob (``ota/chunk``, downlink).
+
+    Attributes:
+        device: Device id, from the topic.
+        job: Id of the job.
+        offset: Position of ``data`` in the blob, ``[0, 16 MiB - 1]``.
+        data: ``1..65536`` bytes (base64 on the wire).
+    """
+
+    KIND: ClassVar[Kind] = Kind.OTA_CHUNK
+
+    device: str
+    job: str
+    offset: int
+    data: bytes
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        A full 65536-byte chunk takes about 87.5 KB of JSON, above the default
+        ``limits.max_payload_bytes``; a receiver of chunks larger than 48 KiB
+        raises that limit.
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        return cls(
+            device=device,
+            job=text(obj, "job", "", 1, 64, _ID),
+            offset=integer(obj, "offset", "", 0, MAX_MODEL_BYTES - 1),
+            data=base64_bytes(obj, "data", "", 1, MAX_CHUNK_BYTES),
+        )
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload."""
+        return _dumps({"job": self.job, "offset": self.offset, "data": _b64(self.data)})
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command to a device (``cmd``, downlink).
+
+    Attributes:
+        device: Device id, from the topic.
+        id: Id of the command, echoed in what the device does about it.
+        t: Back-end time of the command, ms since the epoch.
+        cmd: What to do.
+        threshold: ``set_threshold`` only (required there): the new anomaly
+            threshold, ``(0, 1e12]``; ``None`` for the other commands.
+    """
+
+    KIND: ClassVar[Kind] = Kind.CMD
+
+    device: str
+    id: str
+    t: int
+    cmd: CommandName
+    threshold: float | None = None
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        command_id = text(obj, "id", "", 1, 64, _ID)
+        t = timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
+        cmd = choice(obj, "cmd", "", CommandName)
+        threshold = None
+        if cmd is CommandName.SET_THRESHOLD:
+            threshold = number(obj, "threshold", "", 0.0, _SCORE_MAX, above=True)
+        return cls(device, command_id, t, cmd, threshold)
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload.
+
+        Raises:
+            ValueError: The threshold is NaN or infinite.
+        """
+        obj: dict[str, Any] = {"id": self.id, "t": self.t, "cmd": self.cmd.value}
+        if self.threshold is not None:
+            obj["threshold"] = self.threshold
+        return _dumps(obj)
+
+
+Message = Telemetry | AnomalyEvent | Features | Status | OtaRequest | OtaJob | OtaChunk | Command
+"""Any decoded message."""
+
+
+class _Decoder(Protocol):
+    def __call__(self, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Message: ...
+
+
+_DECODERS: dict[Kind, _Decoder] = {
+    Kind.TELEMETRY: Telemetry.decode,
+    Kind.EVENT: AnomalyEvent.decode,
+    Kind.FEATURES: Features.decode,
+    Kind.STATUS: Status.decode,
+    Kind.OTA_REQ: OtaRequest.decode,
+    Kind.OTA_JOB: OtaJob.decode,
+    Kind.OTA_CHUNK: OtaChunk.decode,
+    Kind.CMD: Command.decode,
+}
+
+
+def decode_message(
+    kind: Kind, device: str, payload: bytes, *, now_ms: int, limits: Limits
+) -> Message:
+    """Decode a payload received on a ``kind`` topic.
+
+    Args:
+        kind: The kind, from :func:`~vibewatch.protocol.parse_topic`.
+        device: Device id, from the topic.
+        payload: The raw MQTT payload.
+        now_ms: Receive time, ms since the epoch, for the time checks.
+        limits: Size and time bounds.
+
+    Returns:
+        The value type for ``kind``.
+
+    Raises:
+        ProtocolError: The payload breaks the contract; ``reason`` says how.
+    """
+    return _DECODERS[kind](payload, device, now_ms=now_ms, limits=limits)

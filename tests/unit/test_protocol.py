@@ -1,0 +1,719 @@
+"""The wire contract: topics, decode/encode of every message, and the JSON Schemas.
+
+The schemas and examples in docs/protocol are checked against the decoder: every
+example must validate and decode, and every malformed payload below must be
+refused by the decoder with its exact reason, and by the schema too wherever
+JSON Schema can express the rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from vibewatch.errors import ConfigError, ProtocolError
+from vibewatch.protocol import (
+    DEFAULT_PREFIX,
+    DEVICE_ID_PATTERN,
+    REJECT_REASONS,
+    AnomalyEvent,
+    Command,
+    CommandName,
+    DeviceState,
+    Features,
+    Kind,
+    Limits,
+    Message,
+    OtaChunk,
+    OtaJob,
+    OtaRequest,
+    OtaRequestKind,
+    OtaState,
+    Reading,
+    Slots,
+    SlotState,
+    Status,
+    Telemetry,
+    decode_message,
+    parse_topic,
+    subscription_filters,
+    topic_for,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol"
+NOW = 1_750_000_000_000  # 2025-06-15; every example time is before it
+LIMITS = Limits()
+DEVICE = "pump-07"
+TYPES: dict[Kind, type[Message]] = {
+    Kind.TELEMETRY: Telemetry,
+    Kind.EVENT: AnomalyEvent,
+    Kind.FEATURES: Features,
+    Kind.STATUS: Status,
+    Kind.OTA_REQ: OtaRequest,
+    Kind.OTA_JOB: OtaJob,
+    Kind.OTA_CHUNK: OtaChunk,
+    Kind.CMD: Command,
+}
+
+
+def doc_name(kind: Kind) -> str:
+    return kind.name.lower()
+
+
+@cache
+def validator(kind: Kind) -> Draft202012Validator:
+    schema = json.loads((DOCS / f"{doc_name(kind)}.schema.json").read_text("utf-8"))
+    return Draft202012Validator(schema)
+
+
+def example(kind: Kind) -> Any:
+    """A fresh copy of the example, safe to edit."""
+    return json.loads((DOCS / f"{doc_name(kind)}.example.json").read_text("utf-8"))
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def decode(kind: Kind, payload: bytes, limits: Limits = LIMITS) -> Message:
+    return decode_message(kind, DEVICE, payload, now_ms=NOW, limits=limits)
+
+
+def reject(kind: Kind, payload: bytes, limits: Limits = LIMITS) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        decode(kind, payload, limits)
+    assert info.value.reason in REJECT_REASONS
+    return info.value
+
+
+# --- examples and schemas -------------------------------------------------------------
+
+
+def test_reject_reasons_are_the_documented_codes() -> None:
+    assert REJECT_REASONS == (
+        "too_large",
+        "bad_encoding",
+        "bad_json",
+        "not_object",
+        "missing_field",
+        "wrong_type",
+        "non_finite",
+        "out_of_range",
+        "bad_value",
+        "time_in_future",
+        "time_too_old",
+        "bad_topic",
+        "bad_device_id",
+    )
+    readme = (DOCS / "README.md").read_text("utf-8")
+    for reason in REJECT_REASONS:
+        assert f"| `{reason}` |" in readme
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=doc_name)
+def test_schema_is_valid_draft_2020_12(kind: Kind) -> None:
+    Draft202012Validator.check_schema(validator(kind).schema)
+    assert validator(kind).schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=doc_name)
+def test_example_validates_decodes_and_round_trips(kind: Kind) -> None:
+    doc = example(kind)
+    validator(kind).validate(doc)
+    message = decode(kind, dumps(doc))
+    assert type(message) is TYPES[kind]
+    assert message.KIND is kind
+    assert message.device == DEVICE
+    encoded = message.encode()
+    assert decode(kind, encoded) == message
+    # Compact JSON that says what the example says (the example has no extra fields).
+    assert b": " not in encoded
+    assert b", " not in encoded
+    assert json.loads(encoded) == doc
+
+
+def test_telemetry_example_values() -> None:
+    message = decode(Kind.TELEMETRY, dumps(example(Kind.TELEMETRY)))
+    assert isinstance(message, Telemetry)
+    assert len(message.readings) == 3
+    assert message.readings[0] == Reading(
+        seq=81234, t=1718000000000, score=0.0213, rms=0.412, peak=1.337, crest=3.245, kurtosis=3.08
+    )
+
+
+def test_status_example_values() -> None:
+    message = decode(Kind.STATUS, dumps(example(Kind.STATUS)))
+    assert isinstance(message, Status)
+    assert message.state is DeviceState.ONLINE
+    assert message.slots == Slots(a=SlotState.ACTIVE, b=SlotState.STANDBY)
+    assert message.capabilities == ("ota", "raw_upload", "features")
+    assert message.uptime_s == 86400
+
+
+def test_ota_job_example_values_and_signed_message() -> None:
+    message = decode(Kind.OTA_JOB, dumps(example(Kind.OTA_JOB)))
+    assert isinstance(message, OtaJob)
+    assert len(message.signature) == 64
+    assert message.signed_message() == (
+        b"vw-model-v1\npump-ae\n8\n23552\n"
+        b"bcd392227acbf97a54231a00e31c0ac45a4d105f4c0e58c339b544104f708f18\n"
+    )
+
+
+def test_schemas_carry_the_default_limits() -> None:
+    telemetry = validator(Kind.TELEMETRY).schema
+    assert telemetry["properties"]["readings"]["maxItems"] == LIMITS.max_readings
+    assert telemetry["$defs"]["time"]["minimum"] == LIMITS.min_time_ms
+    features = validator(Kind.FEATURES).schema
+    assert features["properties"]["vectors"]["maxItems"] == LIMITS.max_vectors
+    assert features["$defs"]["vector"]["properties"]["x"]["maxItems"] == LIMITS.max_vector_len
+
+
+# --- accepted edge cases --------------------------------------------------------------
+
+
+def status_offline() -> dict[str, Any]:
+    return {"state": "offline"}
+
+
+def telemetry_with_ints() -> dict[str, Any]:
+    doc = example(Kind.TELEMETRY)
+    doc["readings"][0].update(score=0, rms=1, peak=2, crest=2, kurtosis=3)
+    return doc
+
+
+def telemetry_at_bounds() -> dict[str, Any]:
+    doc = example(Kind.TELEMETRY)
+    doc["readings"][0].update(seq=2**63 - 1, t=NOW + LIMITS.max_future_ms, score=1e12, rms=0.0)
+    doc["readings"][1].update(seq=0, t=LIMITS.min_time_ms, kurtosis=1e9, crest=1e6)
+    return doc
+
+
+def with_unknown_fields() -> dict[str, Any]:
+    doc = example(Kind.TELEMETRY)
+    doc["firmware_hint"] = {"anything": [1, None, True]}
+    doc["readings"][0]["temperature_c"] = 41.5
+    return doc
+
+
+def calibrate_with_stray_threshold() -> dict[str, Any]:
+    return {"id": "c1", "t": NOW, "cmd": "calibrate", "threshold": "ignored"}
+
+
+def ota_state_report() -> dict[str, Any]:
+    return {
+        "t": NOW,
+        "job": "j1",
+        "kind": "state",
+        "state": "failed",
+        "detail": "sha256 mismatch é",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "build", "expected"),
+    [
+        pytest.param(
+            Kind.STATUS,
+            status_offline,
+            Status(DEVICE, DeviceState.OFFLINE),
+            id="status-offline-last-will",
+        ),
+        pytest.param(
+            Kind.CMD,
+            calibrate_with_stray_threshold,
+            Command(DEVICE, "c1", NOW, CommandName.CALIBRATE),
+            id="cmd-threshold-ignored-without-set_threshold",
+        ),
+        pytest.param(
+            Kind.OTA_REQ,
+            ota_state_report,
+            OtaRequest(
+                DEVICE,
+                NOW,
+                "j1",
+                OtaRequestKind.STATE,
+                state=OtaState.FAILED,
+                detail="sha256 mismatch é",
+            ),
+            id="ota-req-state",
+        ),
+    ],
+)
+def test_accepts(kind: Kind, build: Callable[[], Any], expected: Message) -> None:
+    doc = build()
+    assert validator(kind).is_valid(doc)
+    message = decode(kind, dumps(doc))
+    assert message == expected
+    assert decode(kind, message.encode()) == message
+
+
+@pytest.mark.parametrize(
+    "build",
+    [telemetry_with_ints, telemetry_at_bounds, with_unknown_fields],
+    ids=lambda f: f.__name__,
+)
+def test_accepts_telemetry(build: Callable[[], Any]) -> None:
+    doc = build()
+    assert validator(Kind.TELEMETRY).is_valid(doc)
+    message = decode(Kind.TELEMETRY, dumps(doc))
+    assert isinstance(message, Telemetry)
+    for reading in message.readings:
+        assert type(reading.score) is float
+        assert type(reading.kurtosis) is float
+    assert decode(Kind.TELEMETRY, message.encode()) == message
+
+
+def test_accepts_any_whitespace_and_non_ascii_text() -> None:
+    payload = json.dumps(ota_state_report(), indent=4, ensure_ascii=True).encode()
+    message = decode(Kind.OTA_REQ, payload)
+    assert isinstance(message, OtaRequest)
+    assert message.detail == "sha256 mismatch é"
+    assert "é".encode() in message.encode()  # written as UTF-8, not escaped
+
+
+# --- the malformed-input matrix -------------------------------------------------------
+
+Edit = Callable[[Any], Any]
+
+
+def put(*path: str | int, value: Any) -> Edit:
+    def edit(doc: Any) -> Any:
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return doc
+
+    return edit
+
+
+def drop(*path: str | int) -> Edit:
+    def edit(doc: Any) -> Any:
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+        return doc
+
+    return edit
+
+
+def raw(data: bytes) -> Edit:
+    return lambda doc: data
+
+
+def replace_text(old: str, new: str) -> Edit:
+    """Edit the JSON text itself, for what json.dumps cannot write."""
+
+    def edit(doc: Any) -> bytes:
+        text = json.dumps(doc)
+        assert old in text
+        return text.replace(old, new, 1).encode()
+
+    return edit
+
+
+def pad_to(size: int) -> Edit:
+    def edit(doc: Any) -> bytes:
+        text = json.dumps(doc).encode()
+        return text + b" " * (size - len(text))
+
+    return edit
+
+
+def many_readings(n: int) -> Edit:
+    def edit(doc: Any) -> Any:
+        doc["readings"] = [doc["readings"][0]] * n
+        return doc
+
+    return edit
+
+
+def ragged_vectors(doc: Any) -> Any:
+    doc["vectors"][1]["x"] = doc["vectors"][1]["x"][:-1]
+    return doc
+
+
+BIG = Limits(max_payload_bytes=1 << 20)
+T, E, F, S = Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS
+Q, J, C, M = Kind.OTA_REQ, Kind.OTA_JOB, Kind.OTA_CHUNK, Kind.CMD
+B64_63 = "A" * 84  # 63 bytes
+SHA = "ab" * 32
+
+# (kind, edit, reason, schema): schema is True when the schema must reject the payload
+# too, False when the rule is beyond JSON Schema (the schema accepts the payload), and
+# None when the schema cannot be asked: the payload is not JSON, or the rule is one that
+# Python's validator reads differently from the ECMA-262 patterns the schemas use.
+CASES = [
+    # payload as a whole
+    pytest.param(T, pad_to(LIMITS.max_payload_bytes + 1), "too_large", False, id="too-large"),
+    pytest.param(T, raw(b'{"readings": "\xff"}'), "bad_encoding", None, id="latin-1-byte"),
+    pytest.param(T, raw(b'{"r": "\xed\xa0\x80"}'), "bad_encoding", None, id="utf8-surrogate"),
+    pytest.param(T, raw(b'{"readings": ['), "bad_json", None, id="truncated"),
+    pytest.param(T, raw(b"\xef\xbb\xbf{}"), "bad_json", None, id="utf8-bom"),
+    pytest.param(T, raw(b"[" * 30000 + b"]" * 30000), "bad_json", None, id="deep-nesting"),
+    pytest.param(T, raw(b'{"a": ' + b"9" * 5000 + b"}"), "bad_json", None, id="huge-int"),
+    pytest.param(T, raw(b"[1, 2]"), "not_object", True, id="array-top"),
+    pytest.param(T, raw(b'"readings"'), "not_object", True, id="string-top"),
+    pytest.param(T, raw(b"null"), "not_object", True, id="null-top"),
+    # telemetry
+    pytest.param(T, drop("readings"), "missing_field", True, id="t-no-readings"),
+    pytest.param(T, put("readings", value=[]), "out_of_range", True, id="t-empty"),
+    pytest.param(T, many_readings(1001), "out_of_range", True, id="t-1001-readings"),
+    pytest.param(T, put("readings", value={}), "wrong_type", True, id="t-readings-object"),
+    pytest.param(T, put("readings", 1, value="x"), "wrong_type", True, id="t-reading-string"),
+    pytest.param(T, drop("readings", 2, "kurtosis"), "missing_field", True, id="t-no-kurtosis"),
+    pytest.param(T, put("readings", 1, "rms", value=1e6 + 1), "out_of_range", True, id="t-rms-big"),
+    pytest.param(T, put("readings", 0, "peak", value=-0.5), "out_of_range", True, id="t-peak<0"),
+    pytest.param(T, put("readings", 0, "kurtosis", value=2e9), "out_of_range", True, id="t-kurt"),
+    pytest.param(T, put("readings", 0, "score", value=True), "wrong_type", True, id="t-bool"),
+    pytest.param(T, put("readings", 0, "score", value="0.5"), "wrong_type", True, id="t-str-num"),
+    pytest.param(T, put("readings", 0, "t", value=None), "wrong_type", True, id="t-null"),
+    pytest.param(T, put("readings", 0, "seq", value=1.0), "wrong_type", False, id="t-seq-1.0"),
+    pytest.param(T, put("readings", 0, "seq", value=False), "wrong_type", True, id="t-seq-bool"),
+    pytest.param(T, put("readings", 0, "seq", value=2**63), "out_of_range", True, id="t-seq-2^63"),
+    pytest.param(T, put("readings", 0, "seq", value=-1), "out_of_range", True, id="t-seq<0"),
+    pytest.param(T, replace_text("0.412", "NaN"), "non_finite", None, id="t-nan"),
+    pytest.param(T, replace_text("0.412", "Infinity"), "non_finite", None, id="t-inf"),
+    pytest.param(T, replace_text("1.337", "1e999"), "non_finite", True, id="t-1e999"),
+    pytest.param(T, replace_text("81234", "1e999"), "non_finite", True, id="t-seq-1e999"),
+    pytest.param(
+        T, put("readings", 0, "t", value=1_500_000_000_000), "time_too_old", True, id="t-old"
+    ),
+    pytest.param(T, put("readings", 0, "t", value=0), "time_too_old", True, id="t-zero"),
+    pytest.param(
+        T, put("readings", 2, "t", value=NOW + 300_001), "time_in_future", False, id="t-future"
+    ),
+    pytest.param(T, put("readings", 0, "t", value=10**30), "time_in_future", False, id="t-huge"),
+    # event
+    pytest.param(E, put("kind", value="begin"), "bad_value", True, id="e-kind"),
+    pytest.param(E, put("kind", value=1), "wrong_type", True, id="e-kind-int"),
+    pytest.param(E, put("threshold", value=0), "out_of_range", True, id="e-threshold-0"),
+    pytest.param(E, put("score", value=1.5e12), "out_of_range", True, id="e-score-big"),
+    pytest.param(E, put("model_id", value="pump/ae"), "bad_value", True, id="e-model-slash"),
+    pytest.param(E, put("model_id", value="é"), "bad_value", True, id="e-model-non-ascii"),
+    pytest.param(E, put("model_id", value="m" * 65), "out_of_range", True, id="e-model-65"),
+    pytest.param(E, put("model_id", value=""), "out_of_range", True, id="e-model-empty"),
+    pytest.param(E, put("model_version", value=2**31), "out_of_range", True, id="e-version"),
+    pytest.param(E, drop("seq"), "missing_field", True, id="e-no-seq"),
+    # features
+    pytest.param(F, ragged_vectors, "out_of_range", False, id="f-ragged"),
+    pytest.param(F, put("vectors", 0, "x", value=[]), "out_of_range", True, id="f-x-empty"),
+    pytest.param(F, put("vectors", 0, "x", value=[0.0] * 257), "out_of_range", True, id="f-x-257"),
+    pytest.param(F, put("vectors", value=[]), "out_of_range", True, id="f-no-vectors"),
+    pytest.param(F, put("vectors", 1, "x", 2, value=-2e12), "out_of_range", True, id="f-x-big"),
+    pytest.param(F, put("vectors", 1, "x", 2, value=None), "wrong_type", True, id="f-x-null"),
+    pytest.param(F, replace_text("0.0042", "-Infinity"), "non_finite", None, id="f-x-minus-inf"),
+    pytest.param(F, put("spec", value=""), "out_of_range", True, id="f-spec-empty"),
+    pytest.param(F, put("spec", value="bands 16"), "bad_value", True, id="f-spec-space"),
+    # status
+    pytest.param(S, drop("firmware"), "missing_field", True, id="s-online-no-firmware"),
+    pytest.param(S, drop("t"), "missing_field", True, id="s-online-no-t"),
+    pytest.param(S, put("state", value="sleeping"), "bad_value", True, id="s-state"),
+    pytest.param(S, put("firmware", value="1.4 beta"), "bad_value", True, id="s-fw-space"),
+    pytest.param(S, put("firmware", value="1" * 33), "out_of_range", True, id="s-fw-33"),
+    pytest.param(S, put("model_sha256", value=SHA.upper()), "bad_value", True, id="s-sha-upper"),
+    pytest.param(S, put("model_sha256", value=SHA[:63]), "out_of_range", True, id="s-sha-63"),
+    pytest.param(S, put("slots", "b", value="broken"), "bad_value", True, id="s-slot-state"),
+    pytest.param(S, drop("slots", "b"), "missing_field", True, id="s-slot-missing"),
+    pytest.param(S, put("slots", value=["active"]), "wrong_type", True, id="s-slots-array"),
+    pytest.param(S, put("capabilities", value=["c"] * 17), "out_of_range", True, id="s-caps-17"),
+    pytest.param(S, put("capabilities", 0, value="a b"), "bad_value", True, id="s-cap-space"),
+    pytest.param(S, put("uptime_s", value=-1), "out_of_range", True, id="s-uptime<0"),
+    pytest.param(
+        S,
+        lambda doc: {"state": "offline", "t": "yesterday"},
+        "wrong_type",
+        True,
+        id="s-offline-checks-present-fields",
+    ),
+    # ota/req
+    pytest.param(Q, drop("length"), "missing_field", True, id="q-chunk-no-length"),
+    pytest.param(Q, put("length", value=0), "out_of_range", True, id="q-length-0"),
+    pytest.param(Q, put("length", value=65537), "out_of_range", True, id="q-length-big"),
+    pytest.param(Q, put("offset", value=16 << 20), "out_of_range", True, id="q-offset-big"),
+    pytest.param(Q, put("kind", value="resume"), "bad_value", True, id="q-kind"),
+    pytest.param(Q, put("job", value="job#1"), "bad_value", True, id="q-job"),
+    pytest.param(
+        Q,
+        lambda doc: {**ota_state_report(), "state": "done"},
+        "bad_value",
+        True,
+        id="q-state",
+    ),
+    pytest.param(
+        Q,
+        lambda doc: {**ota_state_report(), "detail": "x" * 257},
+        "out_of_range",
+        True,
+        id="q-detail-257",
+    ),
+    pytest.param(
+        Q,
+        lambda doc: json.dumps({**ota_state_report(), "detail": "\ud800"}).encode(),
+        "bad_value",
+        False,
+        id="q-detail-lone-surrogate",
+    ),
+    # ota/job
+    pytest.param(J, put("signature", value=B64_63), "out_of_range", True, id="j-sig-63"),
+    pytest.param(J, put("signature", value="!" * 86 + "=="), "bad_value", True, id="j-sig-b64"),
+    pytest.param(J, put("size", value=(16 << 20) + 1), "out_of_range", True, id="j-size"),
+    pytest.param(J, put("size", value=0), "out_of_range", True, id="j-size-0"),
+    pytest.param(J, put("chunk_size", value=63), "out_of_range", True, id="j-chunk-63"),
+    pytest.param(J, put("sha256", value="g" * 64), "bad_value", True, id="j-sha-hex"),
+    pytest.param(J, drop("sha256"), "missing_field", True, id="j-no-sha"),
+    # ota/chunk
+    pytest.param(C, put("data", value=""), "out_of_range", True, id="c-data-empty"),
+    pytest.param(C, put("data", value="QUJDRA="), "bad_value", True, id="c-data-padding"),
+    pytest.param(C, put("data", value="QUJD RA=="), "bad_value", True, id="c-data-space"),
+    pytest.param(C, put("data", value="QQ"), "out_of_range", True, id="c-data-unpadded"),
+    # Python's re lets "$" match before a final newline; ECMA-262's does not.
+    pytest.param(C, put("data", value="QUJDRA==\n"), "bad_value", None, id="c-data-newline"),
+    pytest.param(C, put("offset", value=-1), "out_of_range", True, id="c-offset<0"),
+    pytest.param(C, put("data", value=["AAAA"]), "wrong_type", True, id="c-data-array"),
+    # cmd
+    pytest.param(M, drop("threshold"), "missing_field", True, id="m-set-no-threshold"),
+    pytest.param(M, put("threshold", value=-1.0), "out_of_range", True, id="m-threshold<0"),
+    pytest.param(M, put("threshold", value=False), "wrong_type", True, id="m-threshold-bool"),
+    pytest.param(M, put("cmd", value="reboot"), "bad_value", True, id="m-cmd"),
+    pytest.param(M, put("cmd", value="CALIBRATE"), "bad_value", True, id="m-cmd-case"),
+    pytest.param(M, drop("id"), "missing_field", True, id="m-no-id"),
+    pytest.param(M, put("t", value="now"), "wrong_type", True, id="m-t-string"),
+    pytest.param(M, put("t", value=NOW + 3_600_000), "time_in_future", False, id="m-t-future"),
+]
+
+
+@pytest.mark.parametrize(("kind", "edit", "reason", "schema"), CASES)
+def test_rejects(kind: Kind, edit: Edit, reason: str, schema: bool | None) -> None:
+    edited = edit(example(kind))
+    payload = edited if isinstance(edited, bytes) else dumps(edited)
+    limits = LIMITS if reason == "too_large" else BIG
+    assert reject(kind, payload, limits).reason == reason
+    if schema is not None:
+        doc = json.loads(payload)
+        assert validator(kind).is_valid(doc) is not schema
+
+
+def test_matrix_covers_every_payload_reason_and_message() -> None:
+    reasons = {case.values[2] for case in CASES}
+    assert reasons == set(REJECT_REASONS) - {"bad_topic", "bad_device_id"}
+    assert {case.values[0] for case in CASES} == set(Kind)
+
+
+def test_detail_names_the_field_path_and_value() -> None:
+    doc = example(Kind.TELEMETRY)
+    doc["readings"][1]["rms"] = 1234567.5
+    error = reject(Kind.TELEMETRY, dumps(doc))
+    assert error.reason == "out_of_range"
+    assert error.detail.startswith("readings[1].rms: ")
+    assert "1234567.5" in error.detail
+    assert str(error).startswith("out_of_range: readings[1].rms")
+
+    doc = example(Kind.FEATURES)
+    doc["vectors"][1]["x"][3] = "big"
+    assert reject(Kind.FEATURES, dumps(doc)).detail.startswith("vectors[1].x[3]: ")
+
+    missing = reject(Kind.EVENT, dumps({k: v for k, v in example(Kind.EVENT).items() if k != "t"}))
+    assert missing.detail.startswith("t: ")
+
+
+def test_detail_truncates_long_values() -> None:
+    doc = example(Kind.EVENT)
+    doc["model_id"] = "é" * 5000
+    error = reject(Kind.EVENT, dumps(doc))
+    assert error.reason == "out_of_range"
+    assert "'éééé" in error.detail
+    assert len(error.detail) < 200
+
+
+def test_size_is_checked_before_parsing() -> None:
+    payload = b"\xff" * (LIMITS.max_payload_bytes + 1)  # neither UTF-8 nor JSON
+    assert reject(Kind.TELEMETRY, payload).reason == "too_large"
+    assert reject(Kind.TELEMETRY, payload[:-1]).reason == "bad_encoding"
+
+
+# --- encoding and limits ----------------------------------------------------------------
+
+
+def test_encode_refuses_nan() -> None:
+    reading = Reading(seq=1, t=NOW, score=float("nan"), rms=0, peak=0, crest=0, kurtosis=0)
+    with pytest.raises(ValueError):
+        Telemetry(DEVICE, (reading,)).encode()
+
+
+def test_encode_omits_absent_optional_fields() -> None:
+    assert Status(DEVICE, DeviceState.OFFLINE).encode() == b'{"state":"offline"}'
+    command = Command(DEVICE, "c7", NOW, CommandName.ROLLBACK)
+    assert json.loads(command.encode()) == {"id": "c7", "t": NOW, "cmd": "rollback"}
+
+
+def test_limits_are_keyword_only_frozen_and_checked() -> None:
+    assert LIMITS.max_payload_bytes == 65536
+    assert LIMITS.max_future_ms == 300_000
+    assert LIMITS.min_time_ms == 1_577_836_800_000
+    assert (LIMITS.max_readings, LIMITS.max_vectors, LIMITS.max_vector_len) == (1000, 100, 256)
+    with pytest.raises(TypeError):
+        Limits(1000)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        LIMITS.max_readings = 5  # type: ignore[misc]
+    with pytest.raises(ConfigError):
+        Limits(max_readings=0)
+
+
+def test_limits_apply() -> None:
+    payload = dumps(example(Kind.TELEMETRY))  # three readings
+    assert reject(Kind.TELEMETRY, payload, Limits(max_readings=2)).reason == "out_of_range"
+    late = Limits(min_time_ms=NOW)
+    assert reject(Kind.TELEMETRY, payload, late).reason == "time_too_old"
+    assert reject(Kind.TELEMETRY, payload, Limits(max_payload_bytes=100)).reason == "too_large"
+
+
+# --- topics ---------------------------------------------------------------------------
+
+
+def test_kinds() -> None:
+    assert [kind.suffix for kind in Kind] == [
+        "telemetry",
+        "event",
+        "features",
+        "status",
+        "ota/req",
+        "ota/job",
+        "ota/chunk",
+        "cmd",
+    ]
+    assert {kind for kind in Kind if kind.uplink} == {T, E, F, S, Q}
+    assert {kind for kind in Kind if kind.retained} == {S, J}
+    assert {kind.qos for kind in Kind} == {1}
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=doc_name)
+@pytest.mark.parametrize("prefix", [DEFAULT_PREFIX, "site-7/vw/v1/", ""])
+def test_topic_round_trip(kind: Kind, prefix: str) -> None:
+    topic = topic_for(prefix, DEVICE, kind)
+    assert topic == f"{prefix}{DEVICE}/{kind.suffix}"
+    assert parse_topic(topic, prefix) == (DEVICE, kind)
+
+
+def test_parse_topic_accepts_edge_ids() -> None:
+    longest = "A-z_9" * 12 + "abcd"
+    assert len(longest) == 64
+    assert parse_topic(f"vw/v1/{longest}/status", "vw/v1/") == (longest, Kind.STATUS)
+    assert parse_topic("vw/v1/-/cmd", "vw/v1/") == ("-", Kind.CMD)
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("vw/v1/+/telemetry", "bad_device_id"),
+        ("vw/v1/#/telemetry", "bad_device_id"),
+        ("vw/v1/#", "bad_topic"),
+        ("vw/v1/dev/#", "bad_topic"),
+        ("vw/v1/dev/+", "bad_topic"),
+        ("vw/v1//telemetry", "bad_device_id"),
+        ("vw/v1/" + "a" * 65 + "/telemetry", "bad_device_id"),
+        ("vw/v1/dévice/telemetry", "bad_device_id"),
+        ("vw/v1/dev\u0661/telemetry", "bad_device_id"),  # ARABIC-INDIC DIGIT ONE
+        ("vw/v1/dev\uff21/telemetry", "bad_device_id"),  # FULLWIDTH LATIN CAPITAL A
+        ("vw/v1/../telemetry", "bad_device_id"),
+        ("vw/v1/dev.1/telemetry", "bad_device_id"),
+        ("vw/v1/dev/../telemetry", "bad_topic"),
+        ("vw/v1/dev/..", "bad_topic"),
+        ("vw/v1/dev\x00/telemetry", "bad_device_id"),
+        ("vw/v1/dev/telemetry\x00", "bad_topic"),
+        ("vw/v1/dev\n/telemetry", "bad_device_id"),
+        ("vw/v1/dev /telemetry", "bad_device_id"),
+        ("vw/v1/dev/telemetry/extra", "bad_topic"),
+        ("vw/v1/site/dev/telemetry", "bad_topic"),
+        ("vw/v1/dev/telemetry/", "bad_topic"),
+        ("vw/v1/dev", "bad_topic"),
+        ("vw/v1/dev/", "bad_topic"),
+        ("vw/v1/dev/ota", "bad_topic"),
+        ("vw/v1/dev/TELEMETRY", "bad_topic"),
+        ("vw/v2/dev/telemetry", "bad_topic"),
+        ("VW/v1/dev/telemetry", "bad_topic"),
+        ("/vw/v1/dev/telemetry", "bad_topic"),
+        ("$share/ingest/vw/v1/dev/telemetry", "bad_topic"),
+        ("vw/v1", "bad_topic"),
+        ("", "bad_topic"),
+    ],
+)
+def test_parse_topic_rejects(topic: str, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_topic(topic, "vw/v1/")
+    assert info.value.reason == reason
+
+
+def test_topic_detail_shows_the_value_truncated() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_topic("vw/v1/" + "x" * 500 + "/telemetry", "vw/v1/")
+    assert "'xxxx" in info.value.detail
+    assert len(info.value.detail) < 200
+    with pytest.raises(ProtocolError) as info:
+        parse_topic("vw/v1/dev\x00/telemetry", "vw/v1/")
+    assert "'dev\\x00'" in info.value.detail
+
+
+def test_topic_for_refuses_bad_ids_and_prefixes() -> None:
+    for device in ("", "a/b", "+", "#", "a" * 65, "dé"):
+        with pytest.raises(ProtocolError) as info:
+            topic_for(DEFAULT_PREFIX, device, Kind.CMD)
+        assert info.value.reason == "bad_device_id"
+    for prefix in ("vw/v1", "vw/+/", "vw/#/", "vw/\x00/"):
+        with pytest.raises(ConfigError):
+            topic_for(prefix, DEVICE, Kind.CMD)
+        with pytest.raises(ConfigError):
+            subscription_filters(prefix, [Kind.TELEMETRY])
+
+
+def test_subscription_filters() -> None:
+    assert subscription_filters("vw/v1/", [Kind.TELEMETRY, Kind.OTA_REQ]) == [
+        "vw/v1/+/telemetry",
+        "vw/v1/+/ota/req",
+    ]
+    uplink = subscription_filters(DEFAULT_PREFIX, [kind for kind in Kind if kind.uplink])
+    assert len(uplink) == 5
+    assert all(f.startswith("vw/v1/+/") for f in uplink)
+
+
+# --- property: any valid telemetry round-trips ------------------------------------------
+
+
+def bounded(hi: float) -> st.SearchStrategy[float]:
+    return st.floats(min_value=0.0, max_value=hi, allow_nan=False, allow_infinity=False)
+
+
+readings = st.builds(
+    Reading,
+    seq=st.integers(0, 2**63 - 1),
+    t=st.integers(LIMITS.min_time_ms, NOW + LIMITS.max_future_ms),
+    score=bounded(1e12),
+    rms=bounded(1e6),
+    peak=bounded(1e6),
+    crest=bounded(1e6),
+    kurtosis=bounded(1e9),
+)
+
+
+@settings(deadline=None)  # the schema check is slow on loaded machines
+@given(
+    device=st.from_regex(DEVICE_ID_PATTERN, fullmatch=True),
+    items=st.lists(readings, min_size=1, max_size=40),
+)
+def test_telemetry_round_trips(device: str, items: list[Reading]) -> None:
+    message = Telemetry(device, tuple(items))
+    payload = message.encode()
+    decoded = Telemetry.decode(payload, device, now_ms=NOW, limits=LIMITS)
+    assert decoded == message
+    assert decoded.encode() == payload
+    assert validator(Kind.TELEMETRY).is_valid(json.loads(payload))
