@@ -92,11 +92,13 @@ def ingest(
     Messages are acknowledged to the broker only once their points are in InfluxDB or
     in the on-disk spool. SIGTERM or Ctrl-C flushes everything and exits.
     """
-    from vibewatch.ingest.service import IngestService  # noqa: PLC0415 - keeps --help fast
+    from vibewatch.ingest.service import IngestService  # imported here: keeps --help fast
 
     cfg = _load(config, **({"VIBEWATCH_MQTT_GROUP": group} if group is not None else {}))
     setup_logging(cfg.log.level, cfg.log.format)
-    log.info("vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(cfg.redacted()))
+    log.info(
+        "vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(cfg.redacted())
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -105,7 +107,7 @@ def ingest(
         service.start()
     except TimeoutError as exc:
         log.warning("%s", exc)
-    except VibewatchError as exc:
+    except (VibewatchError, OSError) as exc:
         log.error("cannot start: %s", exc)
         raise typer.Exit(1) from exc
     stop.wait()
