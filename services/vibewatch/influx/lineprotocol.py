@@ -20,6 +20,7 @@ and must match ``[A-Za-z_][A-Za-z0-9_]*``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -87,6 +88,10 @@ def check_tag_value(value: str) -> str:
 
 
 def _field_text(key: str, value: FieldValue) -> str:
+    if type(value) is float:  # the common case first
+        if value - value != 0.0:  # NaN and infinities; cheaper than math.isfinite
+            raise PointError(f"field {key}={value!r} is not finite")
+        return f"{key}={value!r}"
     if isinstance(value, bool):
         return f"{key}={'true' if value else 'false'}"
     if isinstance(value, int):
@@ -116,11 +121,17 @@ def encode_point(point: Point) -> str:
     """
     if not point.fields:
         raise PointError(f"point in {point.measurement!r} has no fields")
-    head = point.measurement
-    for key, value in point.tags:
+    fields = ",".join([_field_text(key, value) for key, value in point.fields])
+    return f"{_series_key(point.measurement, point.tags)} {fields} {point.time_ms}"
+
+
+@functools.lru_cache(maxsize=16384)
+def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Measurement and escaped tags; cached, as a fleet has few series and many points."""
+    head = measurement
+    for key, value in tags:
         head += f",{key}={check_tag_value(value).translate(_TAG_ESCAPES)}"
-    fields = ",".join(_field_text(key, value) for key, value in point.fields)
-    return f"{head} {fields} {point.time_ms}"
+    return head
 
 
 def encode_batch(lines: Iterable[str]) -> bytes:
