@@ -140,3 +140,22 @@ def test_redelivery_rewrites_the_same_points(
     assert ingest.stop() == 0
     assert influxdb.count(influx_db, "reading", "score") == 10
     assert rows(influxdb, influx_db, "SELECT sum(seq) FROM reading")[0]["sum"] == sum(range(10))
+
+
+def test_sigterm_flushes_the_open_batch(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+) -> None:
+    ingest = start_ingest(
+        VIBEWATCH_INGEST_BATCH_MAX_AGE="60", VIBEWATCH_INGEST_STATS_INTERVAL="3600"
+    )
+    now = int(time.time() * 1000) - 60_000
+    for i in range(5):
+        publisher.publish(f"vw/v1/d{i}/telemetry", telemetry(f"d{i}", 0, now).encode())
+    time.sleep(0.5)
+    assert influxdb.count(influx_db, "reading", "score") == 0  # still in the open batch
+    assert ingest.stop() == 0
+    assert influxdb.count(influx_db, "reading", "score") == 50
+    assert "ingest stopped (clean)" in ingest.log()
