@@ -20,15 +20,31 @@ from .ingest_harness import (
 DEVICES = 40
 
 
-def run_stream(publisher: Publisher, messages: int, rate: float) -> tuple[Background, int]:
+def landed(influxdb: LocalInfluxDB, db: str) -> int:
+    return influxdb.count(db, "reading", "score")
+
+
+def stream_through(
+    fault: Callable[[], None],
+    *,
+    ingest: IngestProcess,
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    db: str,
+    messages: int,
+    rate: float,
+) -> None:
+    """Publish a paced stream, run ``fault`` once points land, check every point lands once."""
     stream = telemetry_stream(DEVICES, messages, t0=int(time.time() * 1000) - DAY_MS)
     job = Background(lambda: publisher.publish_all(stream, rate=rate))
     job.start()
-    return job, 10 * messages
-
-
-def landed(influxdb: LocalInfluxDB, db: str) -> int:
-    return influxdb.count(db, "reading", "score")
+    wait_for(lambda: landed(influxdb, db) > 2000, 30, "the stream to start landing")
+    fault()
+    job.result(120)
+    points = 10 * messages
+    wait_for(lambda: landed(influxdb, db) == points, 90, f"{points} points")
+    assert ingest.stop() == 0
+    assert landed(influxdb, db) == points
 
 
 def test_influxdb_killed_for_20s_mid_stream(
@@ -37,16 +53,21 @@ def test_influxdb_killed_for_20s_mid_stream(
     influxdb: LocalInfluxDB,
     influx_db: str,
 ) -> None:
+    def outage() -> None:
+        influxdb.kill()
+        time.sleep(20)
+        influxdb.start()
+
     ingest = start_ingest()
-    job, points = run_stream(publisher, 2400, rate=80)
-    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
-    influxdb.kill()
-    time.sleep(20)
-    influxdb.start()
-    job.result(120)
-    wait_for(lambda: landed(influxdb, influx_db) == points, 90, f"{points} points")
-    assert ingest.stop() == 0
-    assert landed(influxdb, influx_db) == points
+    stream_through(
+        outage,
+        ingest=ingest,
+        publisher=publisher,
+        influxdb=influxdb,
+        db=influx_db,
+        messages=2400,
+        rate=80,
+    )
     stats = rows(
         influxdb,
         influx_db,
@@ -64,16 +85,21 @@ def test_broker_restarted_mid_stream(
     influxdb: LocalInfluxDB,
     influx_db: str,
 ) -> None:
+    def restart() -> None:
+        mosquitto.stop()
+        time.sleep(2)
+        mosquitto.start()
+
     ingest = start_ingest()
-    job, points = run_stream(publisher, 2000, rate=250)
-    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
-    mosquitto.stop()
-    time.sleep(2)
-    mosquitto.start()
-    job.result(120)
-    wait_for(lambda: landed(influxdb, influx_db) == points, 60, f"{points} points")
-    assert ingest.stop() == 0
-    assert landed(influxdb, influx_db) == points
+    stream_through(
+        restart,
+        ingest=ingest,
+        publisher=publisher,
+        influxdb=influxdb,
+        db=influx_db,
+        messages=2000,
+        rate=250,
+    )
     assert publisher.failures > 0  # the publisher did see the broker go away
     assert ingest.log().count("MQTT connected") >= 2
 
@@ -85,15 +111,22 @@ def test_ingest_killed_with_sigkill_mid_stream(
     influx_db: str,
 ) -> None:
     ingest = start_ingest()
-    job, points = run_stream(publisher, 2000, rate=250)
-    wait_for(lambda: landed(influxdb, influx_db) > 2000, 30, "the stream to start landing")
-    ingest.kill()
-    time.sleep(1)
-    ingest.start()
-    job.result(120)
-    wait_for(lambda: landed(influxdb, influx_db) == points, 60, f"{points} points")
-    assert ingest.stop() == 0
-    assert landed(influxdb, influx_db) == points
+
+    def crash() -> None:
+        ingest.kill()
+        time.sleep(1)
+        ingest.start()
+
+    stream_through(
+        crash,
+        ingest=ingest,
+        publisher=publisher,
+        influxdb=influxdb,
+        db=influx_db,
+        messages=2000,
+        rate=250,
+    )
+    assert ingest.starts == 2
 
 
 def test_sigkill_while_spooling_keeps_the_spool(

@@ -54,6 +54,14 @@ class Node(Protocol):
     def __getitem__(self, key: Any, /) -> Any: ...
 
 
+def _get(node: Node, key: str | int) -> Any:
+    """Return ``node[key]``, or the missing marker when there is no such key."""
+    try:
+        return node[key]
+    except KeyError:
+        return _MISSING
+
+
 def show(value: object) -> str:
     """Return ``repr(value)`` cut to about 80 characters, for error details and logs."""
     text = repr(value)
@@ -137,10 +145,7 @@ def integer(node: Node, key: str | int, where: str, lo: int, hi: int) -> int:
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``, ``non_finite``, ``out_of_range``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is int:
         if lo <= value <= hi:
             return value
@@ -156,10 +161,7 @@ def number(
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``, ``non_finite``, ``out_of_range``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is float:
         if lo <= value <= hi and (value > lo or not above):
             return value
@@ -181,10 +183,7 @@ def timestamp(node: Node, key: str | int, where: str, earliest: int, latest: int
         ProtocolError: ``missing_field``, ``wrong_type``, ``non_finite``,
             ``time_too_old``, ``time_in_future``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is int:
         if earliest <= value <= latest:
             return value
@@ -212,10 +211,7 @@ def text(
         ProtocolError: ``missing_field``, ``wrong_type``, ``out_of_range`` (length),
             ``bad_value`` (pattern, or a lone surrogate).
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is not str:
         _type_failure(value, where, key, "string")
     if not min_len <= len(value) <= max_len:
@@ -242,10 +238,7 @@ def choice(node: Node, key: str | int, where: str, options: type[E]) -> E:
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``, ``bad_value``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is not str:
         _type_failure(value, where, key, "string")
     try:
@@ -262,10 +255,7 @@ def array(node: Node, key: str | int, where: str, min_len: int, max_len: int) ->
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``, ``out_of_range``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is not list:
         _type_failure(value, where, key, "array")
     if not min_len <= len(value) <= max_len:
@@ -279,10 +269,7 @@ def mapping(node: Node, key: str | int, where: str) -> dict[str, Any]:
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``.
     """
-    try:
-        value = node[key]
-    except KeyError:
-        value = _MISSING
+    value = _get(node, key)
     if type(value) is not dict:
         _type_failure(value, where, key, "object")
     return value
