@@ -122,12 +122,18 @@ def encode_point(point: Point) -> str:
     if not point.fields:
         raise PointError(f"point in {point.measurement!r} has no fields")
     fields = ",".join([_field_text(key, value) for key, value in point.fields])
-    return f"{_series_key(point.measurement, point.tags)} {fields} {point.time_ms}"
+    return f"{series_key(point.measurement, point.tags)} {fields} {point.time_ms}"
 
 
 @functools.lru_cache(maxsize=16384)
-def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
-    """Measurement and escaped tags; cached, as a fleet has few series and many points."""
+def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Return the measurement and its escaped tags: the start of a line.
+
+    Cached, as a fleet has few series and many points.
+
+    Raises:
+        PointError: A tag value cannot round-trip.
+    """
     head = measurement
     for key, value in tags:
         head += f",{key}={check_tag_value(value).translate(_TAG_ESCAPES)}"

@@ -2,7 +2,7 @@
 
 One :class:`IngestService` per process. The MQTT network thread decodes each
 message (pure functions: :func:`~vibewatch.protocol.parse_topic`,
-:func:`~vibewatch.protocol.decode_message`, :func:`points_for`) and submits its
+:func:`~vibewatch.protocol.decode_message`, :func:`~vibewatch.ingest.points.lines_for`) and submits its
 encoded lines to the :class:`~vibewatch.ingest.pipeline.Pipeline`; the pipeline
 acknowledges the message once the lines are durable. A rejected message is
 written to the dead-letter log, counted, logged, and acknowledged in its turn.
@@ -23,7 +23,7 @@ from vibewatch.influx.lineprotocol import encode_point
 from vibewatch.influx.writers import InfluxV1Writer, PointWriter, make_writer
 from vibewatch.ingest.deadletter import DeadLetterLog
 from vibewatch.ingest.pipeline import BatchPolicy, Pipeline
-from vibewatch.ingest.points import points_for
+from vibewatch.ingest.points import lines_for
 from vibewatch.ingest.spool import Spool
 from vibewatch.ingest.stats import IngestStats, stats_point
 from vibewatch.mqtt import AckToken, BrokerSettings, DurableSubscriber
@@ -204,7 +204,7 @@ class IngestService:
             raise ProtocolError("bad_topic", f"{kind.value!r} messages are not ingested")
         now_ms = int(self._clock() * 1000)
         message = decode_message(kind, device, payload, now_ms=now_ms, limits=self._limits)
-        return [encode_point(p) for p in points_for(message, site=self._site, received_ms=now_ms)]
+        return lines_for(message, site=self._site, received_ms=now_ms)
 
     def _reject(self, topic: str | None, reason: str, detail: str, payload: bytes) -> None:
         self.stats.reject(reason)

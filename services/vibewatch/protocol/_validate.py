@@ -23,6 +23,8 @@ import re
 from enum import Enum
 from typing import Any, Final, NoReturn, Protocol, TypeVar
 
+import orjson
+
 from vibewatch.errors import ProtocolError
 
 REJECT_REASONS: tuple[str, ...] = (
@@ -110,7 +112,23 @@ def _reject_constant(name: str) -> NoReturn:
     raise ProtocolError("non_finite", f"{name} is not a JSON number")
 
 
+_TWO_64: Final = float(2**64)
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _load_slowly(payload: bytes) -> Any:
+    """Parse with the standard library, mapping each failure to its reason."""
+    try:
+        document = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = payload[exc.start : exc.start + 4]
+        raise ProtocolError("bad_encoding", f"not UTF-8 at byte {exc.start} ({show(bad)})") from exc
+    try:
+        return _DECODER.decode(document)
+    except RecursionError as exc:
+        raise ProtocolError("bad_json", "arrays or objects nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and integers past the digit limit
+        raise ProtocolError("bad_json", str(exc)[:_SHOW_MAX]) from exc
 
 
 def load_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
@@ -124,18 +142,22 @@ def load_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise ProtocolError("too_large", f"payload of {size} bytes exceeds {max_bytes}")
     try:
-        document = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = payload[exc.start : exc.start + 4]
-        raise ProtocolError("bad_encoding", f"not UTF-8 at byte {exc.start} ({show(bad)})") from exc
-    try:
-        value = _DECODER.decode(document)
-    except RecursionError as exc:
-        raise ProtocolError("bad_json", "arrays or objects nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError, and integers past the digit limit
-        raise ProtocolError("bad_json", str(exc)[:_SHOW_MAX]) from exc
+        value = orjson.loads(payload)  # fast path for well-formed payloads
+    except orjson.JSONDecodeError:
+        value = _load_slowly(payload)  # says precisely why, or accepts what orjson does not
     if type(value) is not dict:
         raise ProtocolError("not_object", f"top level is {_json_type(value)}, expected object")
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """Return an integer literal beyond 64 bits (parsed as a float) as an int; else ``value``.
+
+    The fast parser turns integers past 64 bits into floats; such a value can only
+    be out of range, and it must be reported as that, not as a wrong type.
+    """
+    if type(value) is float and abs(value) >= _TWO_64 and value.is_integer():
+        return int(value)
     return value
 
 
@@ -145,7 +167,7 @@ def integer(node: Node, key: str | int, where: str, lo: int, hi: int) -> int:
     Raises:
         ProtocolError: ``missing_field``, ``wrong_type``, ``non_finite``, ``out_of_range``.
     """
-    value = _get(node, key)
+    value = _integral(_get(node, key))
     if type(value) is int:
         if lo <= value <= hi:
             return value
@@ -183,7 +205,7 @@ def timestamp(node: Node, key: str | int, where: str, earliest: int, latest: int
         ProtocolError: ``missing_field``, ``wrong_type``, ``non_finite``,
             ``time_too_old``, ``time_in_future``.
     """
-    value = _get(node, key)
+    value = _integral(_get(node, key))
     if type(value) is int:
         if earliest <= value <= latest:
             return value
