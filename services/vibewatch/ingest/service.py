@@ -1,13 +1,14 @@
 """The ingestion service: wires the MQTT subscriber, decoding, the pipeline and InfluxDB.
 
 One :class:`IngestService` per process. The MQTT network thread decodes each
-message (pure functions: :func:`~vibewatch.protocol.parse_topic`,
+message with pure functions (:func:`~vibewatch.protocol.parse_topic`,
 :func:`~vibewatch.protocol.decode_message`,
 :func:`~vibewatch.ingest.points.lines_for`) and submits its encoded lines to
-the :class:`~vibewatch.ingest.pipeline.Pipeline`; the pipeline acknowledges the message once the lines are durable. A rejected message is
-written to the dead-letter log, counted, logged, and acknowledged in its turn.
-Nothing a client sends can stop the service: any unexpected error while
-handling one message is a rejection with reason ``internal_error``.
+the :class:`~vibewatch.ingest.pipeline.Pipeline`, which acknowledges the
+message once the lines are durable. A rejected message is written to the
+dead-letter log, counted, logged, and acknowledged in its turn. Nothing a
+client sends can stop the service: any unexpected error while handling one
+message is a rejection with reason ``internal_error``.
 """
 
 from __future__ import annotations
