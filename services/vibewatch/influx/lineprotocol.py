@@ -9,9 +9,10 @@ exactly through InfluxDB 1.x *and* 2.x/3.x parsers:
   are newlines and carriage returns (which end a line), empty values (which
   InfluxDB drops) and text that is not valid Unicode;
 * string field values escape ``"`` and ``\\``; they may hold any text;
-* floats are written with :func:`repr`, the shortest text that parses back to
-  the same IEEE-754 double, so values land bit for bit; NaN and infinities
-  have no line-protocol form and are rejected;
+* floats are written as the shortest text that parses back to the same
+  IEEE-754 double (orjson's formatting: ``0.1``, ``1e-7``, ``1e+16``), so values
+  land bit for bit; NaN and infinities have no line-protocol form and are
+  rejected;
 * integers carry the ``i`` suffix and must fit in a signed 64-bit integer.
 
 Measurement names, tag keys and field keys are the project's own identifiers
@@ -25,6 +26,8 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import orjson
 
 from vibewatch.errors import PointError
 
@@ -91,7 +94,7 @@ def _field_text(key: str, value: FieldValue) -> str:
     if type(value) is float:  # the common case first
         if value - value != 0.0:  # NaN and infinities; cheaper than math.isfinite
             raise PointError(f"field {key}={value!r} is not finite")
-        return f"{key}={value!r}"
+        return f"{key}={orjson.dumps(value).decode()}"
     if isinstance(value, bool):
         return f"{key}={'true' if value else 'false'}"
     if isinstance(value, int):

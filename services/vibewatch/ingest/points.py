@@ -8,6 +8,8 @@ device's timestamp, so a redelivered message rewrites the same points.
 
 from __future__ import annotations
 
+import orjson
+
 from vibewatch.influx.lineprotocol import FieldValue, Point, encode_point, series_key
 from vibewatch.protocol import AnomalyEvent, Features, Message, Status, Telemetry
 
@@ -38,13 +40,15 @@ def lines_for(message: Message, *, site: str, received_ms: int) -> list[str]:
         PointError: A value cannot be written exactly.
     """
     if isinstance(message, Telemetry):
-        # The hot path: most traffic is readings, so they are formatted directly.
-        # The protocol guarantees finite floats and a 63-bit seq.
+        # The hot path: most traffic is readings. orjson formats all their numbers
+        # in one call, with the same shortest round-trip text as encode_point;
+        # the protocol guarantees the floats are finite and seq fits in 63 bits.
         key = series_key(READING, _tags(message.device, site))
+        rows = orjson.dumps(message.readings, default=tuple)[2:-2].decode().split("],[")
         return [
-            f"{key} score={r.score!r},rms={r.rms!r},peak={r.peak!r},crest={r.crest!r},"
-            f"kurtosis={r.kurtosis!r},seq={r.seq}i {r.t}"
-            for r in message.readings
+            f"{key} score={score},rms={rms},peak={peak},crest={crest},kurtosis={kurtosis},"
+            f"seq={seq}i {t}"
+            for seq, t, score, rms, peak, crest, kurtosis in (row.split(",") for row in rows)
         ]
     return [encode_point(p) for p in _points(message, site=site, received_ms=received_ms)]
 
