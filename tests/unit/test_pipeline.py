@@ -115,9 +115,8 @@ def test_down_database_spools_acks_and_replays_in_order(make: Callable[..., Harn
     assert h.spool.records > 0
     assert h.pipeline.influx_down
     down.clear()
-    h.wait_for(lambda: h.spool.records == 0 and len(h.writer.lines) == 20)
+    h.wait_for(lambda: h.spool.records == 0 and h.stats.points_replayed == 20)
     assert h.writer.lines == [f"m x={i} {i}" for i in range(20)]
-    assert h.stats.points_replayed == 20
     assert not h.pipeline.influx_down
 
 
@@ -177,3 +176,19 @@ def test_ack_order_holds_under_concurrent_writers(make: Callable[..., Harness]) 
         h.pipeline.submit([f"m x={i} {i}"], i)
     h.wait_for(lambda: len(h.acked) == 300)
     assert h.acked == list(range(300))
+
+
+def test_unexpected_writer_error_is_retried_not_fatal(make: Callable[..., Harness]) -> None:
+    calls = []
+
+    def flaky(_body: bytes) -> WriteError | None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug in a writer")
+        return None
+
+    h = make(MemoryWriter(flaky))
+    h.pipeline.submit(["m x=1 1"], 0)
+    h.wait_for(lambda: h.acked == [0])
+    assert h.writer.lines == ["m x=1 1"]
+    assert h.stats.write_retries == 1

@@ -117,3 +117,18 @@ def test_commit_out_of_order_is_refused(tmp_path: Path, open_spool: Callable[...
     spool.commit(record)
     with pytest.raises(SpoolError, match="out of order"):
         spool.commit(record)
+
+
+def test_record_damaged_after_open_is_skipped_not_fatal(
+    tmp_path: Path, open_spool: Callable[..., Spool]
+) -> None:
+    spool = open_spool(tmp_path, segment_bytes=16)
+    for word in (b"alpha-alpha", b"bravo-bravo", b"charlie"):
+        spool.append(word)
+    oldest = sorted(tmp_path.glob("seg-*.spool"))[0]
+    data = bytearray(oldest.read_bytes())
+    data[-1] ^= 0xFF  # the disk changes under a running spool
+    oldest.write_bytes(bytes(data))
+    assert drain(spool) == [b"bravo-bravo", b"charlie"]
+    assert spool.corrupt_records == 1
+    assert (spool.records, spool.size_bytes) == (0, 0)

@@ -307,12 +307,17 @@ class Pipeline(Generic[T]):
         """
         try:
             self._writer.write(encode_batch(lines) if body is None else body)
+        except RetryableWriteError:
+            raise
         except RejectedWriteError as exc:
             if len(lines) == 1:
                 self._on_reject(lines[0], str(exc))
                 return 0
             middle = len(lines) // 2
             return self._write_isolating(lines[:middle]) + self._write_isolating(lines[middle:])
+        except Exception as exc:  # a writer bug must not end the thread: retry like an outage
+            log.exception("unexpected error writing to InfluxDB")
+            raise RetryableWriteError(f"unexpected writer error: {exc!r}") from exc
         return len(lines)
 
     def _to_spool(self, body: bytes, points: int) -> bool:

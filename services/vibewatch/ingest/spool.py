@@ -209,25 +209,51 @@ class Spool:
             self._bytes += len(record)
 
     def peek(self) -> SpoolRecord | None:
-        """Return the oldest record not yet committed, or ``None`` when empty."""
+        """Return the oldest record not yet committed, or ``None`` when empty.
+
+        A record that no longer reads back intact (the disk changed under the
+        spool) is logged, counted in ``corrupt_records`` and skipped.
+        """
         with self._lock:
             while True:
                 end = self._ends.get(self._read_seg, 0)
-                if self._read_off < end:
-                    break
-                if self._read_seg == self._write_seg:
-                    return None
-                self._retire_read_segment()
+                if self._read_off >= end:
+                    if self._read_seg == self._write_seg:
+                        self._records = self._bytes = 0  # exact again after a skip
+                        return None
+                    self._retire_read_segment()
+                    continue
+                record = self._read_record()
+                if record is not None:
+                    return record
+
+    def _read_record(self) -> SpoolRecord | None:
+        """Read the record at the cursor; skip it and return ``None`` if it is damaged."""
+        offset = self._read_off
+        try:
             with open(self._path(self._read_seg), "rb") as handle:
-                handle.seek(self._read_off)
-                length, _crc = _HEADER.unpack(handle.read(_HEADER.size))
+                handle.seek(offset)
+                length, crc = _HEADER.unpack(handle.read(_HEADER.size))
                 data = handle.read(length)
+            if len(data) != length or zlib.crc32(data) != crc:
+                raise ValueError("length or CRC mismatch")
             return SpoolRecord(
-                self._read_seg,
-                self._read_off,
-                self._read_off + _HEADER.size + length,
-                zlib.decompress(data),
+                self._read_seg, offset, offset + _HEADER.size + length, zlib.decompress(data)
             )
+        except (OSError, ValueError, struct.error, zlib.error) as exc:
+            self.corrupt_records += 1
+            log.error(
+                "spool segment %s: record at offset %d is damaged (%s); the rest of the "
+                "segment is skipped",
+                _segment_name(self._read_seg),
+                offset,
+                exc,
+            )
+            self._records = max(0, self._records - 1)
+            self._bytes = max(0, self._bytes - (self._ends[self._read_seg] - offset))
+            self._read_off = self._ends[self._read_seg]
+            self._save_cursor()
+            return None
 
     def commit(self, record: SpoolRecord) -> None:
         """Mark ``record`` (the one :meth:`peek` returned) as replayed."""
