@@ -12,7 +12,10 @@ and chained with ``from``::
     ├── WriteError           InfluxDB refused or could not take a write
     │   ├── RetryableWriteError   connection errors and 5xx: try again later
     │   └── RejectedWriteError    4xx: the data itself is refused
-    └── SpoolError           the on-disk spool is unusable (corrupt beyond repair, full)
+    ├── SpoolError           the on-disk spool is unusable (corrupt beyond repair, full)
+    │   └── SpoolFullError        (vibewatch.ingest.spool) appending would pass the size limit
+    └── LocalServerError     (vibewatch.localservers) a local mosquitto/influxd failed to run
+        └── ExecutableNotFoundError   its binary is not installed
 """
 
 from __future__ import annotations
