@@ -52,6 +52,7 @@ __all__ = [
     "LogLevel",
     "MqttConfig",
     "Secret",
+    "TrainConfig",
     "config_reference_markdown",
     "load_config",
 ]
@@ -503,6 +504,54 @@ class IngestConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """``[train]``: the retraining job, model signing and the model registry."""
+
+    signing_key: Path = field(
+        default=_DATA_HOME / "keys" / "model-signing.key",
+        metadata=_key(
+            "Ed25519 private key (PEM, mode 0600) that signs model packages; made by "
+            "`vibewatch keys generate`."
+        ),
+    )
+    verify_key: Path = field(
+        default=_DATA_HOME / "keys" / "model-signing.pub",
+        metadata=_key(
+            "Ed25519 public key (PEM) the registry checks package signatures with."
+        ),
+    )
+    registry_dir: Path = field(
+        default=_DATA_HOME / "models",
+        metadata=_key("Directory of the model registry: one package directory per version."),
+    )
+    min_healthy_windows: int = field(
+        default=256,
+        metadata=_key(
+            "Training is refused when fewer healthy feature vectors than this are available.",
+            ge=16,
+        ),
+    )
+    false_alarm_rate: float = field(
+        default=0.005,
+        metadata=_key(
+            "Target share of healthy windows above the threshold; the threshold is "
+            "calibrated on held-out healthy windows for it.",
+            gt=0,
+            le=0.5,
+        ),
+    )
+    auc_margin: float = field(
+        default=0.005,
+        metadata=_key(
+            "Quality gate: a candidate is promoted only if its int8 AUC is at most this much "
+            "below the champion's on the same held-out data.",
+            ge=0,
+            le=1,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LogConfig:
     """``[log]``: the service's own log."""
 
@@ -534,6 +583,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
@@ -549,6 +599,11 @@ class Config:
             }
             if resolved:
                 object.__setattr__(self, section, dataclasses.replace(obj, **resolved))
+
+    @property
+    def state_db(self) -> Path:
+        """The SQLite database of the control-plane state (models, later devices and rollouts)."""
+        return self.data_home / "state.db"
 
     def redacted(self) -> dict[str, dict[str, object]]:
         """Return every key's value as plain data, with secrets masked.
