@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -51,6 +52,17 @@ class FeatureSpec:
     def n_bands(self) -> int:
         """Number of bands."""
         return len(self.band_bins) - 1
+
+    @property
+    def spec_id(self) -> str:
+        """Short stable id of the spec, the ``spec`` of ``features`` messages.
+
+        ``fs-{sample_rate_hz}-{window}-{n_bands}-{h}``, where ``h`` is the first 8 hex digits
+        of the SHA-256 of the band edges written as decimal numbers joined by commas.
+        """
+        edges = ",".join(map(str, self.band_bins)).encode("ascii")
+        digest = hashlib.sha256(edges).hexdigest()[:8]
+        return f"fs-{self.sample_rate_hz}-{self.window}-{self.n_bands}-{digest}"
 
     @property
     def n_features(self) -> int:

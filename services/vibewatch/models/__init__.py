@@ -1,0 +1,1 @@
+"""Model packages, their signing keys and the model registry."""

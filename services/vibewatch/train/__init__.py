@@ -1,0 +1,1 @@
+"""The retraining job: healthy data to a signed, evaluated int8 model package."""
