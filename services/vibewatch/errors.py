@@ -16,9 +16,16 @@ and chained with ``from``::
     │   └── SpoolFullError        (vibewatch.ingest.spool) appending would pass the size limit
     ├── LocalServerError     (vibewatch.localservers) a local mosquitto/influxd failed to run
     │   └── ExecutableNotFoundError   its binary is not installed
-    └── EdgeError            the firmware core refused something (a model blob, a window,
-        │                    an OTA step); ``reason`` is the C status name
-        └── ConversionError       a .tflite model that cannot become a .vwm blob
+    ├── EdgeError            the firmware core refused something (a model blob, a window,
+    │   │                    an OTA step); ``reason`` is the C status name
+    │   └── ConversionError       a .tflite model that cannot become a .vwm blob
+    ├── DataError            a recording, dataset or training set that cannot be used
+    │                        (unreadable file, unknown channel, too few healthy windows)
+    ├── KeyFileError         a signing key that is missing, unreadable or not Ed25519
+    ├── PackageError         a model package that fails verification; ``problems`` lists
+    │                        every file, hash or signature that does not match
+    └── RegistryError        the model registry refuses an operation (unknown model,
+                             duplicate version, a package that fails verification)
 """
 
 from __future__ import annotations
@@ -94,3 +101,28 @@ class ConversionError(EdgeError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("unsupported", detail)
+
+
+class DataError(VibewatchError):
+    """A recording, dataset or training set cannot be used; the message says why."""
+
+
+class KeyFileError(VibewatchError):
+    """A signing key is missing, unreadable, not Ed25519 or readable by others."""
+
+
+class PackageError(VibewatchError):
+    """A model package fails verification.
+
+    Attributes:
+        problems: One line per file, hash or signature that does not match.
+    """
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        super().__init__(f"model package {path} fails verification: " + "; ".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+class RegistryError(VibewatchError):
+    """The model registry refuses an operation; the message names model and version."""
