@@ -13,6 +13,8 @@ from vibewatch.errors import EdgeError
 MIN_WINDOW = 256
 MAX_WINDOW = 4096
 MAX_BANDS = 1024
+DEFAULT_WINDOW = 1024
+DEFAULT_BANDS = 32
 #: Statistics after the band energies in every feature vector: rms, peak, crest, kurtosis.
 STAT_NAMES = ("rms", "peak", "crest", "kurtosis")
 
@@ -76,6 +78,22 @@ class FeatureSpec:
         """A spec whose bands start at the first FFT bin at or above each edge in Hz."""
         bins = tuple(min(math.ceil(f * window / sample_rate_hz), window // 2 + 1) for f in edges_hz)
         return cls(sample_rate_hz, window, bins)
+
+    @classmethod
+    def default(cls, sample_rate_hz: int) -> FeatureSpec:
+        """The spec vibewatch trains with unless told otherwise.
+
+        A window of :data:`DEFAULT_WINDOW` samples and :data:`DEFAULT_BANDS` bands from the
+        first FFT bin to Nyquist: one bin each at the low end (shaft harmonics), log-spaced
+        above (bearing and structural resonances).
+        """
+        return cls.log_bands(
+            sample_rate_hz,
+            DEFAULT_WINDOW,
+            DEFAULT_BANDS,
+            sample_rate_hz / DEFAULT_WINDOW,
+            sample_rate_hz / 2,
+        )
 
     @classmethod
     def log_bands(
