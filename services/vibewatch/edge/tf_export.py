@@ -18,7 +18,8 @@ import numpy.typing as npt
 from vibewatch.edge.tflm import captured_fd
 
 
-def _tf() -> Any:
+def tensorflow() -> Any:
+    """The ``tensorflow`` module, imported quietly on first use."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
@@ -30,11 +31,13 @@ def dense_autoencoder(dims: Sequence[int], *, seed: int = 0) -> Any:
     """A Keras autoencoder of Dense layers ``dims[0] -> ... -> dims[-1]``.
 
     Hidden layers use ReLU, the output layer is linear. Weights and biases start from
-    ``seed`` (biases non-zero, so the converter keeps its bias tensors).
+    ``seed`` (biases non-zero, so the converter keeps its bias tensors). Layers carry fixed
+    names, so the exported ``.tflite`` does not depend on how many models the process built
+    before.
     """
-    tf = _tf()
+    tf = tensorflow()
     tf.keras.utils.set_random_seed(seed)
-    inputs = tf.keras.Input((dims[0],))
+    inputs = tf.keras.Input((dims[0],), name="features")
     x = inputs
     for i, width in enumerate(dims[1:]):
         last = i == len(dims) - 2
@@ -42,8 +45,9 @@ def dense_autoencoder(dims: Sequence[int], *, seed: int = 0) -> Any:
             width,
             activation=None if last else "relu",
             bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.1, seed=seed + i),
+            name=f"dense_{i}",
         )(x)
-    return tf.keras.Model(inputs, x)
+    return tf.keras.Model(inputs, x, name="autoencoder")
 
 
 def to_int8_tflite(model: Any, representative: npt.ArrayLike) -> bytes:
@@ -54,7 +58,7 @@ def to_int8_tflite(model: Any, representative: npt.ArrayLike) -> bytes:
         representative: Rows drawn from the training data; the converter calibrates the
             activation ranges on them (a few hundred rows are enough).
     """
-    tf = _tf()
+    tf = tensorflow()
     rows = np.asarray(representative, dtype=np.float32)
 
     def samples() -> Any:
