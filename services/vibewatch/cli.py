@@ -16,6 +16,7 @@ from vibewatch import __version__
 from vibewatch.config import CONFIG_ENV, Config, load_config
 from vibewatch.errors import ConfigError, VibewatchError
 from vibewatch.logs import setup_logging
+from vibewatch.train.cli import dataset_app
 
 log = logging.getLogger("vibewatch")
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(dataset_app, name="dataset")
 
 ConfigOption = Annotated[
     Path | None,
