@@ -1,0 +1,410 @@
+"""Training data from InfluxDB: published through MQTT, ingested by the real service, loaded.
+
+Three devices publish feature vectors of real healthy vibration (the CWRU healthy
+recording through the devices' C DSP) and anomaly events; one of them also publishes
+vectors of another feature spec. :func:`publish_scenario` does the publishing and
+returns what a loader must find, so a training run can reuse the same data.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import scipy.io
+
+from vibewatch.config import Config, InfluxConfig, Secret
+from vibewatch.edge import FeatureSpec, features_batch
+from vibewatch.errors import DataError
+from vibewatch.influx.query import InfluxQL, QueryError
+from vibewatch.localservers import LocalInfluxDB, free_port
+from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
+from vibewatch.train.influx_source import load_training_features
+
+from .ingest_harness import IngestProcess, Publisher, wait_for
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SPEC = FeatureSpec.default(48_000)
+OTHER_SPEC = "fs-8000-256-4-other"
+STEP_MS = 1000
+IN_RANGE = 120  # vectors per device inside the range
+PER_MESSAGE = 25
+
+
+@functools.cache
+def healthy_features(count: int) -> npt.NDArray[np.float32]:
+    """Features of ``count`` half-overlapping windows of the CWRU healthy drive-end signal."""
+    signal = scipy.io.loadmat(DATA / "cwru" / "normal_0_97.mat")["X097_DE_time"].ravel()
+    hop = SPEC.window // 2
+    starts = np.arange(count) * hop
+    assert starts[-1] + SPEC.window <= signal.size, "not enough signal for that many windows"
+    windows = np.stack([signal[s : s + SPEC.window] for s in starts])
+    return features_batch(windows, SPEC)
+
+
+def publish_features(
+    publisher: Publisher,
+    device: str,
+    spec_id: str,
+    vectors: npt.NDArray[np.float32],
+    times_ms: Sequence[int],
+    *,
+    seq0: int = 0,
+    prefix: str = "vw/v1/",
+) -> None:
+    """Publish vectors as ``features`` messages of at most :data:`PER_MESSAGE` vectors, QoS 1."""
+    for first in range(0, len(vectors), PER_MESSAGE):
+        batch = tuple(
+            FeatureVector(seq=seq0 + i, t=int(times_ms[i]), x=tuple(float(v) for v in vectors[i]))
+            for i in range(first, min(first + PER_MESSAGE, len(vectors)))
+        )
+        message = Features(device=device, spec=spec_id, vectors=batch)
+        publisher.publish(f"{prefix}{device}/features", message.encode())
+
+
+def publish_event(
+    publisher: Publisher,
+    device: str,
+    kind: EventKind,
+    t_ms: int,
+    *,
+    seq: int,
+    prefix: str = "vw/v1/",
+) -> None:
+    """Publish one anomaly start or end event, QoS 1."""
+    event = AnomalyEvent(
+        device=device,
+        seq=seq,
+        t=t_ms,
+        kind=kind,
+        score=2.5 if kind is EventKind.START else 0.25,
+        threshold=1.0,
+        model_id="ae-factory",
+        model_version=1,
+    )
+    publisher.publish(f"{prefix}{device}/event", event.encode())
+
+
+@dataclass
+class Scenario:
+    """What was published and what a loader of ``[start, end)`` must return.
+
+    Attributes:
+        config: Configuration pointing at the test InfluxDB.
+        start: Start of the range (included).
+        end: End of the range (excluded).
+        healthy: Per device, ``(times_ms, vectors)`` of the healthy vectors in the range.
+        excluded: Per device, vectors in the range that lie inside anomalies.
+    """
+
+    config: Config
+    start: datetime
+    end: datetime
+    healthy: dict[str, tuple[list[int], npt.NDArray[np.float32]]] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def expected(
+        self, devices: Sequence[str] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], tuple[str, ...]]:
+        """Healthy rows of ``devices`` (all when None) ordered by time, then device."""
+        rows = sorted(
+            (t, device, i)
+            for device, (times, _) in self.healthy.items()
+            if devices is None or device in devices
+            for i, t in enumerate(times)
+        )
+        vectors = np.stack([self.healthy[device][1][i] for _, device, i in rows])
+        times = np.array([t for t, _, _ in rows], dtype=np.int64)
+        return vectors, times, tuple(device for _, device, _ in rows)
+
+
+def publish_scenario(
+    publisher: Publisher, influxdb: LocalInfluxDB, database: str, data_home: Path
+) -> Scenario:
+    """Publish three devices' vectors and anomaly events; wait until all are in InfluxDB.
+
+    In the range ``[t0, t0 + IN_RANGE s)``, one vector a second per device:
+
+    * ``pump-1``: also two vectors before the range and one at its end (both left
+      out by the range); an anomaly from 20 s to 30 s; plus ten vectors of another
+      feature spec, eight values long;
+    * ``pump-2``: an anomaly that began before the range and ends at 10 s, another
+      from 70 s to 75 s;
+    * ``fan-1``: an anomaly that closed before the range, and one from 100 s that
+      is still open at the end.
+
+    The ingest service must be running.
+    """
+    t0 = (int(time.time()) - 7200) * 1000
+    scenario = Scenario(
+        config=Config(
+            data_home=data_home, influx=InfluxConfig(url=influxdb.url, database=database)
+        ),
+        start=datetime.fromtimestamp(t0 / 1000, UTC),
+        end=datetime.fromtimestamp(t0 / 1000, UTC) + timedelta(seconds=IN_RANGE),
+    )
+    # device: (seconds of its vectors, its events (kind, second), seconds inside anomalies)
+    plans: dict[str, tuple[range, list[tuple[EventKind, int]], set[int]]] = {
+        "pump-1": (
+            range(-2, IN_RANGE + 1),
+            [(EventKind.START, 20), (EventKind.END, 30)],
+            set(range(20, 31)),
+        ),
+        "pump-2": (
+            range(IN_RANGE),
+            [
+                (EventKind.START, -5),
+                (EventKind.END, 10),
+                (EventKind.START, 70),
+                (EventKind.END, 75),
+            ],
+            {*range(0, 11), *range(70, 76)},
+        ),
+        "fan-1": (
+            range(IN_RANGE),
+            [(EventKind.START, -20), (EventKind.END, -10), (EventKind.START, 100)],
+            set(range(100, IN_RANGE)),
+        ),
+    }
+    vectors = healthy_features(sum(len(steps) for steps, _, _ in plans.values()))
+    used = 0
+    events = 0
+    for device, (steps, marks, inside) in plans.items():
+        mine = vectors[used : used + len(steps)]
+        used += len(steps)
+        times = [t0 + k * STEP_MS for k in steps]
+        publish_features(publisher, device, SPEC.spec_id, mine, times, seq0=1000)
+        for n, (kind, k) in enumerate(marks):
+            publish_event(publisher, device, kind, t0 + k * STEP_MS, seq=1000 + k + n)
+            events += 1
+        healthy = [i for i, k in enumerate(steps) if 0 <= k < IN_RANGE and k not in inside]
+        scenario.healthy[device] = ([times[i] for i in healthy], mine[healthy])
+        scenario.excluded[device] = len(inside)
+    other = (np.arange(80).reshape(10, 8) / 3).astype(np.float32)
+    publish_features(publisher, "pump-1", OTHER_SPEC, other, [t0 + k * STEP_MS for k in range(10)])
+
+    total = used + len(other)
+    wait_for(
+        lambda: (
+            influxdb.count(database, "features", "seq") == total
+            and influxdb.count(database, "anomaly", "seq") == events
+        ),
+        30,
+        f"{total} feature vectors and {events} anomaly events in InfluxDB",
+    )
+    return scenario
+
+
+@pytest.fixture
+def scenario(
+    start_ingest: Callable[..., IngestProcess],
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+    tmp_path: Path,
+) -> Scenario:
+    """The scenario of :func:`publish_scenario`, ingested by a real ingest service."""
+    start_ingest()
+    return publish_scenario(publisher, influxdb, influx_db, tmp_path / "home")
+
+
+def test_healthy_vectors_of_the_spec_load_bit_for_bit(scenario: Scenario) -> None:
+    progress: list[tuple[int, int]] = []
+    loaded = load_training_features(
+        scenario.config,
+        spec_id=SPEC.spec_id,
+        start=scenario.start,
+        end=scenario.end,
+        progress=lambda done, total: progress.append((done, total)),
+    )
+    vectors, times, devices = scenario.expected()
+    assert loaded.features.dtype == np.float32
+    assert loaded.features.shape == (len(times), SPEC.n_features)
+    assert np.array_equal(loaded.features.view(np.uint32), vectors.view(np.uint32))
+    assert np.array_equal(loaded.times_ms, times)
+    assert loaded.devices == devices
+    assert loaded.excluded_count == sum(scenario.excluded.values()) == 11 + 17 + 20
+    assert {d: (c.healthy, c.excluded) for d, c in loaded.per_device.items()} == {
+        d: (len(scenario.healthy[d][0]), scenario.excluded[d]) for d in scenario.healthy
+    }
+    assert loaded.spec_id == SPEC.spec_id
+    assert (loaded.start, loaded.end) == (scenario.start, scenario.end)
+    found = 3 * IN_RANGE
+    assert progress[-1] == (found, found)
+
+
+def test_devices_are_selected_by_id_and_glob(scenario: Scenario) -> None:
+    def load(devices: list[str]) -> tuple[npt.NDArray[np.int64], tuple[str, ...]]:
+        loaded = load_training_features(
+            scenario.config,
+            spec_id=SPEC.spec_id,
+            start=scenario.start,
+            end=scenario.end,
+            devices=devices,
+            min_windows=1,
+        )
+        return loaded.times_ms, loaded.devices
+
+    for devices, want in (
+        (["pump-*"], ["pump-1", "pump-2"]),
+        (["fan-1"], ["fan-1"]),
+        (["pump-?", "fan-1"], ["pump-1", "pump-2", "fan-1"]),
+        (["fan-1", "pump-2"], ["fan-1", "pump-2"]),
+    ):
+        _, times, names = scenario.expected(want)
+        got_times, got_names = load(devices)
+        assert np.array_equal(got_times, times), devices
+        assert got_names == names, devices
+
+
+def refusal(scenario: Scenario, **arguments: Any) -> str:
+    """The message of the DataError that loading the scenario's range with ``arguments`` raises."""
+    with pytest.raises(DataError) as refused:
+        load_training_features(
+            scenario.config,
+            spec_id=SPEC.spec_id,
+            start=scenario.start,
+            end=scenario.end,
+            **arguments,
+        )
+    return str(refused.value)
+
+
+def test_too_few_healthy_windows_are_refused_with_the_counts(scenario: Scenario) -> None:
+    healthy = sum(len(times) for times, _ in scenario.healthy.values())
+    excluded = sum(scenario.excluded.values())
+    message = refusal(scenario, min_windows=healthy + 1)
+    assert f"{healthy} healthy of {healthy + excluded} found ({excluded} excluded" in message
+    assert f"{healthy + 1} required" in message
+    assert SPEC.spec_id in message and scenario.start.isoformat() in message
+
+    fan = len(scenario.healthy["fan-1"][0])
+    message = refusal(scenario, devices=["fan-1", "nobody-*"], min_windows=fan + 1)
+    assert f"{fan} healthy of {fan + scenario.excluded['fan-1']} found" in message
+    assert "devices: fan-1, nobody-*" in message
+    assert "no vectors at all from: nobody-*" in message
+
+    # The default minimum comes from the configuration.
+    assert scenario.config.train.min_healthy_windows <= healthy
+    assert (
+        len(
+            load_training_features(
+                scenario.config, spec_id=SPEC.spec_id, start=scenario.start, end=scenario.end
+            ).times_ms
+        )
+        == healthy
+    )
+    message = refusal(scenario, devices=["fan-1"])
+    assert f"{scenario.config.train.min_healthy_windows} required" in message
+
+
+def test_a_vector_with_a_missing_field_is_refused(
+    influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    t0 = (int(time.time()) - 3600) * 1000
+    influxdb.write_lines(
+        influx_db,
+        f"features,device=d1,spec=s1 seq=1i,f0=1.5,f1=2.5 {t0}\n"
+        f"features,device=d2,spec=s1 seq=1i,f0=1.5 {t0 + 1000}\n",
+    )
+    config = Config(data_home=tmp_path, influx=InfluxConfig(url=influxdb.url, database=influx_db))
+    start = datetime.fromtimestamp(t0 / 1000, UTC)
+    with pytest.raises(
+        DataError, match=r"device 'd2' at .* \(\d+ ms\), spec s1, has 1 values .*missing f1"
+    ):
+        load_training_features(
+            config, spec_id="s1", start=start, end=start + timedelta(hours=1), min_windows=1
+        )
+
+
+# --- the query client against the real server ---------------------------------
+
+
+def test_chunked_answers_join_into_whole_series_and_params_bind(
+    influxdb: LocalInfluxDB, influx_db: str
+) -> None:
+    lines = [f"m,device=d{i % 2} x={i / 3},n={i}i {1_600_000_000_000 + i}" for i in range(25)]
+    influxdb.write_lines(influx_db, "\n".join(lines))
+    client = InfluxQL(url=influxdb.url, database=influx_db, chunk_size=4)
+    q = 'SELECT "x", "n" FROM "m" WHERE time >= $from GROUP BY "device"'
+    pieces = list(client.stream(q, params={"from": 1_600_000_000_003 * 1_000_000}))
+    assert len(pieces) > 2 and pieces[0].partial and not pieces[-1].partial
+    series = client.query(q, params={"from": 1_600_000_000_003 * 1_000_000})
+    assert [s.tags for s in series] == [{"device": "d0"}, {"device": "d1"}]
+    assert series[0].columns == ("time", "x", "n")
+    for s in series:
+        parity = int(s.tags["device"][1])
+        want = [[1_600_000_000_000 + i, i / 3, i] for i in range(3, 25) if i % 2 == parity]
+        assert s.values == want
+
+
+def test_query_errors_name_the_query(influxdb: LocalInfluxDB, influx_db: str) -> None:
+    client = InfluxQL(url=influxdb.url, database=influx_db)
+    with pytest.raises(QueryError, match=r"'SELEC x FROM m'.*InfluxDB answered 400") as bad:
+        client.query("SELEC x FROM m")
+    assert bad.value.status == 400
+    with pytest.raises(QueryError, match=r"missing parameter: nothing"):
+        client.query('SELECT x FROM "m" WHERE x = $nothing')
+    elsewhere = InfluxQL(url=influxdb.url, database="no_such_db")
+    with pytest.raises(QueryError, match=r"'SELECT x FROM m'.*database not found"):
+        elsewhere.query("SELECT x FROM m")
+    closed = InfluxQL(url=f"http://127.0.0.1:{free_port()}", database=influx_db, timeout=2)
+    with pytest.raises(QueryError, match=r"'SELECT x FROM m'.*InfluxDB at 127.0.0.1:\d+.*refused"):
+        closed.query("SELECT x FROM m")
+
+
+class Answering(http.server.BaseHTTPRequestHandler):
+    """Records each query's path and Authorization header; answers one series in two chunks."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+    CHUNKS = (
+        b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time","x"],'
+        b'"values":[[1,0.5]],"partial":true}],"partial":true}]}\n'
+        b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time","x"],'
+        b'"values":[[2,1.5]]}]}]}\n'
+    )
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.CHUNKS)))
+        self.end_headers()
+        self.wfile.write(self.CHUNKS)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_v1_and_v2_configurations_authenticate_and_name_their_database() -> None:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/base/"
+        v1 = InfluxConfig(
+            url=url, database="vib", retention_policy="raw", username="ann", password=Secret("pw:1")
+        )
+        v2 = InfluxConfig(api="v2", url=url, org="acme", bucket="vib/b", token=Secret("tok"))
+        for config in (v1, v2):
+            (series,) = InfluxQL.from_config(config).query("SELECT x FROM m", params={"a": "b"})
+            assert series.values == [[1, 0.5], [2, 1.5]] and not series.partial
+        httpd.shutdown()
+    paths, authorizations = zip(*Answering.seen, strict=True)
+    assert authorizations == ("Basic YW5uOnB3OjE=", "Token tok")
+    queries = [urllib.parse.urlsplit(p) for p in paths]
+    assert {q.path for q in queries} == {"/base/query"}
+    args = [dict(urllib.parse.parse_qsl(q.query)) for q in queries]
+    common = {"epoch": "ms", "chunked": "true", "chunk_size": "10000", "q": "SELECT x FROM m"}
+    assert args[0] == {**common, "db": "vib", "rp": "raw", "params": '{"a": "b"}'}
+    assert args[1] == {**common, "db": "vib/b", "params": '{"a": "b"}'}
