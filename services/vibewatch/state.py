@@ -1,0 +1,152 @@
+"""The control-plane database: one SQLite file (WAL) under the data home.
+
+Models, and later devices, rollouts and alert states, live in one database so a change
+that touches several of them is one transaction. The schema grows by migrations:
+:data:`MIGRATIONS` is an ordered list of SQL scripts, and ``PRAGMA user_version`` says
+how many of them a database has had. :func:`open_state_db` applies the missing ones,
+each in its own transaction together with the new ``user_version``, so a crash leaves
+the database at a whole number of migrations, and two processes opening the same
+file at once apply each migration once. A feature that needs a table appends a
+migration; a released migration is never edited.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from vibewatch.errors import VibewatchError
+
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "StateError", "open_state_db", "transaction"]
+
+BUSY_TIMEOUT_MS: Final = 10_000
+"""How long a writer waits for another process's write transaction before giving up."""
+
+
+class StateError(VibewatchError):
+    """The state database cannot be opened or is of a newer schema than this program."""
+
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: the model registry's index. Versions of a model id only grow: the high-water
+    # mark in model_versions is kept by a trigger and survives the deletion of rows.
+    """
+    CREATE TABLE models (
+        model_id TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        status TEXT NOT NULL
+            CHECK (status IN ('candidate', 'champion', 'retired', 'rejected')),
+        path TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        decided_at TEXT,
+        reason TEXT,
+        PRIMARY KEY (model_id, version)
+    ) STRICT;
+    CREATE UNIQUE INDEX models_one_champion ON models (model_id) WHERE status = 'champion';
+    CREATE TABLE model_versions (
+        model_id TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    ) STRICT;
+    CREATE TRIGGER models_version_high_water AFTER INSERT ON models
+    BEGIN
+        INSERT INTO model_versions (model_id, last_version) VALUES (NEW.model_id, NEW.version)
+        ON CONFLICT (model_id) DO UPDATE
+            SET last_version = max(last_version, excluded.last_version);
+    END;
+    """,
+)
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block as one write transaction (``BEGIN IMMEDIATE``), rolled back on error.
+
+    IMMEDIATE takes the write lock at the start, so a read-then-write block (check a
+    version, then insert) cannot interleave with another writer.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    current = _schema_version(db)
+    if current > len(MIGRATIONS):
+        raise StateError(
+            f"state database {path} has schema version {current}, newer than the "
+            f"{len(MIGRATIONS)} this vibewatch knows; upgrade vibewatch"
+        )
+    for number in range(current + 1, len(MIGRATIONS) + 1):
+        with transaction(db):
+            # Read again under the write lock: another process may have migrated meanwhile.
+            if _schema_version(db) >= number:
+                continue
+            for statement in _statements(MIGRATIONS[number - 1]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The complete statements of ``script``, one by one (``executescript`` would commit)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()!r}")
+
+
+def open_state_db(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the state database and bring its schema up to date.
+
+    The connection is in autocommit mode: write with :func:`transaction`. It has
+    foreign keys on, WAL journaling (readers do not block the writer) with
+    ``synchronous=NORMAL`` (durable at checkpoints, never corrupt), and waits up to
+    :data:`BUSY_TIMEOUT_MS` for a lock.
+
+    Args:
+        path: The database file; missing parent directories are created.
+
+    Returns:
+        The open connection, schema at ``len(MIGRATIONS)``.
+
+    Raises:
+        StateError: The file is not a SQLite database, cannot be opened, or has a newer
+            schema.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StateError(f"state database {path} cannot use WAL journaling (mode {mode})")
+        db.execute("PRAGMA synchronous = NORMAL")
+        _migrate(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StateError(f"cannot use the state database {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
