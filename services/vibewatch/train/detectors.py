@@ -39,10 +39,11 @@ Progress = Callable[[int, int], None]
 
 #: Fewest rows ``fit`` accepts: enough for a training part and a calibration part.
 MIN_ROWS = 16
-#: A feature's standard deviation is at least this share of the median one, so a feature that
-#: is (nearly) constant in training, such as the RMS of amplitude-normalised windows, is not
-#: blown up into noise by the normalisation.
-STD_FLOOR = 0.01
+#: A feature's standard deviation is taken as at least this share of its mean magnitude (and
+#: at least :data:`STD_FLOOR_ABSOLUTE`), so a feature that is constant in training, such as the
+#: RMS of amplitude-normalised windows, is not blown up into rounding noise.
+STD_FLOOR_RELATIVE = 1e-3
+STD_FLOOR_ABSOLUTE = 1e-6
 Array = npt.NDArray[np.float32]
 
 
@@ -117,7 +118,7 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
         self.n_features_in_ = int(fit_rows.shape[1])
         self.mean_ = fit_rows.mean(axis=0, dtype=np.float64)
         std = fit_rows.std(axis=0, dtype=np.float64)
-        floor = max(STD_FLOOR * float(np.median(std)), float(np.finfo(np.float32).tiny))
+        floor = np.maximum(STD_FLOOR_RELATIVE * np.abs(self.mean_), STD_FLOOR_ABSOLUTE)
         self.std_ = np.maximum(std, floor)
         self._fit_normalised(self.normalise(fit_rows), progress or (lambda done, total: None))
         self.calibration_scores_ = self.anomaly_score(calibration_rows)
