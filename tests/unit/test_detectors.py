@@ -172,7 +172,6 @@ def test_autoencoder_early_stopping_keeps_the_best_epoch(train: np.ndarray) -> N
     best = int(np.argmin(losses))
     assert best == len(losses) - 1 - 3
     assert steps[-1] == (400, 400)
-    _, held_out = detector.split(train)
     part, _ = detector.split(train)
     z = detector.normalise(part[-max(1, round(len(part) * 0.15)) :])
     mse = float(np.mean((z - detector.model_.predict_on_batch(z)) ** 2))
