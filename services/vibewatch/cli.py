@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vibewatch import __version__
-from vibewatch.config import CONFIG_ENV, Config, load_config
-from vibewatch.errors import ConfigError, VibewatchError
+from vibewatch.cliutil import ConfigOption, JsonOption, load
+from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
+from vibewatch.models.cli import keys_app, models_app
 from vibewatch.train.cli import dataset_app
 
 log = logging.getLogger("vibewatch")
@@ -28,28 +27,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(dataset_app, name="dataset")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar=CONFIG_ENV,
-        help="TOML configuration file. Every key can also be set by a VIBEWATCH_<SECTION>_<KEY> "
-        "environment variable, which wins over the file.",
-        show_default=False,
-    ),
-]
-
-
-def _load(path: Path | None, **overrides: str) -> Config:
-    """Load the configuration; ``overrides`` are command-line values given as env variables."""
-    environ = {**os.environ, **overrides}
-    try:
-        return load_config(path, environ)
-    except ConfigError as exc:
-        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -61,10 +40,10 @@ def version() -> None:
 @config_app.command("show")
 def config_show(
     config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the effective configuration (defaults, file and environment); secrets are masked."""
-    values = _load(config).redacted()
+    values = load(config).redacted()
     if as_json:
         typer.echo(json.dumps(values, indent=2))
         return
@@ -96,7 +75,7 @@ def ingest(
     """
     from vibewatch.ingest.service import IngestService  # imported here: keeps --help fast
 
-    cfg = _load(config, **({"VIBEWATCH_MQTT_GROUP": group} if group is not None else {}))
+    cfg = load(config, **({"VIBEWATCH_MQTT_GROUP": group} if group is not None else {}))
     setup_logging(cfg.log.level, cfg.log.format)
     log.info(
         "vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(cfg.redacted())

@@ -21,6 +21,9 @@ and chained with ``from``::
     │   └── ConversionError       a .tflite model that cannot become a .vwm blob
     ├── DataError            a recording, dataset or training set that cannot be used
     │                        (unreadable file, unknown channel, too few healthy windows)
+    ├── QueryError           (vibewatch.influx.query) an InfluxQL query failed
+    ├── StateError           (vibewatch.state) the state database cannot be opened or has
+    │                        a newer schema
     ├── KeyFileError         a signing key that is missing, unreadable or not Ed25519
     ├── PackageError         a model package that fails verification; ``problems`` lists
     │                        every file, hash or signature that does not match

@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vibewatch.config import CONFIG_ENV, Config, load_config
-from vibewatch.errors import ConfigError, KeyFileError, PackageError, RegistryError
+from vibewatch.cliutil import ConfigOption, JsonOption, fail, load
+from vibewatch.errors import KeyFileError, PackageError, RegistryError
 from vibewatch.models.keys import (
     fingerprint,
     generate_keypair,
@@ -40,17 +40,6 @@ models_app = typer.Typer(
     add_completion=False,
 )
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar=CONFIG_ENV,
-        help="TOML configuration file. Every key can also be set by a VIBEWATCH_<SECTION>_<KEY> "
-        "environment variable, which wins over the file.",
-        show_default=False,
-    ),
-]
 PublicOption = Annotated[
     Path | None,
     typer.Option(
@@ -60,37 +49,24 @@ PublicOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ModelIdArgument = Annotated[str, typer.Argument(help="Model id.", show_default=False)]
 VersionArgument = Annotated[int, typer.Argument(min=1, help="Model version.", show_default=False)]
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _config(path: Path | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(f"invalid configuration:\n{exc}", 2)
-
-
 def _public_key(path: Path | None, config: Path | None) -> Ed25519PublicKey:
     try:
-        return load_public_key(path if path is not None else _config(config).train.verify_key)
+        return load_public_key(path if path is not None else load(config).train.verify_key)
     except KeyFileError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
 
 
 @contextmanager
 def _registry(config: Path | None, public_key: Ed25519PublicKey | None) -> Iterator[Registry]:
-    cfg = _config(config)
+    cfg = load(config)
     try:
         registry = Registry(cfg.train.registry_dir, cfg.state_db, public_key)
     except StateError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     with registry:
         yield registry
 
@@ -100,12 +76,12 @@ def _known(registry: Registry, model_id: str, version: int | None = None) -> Reg
     if version is None:
         entries = registry.entries(model_id)
         if not entries:
-            _fail(f"no version of model {model_id!r} is registered", 2)
+            fail(f"no version of model {model_id!r} is registered", 2)
         return entries[-1]
     try:
         return registry.get(model_id, version)
     except RegistryError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
 
 
 # --- keys -------------------------------------------------------------------------
@@ -141,13 +117,13 @@ def keys_generate(
     unless --force is given.
     """
     if private is None or public is None:
-        train = _config(config).train
+        train = load(config).train
         private = train.signing_key if private is None else private
         public = train.verify_key if public is None else public
     try:
         key = generate_keypair(private, public, overwrite=force)
     except KeyFileError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     typer.echo(f"private key: {private} (mode 0600, keep it secret)")
     typer.echo(f"public key:  {public}")
     typer.echo(f"fingerprint: {fingerprint(key)}")
@@ -172,14 +148,14 @@ def keys_export_c(
     try:
         header = public_key_c_header(key, name=name)
     except ValueError as exc:
-        _fail(f"--name: {exc}", 2)
+        fail(f"--name: {exc}", 2)
     if out is None:
         typer.echo(header, nl=False)
         return
     try:
         out.write_text(header, encoding="ascii")
     except OSError as exc:
-        _fail(f"cannot write {out}: {exc.strerror}", 1)
+        fail(f"cannot write {out}: {exc.strerror}", 1)
     typer.echo(f"wrote {out} ({fingerprint(key)})", err=True)
 
 
@@ -255,7 +231,7 @@ def models_show(
         try:
             package = registry.load(entry.model_id, entry.version)
         except RegistryError as exc:
-            _fail(str(exc), 1)
+            fail(str(exc), 1)
     summary = _summary(entry, package)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -311,7 +287,7 @@ def models_verify(
     if version is None:
         path = Path(target)
         if not path.is_dir():
-            _fail(
+            fail(
                 f"{target} is not a package directory (for a registered package, give "
                 "MODEL_ID VERSION)",
                 2,
@@ -366,7 +342,7 @@ def models_export(
         try:
             registry.export(entry.model_id, entry.version, out)
         except RegistryError as exc:
-            _fail(str(exc), 1)
+            fail(str(exc), 1)
         except OSError as exc:
-            _fail(f"cannot write {out}: {exc}", 1)
+            fail(f"cannot write {out}: {exc}", 1)
     typer.echo(f"exported model {model_id} version {version} to {out}")
