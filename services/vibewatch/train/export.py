@@ -48,14 +48,6 @@ class Int8Model:
     engine: Model
     golden_inputs: npt.NDArray[np.int8]
 
-    def golden(self) -> list[dict[str, object]]:
-        """The golden vectors as the manifest lists them: int8 input, int8 output, score."""
-        outputs, scores = self.engine.run(self.golden_inputs)
-        return [
-            {"input": i.tolist(), "output": o.tolist(), "score": float(s)}
-            for i, o, s in zip(self.golden_inputs, outputs, scores, strict=True)
-        ]
-
 
 def export_int8(
     detector: AutoencoderDetector,
