@@ -1,5 +1,5 @@
-"""``python -m vibewatch``: the command line."""
+"""``python -m vibewatch`` runs the command line."""
 
-from vibewatch.cli import app
+from vibewatch.cli import main
 
-app(prog_name="vibewatch")
+main()

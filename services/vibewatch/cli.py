@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
 from vibewatch.train.cli import dataset_app
+from vibewatch.train.commands import evaluate_command, expand_list_options, train_command
 
 log = logging.getLogger("vibewatch")
 
@@ -29,6 +31,13 @@ app.add_typer(config_app, name="config")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+
+
+def main() -> None:
+    """The console entry point: lets list options take several values after one flag."""
+    app(args=expand_list_options(sys.argv[1:]), prog_name="vibewatch")
 
 
 @app.command()

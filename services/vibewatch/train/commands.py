@@ -1,0 +1,449 @@
+"""``vibewatch train`` and ``vibewatch evaluate``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vibewatch.cliutil import ConfigOption, JsonOption, fail, load
+from vibewatch.errors import DataError, VibewatchError
+
+if TYPE_CHECKING:
+    from vibewatch.edge import FeatureSpec
+    from vibewatch.train.detectors import Progress
+    from vibewatch.train.job import TrainingData
+
+#: Options that take several values after one flag (``--faulty A B C``).
+LIST_OPTIONS = ("--recordings", "--healthy", "--faulty", "--device")
+
+
+def expand_list_options(args: list[str]) -> list[str]:
+    """``--faulty A B --json`` -> ``--faulty A --faulty B --json``, as click understands.
+
+    Values follow a list option until the next argument that starts with ``-``.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            current = arg if arg in LIST_OPTIONS else None
+            out.append(arg)
+        elif current is not None and out[-1] != current:
+            out += [current, arg]
+        else:
+            out.append(arg)
+    return out
+
+
+class NormaliseChoice(StrEnum):
+    """Amplitude normalisations of recording windows."""
+
+    RMS = "rms"
+
+
+_REC_HELP = (
+    "PATH[@CHANNEL][:START_S-END_S]: PATH is the longest prefix naming an existing file, "
+    "CHANNEL may be a glob (@*_DE_time), the range is in seconds. Several may follow the flag."
+)
+SampleRateOption = Annotated[
+    int | None,
+    typer.Option(
+        "--sample-rate",
+        min=1,
+        help="Sample rate in Hz of recordings that carry none (NPY, .mat without fs, CSV "
+        "without a time column); for InfluxDB training, the rate of the default feature spec.",
+        show_default=False,
+    ),
+]
+HopOption = Annotated[
+    int | None,
+    typer.Option(
+        "--hop",
+        min=1,
+        help="Samples between window starts [default: half a window].",
+        show_default=False,
+    ),
+]
+NormaliseOption = Annotated[
+    NormaliseChoice | None,
+    typer.Option(
+        "--normalise",
+        help="rms: divide each recording window by its own RMS, so that only the spectral "
+        "shape is left.",
+        show_default=False,
+    ),
+]
+FaultyOption = Annotated[
+    list[str] | None,
+    typer.Option("--faulty", help=f"Faulty recordings, {_REC_HELP}", show_default=False),
+]
+
+
+def _normalise(choice: NormaliseChoice | None) -> Any:
+    return None if choice is None else choice.value
+
+
+@contextmanager
+def _phases(enabled: bool) -> Iterator[Any]:
+    """Progress bars on stderr, one per phase; the context gives the ``phases`` callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bars
+
+    with Bars(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    ) as bars:
+
+        def phase(name: str) -> Progress:
+            task = bars.add_task(name, total=None)
+
+            def update(done: int, total: int) -> None:
+                bars.update(task, completed=done, total=total)
+
+            return update
+
+        yield phase
+
+
+def _healthy_data(
+    config: Any,
+    *,
+    recordings: list[str],
+    dataset: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    devices: list[str],
+    sample_rate: int | None,
+    hop: int | None,
+    normalise: NormaliseChoice | None,
+    phases: Any,
+) -> TrainingData:
+    from vibewatch.edge import FeatureSpec
+    from vibewatch.train import sources
+
+    chosen = [bool(recordings), dataset is not None, start is not None or end is not None]
+    if sum(chosen) != 1:
+        fail("give exactly one data source: --recordings, --dataset, or --start/--end", 2)
+    if recordings:
+        tick = phases("read")
+        count = iter(range(1, len(recordings) + 1))
+        return sources.from_recordings(
+            recordings,
+            sample_rate_hz=sample_rate,
+            hop=hop,
+            normalise=_normalise(normalise),
+            progress=lambda _ref: tick(next(count), len(recordings)),
+        )
+    if dataset is not None:
+        return sources.from_dataset(dataset)
+    if start is None or end is None:
+        fail("InfluxDB training needs both --start and --end", 2)
+    if sample_rate is None:
+        fail("InfluxDB training needs --sample-rate: the feature spec's sample rate", 2)
+    return sources.from_influx(
+        config,
+        FeatureSpec.default(sample_rate),
+        start=start,
+        end=end,
+        devices=devices,
+        progress=phases("query"),
+    )
+
+
+def _spec_text(spec: FeatureSpec) -> str:
+    return f"{spec.spec_id} ({spec.sample_rate_hz} Hz, {spec.window}-sample windows)"
+
+
+def train_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Directory for the package (OUT/package) and its model card.",
+            show_default=False,
+        ),
+    ],
+    recordings: Annotated[
+        list[str] | None,
+        typer.Option("--recordings", help=f"Healthy recordings, {_REC_HELP}", show_default=False),
+    ] = None,
+    faulty: FaultyOption = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Healthy feature vectors from `vibewatch dataset import`.",
+            show_default=False,
+        ),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            "--start",
+            help="InfluxDB: start of the time range (UTC unless an offset is given).",
+            show_default=False,
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option("--end", help="InfluxDB: end of the time range.", show_default=False),
+    ] = None,
+    devices: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device",
+            help="InfluxDB: device ids or globs [default: every device].",
+            show_default=False,
+        ),
+    ] = None,
+    sample_rate: SampleRateOption = None,
+    hop: HopOption = None,
+    normalise: NormaliseOption = None,
+    model_id: Annotated[str, typer.Option("--model-id", help="Id of the model.")] = "vibewatch-ae",
+    hidden: Annotated[
+        str, typer.Option("--hidden", help="Hidden layer sizes down to the bottleneck.")
+    ] = "32,8",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most training epochs.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice.")] = 0,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="File the package in the registry and run the quality gate.",
+        ),
+    ] = True,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            min=1,
+            help="Version of an unregistered package [default: the registry's next].",
+            show_default=False,
+        ),
+    ] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            help="Ed25519 private key [default: train.signing_key].",
+            show_default=False,
+        ),
+    ] = None,
+    flash_bytes: Annotated[
+        int, typer.Option("--device-flash", min=1, help="Bytes of the devices' model slot.")
+    ] = 65536,
+    ram_bytes: Annotated[
+        int, typer.Option("--device-ram", min=1, help="Engine RAM of the devices, bytes.")
+    ] = 8192,
+    device_rate: Annotated[
+        int | None,
+        typer.Option(
+            "--device-sample-rate",
+            min=1,
+            help="The devices' sample rate [default: the training data's].",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train, export, evaluate and sign an int8 model; register it behind the quality gate.
+
+    The data is healthy vibration: recordings (--recordings), a dataset file (--dataset),
+    or the feature vectors devices published to InfluxDB (--start/--end, windows inside
+    anomaly events left out). --faulty recordings are used only for evaluation and the
+    gate. The package lands in OUT/package and the model card (MODEL_CARD.md and plots)
+    in OUT. With --register (the default) it is filed in the registry as a candidate and
+    promoted only if the gate passes; the reasons are printed either way.
+    """
+    from vibewatch.models.keys import load_private_key
+    from vibewatch.models.registry import Registry
+    from vibewatch.train.card import write_card
+    from vibewatch.train.gate import DeviceLimits
+    from vibewatch.train.job import TrainingData, TrainSettings, train
+    from vibewatch.train.job import register as file_in_registry
+    from vibewatch.train.sources import faulty_recordings
+
+    cfg = load(config)
+    if register and version is not None:
+        fail("--version is for --no-register packages; the registry numbers its own", 2)
+    try:
+        layers = tuple(int(h) for h in hidden.split(","))
+    except ValueError:
+        fail(f"--hidden {hidden!r} is not a comma-separated list of sizes", 2)
+    try:
+        key = load_private_key(signing_key or cfg.train.signing_key)
+        registry = (
+            Registry(cfg.train.registry_dir, cfg.state_db, key.public_key()) if register else None
+        )
+    except VibewatchError as exc:
+        fail(str(exc), 2)
+    try:
+        with _phases(not as_json) as phases:
+            data = _healthy_data(
+                cfg,
+                recordings=recordings or [],
+                dataset=dataset,
+                start=start,
+                end=end,
+                devices=devices or [],
+                sample_rate=sample_rate,
+                hop=hop,
+                normalise=normalise,
+                phases=phases,
+            )
+            faults = faulty_recordings(
+                faulty or [],
+                data.spec,
+                sample_rate_hz=sample_rate,
+                hop=hop,
+                normalise=_normalise(normalise),
+            )
+            settings = TrainSettings(
+                model_id=model_id,
+                hidden=layers,
+                epochs=epochs,
+                random_state=seed,
+                false_alarm_rate=cfg.train.false_alarm_rate,
+                min_healthy_windows=cfg.train.min_healthy_windows,
+                auc_margin=cfg.train.auc_margin,
+                limits=DeviceLimits(
+                    flash_bytes=flash_bytes,
+                    ram_bytes=ram_bytes,
+                    sample_rate_hz=device_rate or data.spec.sample_rate_hz,
+                ),
+            )
+            number = registry.next_version(model_id) if registry else (version or 1)
+            trained = train(
+                TrainingData(data.healthy, data.spec, data.source, faults),
+                settings,
+                version=number,
+                private_key=key,
+                out_dir=out,
+                phases=phases,
+            )
+        decision = file_in_registry(trained, registry, settings) if registry else None
+        card = write_card(
+            out,
+            trained.package.manifest,
+            trained.int8,
+            trained.history,
+            decision=decision[1].reasons if decision else (),
+        )
+    except DataError as exc:
+        fail(str(exc), 2)
+    except VibewatchError as exc:
+        fail(str(exc), 1)
+    finally:
+        if registry is not None:
+            registry.close()
+    m = trained.metrics
+    summary: dict[str, Any] = {
+        "model_id": model_id,
+        "version": number,
+        "package": str(trained.package.path),
+        "card": str(card),
+        "spec": data.spec.spec_id,
+        "threshold": trained.engine.threshold,
+        "far": m["far"],
+        "auc": m["auc"],
+        "auc_float": m["auc_float"],
+        "detected": m["detected"],
+        "status": decision[0].status if decision else "unregistered",
+        "gate": list(decision[1].reasons) if decision else [],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"{model_id} v{number}: {trained.package.path}")
+    typer.echo(f"  feature spec  {_spec_text(data.spec)}")
+    typer.echo(f"  threshold     {trained.engine.threshold:.6g}")
+    typer.echo(f"  false alarms  {m['far']:.2%} of {m['held_out_healthy_windows']} held-out")
+    for name, value in m["auc"].items():
+        typer.echo(f"  {name}: AUC {value:.4f}, detected {m['detected'][name]:.1%}")
+    typer.echo(f"  model card    {card}")
+    if decision:
+        entry, verdict = decision
+        typer.echo(f"{'promoted' if verdict.promote else 'not promoted'} ({entry.status}):")
+        for reason in verdict.reasons:
+            typer.echo(f"  - {reason}")
+
+
+def evaluate_command(
+    model: Annotated[
+        Path, typer.Option("--model", help="Model package directory.", show_default=False)
+    ],
+    healthy: Annotated[
+        list[str],
+        typer.Option("--healthy", help=f"Healthy recordings, {_REC_HELP}", show_default=False),
+    ],
+    faulty: FaultyOption = None,
+    sample_rate: SampleRateOption = None,
+    hop: HopOption = None,
+    normalise: Annotated[
+        NormaliseChoice | None,
+        typer.Option(
+            "--normalise",
+            help="rms: divide each window by its own RMS [default: as the model was trained].",
+            show_default=False,
+        ),
+    ] = None,
+    public: Annotated[
+        Path | None,
+        typer.Option(
+            "--public",
+            help="Public key of the package's signer [default: train.verify_key].",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score recordings with a package's int8 model through the C engine, as devices do.
+
+    Prints the false-alarm rate on the healthy windows at the shipped threshold and, per
+    faulty recording, the AUC against the healthy windows and the share of its windows
+    detected. The package's signature and hashes are checked first.
+    """
+    from vibewatch.edge import Model
+    from vibewatch.models.keys import load_public_key
+    from vibewatch.models.package import verify_package
+    from vibewatch.train import sources
+    from vibewatch.train.job import evaluate
+
+    cfg = load(config)
+    try:
+        package = verify_package(model, load_public_key(public or cfg.train.verify_key))
+        engine = Model(package.vwm)
+        trained_with = package.manifest.get("training_data", {}).get("recordings") or [{}]
+        norm = _normalise(normalise) or trained_with[0].get("normalise")
+        options: dict[str, Any] = {"sample_rate_hz": sample_rate, "hop": hop, "normalise": norm}
+        good = sources.from_recordings(healthy, spec=engine.spec, **options).healthy
+        bad = sources.faulty_recordings(faulty or [], engine.spec, **options)
+    except VibewatchError as exc:
+        fail(str(exc), 2)
+    result = {"model": str(model), "normalise": norm, **evaluate(engine, good, bad)}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"{engine.model_id} v{engine.version}, threshold {engine.threshold:.6g}: "
+        f"false alarms {result['far']:.2%} of {result['healthy_windows']} healthy windows"
+    )
+    for row in result["files"]:
+        typer.echo(
+            f"  {row['path']}: AUC {row['auc']:.4f}, detected {row['detected']:.1%} "
+            f"of {row['windows']} windows"
+        )
