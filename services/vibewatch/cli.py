@@ -22,11 +22,14 @@ from vibewatch.train.commands import evaluate_command, expand_list_options, trai
 log = logging.getLogger("vibewatch")
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="vibewatch: predictive maintenance for fleets of vibration sensors.",
     no_args_is_help=True,
     add_completion=False,
 )
-config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    rich_markup_mode="markdown", help="Inspect the configuration.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(keys_app, name="keys")

@@ -31,9 +31,13 @@ from vibewatch.state import StateError
 __all__ = ["keys_app", "models_app"]
 
 keys_app = typer.Typer(
-    help="Ed25519 keys that sign model packages.", no_args_is_help=True, add_completion=False
+    rich_markup_mode="markdown",
+    help="Ed25519 keys that sign model packages.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 models_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The model registry: signed model packages under the data home, indexed in the "
     "state database.",
     no_args_is_help=True,

@@ -14,7 +14,10 @@ import typer
 from vibewatch.errors import VibewatchError
 
 dataset_app = typer.Typer(
-    help="Feature datasets from vibration recordings.", no_args_is_help=True, add_completion=False
+    rich_markup_mode="markdown",
+    help="Feature datasets from vibration recordings.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 

@@ -127,14 +127,28 @@ def _healthy_data(
     sample_rate: int | None,
     hop: int | None,
     normalise: NormaliseChoice | None,
+    generator: int | None,
+    seed: int,
     phases: Any,
 ) -> TrainingData:
     from vibewatch.edge import FeatureSpec
     from vibewatch.train import sources
 
-    chosen = [bool(recordings), dataset is not None, start is not None or end is not None]
+    chosen = [
+        bool(recordings),
+        dataset is not None,
+        start is not None or end is not None,
+        generator is not None,
+    ]
     if sum(chosen) != 1:
-        fail("give exactly one data source: --recordings, --dataset, or --start/--end", 2)
+        fail(
+            "give exactly one data source: --recordings, --dataset, --start/--end or --generator",
+            2,
+        )
+    if generator is not None:
+        from vibewatch.train.factory import generator_data
+
+        return generator_data(seed=seed, windows=generator, progress=phases("generate"))
     if recordings:
         tick = phases("read")
         count = iter(range(1, len(recordings) + 1))
@@ -208,6 +222,18 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    generator: Annotated[
+        int | None,
+        typer.Option(
+            "--generator",
+            min=100,
+            metavar="WINDOWS",
+            help="Train on WINDOWS healthy windows of the vibration generator over its "
+            "range of speeds and loads, and evaluate on each fault kind at severity 0.5 "
+            "(how the factory model is made).",
+            show_default=False,
+        ),
+    ] = None,
     sample_rate: SampleRateOption = None,
     hop: HopOption = None,
     normalise: NormaliseOption = None,
@@ -262,15 +288,18 @@ def train_command(
     """Train, export, evaluate and sign an int8 model; register it behind the quality gate.
 
     The data is healthy vibration: recordings (--recordings), a dataset file (--dataset),
-    or the feature vectors devices published to InfluxDB (--start/--end, windows inside
-    anomaly events left out). --faulty recordings are used only for evaluation and the
-    gate. The package lands in OUT/package and the model card (MODEL_CARD.md and plots)
-    in OUT. With --register (the default) it is filed in the registry as a candidate and
-    promoted only if the gate passes; the reasons are printed either way.
+    the feature vectors devices published to InfluxDB (--start/--end, windows inside
+    anomaly events left out), or the vibration generator (--generator). --faulty
+    recordings serve only for evaluation and the gate.
+
+    The package lands in OUT/package and the model card (MODEL_CARD.md and plots) in OUT.
+    With --register (the default) it is filed in the registry as a candidate and promoted
+    only if the gate passes; the reasons are printed either way.
     """
     from vibewatch.models.keys import load_private_key
     from vibewatch.models.registry import Registry
     from vibewatch.train.card import write_card
+    from vibewatch.train.factory import FACTORY_VERSION
     from vibewatch.train.gate import DeviceLimits
     from vibewatch.train.job import TrainingData, TrainSettings, train
     from vibewatch.train.job import register as file_in_registry
@@ -302,9 +331,12 @@ def train_command(
                 sample_rate=sample_rate,
                 hop=hop,
                 normalise=normalise,
+                generator=generator,
+                seed=seed,
                 phases=phases,
             )
-            faults = faulty_recordings(
+            faults = dict(data.faulty)
+            faults |= faulty_recordings(
                 faulty or [],
                 data.spec,
                 sample_rate_hz=sample_rate,
@@ -325,7 +357,12 @@ def train_command(
                     sample_rate_hz=device_rate or data.spec.sample_rate_hz,
                 ),
             )
-            number = registry.next_version(model_id) if registry else (version or 1)
+            # Version 1 is the factory model the devices ship with: retrained ones go above.
+            number = (
+                max(registry.next_version(model_id), FACTORY_VERSION + 1)
+                if registry
+                else (version or FACTORY_VERSION)
+            )
             trained = train(
                 TrainingData(data.healthy, data.spec, data.source, faults),
                 settings,

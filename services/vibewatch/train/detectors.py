@@ -256,7 +256,7 @@ class AutoencoderDetector(Detector):
         self.history_ = history
 
     def _score_normalised(self, rows: Array) -> npt.NDArray[Any]:
-        return _mse(rows, self.model_.predict_on_batch(rows))
+        return _mse(rows, self.model_(rows, training=False).numpy())
 
 
 class PCADetector(Detector):
