@@ -9,6 +9,7 @@ it into the ``.vwm`` blob the devices run. TensorFlow is imported on first use.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,9 @@ def tensorflow() -> Any:
     """The ``tensorflow`` module, imported quietly on first use."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import tensorflow as tf
+    with warnings.catch_warnings():  # deprecations inside TensorFlow's own dependencies
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import tensorflow as tf
 
     return tf
 
@@ -71,5 +74,7 @@ def to_int8_tflite(model: Any, representative: npt.ArrayLike) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with captured_fd(1), captured_fd(2):  # the converter talks on both
+    with captured_fd(1), captured_fd(2), warnings.catch_warnings():  # the converter talks
+        # It warns that an int8 input has no statistics: they come from the dataset above.
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
         return bytes(converter.convert())

@@ -146,6 +146,18 @@ def split_held_out(
     return rows[:-n_test], rows[-n_test:]
 
 
+def toolchain() -> dict[str, str]:
+    """Versions of the libraries a package's bytes depend on."""
+    from vibewatch import __version__
+    from vibewatch.edge.tf_export import tensorflow
+
+    return {
+        "vibewatch": __version__,
+        "tensorflow": tensorflow().__version__,
+        "numpy": np.__version__,
+    }
+
+
 def _detector_scores(detector: Detector, data: HeldOut) -> Scores:
     return Scores(
         detector.anomaly_score(data.healthy),
@@ -240,6 +252,7 @@ def train(
         "false_alarm_target": settings.false_alarm_rate,
         "metrics": metrics,
         "training_data": {**data.source, "windows": len(data.healthy)},
+        "toolchain": toolchain(),
         "golden": golden_vectors(engine, int8.golden_inputs),
     }
     package = write_package(
