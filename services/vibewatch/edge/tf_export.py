@@ -8,6 +8,8 @@ it into the ``.vwm`` blob the devices run. TensorFlow is imported on first use.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -74,7 +76,15 @@ def to_int8_tflite(model: Any, representative: npt.ArrayLike) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with captured_fd(1), captured_fd(2), warnings.catch_warnings():  # the converter talks
-        # It warns that an int8 input has no statistics: they come from the dataset above.
+    # The converter talks on both file descriptors and through Python's sys.stdout, and
+    # warns that an int8 input has no statistics: they come from the dataset above.
+    chatter = io.StringIO()
+    with (
+        captured_fd(1),
+        captured_fd(2),
+        contextlib.redirect_stdout(chatter),
+        contextlib.redirect_stderr(chatter),
+        warnings.catch_warnings(),
+    ):
         warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
         return bytes(converter.convert())
