@@ -24,6 +24,15 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+PublicOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--public",
+        help="Ed25519 public key (PEM) that package signatures are checked with "
+        "(default: train.verify_key of the configuration).",
+        show_default=False,
+    ),
+]
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vibewatch.cliutil import ConfigOption, JsonOption, fail, load
+from vibewatch.cliutil import ConfigOption, JsonOption, PublicOption, fail, load
 from vibewatch.errors import KeyFileError, PackageError, RegistryError
 from vibewatch.models.keys import (
     fingerprint,
@@ -44,15 +44,6 @@ models_app = typer.Typer(
     add_completion=False,
 )
 
-PublicOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--public",
-        help="Ed25519 public key (PEM) that package signatures are checked with "
-        "(default: train.verify_key of the configuration).",
-        show_default=False,
-    ),
-]
 ModelIdArgument = Annotated[str, typer.Argument(help="Model id.", show_default=False)]
 VersionArgument = Annotated[int, typer.Argument(min=1, help="Model version.", show_default=False)]
 

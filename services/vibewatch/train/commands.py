@@ -6,14 +6,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import ConfigOption, JsonOption, fail, load
+from vibewatch.cliutil import ConfigOption, JsonOption, PublicOption, fail, load
 from vibewatch.errors import DataError, VibewatchError
+from vibewatch.train.cli import NormaliseChoice
 
 if TYPE_CHECKING:
     from vibewatch.edge import FeatureSpec
@@ -40,12 +40,6 @@ def expand_list_options(args: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
-
-
-class NormaliseChoice(StrEnum):
-    """Amplitude normalisations of recording windows."""
-
-    RMS = "rms"
 
 
 _REC_HELP = (
@@ -437,14 +431,7 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    public: Annotated[
-        Path | None,
-        typer.Option(
-            "--public",
-            help="Public key of the package's signer [default: train.verify_key].",
-            show_default=False,
-        ),
-    ] = None,
+    public: PublicOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
