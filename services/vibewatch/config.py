@@ -516,9 +516,7 @@ class TrainConfig:
     )
     verify_key: Path = field(
         default=_DATA_HOME / "keys" / "model-signing.pub",
-        metadata=_key(
-            "Ed25519 public key (PEM) the registry checks package signatures with."
-        ),
+        metadata=_key("Ed25519 public key (PEM) the registry checks package signatures with."),
     )
     registry_dir: Path = field(
         default=_DATA_HOME / "models",
@@ -575,8 +573,9 @@ class Config:
     data_home: Path = field(
         default_factory=_default_data_home,
         metadata=_key(
-            "Directory of the state that must survive restarts: the spool and the "
-            "dead-letter log live here unless set on their own.",
+            "Directory of the state that must survive restarts: the spool, the dead-letter "
+            "log, the signing keys and the model registry live here unless set on their "
+            "own, and the state database `state.db` always.",
             shown_default="~/.local/share/vibewatch",
         ),
     )
