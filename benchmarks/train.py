@@ -42,7 +42,7 @@ from typing import Any, Final
 from vibewatch.edge import FeatureSpec
 from vibewatch.edge.tf_export import tensorflow
 from vibewatch.models.keys import generate_keypair, load_private_key
-from vibewatch.train.detectors import AutoencoderDetector, IsolationForestDetector, Progress
+from vibewatch.train.detectors import IsolationForestDetector, Progress
 from vibewatch.train.factory import SAMPLE_RATE_HZ, generator_data
 from vibewatch.train.gate import HeldOut, Scores
 from vibewatch.train.job import TrainingData, TrainSettings, train
@@ -61,9 +61,6 @@ SPLIT_S: Final = 3.05
 HOP: Final = 256
 #: The two variants: raw windows, and windows divided by their own RMS.
 VARIANTS: Final[dict[str, Normalise | None]] = {"raw": None, "rms": "rms"}
-
-#: The ``TrainSettings`` fields the job passes to ``AutoencoderDetector``, under the same names.
-FIT_SETTINGS: Final = ("hidden", "epochs", "batch_size", "false_alarm_rate", "random_state")
 
 FULL_VECTORS: Final = 50_000
 QUICK_VECTORS: Final = 10_000
@@ -105,7 +102,7 @@ def measure_training_time(vectors: int, settings: TrainSettings) -> dict[str, An
     rows = data.healthy[:vectors]
     tensorflow()  # imported before the clock starts
     progress(f"fitting the autoencoder on {len(rows):,} vectors (timed)")
-    detector = AutoencoderDetector(**{name: getattr(settings, name) for name in FIT_SETTINGS})
+    detector = settings.autoencoder()
     began = time.perf_counter()
     detector.fit(rows, progress=epoch_progress("timed fit"))
     seconds = time.perf_counter() - began

@@ -101,6 +101,16 @@ class TrainSettings:
     auc_margin: float = 0.005
     limits: DeviceLimits = field(default_factory=DeviceLimits)
 
+    def autoencoder(self) -> AutoencoderDetector:
+        """The unfitted detector these settings describe."""
+        return AutoencoderDetector(
+            hidden=self.hidden,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            false_alarm_rate=self.false_alarm_rate,
+            random_state=self.random_state,
+        )
+
 
 @dataclass(frozen=True)
 class TrainedModel:
@@ -209,13 +219,7 @@ def train(
     )
     step(1, 1)
 
-    detector = AutoencoderDetector(
-        hidden=settings.hidden,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        false_alarm_rate=settings.false_alarm_rate,
-        random_state=settings.random_state,
-    ).fit(train_rows, progress=phases("fit"))
+    detector = settings.autoencoder().fit(train_rows, progress=phases("fit"))
 
     step = phases("export")
     int8 = export_int8(detector, train_rows, data.spec, model_id=settings.model_id, version=version)
