@@ -191,3 +191,20 @@ def test_list_options_take_several_values() -> None:
         "x",
     ]
     assert expand_list_options(["--out", "a", "b"]) == ["--out", "a", "b"]
+
+
+def test_a_dataset_file_trains_like_its_recordings(home: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "healthy.npz"
+    imported = run(home, "dataset", "import", f"{HEALTHY}:0-{SPLIT_S}", *COMMON, "-o", str(dataset))
+    assert imported.exit_code == 0, imported.output
+    out = tmp_path / "out"
+    args = ["--dataset", str(dataset), "--epochs", "3", "--no-register", "--version", "9"]
+    result = run(home, "train", *args, "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["version"], summary["status"], summary["gate"]) == (9, "unregistered", [])
+    manifest = json.loads((out / "package/manifest.json").read_text())
+    data = manifest["training_data"]
+    windows = (round(SPLIT_S * 48_000) - 1024) // 256 + 1
+    assert (data["source"], data["dataset"], data["windows"]) == ("dataset", str(dataset), windows)
+    assert data["recordings"][0]["recording"] == f"{HEALTHY}:0-{SPLIT_S}"
