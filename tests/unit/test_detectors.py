@@ -10,6 +10,7 @@ from sklearn.base import clone
 
 from vibewatch.errors import DataError
 from vibewatch.train.detectors import (
+    RESIDUAL_FLOOR,
     AutoencoderDetector,
     Detector,
     IsolationForestDetector,
@@ -84,8 +85,34 @@ def test_normalisation_is_learned_on_the_training_part(fitted: Detector, train: 
     part, _ = fitted.split(train)
     np.testing.assert_allclose(fitted.mean_, part.mean(axis=0, dtype=np.float64), rtol=1e-6)
     z = fitted.normalise(part)
+    np.testing.assert_allclose(z, (part - fitted.mean_) / fitted.std_, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-3)
+    if not getattr(fitted, "residual_weighting", False):
+        np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-3)
+
+
+def test_residual_weighting_evens_out_the_reconstruction_errors() -> None:
+    """Six features follow two latent factors, six are pure noise (like single-bin bands):
+    unweighted, the noise dominates the residual; weighted, far less."""
+    rng = np.random.default_rng(3)
+    latent = rng.normal(size=(1500, 2))
+    structured = latent @ rng.normal(size=(2, 6)) + 0.05 * rng.normal(size=(1500, 6))
+    rows = np.hstack([structured, rng.normal(size=(1500, 6))]).astype(np.float32)
+
+    def spread(detector: AutoencoderDetector) -> np.ndarray:
+        part, _ = detector.split(rows)
+        z = detector.normalise(part)
+        return np.std(z - detector.model_(z, training=False).numpy(), axis=0)
+
+    plain = AutoencoderDetector(hidden=(8, 2), epochs=60, residual_weighting=False).fit(rows)
+    weighted = AutoencoderDetector(hidden=(8, 2), epochs=60).fit(rows)
+    part, _ = plain.split(rows)
+    np.testing.assert_allclose(plain.std_, part.std(axis=0, dtype=np.float64), rtol=1e-5)
+    assert np.all(weighted.std_ / plain.std_ >= RESIDUAL_FLOOR * (1 - 1e-6))
+    before, after = spread(plain), spread(weighted)
+    assert before[6:].min() > 2 * before[:6].max()  # noise drowns the structure...
+    # ...much less so once each feature is weighed by its residual
+    assert after.max() / after.min() < 0.6 * before.max() / before.min()
 
 
 def test_threshold_is_calibrated_on_held_out_rows(fitted: Detector, train: np.ndarray) -> None:
@@ -171,7 +198,7 @@ def test_autoencoder_early_stopping_keeps_the_best_epoch(train: np.ndarray) -> N
     assert len(losses) < 400
     best = int(np.argmin(losses))
     assert best == len(losses) - 1 - 3
-    assert steps[-1] == (400, 400)
+    assert steps[-1] == (400 + 100, 400 + 100)  # a quarter of the epochs to weigh features
     part, _ = detector.split(train)
     z = detector.normalise(part[-max(1, round(len(part) * 0.15)) :])
     mse = float(np.mean((z - detector.model_.predict_on_batch(z)) ** 2))

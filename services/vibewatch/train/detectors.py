@@ -44,6 +44,9 @@ MIN_ROWS = 16
 #: RMS of amplitude-normalised windows, is not blown up into rounding noise.
 STD_FLOOR_RELATIVE = 1e-3
 STD_FLOOR_ABSOLUTE = 1e-6
+#: Smallest residual standard deviation a feature is scaled by (in normalised units), so a
+#: feature the first network reconstructs almost perfectly is not magnified without bound.
+RESIDUAL_FLOOR = 0.05
 Array = npt.NDArray[np.float32]
 
 
@@ -75,7 +78,8 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
     Attributes (after ``fit``):
         n_features_in_: Width of the rows.
         mean_: Per-feature mean of the training rows.
-        std_: Per-feature standard deviation of the training rows (floored, > 0).
+        std_: Per-feature scale of the normalisation: the standard deviation of the
+            training rows (floored, > 0), which a detector may refine.
         threshold_: Score threshold for ``false_alarm_rate``.
         calibration_scores_: Scores of the held-out calibration rows.
     """
@@ -167,6 +171,15 @@ class AutoencoderDetector(Detector):
     error in shuffled mini-batches; training stops early when the loss on the newest
     ``validation_fraction`` of the training rows has not improved for ``patience`` epochs,
     and the weights of the best epoch are kept.
+
+    With ``residual_weighting`` (the default), a first network trained for a quarter of the
+    epochs measures how well each feature can be reconstructed, and each feature is then
+    scaled by the standard deviation of its residual (at least :data:`RESIDUAL_FLOOR`)
+    before the network is trained again from scratch; ``std_`` holds the product. Features
+    that are mostly noise, such as the power of a single FFT bin in a short window, then no
+    longer drown those the network predicts well: the score approaches a sum of
+    standardised residuals, and the int8 input range is spent where it matters.
+
     Fits are repeatable: TensorFlow runs with its deterministic ops and ``random_state``
     seeds every generator.
 
@@ -187,6 +200,7 @@ class AutoencoderDetector(Detector):
         learning_rate: float = 1e-3,
         patience: int = 12,
         validation_fraction: float = 0.15,
+        residual_weighting: bool = True,
         false_alarm_rate: float = 0.005,
         calibration_fraction: float = 0.2,
         random_state: int = 0,
@@ -197,6 +211,7 @@ class AutoencoderDetector(Detector):
         self.learning_rate = learning_rate
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.residual_weighting = residual_weighting
         self.false_alarm_rate = false_alarm_rate
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
@@ -208,12 +223,29 @@ class AutoencoderDetector(Detector):
         return [self.n_features_in_, *hidden, *hidden[-2::-1], self.n_features_in_]
 
     def _fit_normalised(self, rows: Array, progress: Progress) -> None:
-        from vibewatch.edge.tf_export import dense_autoencoder, tensorflow
-
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise DataError(f"hidden layer sizes {tuple(self.hidden)} must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise DataError(f"validation_fraction {self.validation_fraction} is not in (0, 1)")
+        first = max(1, self.epochs // 4) if self.residual_weighting else 0
+        total = first + self.epochs
+        if first:
+            model, _ = self._train(rows, first, lambda done: progress(done, total))
+            residual = np.std(rows - model(rows, training=False).numpy(), axis=0)
+            scale = np.maximum(residual, RESIDUAL_FLOOR)
+            self.std_ = self.std_ * scale
+            rows = (rows / scale).astype(np.float32)
+        self.model_, self.history_ = self._train(
+            rows, self.epochs, lambda done: progress(first + done, total)
+        )
+        progress(total, total)
+
+    def _train(
+        self, rows: Array, epochs: int, progress: Callable[[int], None]
+    ) -> tuple[Any, dict[str, list[float]]]:
+        """A freshly initialised network trained on ``rows``, and its loss per epoch."""
+        from vibewatch.edge.tf_export import dense_autoencoder, tensorflow
+
         tf = tensorflow()
         tf.config.experimental.enable_op_determinism()
         model = dense_autoencoder(self.dims(), seed=self.random_state)
@@ -239,11 +271,11 @@ class AutoencoderDetector(Detector):
         rng = np.random.default_rng(self.random_state)
         history: dict[str, list[float]] = {"loss": [], "val_loss": []}
         best, best_weights, waited = np.inf, model.get_weights(), 0
-        for done in range(1, self.epochs + 1):
+        for done in range(1, epochs + 1):
             loss, val_loss = epoch(tf.constant(train[rng.permutation(len(train))]))
             history["loss"].append(float(loss))
             history["val_loss"].append(float(val_loss))
-            progress(done, self.epochs)
+            progress(done)
             if float(val_loss) < best:
                 best, best_weights, waited = float(val_loss), model.get_weights(), 0
             else:
@@ -251,9 +283,7 @@ class AutoencoderDetector(Detector):
                 if waited >= self.patience:
                     break
         model.set_weights(best_weights)
-        progress(self.epochs, self.epochs)
-        self.model_ = model
-        self.history_ = history
+        return model, history
 
     def _score_normalised(self, rows: Array) -> npt.NDArray[Any]:
         return _mse(rows, self.model_(rows, training=False).numpy())
