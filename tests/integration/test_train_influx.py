@@ -3,13 +3,18 @@
 Three devices publish feature vectors of real healthy vibration (the CWRU healthy
 recording through the devices' C DSP) and anomaly events; one of them also publishes
 vectors of another feature spec. :func:`publish_scenario` does the publishing and
-returns what a loader must find, so a training run can reuse the same data.
+returns what a loader must find. ``vibewatch train --start --end`` then runs in its own
+process on that data, as a user runs it: package, registry, quality gate and refusals.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -24,11 +29,13 @@ import numpy.typing as npt
 import pytest
 import scipy.io
 
-from vibewatch.config import Config, InfluxConfig, Secret
-from vibewatch.edge import FeatureSpec, features_batch
+from vibewatch.config import Config, InfluxConfig, Secret, load_config
+from vibewatch.edge import FeatureSpec, Model, features_batch
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, QueryError
 from vibewatch.localservers import LocalInfluxDB, free_port
+from vibewatch.models.keys import load_public_key
+from vibewatch.models.package import MIN_GOLDEN, verify_package
 from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
 from vibewatch.train.influx_source import load_training_features
 
@@ -179,7 +186,11 @@ def publish_scenario(
             set(range(100, IN_RANGE)),
         ),
     }
-    vectors = healthy_features(sum(len(steps) for steps, _, _ in plans.values()))
+    # Windows from all over the recording in a fixed shuffled order, so that every stretch
+    # of the range looks alike, as a steady healthy machine's does: the newest vectors, which
+    # a training run holds out, are then not one particular stretch of the recording.
+    count = sum(len(steps) for steps, _, _ in plans.values())
+    vectors = healthy_features(count)[np.random.default_rng(0).permutation(count)]
     used = 0
     events = 0
     for device, (steps, marks, inside) in plans.items():
@@ -328,6 +339,214 @@ def test_a_vector_with_a_missing_field_is_refused(
         load_training_features(
             config, spec_id="s1", start=start, end=start + timedelta(hours=1), min_windows=1
         )
+
+
+# --- a training run on the ingested data ------------------------------------------
+
+MODEL_ID = "vibewatch-ae"
+
+
+def write_config(scenario: Scenario, path: Path) -> Path:
+    """A TOML configuration: the scenario's InfluxDB and data home, training limits for it."""
+    influx = scenario.config.influx
+    path.write_text(
+        f"data_home = {json.dumps(str(scenario.config.data_home))}\n"
+        "[influx]\n"
+        f"url = {json.dumps(influx.url)}\n"
+        f"database = {json.dumps(influx.database)}\n"
+        "[train]\n"
+        # Below the scenario's 312 healthy vectors, above what one device has on its own.
+        "min_healthy_windows = 200\n"
+        # A run on 312 vectors calibrates its threshold on 50 of them: a rate they can
+        # resolve (not the default 0.5 %, which would need hundreds).
+        "false_alarm_rate = 0.1\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def vibewatch(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``vibewatch ARGS --config CONFIG`` in its own process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "vibewatch", *args, "--config", str(config)],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("VIBEWATCH_")},
+            **(env or {}),
+        },
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def train_args(scenario: Scenario, out: Path, *extra: str) -> list[str]:
+    """``vibewatch train`` on the scenario's range, every device, a small fast network."""
+    return [
+        "train",
+        "--start",
+        scenario.start.isoformat(),
+        "--end",
+        scenario.end.isoformat(),
+        "--sample-rate",
+        str(SPEC.sample_rate_hz),
+        "--device",
+        "pump-*",
+        "fan-1",
+        "--out",
+        str(out),
+        "--epochs",
+        "20",
+        "--hidden",
+        "16,4",
+        *extra,
+    ]
+
+
+def registered(config: Path) -> dict[int, dict[str, Any]]:
+    """``vibewatch models list --json``, keyed by version."""
+    listed = vibewatch(config, "models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)
+    assert {e["model_id"] for e in entries} <= {MODEL_ID}
+    return {e["version"]: e for e in entries}
+
+
+@pytest.fixture
+def trained_config(scenario: Scenario, tmp_path: Path) -> Path:
+    """A configuration for the scenario whose signing key pair was just generated."""
+    config = write_config(scenario, tmp_path / "vibewatch.toml")
+    generated = vibewatch(config, "keys", "generate")
+    assert generated.returncode == 0, generated.stderr
+    return config
+
+
+def test_a_training_run_learns_from_the_ingested_vectors(
+    scenario: Scenario, trained_config: Path, tmp_path: Path
+) -> None:
+    config = trained_config
+    keys = load_config(config).train
+    public_key = load_public_key(keys.verify_key)
+    loaded = load_training_features(
+        scenario.config,
+        spec_id=SPEC.spec_id,
+        start=scenario.start,
+        end=scenario.end,
+        devices=["pump-*", "fan-1"],
+    )
+
+    out = tmp_path / "run-1"
+    first = vibewatch(config, *train_args(scenario, out, "--json"))
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert (summary["model_id"], summary["version"], summary["spec"]) == (MODEL_ID, 2, SPEC.spec_id)
+    assert summary["auc"] == {} and summary["detected"] == {}
+    gate = summary["gate"]
+    assert gate[0].startswith("fits the devices: "), gate
+    assert gate[1].startswith(("false alarms within target: ", "false alarms above target: "))
+    assert gate[2:] == ["AUC not compared: no faulty data in the held-out set"]
+    # A fresh registry has no champion to beat: the devices and the false alarms decide.
+    promoted = gate[1].startswith("false alarms within")
+    assert summary["status"] == ("champion" if promoted else "rejected")
+
+    package = verify_package(out / "package", public_key)
+    assert Path(summary["package"]) == out / "package"
+    assert Path(summary["card"]).is_file() and Path(summary["card"]).parent == out
+    manifest = package.manifest
+    assert (package.model_id, package.version) == (MODEL_ID, 2)
+    assert manifest["feature_spec"]["id"] == SPEC.spec_id
+    assert manifest["training_data"] == {
+        "source": "influxdb",
+        "start": scenario.start.isoformat(),
+        "end": scenario.end.isoformat(),
+        "devices": ["fan-1", "pump-1", "pump-2"],
+        "windows": len(loaded.times_ms),
+        "excluded_in_anomalies": loaded.excluded_count,
+    }
+    assert loaded.excluded_count == sum(scenario.excluded.values())
+    # Every loaded vector went into the run: held out, fitted on or calibrated on.
+    metrics = manifest["metrics"]
+    used = metrics["held_out_healthy_windows"] + sum(
+        metrics["training"][part] for part in ("fit_windows", "calibration_windows")
+    )
+    assert used == len(loaded.times_ms)
+
+    # The golden vectors are what the C engine computes, bit for bit.
+    golden = manifest["golden"]
+    assert len(golden) >= MIN_GOLDEN
+    outputs, scores = Model(package.vwm).run(np.array([g["input"] for g in golden], dtype=np.int8))
+    assert outputs.tolist() == [g["output"] for g in golden]
+    assert scores.tolist() == [g["score"] for g in golden]
+
+    entries = registered(config)
+    assert list(entries) == [2]
+    assert entries[2]["status"] == summary["status"]
+    assert entries[2]["reason"] == "; ".join(gate)
+    assert entries[2]["metrics"] == metrics
+    verified = vibewatch(config, "models", "verify", MODEL_ID, "2")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK ")
+
+    # Again on the same data: version 3, and the gate says why it was or was not promoted.
+    second = vibewatch(config, *train_args(scenario, tmp_path / "run-2"))
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[0] == f"{MODEL_ID} v3: {tmp_path / 'run-2' / 'package'}"
+    verdict = next(i for i, line in enumerate(lines) if "promoted (" in line)
+    reasons = [line.removeprefix("  - ") for line in lines[verdict + 1 :]]
+    assert "AUC not compared: no faulty data in the held-out set" in reasons
+    assert any(
+        line.startswith("false alarms ") and "held-out healthy windows" in line for line in reasons
+    ), reasons
+    after = registered(config)
+    assert list(after) == [2, 3]
+    assert after[3]["reason"] == "; ".join(reasons)
+    if lines[verdict] == "promoted (champion):":
+        assert after[3]["status"] == "champion"
+        # A champion it replaced retires; a rejected version stays rejected.
+        assert after[2]["status"] == {"champion": "retired"}.get(summary["status"], "rejected")
+    else:
+        assert lines[verdict] == "not promoted (rejected):"
+        assert (after[2]["status"], after[3]["status"]) == (summary["status"], "rejected")
+
+
+def test_a_run_with_too_few_healthy_windows_is_refused_and_registers_nothing(
+    scenario: Scenario, trained_config: Path, tmp_path: Path
+) -> None:
+    healthy = sum(len(times) for times, _ in scenario.healthy.values())
+    excluded = sum(scenario.excluded.values())
+    fan = len(scenario.healthy["fan-1"][0])
+
+    # One device alone has fewer than the configured 200; times without an offset are UTC.
+    out = tmp_path / "fan"
+    utc = {scenario.start.isoformat(): scenario.start, scenario.end.isoformat(): scenario.end}
+    args = [
+        utc[a].replace(tzinfo=None).isoformat() if a in utc else a
+        for a in train_args(scenario, out)
+        if a != "pump-*"
+    ]
+    refused = vibewatch(trained_config, *args)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{fan} healthy of {fan + scenario.excluded['fan-1']} found" in refused.stderr
+    assert "200 required" in refused.stderr and "devices: fan-1" in refused.stderr
+    assert f"from {scenario.start.isoformat()} to {scenario.end.isoformat()}" in refused.stderr
+
+    # Every device, with the minimum raised from the environment.
+    env = {"VIBEWATCH_TRAIN_MIN_HEALTHY_WINDOWS": str(healthy + 1)}
+    refused = vibewatch(trained_config, *train_args(scenario, out, "--json"), env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("error: too few healthy feature vectors to train: ")
+    assert f"{healthy} healthy of {healthy + excluded} found ({excluded} excluded" in (
+        refused.stderr
+    )
+    assert f"{healthy + 1} required" in refused.stderr
+    assert refused.stdout == ""
+
+    assert not out.exists()
+    assert registered(trained_config) == {}
 
 
 # --- the query client against the real server ---------------------------------

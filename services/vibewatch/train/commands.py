@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -162,8 +162,9 @@ def _healthy_data(
     return sources.from_influx(
         config,
         FeatureSpec.default(sample_rate),
-        start=start,
-        end=end,
+        # Times without an offset are UTC, as --start's help says.
+        start=start if start.tzinfo else start.replace(tzinfo=UTC),
+        end=end if end.tzinfo else end.replace(tzinfo=UTC),
         devices=devices,
         progress=phases("query"),
     )
