@@ -139,3 +139,16 @@ def test_scores_summarise_auc_and_detection(champion: Model, held_out: HeldOut) 
     scores = Scores.of(champion, held_out)
     assert scores.auc() == {"fault": auc(scores.healthy, scores.faulty["fault"])}
     assert scores.detected()["fault"] == float(np.mean(scores.faulty["fault"] > champion.threshold))
+
+
+def test_too_few_calibration_windows_are_noted(champion: Model, held_out: HeldOut) -> None:
+    candidate = fresh(1, held_out, share_above=0.0)
+    common = {"false_alarm_rate": 0.005, "auc_margin": 0.005, "limits": LIMITS}
+    noted = decide(candidate, champion, held_out, calibration_windows=199, **common)
+    assert noted.reasons[2] == (
+        "note: 199 calibration windows cannot resolve a 0.50% target (it takes at least 200); "
+        "more healthy data gives a threshold that meets it"
+    )
+    assert noted.promote == decide(candidate, champion, held_out, **common).promote
+    plenty = decide(candidate, champion, held_out, calibration_windows=200, **common)
+    assert not any(reason.startswith("note:") for reason in plenty.reasons)

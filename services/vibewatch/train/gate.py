@@ -18,6 +18,7 @@ data and with int8 scores from the C engine, as the devices compute them:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -133,8 +134,15 @@ def decide(
     false_alarm_rate: float,
     auc_margin: float,
     limits: DeviceLimits,
+    calibration_windows: int | None = None,
 ) -> Decision:
-    """Judge ``candidate`` against ``champion`` on ``data`` (see the module docstring)."""
+    """Judge ``candidate`` against ``champion`` on ``data`` (see the module docstring).
+
+    ``calibration_windows``, the number of windows the candidate's threshold was calibrated
+    on, only adds a note when they are too few to resolve the target: the threshold is then
+    the largest of them, and about one healthy window in ``calibration_windows + 1`` lies
+    above it.
+    """
     reasons: list[str] = []
     ok = True
     misfit = limits.problems(candidate)
@@ -157,6 +165,14 @@ def decide(
         f"({mine.far:.2%}) above threshold {mine.threshold:.6g}; target {false_alarm_rate:.2%} "
         f"allows up to {allowed}"
     )
+
+    needed = math.ceil(1 / false_alarm_rate)
+    if calibration_windows is not None and calibration_windows < needed:
+        reasons.append(
+            f"note: {calibration_windows} calibration windows cannot resolve a "
+            f"{false_alarm_rate:.2%} target (it takes at least {needed}); more healthy data "
+            "gives a threshold that meets it"
+        )
 
     if not data.faulty:
         reasons.append("AUC not compared: no faulty data in the held-out set")

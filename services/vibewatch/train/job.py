@@ -295,6 +295,7 @@ def register(
         false_alarm_rate=settings.false_alarm_rate,
         auc_margin=settings.auc_margin,
         limits=settings.limits,
+        calibration_windows=trained.metrics["training"]["calibration_windows"],
     )
     reason = "; ".join(decision.reasons)
     if decision.promote:
