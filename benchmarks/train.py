@@ -21,7 +21,8 @@ Two parts, on this machine's CPU:
 Reported: ``train_seconds``; ``auc_int8_min``, the smallest int8 AUC over fault files and
 both variants; ``far_at_threshold``, the largest false-alarm rate on the held-out healthy
 windows at the package's threshold over both variants; ``tflite_bytes`` and ``vwm_bytes``
-of the raw-variant package; ``baseline_auc_iforest_min`` (no bar).
+of the raw-variant package; ``baseline_auc_iforest_min`` and ``auc_float_int8_gap_max``
+(the largest |float AUC - int8 AUC| on the test data) (no bar).
 
 Bars (exit status 1 when one is missed): ``train_seconds <= 120``,
 ``auc_int8_min >= 0.99``, ``far_at_threshold <= 0.02``.
@@ -45,7 +46,7 @@ from vibewatch.models.keys import generate_keypair, load_private_key
 from vibewatch.train.detectors import IsolationForestDetector, Progress
 from vibewatch.train.factory import SAMPLE_RATE_HZ, generator_data
 from vibewatch.train.gate import HeldOut, Scores
-from vibewatch.train.job import TrainingData, TrainSettings, train
+from vibewatch.train.job import TrainingData, TrainSettings, detector_scores, train
 from vibewatch.train.recordings import Normalise, recording_features
 
 CWRU: Final = Path(__file__).resolve().parents[2] / "shared" / "data" / "cwru"
@@ -144,6 +145,7 @@ def cwru_variant(
         phases=phase_progress(variant),
     )
     int8 = Scores.of(trained.engine, test)
+    floats = detector_scores(trained.detector, test).auc()
     progress(f"cwru {variant}: isolation forest baseline")
     forest = IsolationForestDetector(random_state=settings.random_state).fit(healthy_train)
     baseline = Scores(
@@ -159,6 +161,8 @@ def cwru_variant(
         "threshold": int8.threshold,
         "far": int8.far,
         "auc_int8": int8.auc(),
+        "auc_float": floats,
+        "auc_gap_max": max(abs(floats[name] - value) for name, value in int8.auc().items()),
         "detected": int8.detected(),
         # With every AUC at 1, how far the windows lie from the threshold shows the headroom.
         "healthy_max_over_threshold": float(int8.healthy.max()) / int8.threshold,
@@ -189,6 +193,7 @@ def measure_cwru(settings: TrainSettings) -> dict[str, Any]:
         "tflite_bytes": raw["tflite_bytes"],
         "vwm_bytes": raw["vwm_bytes"],
         "baseline_auc_iforest_min": min(min(v["auc_iforest"].values()) for v in variants.values()),
+        "auc_float_int8_gap_max": max(v["auc_gap_max"] for v in variants.values()),
         "cwru": variants,
     }
 
@@ -244,6 +249,7 @@ def table(result: dict[str, Any]) -> str:
     )
     for what, key in (
         ("int8 AUC", "auc_int8"),
+        ("float AUC", "auc_float"),
         ("detected at threshold", "detected"),
         ("lowest score / threshold", "fault_min_over_threshold"),
         ("isolation forest AUC", "auc_iforest"),
@@ -261,6 +267,7 @@ def table(result: dict[str, Any]) -> str:
         ("auc_int8_min", f"{result['auc_int8_min']:.4f}"),
         ("far_at_threshold", f"{result['far_at_threshold']:.4f}"),
         ("baseline_auc_iforest_min", f"{result['baseline_auc_iforest_min']:.4f}"),
+        ("auc_float_int8_gap_max", f"{result['auc_float_int8_gap_max']:.4f}"),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}".rstrip() for name, value in rows]

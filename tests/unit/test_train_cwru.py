@@ -17,9 +17,12 @@ from typer.testing import CliRunner
 
 from vibewatch.cli import app
 from vibewatch.edge import Model
-from vibewatch.models.keys import load_public_key
+from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
 from vibewatch.models.package import verify_package
+from vibewatch.train import sources
 from vibewatch.train.commands import expand_list_options
+from vibewatch.train.gate import HeldOut, Scores
+from vibewatch.train.job import TrainSettings, detector_scores, train
 
 CWRU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cwru"
 SPLIT_S = 3.05  # 60 % of the 5.08 s healthy recording
@@ -95,11 +98,35 @@ def test_int8_model_detects_every_fault_with_few_false_alarms(
         assert row["detected"] >= 0.95, row
 
 
-def test_float_and_int8_auc_agree(trained: tuple[Path, list[str], dict[str, Any]]) -> None:
+def test_float_and_int8_auc_agree_on_held_out_data(
+    trained: tuple[Path, list[str], dict[str, Any]],
+) -> None:
     _, _, summary = trained
     assert set(summary["auc"]) == set(FAULTY)
     for name, value in summary["auc"].items():
         assert abs(value - summary["auc_float"][name]) <= 0.01
+
+
+@pytest.mark.parametrize("normalise", [None, "rms"])
+def test_float_and_int8_auc_agree_on_the_rest_of_the_recording(
+    tmp_path: Path, normalise: Any
+) -> None:
+    options = {"sample_rate_hz": 48_000, "hop": 256, "normalise": normalise}
+    data = sources.from_recordings([f"{HEALTHY}:0-{SPLIT_S}"], **options)
+    key = tmp_path / "key"
+    generate_keypair(key, tmp_path / "key.pub")
+    trained = train(
+        data, TrainSettings(), version=2, private_key=load_private_key(key), out_dir=tmp_path
+    )
+    test = HeldOut(
+        sources.from_recordings([f"{HEALTHY}:{SPLIT_S}-"], spec=data.spec, **options).healthy,
+        sources.faulty_recordings(FAULTY, data.spec, **options),
+    )
+    int8 = Scores.of(trained.engine, test).auc()
+    floats = detector_scores(trained.detector, test).auc()
+    for name in FAULTY:
+        assert int8[name] >= 0.99
+        assert abs(floats[name] - int8[name]) <= 0.01
 
 
 def test_package_golden_vectors_reproduce_on_the_c_engine(

@@ -371,7 +371,7 @@ def train_command(
             out,
             trained.package.manifest,
             trained.int8,
-            trained.history,
+            trained.detector.history_,
             decision=decision[1].reasons if decision else (),
         )
     except DataError as exc:

@@ -123,7 +123,7 @@ class TrainedModel:
         int8: int8 scores on the evaluation data.
         float_scores: Float scores of the same rows (healthy, then each faulty set).
         metrics: The manifest's ``metrics``.
-        history: Per-epoch training and validation loss.
+        detector: The fitted float autoencoder (its ``history_`` holds the loss per epoch).
     """
 
     package: ModelPackage
@@ -132,7 +132,7 @@ class TrainedModel:
     int8: Scores
     float_scores: Scores
     metrics: dict[str, Any]
-    history: dict[str, list[float]]
+    detector: AutoencoderDetector
 
 
 def split_held_out(
@@ -168,7 +168,8 @@ def toolchain() -> dict[str, str]:
     }
 
 
-def _detector_scores(detector: Detector, data: HeldOut) -> Scores:
+def detector_scores(detector: Detector, data: HeldOut) -> Scores:
+    """Float scores of a fitted detector on ``data``, at its own threshold."""
     return Scores(
         detector.anomaly_score(data.healthy),
         {name: detector.anomaly_score(rows) for name, rows in data.faulty.items()},
@@ -184,7 +185,7 @@ def _baselines(train: npt.NDArray[np.float32], data: HeldOut, seed: int) -> dict
         "isolation_forest": IsolationForestDetector(random_state=seed),
     }
     for name, detector in baselines.items():
-        scores = _detector_scores(detector.fit(train), data)
+        scores = detector_scores(detector.fit(train), data)
         found[name] = {"far": scores.far, **_auc_summary(scores)}
     return found
 
@@ -228,7 +229,7 @@ def train(
     step = phases("evaluate")
     engine = int8.engine
     int8_scores = Scores.of(engine, held_out)
-    float_scores = _detector_scores(detector, held_out)
+    float_scores = detector_scores(detector, held_out)
     fit_rows, calibration_rows = detector.split(train_rows)
     metrics: dict[str, Any] = {
         "held_out_healthy_windows": len(test_rows),
@@ -274,7 +275,7 @@ def train(
         int8=int8_scores,
         float_scores=float_scores,
         metrics=metrics,
-        history=detector.history_,
+        detector=detector,
     )
 
 
