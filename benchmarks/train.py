@@ -107,7 +107,7 @@ def measure_training_time(vectors: int, settings: TrainSettings) -> dict[str, An
     began = time.perf_counter()
     detector.fit(rows, progress=epoch_progress("timed fit"))
     seconds = time.perf_counter() - began
-    epochs_run = len(detector.history_["loss"])
+    epochs_run = detector.epochs_run_
     progress(f"fit took {seconds:.1f}s ({epochs_run} epochs)")
     return {
         "train_seconds": round(seconds, 2),

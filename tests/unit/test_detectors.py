@@ -188,6 +188,7 @@ def test_autoencoder_history_and_dims(train: np.ndarray) -> None:
     assert detector.dims() == [N_FEATURES, 8, 3, 8, N_FEATURES]
     assert len(detector.history_["loss"]) == 5
     assert len(detector.history_["val_loss"]) == 5
+    assert detector.epochs_run_ == 5 + 1  # and a quarter of them (at least 1) to weigh features
 
 
 def test_autoencoder_early_stopping_keeps_the_best_epoch(train: np.ndarray) -> None:

@@ -185,11 +185,13 @@ class AutoencoderDetector(Detector):
 
     Attributes (after ``fit``, besides those of :class:`Detector`):
         model_: The Keras model (input: normalised rows).
-        history_: Per-epoch ``loss`` and ``val_loss``.
+        history_: Per-epoch ``loss`` and ``val_loss`` of the final training.
+        epochs_run_: Epochs trained in all, the weighing pass included.
     """
 
     model_: Any
     history_: dict[str, list[float]]
+    epochs_run_: int
 
     def __init__(
         self,
@@ -229,8 +231,10 @@ class AutoencoderDetector(Detector):
             raise DataError(f"validation_fraction {self.validation_fraction} is not in (0, 1)")
         first = max(1, self.epochs // 4) if self.residual_weighting else 0
         total = first + self.epochs
+        self.epochs_run_ = 0
         if first:
-            model, _ = self._train(rows, first, lambda done: progress(done, total))
+            model, history = self._train(rows, first, lambda done: progress(done, total))
+            self.epochs_run_ = len(history["loss"])
             residual = np.std(rows - model(rows, training=False).numpy(), axis=0)
             scale = np.maximum(residual, RESIDUAL_FLOOR)
             self.std_ = self.std_ * scale
@@ -238,6 +242,7 @@ class AutoencoderDetector(Detector):
         self.model_, self.history_ = self._train(
             rows, self.epochs, lambda done: progress(first + done, total)
         )
+        self.epochs_run_ += len(self.history_["loss"])
         progress(total, total)
 
     def _train(

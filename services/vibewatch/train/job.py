@@ -244,7 +244,7 @@ def train(
         "training": {
             "fit_windows": len(fit_rows),
             "calibration_windows": len(calibration_rows),
-            "epochs_run": len(detector.history_["loss"]),
+            "epochs_run": detector.epochs_run_,
             "best_val_loss": min(detector.history_["val_loss"]),
         },
     }
