@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from vibewatch.cliutil import JsonOption
 from vibewatch.errors import VibewatchError
 
 dataset_app = typer.Typer(
@@ -25,6 +26,26 @@ class NormaliseChoice(StrEnum):
     """Amplitude normalisations offered by ``--normalise``."""
 
     RMS = "rms"
+
+
+HopOption = Annotated[
+    int | None,
+    typer.Option(
+        "--hop",
+        min=1,
+        help="Samples from one window's start to the next \\[default: half a window].",
+        show_default=False,
+    ),
+]
+NormaliseOption = Annotated[
+    NormaliseChoice | None,
+    typer.Option(
+        "--normalise",
+        help="rms: divide each window by the RMS of its mean-removed samples, so only the "
+        "spectral shape remains (a constant window is then refused).",
+        show_default=False,
+    ),
+]
 
 
 @dataset_app.callback()
@@ -60,25 +81,9 @@ def import_(
             show_default=False,
         ),
     ] = None,
-    hop: Annotated[
-        int | None,
-        typer.Option(
-            "--hop",
-            min=1,
-            help="Samples from one window's start to the next \\[default: half a window].",
-            show_default=False,
-        ),
-    ] = None,
-    normalise: Annotated[
-        NormaliseChoice | None,
-        typer.Option(
-            "--normalise",
-            help="rms: divide each window by the RMS of its mean-removed samples, so only "
-            "the spectral shape remains. A constant window is then refused.",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    hop: HopOption = None,
+    normalise: NormaliseOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     r"""Turn recordings into feature vectors with the devices' own DSP and save them.
 

@@ -13,7 +13,7 @@ import typer
 
 from vibewatch.cliutil import ConfigOption, JsonOption, PublicOption, fail, load
 from vibewatch.errors import DataError, VibewatchError
-from vibewatch.train.cli import NormaliseChoice
+from vibewatch.train.cli import HopOption, NormaliseChoice, NormaliseOption
 
 if TYPE_CHECKING:
     from vibewatch.edge import FeatureSpec
@@ -53,24 +53,6 @@ SampleRateOption = Annotated[
         min=1,
         help="Sample rate in Hz of recordings that carry none (NPY, .mat without fs, CSV "
         "without a time column); for InfluxDB training, the rate of the default feature spec.",
-        show_default=False,
-    ),
-]
-HopOption = Annotated[
-    int | None,
-    typer.Option(
-        "--hop",
-        min=1,
-        help="Samples between window starts [default: half a window].",
-        show_default=False,
-    ),
-]
-NormaliseOption = Annotated[
-    NormaliseChoice | None,
-    typer.Option(
-        "--normalise",
-        help="rms: divide each recording window by its own RMS, so that only the spectral "
-        "shape is left.",
         show_default=False,
     ),
 ]
