@@ -49,6 +49,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final, Literal, Self
 
 from vibewatch.errors import VibewatchError
+from vibewatch.influx.query import quote_identifier
 
 __all__ = [
     "NO_LOSS_SETTINGS",
@@ -578,11 +579,6 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def _quote_identifier(name: str) -> str:
-    """Quote an InfluxQL identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class LocalInfluxDB(LocalServer):
     """An InfluxDB 1.x server (``influxd``) on ``127.0.0.1`` with its data in the working directory.
 
@@ -774,7 +770,7 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
         Raises:
             LocalServerError: The server refused.
         """
-        statement = f"CREATE DATABASE {_quote_identifier(name)}"
+        statement = f"CREATE DATABASE {quote_identifier(name)}"
         if retention is not None:
             statement += f" WITH DURATION {retention}"
         self.query(statement, method="POST")
@@ -792,7 +788,7 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
             The count, 0 when no point matches.
         """
         # Identifiers are quoted; ``where`` is the caller's InfluxQL on purpose.
-        target = f"count({_quote_identifier(field)}) FROM {_quote_identifier(measurement)}"
+        target = f"count({quote_identifier(field)}) FROM {quote_identifier(measurement)}"
         statement = f"SELECT {target}"
         if where:
             statement += f" WHERE {where}"

@@ -103,6 +103,11 @@ def quote_string(value: str) -> str:
     return f"'{escaped}'"
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """The value of an ``Authorization: Basic`` header for InfluxDB 1.x."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
 def quote_identifier(name: str) -> str:
     """Quote an identifier (measurement, tag or field key) for InfluxQL (``"..."``)."""
     escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -230,8 +235,7 @@ class InfluxQL:
         if token:
             self._headers["Authorization"] = f"Token {token}"
         elif username:
-            basic = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-            self._headers["Authorization"] = f"Basic {basic}"
+            self._headers["Authorization"] = basic_authorization(username, password)
 
     @classmethod
     def from_config(cls, influx: InfluxConfig, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Self:

@@ -19,7 +19,6 @@ unit tests of the policy code).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gzip
 import http.client
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from vibewatch.errors import RejectedWriteError, RetryableWriteError, WriteError
+from vibewatch.influx.query import basic_authorization, quote_identifier
 
 if TYPE_CHECKING:
     from vibewatch.config import InfluxConfig
@@ -110,8 +110,7 @@ class InfluxV1Writer:
         if gzip_level is not None:
             self._headers["Content-Encoding"] = "gzip"
         if username:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-            self._headers["Authorization"] = f"Basic {token}"
+            self._headers["Authorization"] = basic_authorization(username, password)
         self._database = database
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []
@@ -164,8 +163,8 @@ class InfluxV1Writer:
         Raises:
             WriteError: The server refused (for example, no admin rights).
         """
-        name = self._database.replace("\\", "\\\\").replace('"', '\\"')
-        query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{name}"'})
+        statement = f"CREATE DATABASE {quote_identifier(self._database)}"
+        query = urllib.parse.urlencode({"q": statement})
         headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         self._request("POST", f"{self._base}/query", query.encode("ascii"), headers)
