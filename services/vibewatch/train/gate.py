@@ -19,7 +19,7 @@ data and with int8 scores from the C engine, as the devices compute them:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,13 +91,20 @@ class Scores:
     threshold: float
 
     @classmethod
+    def by(
+        cls,
+        score: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+        threshold: float,
+        data: HeldOut,
+    ) -> Scores:
+        """Score ``data`` with any scoring function, judged at ``threshold``."""
+        faulty = {name: score(rows) for name, rows in data.faulty.items()}
+        return cls(score(data.healthy), faulty, threshold)
+
+    @classmethod
     def of(cls, model: Model, data: HeldOut) -> Scores:
-        """Score ``data`` with the C engine."""
-        return cls(
-            model.score(data.healthy),
-            {name: model.score(rows) for name, rows in data.faulty.items()},
-            model.threshold,
-        )
+        """Score ``data`` with the C engine, at the model's threshold."""
+        return cls.by(model.score, model.threshold, data)
 
     @property
     def far(self) -> float:

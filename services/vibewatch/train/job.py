@@ -44,7 +44,6 @@ from vibewatch.train.detectors import (
 )
 from vibewatch.train.export import export_int8
 from vibewatch.train.gate import Decision, DeviceLimits, HeldOut, Scores, decide
-from vibewatch.train.metrics import alarm_rate, auc
 
 #: Opens a phase: called with its name, returns the phase's progress callback.
 Phases = Callable[[str], Progress]
@@ -170,11 +169,7 @@ def toolchain() -> dict[str, str]:
 
 def detector_scores(detector: Detector, data: HeldOut) -> Scores:
     """Float scores of a fitted detector on ``data``, at its own threshold."""
-    return Scores(
-        detector.anomaly_score(data.healthy),
-        {name: detector.anomaly_score(rows) for name, rows in data.faulty.items()},
-        detector.threshold_,
-    )
+    return Scores.by(detector.anomaly_score, detector.threshold_, data)
 
 
 def _baselines(train: npt.NDArray[np.float32], data: HeldOut, seed: int) -> dict[str, Any]:
@@ -316,21 +311,18 @@ def evaluate(
         "auc", "detected", "windows"}, ...]}``.
     """
     n = engine.n_features
-    healthy_scores = engine.score(as_features(healthy, n))
-    files = []
-    for name, rows in faulty.items():
-        scores = engine.score(as_features(rows, n))
-        files.append(
-            {
-                "path": name,
-                "auc": auc(healthy_scores, scores),
-                "detected": alarm_rate(scores, engine.threshold),
-                "windows": len(scores),
-            }
-        )
+    data = HeldOut(
+        as_features(healthy, n), {name: as_features(rows, n) for name, rows in faulty.items()}
+    )
+    scores = Scores.of(engine, data)
+    aucs, detected = scores.auc(), scores.detected()
+    files = [
+        {"path": name, "auc": aucs[name], "detected": detected[name], "windows": len(rows)}
+        for name, rows in scores.faulty.items()
+    ]
     return {
-        "far": alarm_rate(healthy_scores, engine.threshold),
+        "far": scores.far,
         "threshold": engine.threshold,
-        "healthy_windows": len(healthy_scores),
+        "healthy_windows": len(scores.healthy),
         "files": files,
     }
