@@ -90,12 +90,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
-def _pct(value: object) -> str:
-    return "—" if value is None else f"{float(str(value)):.2%}"
+def _pct(value: float) -> str:
+    return f"{value:.2%}"
 
 
-def _num(value: object) -> str:
-    return "—" if value is None else f"{float(str(value)):.4f}"
+def _num(value: float) -> str:
+    return f"{value:.4f}"
 
 
 def write_card(

@@ -141,7 +141,6 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """True for rows whose score is above ``threshold_``."""
-        self._check_fitted()
         return np.asarray(self.anomaly_score(X) > self.threshold_)
 
     def _check_fitted(self) -> None:
