@@ -8,7 +8,7 @@ Two parts, on this machine's CPU:
   (``generator_data``, 48 kHz, ``FeatureSpec.default(48000)``). Only
   ``AutoencoderDetector.fit`` is timed: normalisation, training and threshold calibration.
   Generating the vectors and importing TensorFlow happen before the clock starts.
-* **CWRU bearing data** (``../shared/data/cwru/``, 48 kHz, drive-end channel, windows
+* **CWRU bearing data** (``tests/data/cwru/``, 48 kHz, drive-end channel, windows
   every 256 samples): ``vibewatch.train.job.train`` trains, exports to int8 and signs a
   package from the first 60 % of the healthy recording (0-3.05 s); the C engine then
   scores, with that package's int8 model, the rest of the healthy recording (3.05 s to
@@ -49,7 +49,7 @@ from vibewatch.train.gate import HeldOut, Scores
 from vibewatch.train.job import TrainingData, TrainSettings, detector_scores, train
 from vibewatch.train.recordings import Normalise, recording_features
 
-CWRU: Final = Path(__file__).resolve().parents[2] / "shared" / "data" / "cwru"
+CWRU: Final = Path(__file__).resolve().parents[1] / "tests" / "data" / "cwru"
 HEALTHY_FILE: Final = "normal_0_97.mat"
 FAULT_FILES: Final = (
     "48k_Drive_End_IR007_0_109.mat",

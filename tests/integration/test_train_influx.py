@@ -43,7 +43,7 @@ from .ingest_harness import IngestProcess, Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SPEC = FeatureSpec.default(48_000)
 OTHER_SPEC = "fs-8000-256-4-other"
 STEP_MS = 1000

@@ -18,7 +18,7 @@ from vibewatch.errors import EdgeError
 
 from .dsp_reference import power_spectrum, reference_features
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CWRU_RATE_HZ = 48_000
 EPS32 = float(np.finfo(np.float32).eps)
 

@@ -418,7 +418,7 @@ def test_recording_features_concatenate_the_channels(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, np.concatenate(want))
 
 
-CWRU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cwru"
+CWRU = Path(__file__).resolve().parents[1] / "data" / "cwru"
 
 
 def test_real_cwru_recording() -> None:

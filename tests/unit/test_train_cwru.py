@@ -24,7 +24,7 @@ from vibewatch.train.commands import expand_list_options
 from vibewatch.train.gate import HeldOut, Scores
 from vibewatch.train.job import TrainSettings, detector_scores, train
 
-CWRU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cwru"
+CWRU = Path(__file__).resolve().parents[1] / "data" / "cwru"
 SPLIT_S = 3.05  # 60 % of the 5.08 s healthy recording
 HEALTHY = f"{CWRU}/normal_0_97.mat@*_DE_time"
 FAULTY = [
