@@ -38,13 +38,14 @@ def test_tag_and_string_values_round_trip_exactly_or_are_refused(
     writer: InfluxV1Writer, influxdb: LocalInfluxDB, influx_db: str, tag: str, text: str
 ) -> None:
     t = next(_times)
+    t_ns = t * 1_000_000
     try:
-        line = encode_point(Point("escape", (("site", tag),), (("note", text),), t))
+        line = encode_point(Point("escape", (("site", tag),), (("note", text),), t_ns))
     except PointError:
         return  # refused before it could corrupt a batch
     # the line travels between two good ones: a bad escape would corrupt its neighbours
-    before = encode_point(Point("escape", (("site", "before"),), (("note", "b"),), t))
-    after = encode_point(Point("escape", (("site", "after"),), (("note", "a"),), t))
+    before = encode_point(Point("escape", (("site", "before"),), (("note", "b"),), t_ns))
+    after = encode_point(Point("escape", (("site", "after"),), (("note", "a"),), t_ns))
     writer.write(encode_batch([before, line, after]))
     found = rows(influxdb, influx_db, f"SELECT note, site FROM escape WHERE time = {t}ms")
     assert sorted((row["site"], row["note"]) for row in found) == sorted(

@@ -76,7 +76,7 @@ def test_write_sends_org_bucket_precision_token_and_gzip(server: tuple[str, Reco
     writer.close()
     (request,) = recorder.requests
     assert request["path"] == "/api/v2/write"
-    assert request["query"] == {"org": "acme", "bucket": "vib/raw", "precision": "ms"}
+    assert request["query"] == {"org": "acme", "bucket": "vib/raw", "precision": "ns"}
     assert request["authorization"] == "Token s3cr3t"
     assert request["encoding"] == "gzip"
     assert request["body"] == body.encode()

@@ -49,13 +49,14 @@ class Point:
         measurement: Measurement name (an identifier).
         tags: ``(key, value)`` pairs, keys sorted; values are free text.
         fields: ``(key, value)`` pairs; at least one.
-        time_ms: Timestamp in milliseconds since the Unix epoch.
+        time_ns: Timestamp in nanoseconds since the Unix epoch (the precision every
+            writer sends; see :mod:`vibewatch.influx.schema` for how points are keyed).
     """
 
     measurement: str
     tags: tuple[tuple[str, str], ...]
     fields: tuple[tuple[str, FieldValue], ...]
-    time_ms: int
+    time_ns: int
 
 
 def check_identifier(name: str) -> str:
@@ -125,7 +126,7 @@ def encode_point(point: Point) -> str:
     if not point.fields:
         raise PointError(f"point in {point.measurement!r} has no fields")
     fields = ",".join([_field_text(key, value) for key, value in point.fields])
-    return f"{series_key(point.measurement, point.tags)} {fields} {point.time_ms}"
+    return f"{series_key(point.measurement, point.tags)} {fields} {point.time_ns}"
 
 
 @functools.lru_cache(maxsize=16384)

@@ -45,7 +45,7 @@ class PointWriter(Protocol):
     """Sends line protocol to a time-series database."""
 
     def write(self, body: bytes) -> None:
-        """Write a newline-terminated line-protocol body with millisecond timestamps.
+        """Write a newline-terminated line-protocol body with nanosecond timestamps.
 
         Raises:
             RetryableWriteError: Transient or configuration failure; try later.
@@ -102,7 +102,7 @@ class InfluxV1Writer:
         self._base = parts.path.rstrip("/")
         self._timeout = timeout
         self._gzip_level = gzip_level
-        query = {"db": database, "precision": "ms"}
+        query = {"db": database, "precision": "ns"}
         if retention_policy:
             query["rp"] = retention_policy
         self._write_path = f"{self._base}/write?{urllib.parse.urlencode(query)}"
@@ -227,7 +227,7 @@ class InfluxV2Writer:
                 org=self._org,
                 record=body,
                 # the client's constants are plain strings, its annotation the class
-                write_precision=cast(WritePrecision, WritePrecision.MS),
+                write_precision=cast(WritePrecision, WritePrecision.NS),
             )
         except ApiException as exc:
             raise status_error(int(exc.status or 0), str(exc.body or exc.reason)) from exc

@@ -1,28 +1,29 @@
 """Point building: wire messages to InfluxDB points (pure).
 
-The InfluxDB schema is documented in ``docs/influxdb-schema.md``; this module is
-its single implementation. Every point carries the ``device`` tag and, when the
-service is configured with a site name, a ``site`` tag. Points take the
-device's timestamp, so a redelivered message rewrites the same points.
+The names come from :mod:`vibewatch.influx.schema` and the schema is documented in
+``docs/influxdb-schema.md``; this module is the single implementation of how a message
+becomes points. Every point carries the ``device`` tag and, when the service is
+configured with a site name, a ``site`` tag. Points are keyed by the device's time and
+the window's sequence number (:func:`~vibewatch.influx.schema.point_time_ns`), so a
+redelivered message rewrites the same points and two readings never collapse into one.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from vibewatch.influx import schema
 from vibewatch.influx.lineprotocol import FieldValue, Point, encode_point, series_key
 from vibewatch.protocol import AnomalyEvent, Features, Message, Status, Telemetry
 
-READING = "reading"
-ANOMALY = "anomaly"
-FEATURES = "features"
-DEVICE_STATUS = "device_status"
+# Sub-millisecond digits of a point's timestamp: the sequence number modulo 10^6.
+_SEQ_DIGITS = len(str(schema.NS_PER_MS)) - 1
 
 
 def _tags(device: str, site: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    tags = [("device", device), *extra]
+    tags = [(schema.DEVICE, device), *extra]
     if site:
-        tags.append(("site", site))
+        tags.append((schema.SITE, site))
     return tuple(sorted(tags))
 
 
@@ -42,12 +43,13 @@ def lines_for(message: Message, *, site: str, received_ms: int) -> list[str]:
     if isinstance(message, Telemetry):
         # The hot path: most traffic is readings. orjson formats all their numbers
         # in one call, with the same shortest round-trip text as encode_point;
-        # the protocol guarantees the floats are finite and seq fits in 63 bits.
-        key = series_key(READING, _tags(message.device, site))
+        # the protocol guarantees the floats are finite and seq fits in 63 bits. The
+        # timestamp is point_time_ns spelled in text: t, then the last six digits of seq.
+        key = series_key(schema.READING, _tags(message.device, site))
         rows = orjson.dumps(message.readings, default=tuple)[2:-2].decode().split("],[")
         return [
             f"{key} score={score},rms={rms},peak={peak},crest={crest},kurtosis={kurtosis},"
-            f"seq={seq}i {t}"
+            f"seq={seq}i {t}{seq[-_SEQ_DIGITS:].zfill(_SEQ_DIGITS)}"
             for seq, t, score, rms, peak, crest, kurtosis in (row.split(",") for row in rows)
         ]
     return [encode_point(p) for p in _points(message, site=site, received_ms=received_ms)]
@@ -56,52 +58,59 @@ def lines_for(message: Message, *, site: str, received_ms: int) -> list[str]:
 def _points(message: Message, *, site: str, received_ms: int) -> list[Point]:
     if isinstance(message, AnomalyEvent):
         tags = _tags(
-            message.device, site, ("kind", message.kind.value), ("model_id", message.model_id)
+            message.device,
+            site,
+            (schema.KIND, message.kind.value),
+            (schema.MODEL_ID, message.model_id),
         )
         fields: tuple[tuple[str, FieldValue], ...] = (
-            ("score", float(message.score)),
-            ("threshold", float(message.threshold)),
-            ("model_version", message.model_version),
-            ("seq", message.seq),
+            (schema.SCORE, float(message.score)),
+            (schema.THRESHOLD, float(message.threshold)),
+            (schema.MODEL_VERSION, message.model_version),
+            (schema.SEQ, message.seq),
         )
-        return [Point(ANOMALY, tags, fields, message.t)]
+        return [Point(schema.ANOMALY, tags, fields, schema.point_time_ns(message.t, message.seq))]
     if isinstance(message, Features):
-        tags = _tags(message.device, site, ("spec", message.spec))
+        tags = _tags(message.device, site, (schema.SPEC, message.spec))
         return [
             Point(
-                FEATURES,
+                schema.FEATURES,
                 tags,
-                (("seq", v.seq), *((f"f{i}", float(x)) for i, x in enumerate(v.x))),
-                v.t,
+                (
+                    (schema.SEQ, v.seq),
+                    *((schema.feature_field(i), float(x)) for i, x in enumerate(v.x)),
+                ),
+                schema.point_time_ns(v.t, v.seq),
             )
             for v in message.vectors
         ]
     if isinstance(message, Status):
         return [
             Point(
-                DEVICE_STATUS,
+                schema.DEVICE_STATUS,
                 _tags(message.device, site),
                 _status_fields(message),
-                message.t or received_ms,
+                schema.time_ns(message.t or received_ms),
             )
         ]
     raise TypeError(f"{type(message).__name__} messages are not stored by ingest")
 
 
 def _status_fields(status: Status) -> tuple[tuple[str, FieldValue], ...]:
-    optional: list[tuple[str, FieldValue | None]] = [
-        ("firmware", status.firmware),
-        ("model_id", status.model_id),
-        ("model_version", status.model_version),
-        ("model_sha256", status.model_sha256),
-        ("capabilities", ",".join(status.capabilities) if status.capabilities else None),
-        ("slot_a", status.slots.a.value if status.slots else None),
-        ("slot_b", status.slots.b.value if status.slots else None),
-        ("uptime_s", status.uptime_s),
-    ]
+    values: tuple[FieldValue | None, ...] = (
+        status.firmware,
+        status.model_id,
+        status.model_version,
+        status.model_sha256,
+        ",".join(status.capabilities) if status.capabilities else None,
+        status.slots.a.value if status.slots else None,
+        status.slots.b.value if status.slots else None,
+        status.uptime_s,
+    )
+    optional = zip(schema.STATUS_FIELDS, values, strict=True)
     fields: list[tuple[str, FieldValue]] = [
-        ("state", status.state.value),
-        ("online", status.state.value == "online"),
+        (schema.STATE, status.state.value),
+        (schema.ONLINE, status.state.value == "online"),
     ]
     fields.extend((key, value) for key, value in optional if value is not None)
     return tuple(fields)

@@ -11,9 +11,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from vibewatch.influx import schema
 from vibewatch.influx.lineprotocol import FieldValue, Point
-
-MEASUREMENT = "vibewatch_ingest"
 
 
 @dataclass
@@ -79,8 +78,8 @@ class IngestStats:
 
 def stats_point(values: dict[str, FieldValue], *, instance: str, site: str, time_ms: int) -> Point:
     """Build the ``vibewatch_ingest`` point of one snapshot."""
-    tags = [("instance", instance)]
+    tags = [(schema.INSTANCE, instance)]
     if site:
-        tags.append(("site", site))
+        tags.append((schema.SITE, site))
     fields = tuple((k, float(v) if k.startswith("batch_latency") else v) for k, v in values.items())
-    return Point(MEASUREMENT, tuple(tags), fields, time_ms)
+    return Point(schema.INGEST_STATS, tuple(tags), fields, schema.time_ns(time_ms))

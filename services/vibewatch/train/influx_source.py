@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, Series, quote_identifier, quote_string
-from vibewatch.ingest.points import ANOMALY, FEATURES
+from vibewatch.influx.schema import ANOMALY, FEATURES
 from vibewatch.protocol import ID_PATTERN, EventKind
 
 if TYPE_CHECKING:

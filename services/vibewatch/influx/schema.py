@@ -1,0 +1,93 @@
+"""The InfluxDB schema: every measurement, tag and field name, and how points are keyed.
+
+One module names what ingest writes and what training, dashboards and alert rules read;
+``docs/influxdb-schema.md`` describes it for people. Nothing here does I/O.
+
+Keying: a point is identified by measurement, tag set and timestamp. Timestamps are
+written in nanoseconds: the device time ``t`` (milliseconds) times 10^6, plus the
+reading's sequence number modulo 10^6 in the sub-millisecond part (:func:`point_time_ns`).
+A redelivered message therefore rewrites its own points, while two readings of one
+device with the same ``t`` and different sequence numbers (a clock that stepped back,
+two windows in one millisecond) stay two points. Only two readings with the same ``t``
+whose sequence numbers differ by a multiple of 10^6 would share a timestamp.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+NS_PER_MS: Final = 1_000_000
+"""Nanoseconds per millisecond: the room below each device millisecond for the sequence."""
+
+# ------------------------------------------------------------------- measurements
+READING: Final = "reading"
+"""One point per telemetry reading (per analysis window)."""
+ANOMALY: Final = "anomaly"
+"""One point per anomaly event (start or end)."""
+FEATURES: Final = "features"
+"""One point per sampled feature vector (the retraining data)."""
+DEVICE_STATUS: Final = "device_status"
+"""One point per status message (birth message or last will)."""
+INGEST_STATS: Final = "vibewatch_ingest"
+"""The ingestion service's own counters, one point per snapshot."""
+
+# ----------------------------------------------------------------------------- tags
+DEVICE: Final = "device"
+"""Tag of every device point: the device id from the topic."""
+SITE: Final = "site"
+"""Tag of every point when ``ingest.site`` is set."""
+KIND: Final = "kind"
+"""Tag of ``anomaly``: ``start`` or ``end``."""
+MODEL_ID: Final = "model_id"
+"""Tag of ``anomaly``: id of the model that scored the window."""
+SPEC: Final = "spec"
+"""Tag of ``features``: the feature-spec id that defines the layout of ``f0``…"""
+INSTANCE: Final = "instance"
+"""Tag of ``vibewatch_ingest``: the service's MQTT client id."""
+
+# --------------------------------------------------------------------------- fields
+SEQ: Final = "seq"
+"""Integer field of ``reading``, ``anomaly`` and ``features``: the window's sequence number."""
+READING_FIELDS: Final = ("score", "rms", "peak", "crest", "kurtosis")
+"""Float fields of ``reading``, in the order of the telemetry message (then ``seq``)."""
+SCORE: Final = "score"
+"""Float field of ``reading`` and ``anomaly``: the anomaly score."""
+THRESHOLD: Final = "threshold"
+"""Float field of ``anomaly``: the threshold in force."""
+MODEL_VERSION: Final = "model_version"
+"""Integer field of ``anomaly`` and ``device_status``."""
+STATE: Final = "state"
+"""String field of ``device_status``: ``online`` or ``offline``."""
+ONLINE: Final = "online"
+"""Boolean field of ``device_status``."""
+STATUS_FIELDS: Final = (
+    "firmware",
+    "model_id",
+    "model_version",
+    "model_sha256",
+    "capabilities",
+    "slot_a",
+    "slot_b",
+    "uptime_s",
+)
+"""Optional fields of ``device_status``, written when the message carries them."""
+
+
+def feature_field(index: int) -> str:
+    """The field of ``features`` that holds element ``index`` of the vector: ``f{index}``."""
+    return f"f{index}"
+
+
+def point_time_ns(t_ms: int, seq: int) -> int:
+    """The timestamp of the point of a reading, event or vector: device time and sequence.
+
+    Args:
+        t_ms: Device time, milliseconds since the epoch.
+        seq: Sequence number of the window, non-negative.
+    """
+    return t_ms * NS_PER_MS + seq % NS_PER_MS
+
+
+def time_ns(t_ms: int) -> int:
+    """The timestamp of a point that has no sequence number (status, statistics)."""
+    return t_ms * NS_PER_MS
