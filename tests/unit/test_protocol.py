@@ -23,6 +23,7 @@ from vibewatch.errors import ConfigError, ProtocolError
 from vibewatch.protocol import (
     DEFAULT_PREFIX,
     DEVICE_ID_PATTERN,
+    MODEL_VERSION_MAX,
     REJECT_REASONS,
     AnomalyEvent,
     Command,
@@ -44,6 +45,7 @@ from vibewatch.protocol import (
     Telemetry,
     decode_message,
     parse_topic,
+    prefix_problem,
     subscription_filters,
     topic_for,
 )
@@ -416,7 +418,7 @@ CASES = [
     pytest.param(E, put("model_id", value="é"), "bad_value", True, id="e-model-non-ascii"),
     pytest.param(E, put("model_id", value="m" * 65), "out_of_range", True, id="e-model-65"),
     pytest.param(E, put("model_id", value=""), "out_of_range", True, id="e-model-empty"),
-    pytest.param(E, put("model_version", value=2**31), "out_of_range", True, id="e-version"),
+    pytest.param(E, put("model_version", value=2**32), "out_of_range", True, id="e-version"),
     pytest.param(E, drop("seq"), "missing_field", True, id="e-no-seq"),
     # features
     pytest.param(F, ragged_vectors, "out_of_range", False, id="f-ragged"),
@@ -687,6 +689,31 @@ def test_topic_for_refuses_bad_ids_and_prefixes() -> None:
             topic_for(prefix, DEVICE, Kind.CMD)
         with pytest.raises(ConfigError):
             subscription_filters(prefix, [Kind.TELEMETRY])
+
+
+def test_prefix_for_the_broker_is_refused() -> None:
+    # Topics starting with "$" belong to the broker ($SYS, $share).
+    for prefix in ("$SYS/", "$share/ingest/"):
+        assert prefix_problem(prefix) is not None
+        with pytest.raises(ConfigError, match=r'must not start with "\$"'):
+            topic_for(prefix, DEVICE, Kind.CMD)
+        with pytest.raises(ConfigError):
+            subscription_filters(prefix, [Kind.TELEMETRY])
+    assert prefix_problem("vw/$/") is None
+
+
+@pytest.mark.parametrize("kind", [Kind.EVENT, Kind.STATUS, Kind.OTA_JOB], ids=doc_name)
+def test_model_version_is_the_firmware_uint32(kind: Kind) -> None:
+    # The device holds model versions in a uint32_t: its largest value is valid.
+    doc = example(kind)
+    doc["model_version"] = MODEL_VERSION_MAX
+    assert MODEL_VERSION_MAX == 2**32 - 1
+    message = decode_message(kind, DEVICE, dumps(doc), now_ms=NOW, limits=BIG)
+    assert getattr(message, "model_version") == MODEL_VERSION_MAX  # noqa: B009
+    assert validator(kind).is_valid(doc)
+    doc["model_version"] = MODEL_VERSION_MAX + 1
+    assert reject(kind, dumps(doc), BIG).reason == "out_of_range"
+    assert not validator(kind).is_valid(doc)
 
 
 def test_subscription_filters() -> None:

@@ -400,7 +400,7 @@ def convert(
     Args:
         tflite: The ``.tflite`` file (full-integer int8, see the module docstring).
         spec: The feature spec; the model takes and gives ``spec.n_features`` values.
-        model_id: Model id, ``[A-Za-z0-9._-]{1,64}``.
+        model_id: Model id, :data:`~vibewatch.protocol.ID_PATTERN`.
         version: Model version.
         mean: Per-feature mean of the training features.
         std: Per-feature standard deviation of the training features (finite, > 0).

@@ -38,14 +38,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from vibewatch.edge import _lib
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import EdgeError
-from vibewatch.protocol import signed_model_text
+from vibewatch.protocol import ID_MAX_LEN, ID_PATTERN, ID_RE, MODEL_VERSION_MAX, signed_model_text
 
-MAX_ID = 64
+MAX_ID = ID_MAX_LEN
 MAX_BLOB_BYTES = 16 * 1024 * 1024
 MIN_CHUNK = 64
 MAX_CHUNK = 65536
 SIGNATURE_BYTES = 64
-_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 OtaStateName = Literal["no_model", "idle", "downloading", "trial"]
@@ -62,9 +61,9 @@ class Manifest:
     """The signed description of a model blob to install (the ``ota/job`` message).
 
     Attributes:
-        model_id: ``[A-Za-z0-9._-]{1,64}``; must equal the blob's id.
-        model_version: Must equal the blob's version and, unless ``rollback``, be above the
-            active model's.
+        model_id: :data:`~vibewatch.protocol.ID_PATTERN`; must equal the blob's id.
+        model_version: ``0..``:data:`~vibewatch.protocol.MODEL_VERSION_MAX`; must equal the
+            blob's version and, unless ``rollback``, be above the active model's.
         size: Blob bytes, 1..16 MiB.
         sha256: SHA-256 of the blob, lowercase hex.
         chunk_size: Bytes per chunk, 64..65536 (a transport parameter: not signed).
@@ -79,9 +78,9 @@ class Manifest:
     rollback: bool = False
 
     def __post_init__(self) -> None:
-        if not _ID.fullmatch(self.model_id):
-            raise EdgeError("arg", f"model id {self.model_id!r} is not [A-Za-z0-9._-]{{1,64}}")
-        if not 0 <= self.model_version <= 0xFFFFFFFF:
+        if not ID_RE.fullmatch(self.model_id):
+            raise EdgeError("arg", f"model id {self.model_id!r} is not {ID_PATTERN}")
+        if not 0 <= self.model_version <= MODEL_VERSION_MAX:
             raise EdgeError("arg", f"model version {self.model_version} is not a 32-bit unsigned")
         if not 1 <= self.size <= MAX_BLOB_BYTES:
             raise EdgeError("arg", f"size {self.size} not in 1..{MAX_BLOB_BYTES}")

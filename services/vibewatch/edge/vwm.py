@@ -8,7 +8,6 @@ and golden vectors whose outputs and scores are computed by the C engine itself.
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from vibewatch.edge.spec import FeatureSpec
 from vibewatch.errors import EdgeError
+from vibewatch.protocol import ID_PATTERN, ID_RE, MODEL_VERSION_MAX
 
 MAGIC = b"VWM1"
 FORMAT_VERSION = 1
@@ -29,7 +29,6 @@ MAX_GOLDEN = 64
 MAX_BIAS = 2**30 - 2**27
 _HEADER = struct.Struct("<4sHHIIIIHHHHfififHBBII")
 _LAYER = struct.Struct("<HHbbBBiI")
-_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def _pad4(n: int) -> int:
@@ -64,8 +63,8 @@ class VwmModel:
     """Everything a ``.vwm`` blob holds, in Python types.
 
     Attributes:
-        model_id: ``[A-Za-z0-9._-]{1,64}``.
-        version: Model version (a 32-bit unsigned integer).
+        model_id: :data:`~vibewatch.protocol.ID_PATTERN`.
+        version: Model version, ``0..``:data:`~vibewatch.protocol.MODEL_VERSION_MAX`.
         spec: The feature spec the model was trained on.
         input_scale: Scale of the quantised (normalised) input.
         input_zero_point: Zero point of the quantised input.
@@ -110,8 +109,10 @@ class VwmHeader:
 
 def _check(model: VwmModel) -> None:
     n = model.spec.n_features
-    if not _ID.fullmatch(model.model_id):
-        raise EdgeError("format", f"model id {model.model_id!r} is not [A-Za-z0-9._-]{{1,64}}")
+    if not ID_RE.fullmatch(model.model_id):
+        raise EdgeError("format", f"model id {model.model_id!r} is not {ID_PATTERN}")
+    if not 0 <= model.version <= MODEL_VERSION_MAX:
+        raise EdgeError("format", f"model version {model.version} is not a 32-bit unsigned")
     if not 1 <= len(model.layers) <= MAX_LAYERS:
         raise EdgeError("unsupported", f"{len(model.layers)} layers, expected 1..{MAX_LAYERS}")
     dim = n

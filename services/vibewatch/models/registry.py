@@ -20,7 +20,6 @@ again (signature, hashes, C engine) and checks that it is the one registered.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -32,15 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vibewatch.errors import PackageError, RegistryError
 from vibewatch.models.package import ModelPackage, verify_package
+from vibewatch.protocol import ID_RE
 from vibewatch.state import open_state_db, transaction
 
 __all__ = ["Registry", "RegistryEntry", "Status"]
 
 Status = Literal["candidate", "champion", "retired", "rejected"]
 _STATUSES: Final[tuple[Status, ...]] = ("candidate", "champion", "retired", "rejected")
-# A model id names a directory: the .vwm id alphabet, but no leading "." (".", ".."
-# and the hidden staging directories).
-_DIR_ID: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 # One query for every lookup: a NULL parameter matches anything.
 _SELECT: Final = """
     SELECT model_id, version, status, path, registered_at, decided_at, reason, metrics
@@ -211,7 +208,9 @@ class Registry:
         except PackageError as exc:
             raise RegistryError(f"refusing to register: {exc}") from exc
         model_id, version = package.model_id, package.version
-        if not _DIR_ID.fullmatch(model_id):
+        # A model id names a directory: a valid id (protocol.ID_RE), but no leading "."
+        # (".", ".." and the hidden staging directories).
+        if not ID_RE.fullmatch(model_id) or model_id.startswith("."):
             raise RegistryError(f"model id {model_id!r} cannot name a directory (starts with '.')")
         with transaction(self._db):
             # Under the write lock, so two registrations of one id cannot both pass.

@@ -13,10 +13,13 @@ Both raise :class:`~vibewatch.errors.ProtocolError`, whose ``reason`` is one of
 
 from vibewatch.protocol._validate import REJECT_REASONS
 from vibewatch.protocol.messages import (
+    ID_MAX_LEN,
     ID_PATTERN,
+    ID_RE,
     MAX_CHUNK_BYTES,
     MAX_MODEL_BYTES,
     MIN_CHUNK_SIZE,
+    MODEL_VERSION_MAX,
     AnomalyEvent,
     Command,
     CommandName,
@@ -41,22 +44,30 @@ from vibewatch.protocol.messages import (
 )
 from vibewatch.protocol.topics import (
     DEFAULT_PREFIX,
+    DEVICE_ID_CHARS,
+    DEVICE_ID_MAX_LEN,
     DEVICE_ID_PATTERN,
     Kind,
     check_device_id,
     check_prefix,
     parse_topic,
+    prefix_problem,
     subscription_filters,
     topic_for,
 )
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DEVICE_ID_CHARS",
+    "DEVICE_ID_MAX_LEN",
     "DEVICE_ID_PATTERN",
+    "ID_MAX_LEN",
     "ID_PATTERN",
+    "ID_RE",
     "MAX_CHUNK_BYTES",
     "MAX_MODEL_BYTES",
     "MIN_CHUNK_SIZE",
+    "MODEL_VERSION_MAX",
     "REJECT_REASONS",
     "AnomalyEvent",
     "Command",
@@ -82,6 +93,7 @@ __all__ = [
     "check_prefix",
     "decode_message",
     "parse_topic",
+    "prefix_problem",
     "signed_model_text",
     "subscription_filters",
     "topic_for",

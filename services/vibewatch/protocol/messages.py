@@ -41,8 +41,22 @@ from vibewatch.protocol._validate import (
 )
 from vibewatch.protocol.topics import Kind
 
-ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
-"""Model ids, feature-spec ids, job ids, command ids and capability names."""
+ID_MAX_LEN = 64
+"""Longest id matched by :data:`ID_PATTERN` (``VW_MODEL_MAX_ID`` of the firmware)."""
+ID_PATTERN = rf"[A-Za-z0-9._-]{{1,{ID_MAX_LEN}}}"
+"""Model ids, feature-spec ids, job ids, command ids and capability names.
+
+The one statement of the rule in Python: the ``.vwm`` writer, the OTA manifest, the
+model registry and the training source import it. The firmware checks the same in
+``vw_model.c`` (``is_id_char``, ``VW_MODEL_MAX_ID``); ``tests/unit/test_shared_bounds.py``
+holds the two together.
+"""
+ID_RE = re.compile(ID_PATTERN, re.ASCII)
+""":data:`ID_PATTERN`, compiled (ASCII only); use ``fullmatch``."""
+
+MODEL_VERSION_MAX = 2**32 - 1
+"""Largest model version: the firmware holds versions in a ``uint32_t`` (the ``.vwm``
+header, ``vw_ota_manifest_t``, the slot metadata), so every value it can hold is valid."""
 
 MAX_MODEL_BYTES = 16 * 1024 * 1024
 """Largest model blob an OTA job may carry (16 MiB)."""
@@ -52,7 +66,6 @@ MIN_CHUNK_SIZE = 64
 """Smallest chunk size an OTA job may announce."""
 
 _INT64_MAX = 2**63 - 1
-_INT31_MAX = 2**31 - 1
 _SCORE_MAX = 1e12
 _SIGNAL_MAX = 1e6
 _KURTOSIS_MAX = 1e9
@@ -61,8 +74,8 @@ _MAX_CAPABILITIES = 16
 _MAX_DETAIL = 256
 _SIGNATURE_BYTES = 64
 
-# Patterns carry no length: the length is checked first, as out_of_range.
-_ID = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
+# The length of a text is checked before its pattern, so an id of the right
+# characters but too long is out_of_range and one with a wrong character bad_value.
 _SHA256 = re.compile(r"[0-9a-f]+", re.ASCII)
 _FIRMWARE = re.compile(r"[!-~]+", re.ASCII)  # printable ASCII without space
 
@@ -298,7 +311,7 @@ class AnomalyEvent:
         score: Anomaly score of that window, ``[0, 1e12]``.
         threshold: Threshold in force, ``(0, 1e12]``.
         model_id: Id of the model that scored the window.
-        model_version: Version of that model, ``[0, 2**31-1]``.
+        model_version: Version of that model, ``[0, 2**32-1]`` (:data:`MODEL_VERSION_MAX`).
     """
 
     KIND: ClassVar[Kind] = Kind.EVENT
@@ -327,8 +340,8 @@ class AnomalyEvent:
             kind=choice(obj, "kind", "", EventKind),
             score=number(obj, "score", "", 0.0, _SCORE_MAX),
             threshold=number(obj, "threshold", "", 0.0, _SCORE_MAX, above=True),
-            model_id=text(obj, "model_id", "", 1, 64, _ID),
-            model_version=integer(obj, "model_version", "", 0, _INT31_MAX),
+            model_id=text(obj, "model_id", "", 1, ID_MAX_LEN, ID_RE),
+            model_version=integer(obj, "model_version", "", 0, MODEL_VERSION_MAX),
         )
 
     def encode(self) -> bytes:
@@ -401,7 +414,7 @@ class Features:
             ProtocolError: The payload breaks the contract; ``reason`` says how.
         """
         obj = load_object(payload, limits.max_payload_bytes)
-        spec = text(obj, "spec", "", 1, 64, _ID)
+        spec = text(obj, "spec", "", 1, ID_MAX_LEN, ID_RE)
         items = array(obj, "vectors", "", 1, limits.max_vectors)
         earliest, latest = limits.min_time_ms, now_ms + limits.max_future_ms
         vectors = tuple(
@@ -458,7 +471,8 @@ class Status:
         t: *online*: device time of the message, ms since the epoch.
         firmware: *online*: firmware version, 1..32 printable ASCII characters.
         model_id: *online*: id of the active model.
-        model_version: *online*: version of the active model, ``[0, 2**31-1]``.
+        model_version: *online*: version of the active model, ``[0, 2**32-1]``
+            (:data:`MODEL_VERSION_MAX`).
         model_sha256: *online*: SHA-256 of the active model blob, 64 lowercase hex digits.
         capabilities: Optional feature names (id pattern), at most 16.
         slots: Optional states of model slots A and B.
@@ -495,10 +509,10 @@ class Status:
         latest = now_ms + limits.max_future_ms
         t = timestamp(obj, "t", "", limits.min_time_ms, latest) if wanted("t") else None
         firmware = text(obj, "firmware", "", 1, 32, _FIRMWARE) if wanted("firmware") else None
-        model_id = text(obj, "model_id", "", 1, 64, _ID) if wanted("model_id") else None
+        model_id = text(obj, "model_id", "", 1, ID_MAX_LEN, ID_RE) if wanted("model_id") else None
         model_version = None
         if wanted("model_version"):
-            model_version = integer(obj, "model_version", "", 0, _INT31_MAX)
+            model_version = integer(obj, "model_version", "", 0, MODEL_VERSION_MAX)
         model_sha256 = None
         if wanted("model_sha256"):
             model_sha256 = text(obj, "model_sha256", "", 64, 64, _SHA256)
@@ -506,7 +520,7 @@ class Status:
         if "capabilities" in obj:
             names = array(obj, "capabilities", "", 0, _MAX_CAPABILITIES)
             capabilities = tuple(
-                [text(names, i, "capabilities", 1, 64, _ID) for i in range(len(names))]
+                [text(names, i, "capabilities", 1, ID_MAX_LEN, ID_RE) for i in range(len(names))]
             )
         slots = None
         if "slots" in obj:
@@ -587,7 +601,7 @@ class OtaRequest:
         """
         obj = load_object(payload, limits.max_payload_bytes)
         t = timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
-        job = text(obj, "job", "", 1, 64, _ID)
+        job = text(obj, "job", "", 1, ID_MAX_LEN, ID_RE)
         kind = choice(obj, "kind", "", OtaRequestKind)
         if kind is OtaRequestKind.CHUNK:
             return cls(
@@ -640,7 +654,7 @@ class OtaJob:
         device: Device id, from the topic.
         job: Id of the job; chunk requests and reports name it.
         model_id: Id of the model.
-        model_version: Version of the model, ``[0, 2**31-1]``.
+        model_version: Version of the model, ``[0, 2**32-1]`` (:data:`MODEL_VERSION_MAX`).
         size: Size of the model blob in bytes, ``[1, 16 MiB]``.
         sha256: SHA-256 of the blob, 64 lowercase hex digits.
         chunk_size: Bytes per chunk request the device should use, ``[64, 65536]``.
@@ -686,9 +700,9 @@ class OtaJob:
         obj = load_object(payload, limits.max_payload_bytes)
         return cls(
             device=device,
-            job=text(obj, "job", "", 1, 64, _ID),
-            model_id=text(obj, "model_id", "", 1, 64, _ID),
-            model_version=integer(obj, "model_version", "", 0, _INT31_MAX),
+            job=text(obj, "job", "", 1, ID_MAX_LEN, ID_RE),
+            model_id=text(obj, "model_id", "", 1, ID_MAX_LEN, ID_RE),
+            model_version=integer(obj, "model_version", "", 0, MODEL_VERSION_MAX),
             size=integer(obj, "size", "", 1, MAX_MODEL_BYTES),
             sha256=text(obj, "sha256", "", 64, 64, _SHA256),
             chunk_size=integer(obj, "chunk_size", "", MIN_CHUNK_SIZE, MAX_CHUNK_BYTES),
@@ -744,7 +758,7 @@ class OtaChunk:
         obj = load_object(payload, limits.max_payload_bytes)
         return cls(
             device=device,
-            job=text(obj, "job", "", 1, 64, _ID),
+            job=text(obj, "job", "", 1, ID_MAX_LEN, ID_RE),
             offset=integer(obj, "offset", "", 0, MAX_MODEL_BYTES - 1),
             data=base64_bytes(obj, "data", "", 1, MAX_CHUNK_BYTES),
         )
@@ -783,7 +797,7 @@ class Command:
             ProtocolError: The payload breaks the contract; ``reason`` says how.
         """
         obj = load_object(payload, limits.max_payload_bytes)
-        command_id = text(obj, "id", "", 1, 64, _ID)
+        command_id = text(obj, "id", "", 1, ID_MAX_LEN, ID_RE)
         t = timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
         cmd = choice(obj, "cmd", "", CommandName)
         threshold = None

@@ -22,7 +22,13 @@ from vibewatch.errors import ConfigError, ProtocolError
 from vibewatch.protocol._validate import show
 
 DEFAULT_PREFIX = "vw/v1/"
-DEVICE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+DEVICE_ID_CHARS = "A-Za-z0-9_-"
+"""The characters of a device id, as the body of a regular-expression character class."""
+DEVICE_ID_MAX_LEN = 64
+"""Longest device id."""
+DEVICE_ID_PATTERN = rf"[{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}"
+"""Device ids: the one statement of the rule (a device id is also an InfluxDB tag value,
+and the training source's device selectors add ``*`` and ``?`` to these characters)."""
 
 # The explicit class already excludes non-ASCII letters and digits; re.ASCII
 # keeps it that way should the class ever grow a shorthand such as \w.
@@ -69,19 +75,39 @@ _RETAINED = frozenset({Kind.STATUS, Kind.OTA_JOB})
 _BY_SUFFIX = {kind.value: kind for kind in Kind}
 
 
-def check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it can start every topic of the contract.
+def prefix_problem(prefix: str) -> str | None:
+    """Say what keeps ``prefix`` from starting every topic of the contract, or return None.
 
-    The prefix is either empty or ends with ``/``, and holds no wildcard or NUL.
+    The rule, stated here only (the ``mqtt.topic_prefix`` setting is checked with it
+    too): the prefix is empty or ends with ``/``; it does not start with ``$``, as
+    topics starting with ``$`` belong to the broker (``$SYS/``, ``$share/``); it holds
+    no wildcard (``+``, ``#``) and no NUL.
 
-    Raises:
-        ConfigError: The prefix is unusable.
+    Args:
+        prefix: The prefix to check.
+
+    Returns:
+        ``None`` for a usable prefix, else what is wrong, phrased to follow the value
+        (``must end with "/"``).
     """
     if prefix and not prefix.endswith("/"):
-        raise ConfigError(f"topic prefix {show(prefix)} must end with '/'")
-    for bad in _FORBIDDEN_IN_PREFIX:
-        if bad in prefix:
-            raise ConfigError(f"topic prefix {show(prefix)} must not contain {bad!r}")
+        return 'must end with "/"'
+    if prefix.startswith("$"):
+        return 'must not start with "$" (topics starting with "$" belong to the broker)'
+    if any(bad in prefix for bad in _FORBIDDEN_IN_PREFIX):
+        return 'must not contain the wildcards "+" and "#" or NUL'
+    return None
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start every topic of the contract (:func:`prefix_problem`).
+
+    Raises:
+        ConfigError: The prefix is unusable; the message says why.
+    """
+    problem = prefix_problem(prefix)
+    if problem is not None:
+        raise ConfigError(f"topic prefix {show(prefix)} {problem}")
     return prefix
 
 

@@ -49,7 +49,7 @@ import numpy.typing as npt
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, Series, quote_identifier, quote_string
 from vibewatch.influx.schema import ANOMALY, FEATURES
-from vibewatch.protocol import ID_PATTERN, EventKind
+from vibewatch.protocol import DEVICE_ID_CHARS, DEVICE_ID_MAX_LEN, ID_PATTERN, ID_RE, EventKind
 
 if TYPE_CHECKING:
     from vibewatch.config import Config
@@ -75,8 +75,8 @@ __all__ = [
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_MS: Final = 1_000_000
 #: Device ids are ``[A-Za-z0-9_-]{1,64}``; a selector may also hold the wildcards ``*`` and ``?``.
-_SELECTOR: Final = re.compile(r"[A-Za-z0-9_*?-]{1,64}", re.ASCII)
-_SPEC_ID: Final = re.compile(ID_PATTERN, re.ASCII)
+_SELECTOR: Final = re.compile(rf"[*?{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}", re.ASCII)
+_SPEC_ID: Final = ID_RE
 _FIELD: Final = re.compile(r"f(0|[1-9][0-9]*)", re.ASCII)
 _LISTED: Final = 10  # devices or fields named in one message
 
