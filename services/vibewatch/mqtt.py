@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -115,13 +116,23 @@ class BrokerSettings:
 
 
 class DurableSubscriber:
-    """A persistent-session QoS 1 subscriber with manual, generation-checked acks."""
+    """A persistent-session QoS 1 subscriber with manual, generation-checked acks.
+
+    On every connect it subscribes to its filters and, once the broker's SUBACK grants
+    them, unsubscribes from ``stale_filters``: what the persistent session may still
+    hold from an earlier configuration (a plain subscription after joining a group, a
+    group left, another topic prefix). Otherwise the broker would go on delivering or
+    queueing messages through subscriptions nobody asks for any more.
+    """
 
     def __init__(
         self,
         settings: BrokerSettings,
         filters: Sequence[str],
         on_message: MessageHandler,
+        *,
+        stale_filters: Sequence[str] = (),
+        on_subscribed: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         """Prepare the client; :meth:`start` connects.
 
@@ -129,15 +140,28 @@ class DurableSubscriber:
             settings: Connection settings.
             filters: Topic filters to subscribe at QoS 1 (``$share/...`` allowed).
             on_message: Receives every message; must not raise.
+            stale_filters: Filters to unsubscribe after each successful subscription
+                (those in ``filters`` are ignored).
+            on_subscribed: Called on paho's network thread with ``filters`` once the
+                broker granted them and the stale filters are gone: the session now
+                holds exactly ``filters``.
         """
         share_property_tables()
         self._settings = settings
         self._filters = list(filters)
+        self._stale = [f for f in dict.fromkeys(stale_filters) if f not in self._filters]
         self._handler = on_message
+        self._on_subscribed = on_subscribed
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = threading.Event()
+        self._ready = threading.Event()
+        self._unsubscribed = threading.Event()
+        self._retiring = False
         self._stopping = False
+        self._connected_at = 0.0
+        self._short_sessions = 0
+        self._connect_failures = 0
         self.stale_acks = 0
         self.connects = 0
         client = paho.Client(
@@ -153,31 +177,50 @@ class DurableSubscriber:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         self._client = client
 
+    @property
+    def _address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
     def start(self, timeout: float = 30.0) -> None:
-        """Connect (retrying in the background) and wait up to ``timeout`` for the first CONNACK.
+        """Connect and wait up to ``timeout`` for the broker to grant the subscriptions.
+
+        A broker that cannot be reached is reported at once, with the cause; the client
+        keeps trying in the background (at most 30 s apart) until :meth:`stop`.
 
         Raises:
-            TimeoutError: No connection within ``timeout``; the client keeps trying
-                until :meth:`stop`.
+            TimeoutError: No granted subscription within ``timeout``; the client keeps
+                trying until :meth:`stop`.
         """
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._settings.session_expiry
         properties.ReceiveMaximum = self._settings.receive_maximum
-        self._client.connect_async(
-            self._settings.host,
-            self._settings.port,
-            keepalive=self._settings.keepalive,
-            clean_start=False,
-            properties=properties,
-        )
+        args = (self._settings.host, self._settings.port)
+        kwargs: dict[str, Any] = {
+            "keepalive": self._settings.keepalive,
+            "clean_start": False,
+            "properties": properties,
+        }
+        try:
+            self._client.connect(*args, **kwargs)
+        except (OSError, ValueError) as exc:
+            self._connect_failures += 1
+            log.error(
+                "cannot connect to the MQTT broker at %s: %s; retrying in the background",
+                self._address,
+                exc,
+            )
+            self._client.connect_async(*args, **kwargs)
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._ready.wait(timeout):
             raise TimeoutError(
-                f"no MQTT connection to {self._settings.host}:{self._settings.port} "
+                f"no subscription granted by the MQTT broker at {self._address} "
                 f"within {timeout:.0f}s; still retrying"
             )
 
@@ -186,26 +229,100 @@ class DurableSubscriber:
         """Whether a session is currently up."""
         return self._connected.is_set()
 
+    @property
+    def ready(self) -> bool:
+        """Whether the broker has granted the subscriptions on the current connection."""
+        return self._ready.is_set()
+
     def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+        self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
     ) -> None:
         if reason.is_failure:
-            log.error("MQTT connection refused: %s", reason)
+            log.error(
+                "the MQTT broker at %s refused the connection as %r: %s (reason code %d)%s",
+                self._address,
+                self._settings.client_id,
+                reason,
+                reason.value,
+                _CONNACK_HINTS.get(reason.value, ""),
+            )
             return
         with self._lock:
             self._generation += 1
             self.connects += 1
+            self._connect_failures = 0
+        self._connected_at = time.monotonic()
+        self._connected.set()
+        if not self._filters:  # retiring: only what the session queued still arrives
+            self._ready.set()
+            return
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in self._filters])
-        self._connected.set()
         log.info(
-            "MQTT connected to %s:%d as %s (session present: %s); subscribed to %s",
-            self._settings.host,
-            self._settings.port,
+            "MQTT connected to %s as %s (session present: %s); subscribing to %s",
+            self._address,
             self._settings.client_id,
-            bool(getattr(_flags, "session_present", False)),
+            bool(getattr(flags, "session_present", False)),
             ", ".join(self._filters),
         )
+
+    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        self._connect_failures += 1
+        if self._connect_failures == 1 or self._connect_failures % 10 == 0:
+            log.error(
+                "cannot connect to the MQTT broker at %s (%d attempts in a row); retrying",
+                self._address,
+                self._connect_failures,
+            )
+
+    def _on_subscribe(
+        self, client: paho.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
+    ) -> None:
+        refused = [
+            f"{topic} ({reason}, reason code {reason.value})"
+            for topic, reason in zip(self._filters, reasons, strict=False)
+            if reason.is_failure
+        ]
+        if refused:
+            log.error(
+                "the MQTT broker at %s refused the subscription to %s; no messages arrive "
+                "through it",
+                self._address,
+                "; ".join(refused),
+            )
+            return
+        log.info(
+            "MQTT subscribed: %s (SUBACK: granted QoS %s)",
+            ", ".join(self._filters),
+            ", ".join(str(reason.value) for reason in reasons),
+        )
+        if self._stale:
+            client.unsubscribe(self._stale)
+        else:
+            self._subscribed()
+        self._ready.set()
+
+    def _on_unsubscribe(
+        self, _client: paho.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
+    ) -> None:
+        gone = [
+            topic
+            for topic, reason in zip(self._stale, reasons, strict=False)
+            if reason.value == 0  # 17, "no subscription existed", means it was never there
+        ]
+        if not self._retiring:
+            if gone:
+                log.warning(
+                    "MQTT unsubscribed from %s: the session held them from an earlier "
+                    "configuration",
+                    ", ".join(gone),
+                )
+            self._subscribed()
+        self._unsubscribed.set()
+
+    def _subscribed(self) -> None:
+        if self._on_subscribed is not None:
+            self._on_subscribed(list(self._filters))
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -213,8 +330,27 @@ class DurableSubscriber:
         with self._lock:
             self._generation += 1
         self._connected.clear()
+        self._ready.clear()
         if self._stopping:
             log.info("MQTT disconnected (%s)", reason)
+            return
+        lasted = time.monotonic() - self._connected_at
+        self._short_sessions = self._short_sessions + 1 if lasted < _SHORT_SESSION_S else 0
+        if reason.value == _SESSION_TAKEN_OVER or self._short_sessions >= 2:
+            log.error(
+                "MQTT connection to %s lost (%s, reason code %d) %.1f s after connecting%s: "
+                "another client is connecting with the client id %r and the broker hands the "
+                "session to the newest connection (MQTT 5 reason code 142, Session taken "
+                "over). Give every process its own mqtt.client_id "
+                "(VIBEWATCH_MQTT_CLIENT_ID); several ingest processes share the load "
+                "with the same --group",
+                self._address,
+                reason,
+                reason.value,
+                lasted,
+                f", {self._short_sessions} times in a row" if self._short_sessions > 1 else "",
+                self._settings.client_id,
+            )
         else:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
 
@@ -235,9 +371,50 @@ class DurableSubscriber:
                 else:
                     self.stale_acks += 1
 
-    def stop(self) -> None:
-        """Disconnect cleanly (queued acknowledgements go out first) and stop the network thread."""
+    def unsubscribe_all(self, timeout: float = 10.0) -> bool:
+        """Unsubscribe from every filter (current and stale), so no new message is routed here.
+
+        Messages the broker already queued for the session are still delivered.
+
+        Returns:
+            Whether the broker confirmed within ``timeout``.
+        """
+        self._stale = [*self._filters, *self._stale]
+        self._filters = []
+        self._unsubscribed.clear()
+        self._retiring = True
+        self._client.unsubscribe(self._stale)
+        return self._unsubscribed.wait(timeout)
+
+    def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect cleanly (queued acknowledgements go out first) and stop the network thread.
+
+        Args:
+            end_session: Ask the broker to delete the persistent session now
+                (session expiry 0) instead of keeping it for ``session_expiry`` seconds.
+        """
         self._stopping = True
-        self._client.disconnect()
+        properties = None
+        if end_session:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
         self._connected.clear()
+        self._ready.clear()
+
+
+#: MQTT 5 reason code of a DISCONNECT sent to a client whose session another took over.
+_SESSION_TAKEN_OVER: Final = 142
+#: A broker-closed connection shorter than this counts towards the takeover diagnosis
+#: (brokers that close the old connection without a DISCONNECT packet, Mosquitto 2.0).
+_SHORT_SESSION_S: Final = 10.0
+#: What to change for the CONNACK reason codes a user can fix.
+_CONNACK_HINTS: Final = {
+    133: "; the client id is not accepted: set mqtt.client_id",
+    134: "; check mqtt.username and mqtt.password",
+    135: "; check mqtt.username, mqtt.password and the broker's access control list",
+    136: "; the broker is unavailable, retrying",
+    138: "; the client is banned by the broker",
+    140: "; the authentication method is not supported: check mqtt.username/mqtt.password",
+}

@@ -192,3 +192,38 @@ def test_unexpected_writer_error_is_retried_not_fatal(make: Callable[..., Harnes
     h.wait_for(lambda: h.acked == [0])
     assert h.writer.lines == ["m x=1 1"]
     assert h.stats.write_retries == 1
+
+
+def test_drain_takes_what_keeps_arriving_while_influxdb_is_down(
+    make: Callable[..., Harness],
+) -> None:
+    writer = MemoryWriter(fail=lambda _body: RetryableWriteError("down"))
+    h = make(writer, dataclasses.replace(FAST, retry_budget=30.0))
+
+    def arrive() -> None:
+        for i in range(50):
+            h.pipeline.submit([f"m x={i} {i}"], i)
+            time.sleep(0.01)
+
+    arrivals = threading.Thread(target=arrive)
+    arrivals.start()
+    # a shutdown starting mid-stream spools and acknowledges every message, also those
+    # that arrive after it started, although the retry budget is far from spent
+    assert h.pipeline.drain(quiet=0.3, timeout=10)
+    arrivals.join()
+    assert h.pipeline.close(timeout=5)
+    assert h.acked == list(range(50))
+    assert h.pipeline.unacknowledged == 0
+    assert h.stats.points_spooled == 50
+
+
+def test_messages_refused_after_close_are_counted_as_unacknowledged(
+    make: Callable[..., Harness],
+) -> None:
+    h = make()
+    assert h.pipeline.submit(["m x=1 1"], 1)
+    assert h.pipeline.close(timeout=5)
+    assert not h.pipeline.submit(["m x=2 2"], 2)
+    assert not h.pipeline.submit([], None)  # a message without a token is not owed an ack
+    assert h.acked == [1]
+    assert h.pipeline.unacknowledged == 1

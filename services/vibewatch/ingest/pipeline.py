@@ -26,6 +26,11 @@ Threads::
   for PUBACKs in the order of the PUBLISH packets), never before their lines
   are durable. Lines that could not be made durable keep their tokens: the
   broker redelivers those messages after a restart.
+* Shutdown is :meth:`Pipeline.drain`, then :meth:`Pipeline.close`: draining keeps
+  taking messages and makes each batch durable at once (the spool when InfluxDB
+  fails), until nothing new has arrived for a moment; closing then refuses new
+  messages and flushes the rest. :attr:`Pipeline.unacknowledged` counts what was
+  left to the broker.
 """
 
 from __future__ import annotations
@@ -127,6 +132,11 @@ class Pipeline(Generic[T]):
         self._ack_seq = 0
         self._done: dict[int, list[T]] = {}
         self._closing = False
+        self._draining = False
+        self._last_submit = 0.0
+        self._tokens_in = 0
+        self._tokens_out = 0
+        self.refused = 0
         self._influx_down = False
         self._threads: list[threading.Thread] = []
         self._background: list[threading.Thread] = []
@@ -160,13 +170,17 @@ class Pipeline(Generic[T]):
         """
         with self._cv:
             if self._closing:
+                if token is not None:
+                    self.refused += 1
                 return False
             batch = self._current
+            self._last_submit = time.monotonic()
             if not batch.lines and not batch.tokens:
-                batch.started = time.monotonic()
+                batch.started = self._last_submit
             batch.lines.extend(lines)
             if token is not None:
                 batch.tokens.append(token)
+                self._tokens_in += 1
             if len(batch.lines) >= self._policy.batch_max_points:
                 self._seal_locked()
         return True
@@ -295,8 +309,8 @@ class Pipeline(Generic[T]):
             attempt += 1
 
     def _closing_and_failing(self, attempt: int) -> bool:
-        """While closing, a batch that already failed once goes to the spool at once."""
-        return self._closing and attempt > 0
+        """While shutting down, a batch that already failed once goes to the spool at once."""
+        return (self._closing or self._draining) and attempt > 0
 
     def _write_isolating(self, lines: list[str], body: bytes | None = None) -> int:
         """Write lines; split refused bodies to isolate bad lines. Return lines written.
@@ -344,11 +358,41 @@ class Pipeline(Generic[T]):
                 while self._ack_seq in self._done:
                     released.extend(self._done.pop(self._ack_seq))
                     self._ack_seq += 1
+                self._tokens_out += len(released)
                 self._cv.notify_all()
             if released:
                 self._on_ack(released)
 
     # ---------------------------------------------------------------- shutdown
+    @property
+    def unacknowledged(self) -> int:
+        """Messages taken or refused whose tokens were not released: the broker keeps them."""
+        with self._cv:
+            return self._tokens_in - self._tokens_out + self.refused
+
+    def drain(self, *, quiet: float = 0.5, timeout: float = 30.0) -> bool:
+        """Keep taking messages, make each batch durable at once, until arrivals stop.
+
+        Every ``quiet / 2`` seconds the open batch is sealed; a batch that fails to
+        write once goes to the spool. Returns when every token submitted so far is
+        released and nothing was submitted for ``quiet`` seconds.
+
+        Returns:
+            ``True`` when arrivals stopped and everything was released within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        self._draining = True
+        with self._cv:
+            while True:
+                self._seal_locked()
+                now = time.monotonic()
+                settled = self._tokens_in == self._tokens_out and self._ack_seq == self._next_seq
+                if settled and now - self._last_submit >= quiet:
+                    return True
+                if now >= deadline:
+                    return False
+                self._cv.wait(min(quiet / 2, deadline - now))
+
     def close(self, timeout: float = 30.0) -> bool:
         """Seal the open batch, make everything durable, release tokens, stop threads.
 

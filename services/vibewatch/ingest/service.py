@@ -13,10 +13,13 @@ message is a rejection with reason ``internal_error``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from vibewatch.config import Config
 from vibewatch.errors import PointError, ProtocolError
@@ -39,6 +42,14 @@ INGESTED_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS)
 UNENCODABLE = "unencodable"
 INTERNAL_ERROR = "internal_error"
 INFLUX_REJECTED = "influx_rejected"
+
+
+class _ClearedStatus(Exception):
+    """An empty ``status`` payload: the retained status of a decommissioned device cleared."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__(device)
+        self.device = device
 
 
 class _RateLimitedLog:
@@ -117,9 +128,12 @@ class IngestService:
             ),
         )
         mqtt = config.mqtt
-        filters = subscription_filters(self._prefix, INGESTED_KINDS)
-        if mqtt.group:
-            filters = [f"$share/{mqtt.group}/{f}" for f in filters]
+        plain = subscription_filters(self._prefix, INGESTED_KINDS)
+        filters = [f"$share/{mqtt.group}/{f}" for f in plain] if mqtt.group else plain
+        self._subscriptions = SubscriptionRecord(config.data_home / SUBSCRIPTIONS_FILE)
+        # What the session may hold beyond what is asked now: what it held last time,
+        # and, in a group, the plain filters of a start before the group was joined.
+        stale = [*self._subscriptions.get(mqtt.client_id), *(plain if mqtt.group else ())]
         self._subscriber = DurableSubscriber(
             BrokerSettings(
                 host=mqtt.host,
@@ -134,6 +148,8 @@ class IngestService:
             ),
             filters,
             self.handle,
+            stale_filters=stale,
+            on_subscribed=lambda held: self._subscriptions.put(mqtt.client_id, held),
         )
         self._stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
@@ -157,27 +173,62 @@ class IngestService:
         self._stats_thread.start()
         self._subscriber.start(connect_timeout)
 
-    def stop(self, timeout: float = 30.0) -> bool:
+    def stop(self, timeout: float = 30.0, *, retire: bool = False, quiet: float = 0.5) -> bool:
         """Flush everything, acknowledge what is durable, disconnect.
+
+        Messages that keep arriving are taken in and acknowledged until none has
+        arrived for half a second; within ``timeout`` everything received is written
+        or spooled and acknowledged. Past it, the log says how many messages were
+        left to the broker, which delivers them again on the next start.
+
+        Args:
+            timeout: Seconds for the whole shutdown.
+            retire: End the persistent session (see :meth:`retire`).
+            quiet: Seconds without a new message after which no more are taken in.
 
         Returns:
             ``True`` when every received message was made durable and acknowledged.
         """
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._stats_thread is not None:
             self._stats_thread.join(5)
         self._pipeline.submit(self._stats_lines(), None)
-        clean = self._pipeline.close(timeout)
-        self._subscriber.stop()
+        self._pipeline.drain(quiet=quiet, timeout=max(0.0, deadline - time.monotonic() - 1))
+        clean = self._pipeline.close(max(1.0, deadline - time.monotonic()))
+        self._subscriber.stop(end_session=retire)
+        left = self._pipeline.unacknowledged
         self._deadletter.close()
         self._spool.close()
         self._writer.close()
-        log.info(
-            "ingest stopped (%s); %s",
-            "clean" if clean else "NOT everything was flushed",
-            self._summary(),
-        )
-        return clean
+        if clean and not left:
+            log.info("ingest stopped (clean); %s", self._summary())
+        else:
+            log.warning(
+                "ingest stopped (NOT everything was flushed within %.0f s): %d messages left "
+                "unacknowledged, the broker delivers them again on the next start; %s",
+                timeout,
+                left,
+                self._summary(),
+            )
+        return clean and not left
+
+    def retire(self, timeout: float = 300.0) -> bool:
+        """Leave for good: unsubscribe, ingest what the broker kept, end the session.
+
+        For a process with its own client id that leaves a ``--group`` or the fleet:
+        after this, no message is routed or queued for its client id any more.
+
+        Returns:
+            ``True`` when everything the broker held was ingested and acknowledged.
+        """
+        if not self._subscriber.unsubscribe_all():
+            log.error("the broker did not confirm the unsubscription; the session is kept")
+            self.stop(timeout)
+            return False
+        log.info("unsubscribed; ingesting what the broker kept for %r", self._instance)
+        # queued messages flow as fast as they are acknowledged: a longer lull means done
+        return self.stop(timeout, retire=True, quiet=2.0)
 
     # ---------------------------------------------------------------- messages
     def handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
@@ -186,6 +237,10 @@ class IngestService:
         lines: list[str] = []
         try:
             lines = self._lines_for(topic, payload)
+        except _ClearedStatus as cleared:
+            with self.stats.lock:
+                self.stats.status_cleared += 1
+            log.info("retained status of device %r cleared (device decommissioned)", cleared.device)
         except ProtocolError as exc:
             self._reject(topic, exc.reason, exc.detail, payload)
         except PointError as exc:
@@ -203,6 +258,9 @@ class IngestService:
         device, kind = parse_topic(topic, self._prefix)
         if kind not in INGESTED_KINDS:
             raise ProtocolError("bad_topic", f"{kind.value!r} messages are not ingested")
+        if kind is Kind.STATUS and not payload:
+            # an empty retained payload is how a retained status is cleared
+            raise _ClearedStatus(device)
         now_ms = int(self._clock() * 1000)
         message = decode_message(kind, device, payload, now_ms=now_ms, limits=self._limits)
         return lines_for(message, site=self._site, received_ms=now_ms)
@@ -248,3 +306,53 @@ class IngestService:
         while not self._stop.wait(interval):
             self._pipeline.submit(self._stats_lines(), None)
             log.info("ingest: %s", self._summary())
+
+
+SUBSCRIPTIONS_FILE = "mqtt-subscriptions.json"
+"""File under the data home recording each client id's subscriptions."""
+
+
+class SubscriptionRecord:
+    """The subscriptions each client id's persistent session holds, kept in a JSON file.
+
+    A file that is missing or unreadable counts as empty: the worst case is a stale
+    subscription the service cannot name (the log of the earlier start names it).
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Use ``path`` (created on the first :meth:`put`)."""
+        self._path = path
+
+    def _load(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._path, exc)
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(k): [f for f in v if isinstance(f, str)]
+            for k, v in data.items()
+            if isinstance(v, list)
+        }
+
+    def get(self, client_id: str) -> list[str]:
+        """The filters recorded for ``client_id`` (empty if none)."""
+        return self._load().get(client_id, [])
+
+    def put(self, client_id: str, filters: Sequence[str]) -> None:
+        """Record that ``client_id``'s session holds exactly ``filters`` (atomic replace)."""
+        data = self._load()
+        if data.get(client_id) == list(filters):
+            return
+        data[client_id] = list(filters)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.replace(self._path)
+        except OSError as exc:
+            log.warning("cannot record the MQTT subscriptions in %s: %s", self._path, exc)

@@ -21,6 +21,7 @@ class IngestStats:
 
     messages_in: int = 0
     messages_ok: int = 0
+    status_cleared: int = 0
     points_written: int = 0
     points_spooled: int = 0
     points_replayed: int = 0
@@ -54,6 +55,7 @@ class IngestStats:
             values: dict[str, FieldValue] = {
                 "messages_in": self.messages_in,
                 "messages_ok": self.messages_ok,
+                "status_cleared": self.status_cleared,
                 "points_written": self.points_written,
                 "points_spooled": self.points_spooled,
                 "points_replayed": self.points_replayed,
