@@ -44,7 +44,7 @@ INTERNAL_ERROR = "internal_error"
 INFLUX_REJECTED = "influx_rejected"
 
 
-class _ClearedStatus(Exception):
+class _ClearedStatus(Exception):  # noqa: N818 - an outcome, not an error
     """An empty ``status`` payload: the retained status of a decommissioned device cleared."""
 
     def __init__(self, device: str) -> None:
