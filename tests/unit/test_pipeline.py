@@ -227,3 +227,23 @@ def test_messages_refused_after_close_are_counted_as_unacknowledged(
     assert not h.pipeline.submit([], None)  # a message without a token is not owed an ack
     assert h.acked == [1]
     assert h.pipeline.unacknowledged == 1
+
+
+def test_a_spool_with_millisecond_timestamps_is_replayed_in_nanoseconds(
+    tmp_path: Path,
+) -> None:
+    # written by a version that keyed points by the millisecond
+    old = Spool(tmp_path / "spool")
+    old.append(b"reading,device=d score=0.5,seq=1i 1700000000000\nm x=1 1700000000001\n")
+    old.close()
+    writer = MemoryWriter()
+    h = Harness(tmp_path, writer, FAST, 1 << 30)
+    h.pipeline.submit(["m x=2 1700000000002000003"], 1)
+    h.wait_for(lambda: len(writer.lines) == 3)
+    h.pipeline.close(timeout=5)
+    h.spool.close()
+    assert sorted(writer.lines) == [
+        "m x=1 1700000000001000000",
+        "m x=2 1700000000002000003",
+        "reading,device=d score=0.5,seq=1i 1700000000000000000",
+    ]

@@ -85,6 +85,18 @@ class BatchPolicy:
         return cap / 2 + _jitter.uniform(0, cap / 2)
 
 
+# Spools written before points were keyed in nanoseconds hold millisecond timestamps:
+# 13 digits for every time ingest accepts (2020 to 2286), where nanoseconds have 19.
+_MS_DIGITS = 13
+
+
+def _nanosecond_lines(lines: list[str]) -> list[str]:
+    """Lines of a spooled body with nanosecond timestamps (an older spool had milliseconds)."""
+    if not lines or len(lines[0].rsplit(" ", 1)[-1]) != _MS_DIGITS:
+        return lines
+    return [f"{line}000000" for line in lines]
+
+
 @dataclass(slots=True)
 class _Batch(Generic[T]):
     lines: list[str] = field(default_factory=list)
@@ -255,9 +267,9 @@ class Pipeline(Generic[T]):
                 with self._cv:
                     self._cv.wait(0.5)
                 continue
-            lines = record.body.decode("utf-8").splitlines()
+            lines = _nanosecond_lines(record.body.decode("utf-8").splitlines())
             try:
-                written = self._write_isolating(lines, record.body)
+                written = self._write_isolating(lines)
             except RetryableWriteError as exc:
                 delay = self._policy.backoff(attempt)
                 attempt += 1
