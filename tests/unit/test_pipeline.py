@@ -1,4 +1,5 @@
 import dataclasses
+import logging
 import random
 import threading
 import time
@@ -247,3 +248,18 @@ def test_a_spool_with_millisecond_timestamps_is_replayed_in_nanoseconds(
         "m x=2 1700000000002000003",
         "reading,device=d score=0.5,seq=1i 1700000000000000000",
     ]
+
+
+def test_the_log_says_when_the_spool_is_drained(
+    make: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    down = threading.Event()
+    down.set()
+    h = make(MemoryWriter(lambda _body: RetryableWriteError("down") if down.is_set() else None))
+    caplog.set_level(logging.INFO, logger="vibewatch.ingest.pipeline")
+    for i in range(20):
+        h.pipeline.submit([f"m x={i} {i}"], i)
+    h.wait_for(lambda: len(h.acked) == 20 and h.pipeline.influx_down)
+    assert "spool drained" not in caplog.text
+    down.clear()
+    h.wait_for(lambda: "spool drained: 20 spooled points written to InfluxDB" in caplog.text)

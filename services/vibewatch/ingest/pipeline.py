@@ -261,9 +261,13 @@ class Pipeline(Generic[T]):
 
     def _replay_loop(self) -> None:
         attempt = 0
+        replayed = 0  # points written back since the spool was last empty
         while not self._stop.is_set():
             record = self._spool.peek()
             if record is None:
+                if replayed:
+                    log.info("spool drained: %d spooled points written to InfluxDB", replayed)
+                    replayed = 0
                 with self._cv:
                     self._cv.wait(0.5)
                 continue
@@ -277,6 +281,7 @@ class Pipeline(Generic[T]):
                 self._stop.wait(delay)
                 continue
             attempt = 0
+            replayed += written
             self._spool.commit(record)
             self._influx_down = False
             with self._stats.lock:
