@@ -17,7 +17,10 @@ in place. All problems are collected and raised together in one
 where the value came from. Only :func:`load_config` reads the environment.
 
 Passwords and tokens are :class:`Secret` values: they print as ``********``
-and are never part of an error message or of :meth:`Config.redacted`.
+and are never part of an error message or of :meth:`Config.redacted`. URLs are
+:data:`HttpUrl` values: wherever one is shown (:meth:`Config.redacted`, ``repr``,
+error messages) its credentials are masked by :func:`vibewatch.redact.mask_url`,
+although a URL that holds any is refused in the first place.
 """
 
 from __future__ import annotations
@@ -34,16 +37,19 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NewType
 from urllib.parse import urlsplit
 
 from vibewatch.errors import ConfigError, PointError
 from vibewatch.influx.lineprotocol import check_tag_value
+from vibewatch.protocol import prefix_problem
+from vibewatch.redact import MASK, mask_url
 
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "Config",
+    "HttpUrl",
     "InfluxApi",
     "InfluxConfig",
     "IngestConfig",
@@ -63,7 +69,7 @@ ENV_PREFIX: Final = "VIBEWATCH_"
 CONFIG_ENV: Final = "VIBEWATCH_CONFIG"
 """Path of the configuration file when no path is passed to :func:`load_config`."""
 
-_MASK: Final = "********"
+_MASK: Final = MASK
 _KIB: Final = 1 << 10
 _MIB: Final = 1 << 20
 _GIB: Final = 1 << 30
@@ -132,6 +138,14 @@ class Secret:
         return (Secret, (self._value,))
 
 
+HttpUrl = NewType("HttpUrl", str)
+"""An ``http://`` or ``https://`` URL without credentials, query or fragment.
+
+The type of every URL-valued key: it is what makes a key checked by the URL rule and
+shown masked (:func:`vibewatch.redact.mask_url`) in :meth:`Config.redacted`, ``repr``
+and error messages, so a new URL key needs nothing but this annotation.
+"""
+
 InfluxApi = Literal["v1", "v2"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
@@ -156,7 +170,6 @@ class _Spec:
     check: _Check | None = None
     required_when: tuple[str, str] | None = None  # (key of the same section, value)
     shown_default: str | None = None  # for the docs, when the literal would mislead
-    mask: Callable[[str], str] | None = None  # hides parts of a value in messages
 
 
 def _key(doc: str, **constraints: Any) -> dict[str, _Spec]:
@@ -191,38 +204,33 @@ def _name_or_empty(value: str) -> str | None:
     return None if value == "" else _name(value)
 
 
-def _topic_prefix(value: str) -> str | None:
-    if not value.endswith("/"):
-        return 'must end with "/"'
-    if value.startswith("$"):
-        return 'must not start with "$" (topics starting with "$" belong to the broker)'
-    if any(c in value for c in "+#\0"):
-        return 'must not contain the wildcards "+" and "#" or NUL'
-    return None
-
-
 def _http_url(value: str) -> str | None:
+    """What keeps ``value`` from being an :data:`HttpUrl`, or None.
+
+    The value is shown next to the message with its credentials masked, so the
+    message itself never repeats a part of the URL that could be a secret (a
+    malformed port may be the start of a password).
+    """
+    if value != value.strip():
+        return "must not start or end with white space"
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "must not contain white space or control characters"
     try:
         parts = urlsplit(value)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
+    except ValueError:  # an unbalanced "[" or "]" of an IPv6 address
         return "must be an http:// or https:// URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL with a host"
-    if parts.username is not None or parts.password is not None:
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if port and not (port.isascii() and port.isdigit()):
+        return "must be an http:// or https:// URL: the port is not a number"
+    if port and not 1 <= int(port) <= 65535:
+        return f"port {int(port)} is out of range (1 to 65535)"
+    if mask_url(value) != value:
         return "must not hold credentials: use influx.username/password or influx.token"
     if parts.query or parts.fragment:
         return "must not have a query or a fragment"
     return None
-
-
-def _mask_url(value: str) -> str:
-    # A URL with user:password@ is refused, but the message must not repeat the
-    # password; everything up to the last "@" goes, as a password may hold "/".
-    scheme, sep, rest = value.partition("://")
-    if "@" not in rest:
-        return value
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 def _basic_auth_user(value: str) -> str | None:
@@ -255,6 +263,21 @@ def _existing_file_or_none(value: Path | None) -> str | None:
 # --- the schema ---------------------------------------------------------------
 
 
+class _MaskedRepr:
+    """``repr`` of a configuration object: the dataclass one, with every URL masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(typing.cast(Any, self)):
+            value = getattr(self, f.name)
+            if (type(self), f.name) in _URL_FIELDS:
+                value = mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
 _DATA_HOME: Final = Path("<data_home>")
 """Stands for ``data_home`` at the start of a path; :class:`Config` resolves it."""
 
@@ -263,8 +286,8 @@ def _default_data_home() -> Path:
     return Path("~/.local/share/vibewatch").expanduser()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MqttConfig:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class MqttConfig(_MaskedRepr):
     """``[mqtt]``: the connection to the broker and the subscription."""
 
     host: str = field(
@@ -290,9 +313,9 @@ class MqttConfig:
     topic_prefix: str = field(
         default="vw/v1/",
         metadata=_key(
-            "Prefix of every topic the service subscribes to. Ends with `/`; no `+`, "
-            "`#` or NUL; does not start with `$`.",
-            check=_topic_prefix,
+            "Prefix of every topic the service subscribes to: empty, or ends with `/`; "
+            "no `+`, `#` or NUL; does not start with `$` (the wire contract's rule).",
+            check=prefix_problem,
         ),
     )
     keepalive: int = field(
@@ -341,8 +364,8 @@ class MqttConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class InfluxConfig:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class InfluxConfig(_MaskedRepr):
     """``[influx]``: where and how points are written."""
 
     api: InfluxApi = field(
@@ -352,12 +375,10 @@ class InfluxConfig:
             "(`/api/v2/write`; org, bucket, token)."
         ),
     )
-    url: str = field(
-        default="http://127.0.0.1:8086",
+    url: HttpUrl = field(
+        default=HttpUrl("http://127.0.0.1:8086"),
         metadata=_key(
-            "Base URL of InfluxDB, `http://` or `https://`, without credentials.",
-            check=_http_url,
-            mask=_mask_url,
+            "Base URL of InfluxDB, `http://` or `https://`, without credentials, query or fragment."
         ),
     )
     database: str = field(
@@ -405,8 +426,8 @@ class InfluxConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class IngestConfig:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class IngestConfig(_MaskedRepr):
     """``[ingest]``: batching, limits, the spool, the dead-letter log and retries.
 
     The defaults of ``spool_dir`` and ``deadletter_path`` start with the
@@ -503,8 +524,8 @@ class IngestConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class TrainConfig(_MaskedRepr):
     """``[train]``: the retraining job, model signing and the model registry."""
 
     signing_key: Path = field(
@@ -549,8 +570,8 @@ class TrainConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LogConfig:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class LogConfig(_MaskedRepr):
     """``[log]``: the service's own log."""
 
     level: LogLevel = field(default="info", metadata=_key("Lowest level that is logged."))
@@ -560,8 +581,8 @@ class LogConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Config:
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class Config(_MaskedRepr):
     """The whole configuration: top-level keys, then one object per section.
 
     Build it with :func:`load_config`, which validates every value; constructing
@@ -691,6 +712,10 @@ class _Kind:
     def plain(self, value: object) -> object:
         return value
 
+    def shown(self, value: object) -> object:
+        """The value as an error message may show it (raw or parsed)."""
+        return value
+
     def literal(self, value: object) -> str:
         return _show(value)
 
@@ -799,6 +824,23 @@ class _SecretKind(_Kind):
         return _quote(str(value))
 
 
+class _UrlKind(_StrKind):
+    name = "URL"
+
+    def from_toml(self, value: object) -> object:
+        text = typing.cast(str, super().from_toml(value))
+        problem = _http_url(text)
+        if problem is not None:
+            raise _BadValueError(problem)
+        return HttpUrl(text)
+
+    def plain(self, value: object) -> object:
+        return mask_url(str(value))
+
+    def shown(self, value: object) -> object:
+        return mask_url(value) if isinstance(value, str) else value
+
+
 class _ChoiceKind(_Kind):
     def __init__(self, choices: tuple[str, ...]) -> None:
         self.choices = choices
@@ -822,6 +864,7 @@ def _kind_for(annotation: object, default: object) -> _Kind:
         derived = isinstance(default, Path) and default.parts[:1] == _DATA_HOME.parts
         return _PathKind(empty=default if derived else _PathKind.REQUIRED)
     simple: dict[object, _Kind] = {
+        HttpUrl: _UrlKind(),
         str: _StrKind(),
         int: _IntKind(),
         float: _FloatKind(),
@@ -890,6 +933,12 @@ def _build_schema() -> tuple[dict[str, type[Any]], tuple[_Key, ...]]:
 
 
 _SECTIONS, _KEYS = _build_schema()
+_URL_FIELDS: Final = frozenset(
+    (_SECTIONS[key.section] if key.section else Config, key.name)
+    for key in _KEYS
+    if isinstance(key.kind, _UrlKind)
+)
+"""(class, field) of every :data:`HttpUrl` key, whose value ``repr`` masks."""
 
 
 def _keys_by_section() -> dict[str, list[_Key]]:
@@ -918,9 +967,7 @@ def _describe(key: _Key, value: object, source: str) -> str:
     """``key = value (source)``, without the value for secrets."""
     if key.kind.secret:
         return f"{key.dotted} ({source})"
-    if key.spec.mask is not None and isinstance(value, str):
-        value = key.spec.mask(value)
-    return f"{key.dotted} = {_show(value)} ({source})"
+    return f"{key.dotted} = {_show(key.kind.shown(value))} ({source})"
 
 
 def _suggest(name: str, known: list[str]) -> str:

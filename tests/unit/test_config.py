@@ -6,12 +6,16 @@ import dataclasses
 import json
 import re
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from vibewatch.cli import app
 from vibewatch.config import (
     Config,
+    HttpUrl,
     InfluxConfig,
     IngestConfig,
     MqttConfig,
@@ -20,6 +24,7 @@ from vibewatch.config import (
     load_config,
 )
 from vibewatch.errors import ConfigError
+from vibewatch.redact import mask_url, mask_urls_in
 
 ROOT = Path(__file__).resolve().parents[2]
 MASK = "*" * 8
@@ -395,6 +400,18 @@ def test_wrong_toml_types(tmp_path: Path, toml: str, message: str) -> None:
         ("VIBEWATCH_INFLUX_URL", "http://", "must be an http:// or https:// URL"),
         ("VIBEWATCH_INFLUX_URL", "http://h:port", "must be an http:// or https:// URL"),
         ("VIBEWATCH_INFLUX_URL", "http://h:8086/?db=x", "must not have a query"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:99999", "port 99999 is out of range (1 to 65535)"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:65536/", "port 65536 is out of range (1 to 65535)"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:0", "port 0 is out of range (1 to 65535)"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:+80", "the port is not a number"),
+        ("VIBEWATCH_INFLUX_URL", " http://h:8086", "must not start or end with white space"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:8086 ", "must not start or end with white space"),
+        ("VIBEWATCH_INFLUX_URL", "http://h:8086\n", "must not start or end with white space"),
+        ("VIBEWATCH_INFLUX_URL", "http://h :8086", "must not contain white space or control"),
+        ("VIBEWATCH_INFLUX_URL", "http://h/a\x7fb", "must not contain white space or control"),
+        ("VIBEWATCH_INFLUX_URL", "http://[::1", "must be an http:// or https:// URL"),
+        ("VIBEWATCH_INFLUX_URL", "http://h/?p=x", "must not hold credentials"),
+        ("VIBEWATCH_INFLUX_URL", "http://tok@h", "must not hold credentials"),
         ("VIBEWATCH_INFLUX_USERNAME", "a:b", 'must not contain ":"'),
         ("VIBEWATCH_INFLUX_DATABASE", "", 'required when influx.api = "v1"'),
         ("VIBEWATCH_INGEST_SITE", "x" * 257, "must be at most 256 characters"),
@@ -422,7 +439,13 @@ def test_bound_error_from_file_names_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["http://influx:8086", "https://influx.example.net", "http://[::1]:8086/prefix/"],
+    [
+        "http://influx:8086",
+        "https://influx.example.net",
+        "http://[::1]:8086/prefix/",
+        "http://influx:1",
+        "http://influx:65535",
+    ],
 )
 def test_valid_urls(value: str) -> None:
     assert load_config(environ={"VIBEWATCH_INFLUX_URL": value}).influx.url == value
@@ -737,11 +760,11 @@ def test_unknown_key_error_does_not_show_its_value(tmp_path: Path) -> None:
     [
         (
             "https://user:pw-4711@influx:8086/x",
-            "https://***@influx:8086/x",
+            "https://user:********@influx:8086/x",
             "must not hold credentials",
         ),
         # A "/" in the password makes the rest look like a path: still masked.
-        ("https://u:" + "pw/4711" * 20 + "@influx", "https://***@influx", "must be an http"),
+        ("https://u:" + "pw/4711" * 20 + "@influx", "https://u:********@influx", "must be an http"),
     ],
 )
 def test_url_credentials_are_masked_in_errors(url: str, shown: str, message: str) -> None:
@@ -749,6 +772,146 @@ def test_url_credentials_are_masked_in_errors(url: str, shown: str, message: str
 
     assert "4711" not in problem
     assert f'influx.url = "{shown}" (from VIBEWATCH_INFLUX_URL): {message}' in problem
+
+
+# --- URLs: every URL-valued key is masked wherever it is shown -----------------
+
+SECRET_URL = "http://admin:hunter2@db:8086/?u=admin&p=hunter2&token=tok-4711"
+MASKED_URL = "http://admin:********@db:8086/?u=admin&p=********&token=********"
+
+
+def url_keys() -> list[tuple[str, str]]:
+    """``(section, key)`` of every URL-valued key, from the schema: the fields typed HttpUrl."""
+    found: list[tuple[str, str]] = []
+    for f in dataclasses.fields(Config):
+        annotation = typing.get_type_hints(Config)[f.name]
+        if annotation is HttpUrl:
+            found.append(("", f.name))
+        elif dataclasses.is_dataclass(annotation):
+            hints = typing.get_type_hints(annotation)
+            found += [
+                (f.name, g.name) for g in dataclasses.fields(annotation) if hints[g.name] is HttpUrl
+            ]
+    return found
+
+
+URL_KEYS = url_keys()
+
+
+def with_value(section: str, key: str, value: str) -> Config:
+    if not section:
+        return Config(**{key: value})
+    return Config(**{section: dataclasses.replace(getattr(Config(), section), **{key: value})})
+
+
+def test_url_keys_are_found_in_the_schema() -> None:
+    assert ("influx", "url") in URL_KEYS
+    # A URL key typed as a plain string would escape the masking: none is.
+    for section, keys in Config().redacted().items():
+        for key, value in keys.items():
+            if isinstance(value, str) and "://" in value:
+                assert (section, key) in URL_KEYS
+
+
+@pytest.mark.parametrize(("section", "key"), URL_KEYS)
+def test_urls_are_masked_by_redacted_and_repr(section: str, key: str) -> None:
+    # Constructing a Config directly trusts the values: the masking still holds.
+    config = with_value(section, key, SECRET_URL)
+
+    assert config.redacted()[section][key] == MASKED_URL
+    holder = getattr(config, section) if section else config
+    shown = [json.dumps(config.redacted()), repr(config), str(config), repr(holder), f"{holder}"]
+    for text in shown:
+        assert "hunter2" not in text
+        assert "tok-4711" not in text
+    assert MASKED_URL in repr(config)
+    assert getattr(holder, key) == SECRET_URL  # the value itself is kept
+
+
+@pytest.mark.parametrize(("section", "key"), URL_KEYS)
+@pytest.mark.parametrize("via", ["env", "file"])
+def test_url_errors_mask_the_value(tmp_path: Path, section: str, key: str, via: str) -> None:
+    dotted = f"{section}.{key}" if section else key
+    env = "VIBEWATCH_" + dotted.replace(".", "_").upper()
+    if via == "env":
+        found, source = load_error(env={env: SECRET_URL}), f"from {env}"
+    else:
+        table = f"[{section}]\n" if section else ""
+        path = write(tmp_path, f'{table}{key} = "{SECRET_URL}"\n')
+        found, source = load_error(path), f"from {path}"
+
+    assert found == [
+        f'{dotted} = "{MASKED_URL}" ({source}): must not hold credentials: '
+        "use influx.username/password or influx.token"
+    ]
+
+
+@pytest.mark.parametrize(("section", "key"), URL_KEYS)
+def test_config_show_masks_urls(section: str, key: str) -> None:
+    env = "VIBEWATCH_" + "_".join(filter(None, [section, key])).upper()
+
+    result = CliRunner().invoke(app, ["config", "show"], env={env: SECRET_URL})
+
+    assert result.exit_code != 0
+    assert MASKED_URL in result.output
+    assert "hunter2" not in result.output
+    assert "tok-4711" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("http://db:8086", "http://db:8086"),
+        ("http://user:pass@host", "http://user:********@host"),
+        ("https://user:pass@host:8086/x?db=y#z", "https://user:********@host:8086/x?db=y#z"),
+        # A user without a password is usually a token.
+        ("https://ghp_token@host/x", "https://********@host/x"),
+        ("http://db:8086/?u=admin&p=hunter2", "http://db:8086/?u=admin&p=********"),
+        ("http://db/?u=admin;p=hunter2", "http://db/?u=admin;p=********"),
+        (
+            "http://db/?db=x&P=1&Password=2&PWD=3&pass=4&passwd=5",
+            "http://db/?db=x&P=********"
+            "&Password=********&PWD=********&pass=********&passwd=********",
+        ),
+        (
+            "http://db/?token=1&access_token=2&secret=3&api_key=4&apikey=5&key=6&auth=7",
+            "http://db/?token=********&access_token=********&secret=********&api_key=********"
+            "&apikey=********&key=********&auth=********",
+        ),
+        (
+            "http://db/?Authorization=Basic+eA&API-Key=1&p%61ssword=2&monkey=3",
+            "http://db/?Authorization=********&API-Key=********&p%61ssword=********&monkey=3",
+        ),
+        ("http://db/#access_token=abc&state=1", "http://db/#access_token=********&state=1"),
+        ("http://db/?p=", "http://db/?p="),
+        # A raw "/", "@", "?" or "#" in a password: everything before the host is hidden.
+        ("http://u:pa/ss@host/x", "http://u:********@host/x"),
+        ("http://u:p@ss@host/x", "http://u:********@host/x"),
+        ("http://u:pa?ss@host:1/", "http://u:********@host:1/"),
+        ("http://u:12#34@host", "http://u:********@host"),
+        # ...but an e-mail address in a query value is not user info.
+        ("http://db:8086/?u=me@example.com&p=x", "http://db:8086/?u=me@example.com&p=********"),
+        ("http://[::1]:8086/?u=me@example.com", "http://[::1]:8086/?u=me@example.com"),
+        # Not a URL at all: only the parameters.
+        ("/write?db=x&p=hunter2", "/write?db=x&p=********"),
+        ("", ""),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_url(masked) == masked
+
+
+def test_mask_urls_in_a_message() -> None:
+    message = (
+        "LocationParseError('Failed to parse: http://u:hunter2@db:99999/api/v2/write?org=o') "
+        'and "GET /query?db=x&p=hunter2 HTTP/1.1"'
+    )
+
+    assert mask_urls_in(message) == (
+        "LocationParseError('Failed to parse: http://u:********@db:99999/api/v2/write?org=o') "
+        'and "GET /query?db=x&p=******** HTTP/1.1"'
+    )
 
 
 # --- docs and example ---------------------------------------------------------

@@ -6,7 +6,9 @@ HTTP basic auth from ``influx.username``/``password`` and queries
 ``influx.database``; with ``api = "v2"`` it sends ``Authorization: Token ...``
 and queries ``influx.bucket`` as the database (on 2.x, the database name that a
 DBRP mapping gives the bucket). Credentials travel in headers, never in the URL,
-and never appear in a message.
+and never appear in a message: a URL given with credentials anyway is shown
+masked (:func:`vibewatch.redact.mask_url`), in this module's messages and in
+those of the foreign errors it wraps.
 
 Answers are always requested with ``chunked=true`` and ``epoch=ms``: the server
 sends one JSON object per line, each holding at most ``chunk_size`` rows, and
@@ -38,16 +40,20 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import orjson
 
 from vibewatch.errors import VibewatchError
+from vibewatch.redact import mask_url, mask_urls_in
 
 if TYPE_CHECKING:
     from vibewatch.config import InfluxConfig
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "BaseUrl",
     "InfluxQL",
     "QueryError",
     "Series",
+    "foreign_error",
     "merge_series",
+    "parse_base_url",
     "parse_chunk",
     "quote_identifier",
     "quote_string",
@@ -177,6 +183,58 @@ def merge_series(pieces: Iterable[Series]) -> list[Series]:
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class BaseUrl:
+    """Where an InfluxDB server is, from its base URL.
+
+    Attributes:
+        https: Whether to use TLS.
+        host: Host name or address.
+        port: TCP port (80 or 443 when the URL names none).
+        path: Path prefix of the API, without a trailing ``/`` (usually empty).
+    """
+
+    https: bool
+    host: str
+    port: int
+    path: str
+
+
+def parse_base_url(url: str) -> BaseUrl:
+    """Split the base URL of an InfluxDB server, as the writers and :class:`InfluxQL` take it.
+
+    Raises:
+        ValueError: ``url`` is not an ``http(s)://host[:port]`` URL; the message shows
+            it with its credentials masked, and chains no error that would not.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # a port that is not a number in 0..65535 raises
+    except ValueError:
+        # The foreign message may quote the port, which can be part of a password.
+        port, parts = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"InfluxDB url {mask_url(url)!r} must be http(s)://host[:port]")
+    https = parts.scheme == "https"
+    return BaseUrl(https, parts.hostname, port or (443 if https else 80), parts.path.rstrip("/"))
+
+
+def foreign_error(exc: BaseException) -> tuple[str, BaseException | None]:
+    """The text of a foreign error for a message, and the cause to chain with ``from``.
+
+    Client libraries put the URL they were given into their messages (urllib3's
+    ``LocationParseError`` does); :func:`~vibewatch.redact.mask_urls_in` masks it. When
+    that changed the text, the foreign error is not chained either: a traceback
+    would print it in full.
+
+    Returns:
+        ``(repr of exc, masked; exc or None)``.
+    """
+    text = repr(exc)
+    masked = mask_urls_in(text)
+    return masked, exc if masked == text else None
+
+
 class InfluxQL:
     """Runs InfluxQL statements through ``GET /query`` and streams the answer.
 
@@ -213,16 +271,14 @@ class InfluxQL:
         Raises:
             ValueError: ``url`` is not an http(s) URL with a host, or ``chunk_size`` < 1.
         """
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"InfluxDB url {url!r} must be http(s)://host[:port]")
+        base = parse_base_url(url)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
+        self._https = base.https
+        self._host = base.host
+        self._port = base.port
         self._timeout = timeout
-        self._base = parts.path.rstrip("/")
+        self._base = base.path
         self._common = {
             "db": database,
             "epoch": "ms",
@@ -292,7 +348,8 @@ class InfluxQL:
                     if line.strip():
                         yield from parse_chunk(line, q)
             except (OSError, http.client.HTTPException) as exc:
-                raise QueryError(q, f"{where}: {exc!r}") from exc
+                text, cause = foreign_error(exc)
+                raise QueryError(q, f"{where}: {text}") from cause
         finally:
             conn.close()
 

@@ -30,7 +30,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from vibewatch.errors import RejectedWriteError, RetryableWriteError, WriteError
-from vibewatch.influx.query import basic_authorization, quote_identifier
+from vibewatch.influx.query import (
+    basic_authorization,
+    foreign_error,
+    parse_base_url,
+    quote_identifier,
+)
 
 if TYPE_CHECKING:
     from vibewatch.config import InfluxConfig
@@ -92,14 +97,16 @@ class InfluxV1Writer:
             password: Password for basic auth.
             timeout: Socket timeout in seconds.
             gzip_level: gzip compression level 1-9, or ``None`` to send plain text.
+
+        Raises:
+            ValueError: ``url`` is not ``http(s)://host[:port]`` (the message shows it
+                with its credentials masked).
         """
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"InfluxDB url {url!r} must be http(s)://host[:port]")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._base = parts.path.rstrip("/")
+        base = parse_base_url(url)
+        self._https = base.https
+        self._host = base.host
+        self._port = base.port
+        self._base = base.path
         self._timeout = timeout
         self._gzip_level = gzip_level
         query = {"db": database, "precision": "ns"}
@@ -141,7 +148,8 @@ class InfluxV1Writer:
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
-            raise RetryableWriteError(f"InfluxDB at {self._host}:{self._port}: {exc!r}") from exc
+            text, cause = foreign_error(exc)
+            raise RetryableWriteError(f"InfluxDB at {self._host}:{self._port}: {text}") from cause
         if response.will_close:
             self._drop_connection()
         if not 200 <= response.status < 300:
@@ -232,7 +240,8 @@ class InfluxV2Writer:
         except ApiException as exc:
             raise status_error(int(exc.status or 0), str(exc.body or exc.reason)) from exc
         except Exception as exc:  # urllib3 and socket errors: the client has many types
-            raise RetryableWriteError(f"InfluxDB v2 write failed: {exc!r}") from exc
+            text, cause = foreign_error(exc)
+            raise RetryableWriteError(f"InfluxDB v2 write failed: {text}") from cause
 
     def close(self) -> None:
         """See :meth:`PointWriter.close`."""
