@@ -1,5 +1,7 @@
 """Seed corpora for the fuzz targets, made by the Python blob writer (``vibewatch.edge.vwm``).
 
+The random models come from the project's one builder, ``vibewatch.testing.models``.
+
 Usage: ``python3 seeds.py OUT_DIR``. Writes
 
 - ``OUT_DIR/models/*.vwm``: valid blobs of varied shapes (one band up to the factory size,
@@ -16,14 +18,12 @@ from __future__ import annotations
 
 import struct
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vibewatch.edge.spec import FeatureSpec
-from vibewatch.edge.vwm import DenseLayer, VwmModel, encode
+from vibewatch.edge.vwm import encode
+from vibewatch.testing.models import random_model, reseal
 
 #: Mode byte of a ``fuzz_model`` input: fix the size field, then the CRC (fuzz_model.c).
 MODE_FIX_SIZE = 0x01
@@ -61,53 +61,26 @@ SHAPES = (
 FACTORY, ODD, PER_TENSOR, DEEP, NO_GOLDEN, OTHER_RATE, LONG_WINDOW, BAD_GOLDEN, LARGE = range(9)
 
 
-def _layer(
-    rng: np.random.Generator, in_dim: int, out_dim: int, per_channel: bool, relu: bool
-) -> DenseLayer:
-    """A layer whose requantisation keeps most outputs inside int8 (not all saturated)."""
-    n_q = out_dim if per_channel else 1
-    zero_point = int(rng.integers(-128, 0)) if relu else int(rng.integers(-20, 21))
-    return DenseLayer(
-        weights=rng.integers(-127, 128, size=(out_dim, in_dim), dtype=np.int8),
-        bias=rng.integers(-4000, 4001, size=out_dim).astype(np.int32),
-        multiplier=rng.integers(1 << 30, 1 << 31, size=n_q).astype(np.int32),
-        shift=rng.integers(-13, -8, size=n_q).astype(np.int8),
-        output_zero_point=zero_point,
-        act_min=zero_point if relu else -128,
-    )
-
-
 def model_blob(shape: Shape, seed: int) -> bytes:
     """The ``.vwm`` blob of ``shape``, with random weights from ``seed``."""
-    rng = np.random.default_rng(seed)
     spec = FeatureSpec(shape.sample_rate_hz, shape.window, tuple(range(1, shape.n_bands + 2)))
     n = spec.n_features
-    dims = (n, *shape.hidden, n)
-    layers = [
-        _layer(rng, dims[i], dims[i + 1], shape.per_channel, shape.relu and i + 2 < len(dims))
-        for i in range(len(dims) - 1)
-    ]
-    model = VwmModel(
+    model = random_model(
+        seed,
+        (n, *shape.hidden, n),
+        spec=spec,
         model_id=f"fuzz.{shape.name}",
         version=shape.version,
-        spec=spec,
-        input_scale=0.05,
-        input_zero_point=int(rng.integers(-10, 11)),
-        output_scale=0.05,
-        output_zero_point=layers[-1].output_zero_point,
-        input_mul=rng.uniform(0.5, 20.0, size=n).astype(np.float32),
-        input_add=rng.uniform(-5.0, 5.0, size=n).astype(np.float32),
+        per_channel=shape.per_channel,
+        relu=shape.relu,
+        golden=shape.golden,
         threshold=1.5,
-        layers=tuple(layers),
-        golden_inputs=rng.integers(-128, 128, size=(shape.golden, n), dtype=np.int8),
     )
     blob = bytearray(encode(model))
     if shape.name == "bad-golden":
         # The last byte is the top of the last golden score: flip its sign, keep the CRC valid.
         blob[-1] ^= 0x80
-        struct.pack_into("<I", blob, 12, 0)
-        struct.pack_into("<I", blob, 12, zlib.crc32(blob))
-    return bytes(blob)
+    return reseal(blob)
 
 
 def c_array(name: str, data: bytes) -> str:

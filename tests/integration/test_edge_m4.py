@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from vibewatch.edge import _lib, m4
 from vibewatch.edge.engine import Model
 from vibewatch.errors import EdgeError
+from vibewatch.testing.models import reseal
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +74,6 @@ def _golden_output_offset(blob: bytes) -> int:
     return len(blob) - golden_count * (2 * padded + 4) + padded
 
 
-def _with_crc(blob: bytearray) -> bytes:
-    struct.pack_into("<I", blob, 12, 0)
-    struct.pack_into("<I", blob, 12, zlib.crc32(blob))
-    return bytes(blob)
-
-
 def test_image_reports_a_wrong_golden_vector_and_a_corrupted_blob(
     blobs: dict[str, bytes], tmp_path: Path
 ) -> None:
@@ -90,7 +84,7 @@ def test_image_reports_a_wrong_golden_vector_and_a_corrupted_blob(
     image = m4.build_image(
         tmp_path,
         {
-            "wrong-golden": _with_crc(wrong_golden),
+            "wrong-golden": reseal(wrong_golden),
             "corrupted": bytes(corrupted),
             "small": blobs["small"],
         },

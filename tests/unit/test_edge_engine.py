@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -13,61 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vibewatch.edge.engine import Model
-from vibewatch.edge.spec import FeatureSpec
-from vibewatch.edge.vwm import MAX_BIAS, DenseLayer, VwmModel, encode
+from vibewatch.edge.vwm import MAX_BIAS, VwmModel, encode
 from vibewatch.errors import EdgeError
+from vibewatch.testing.models import random_model, reseal
 
 from . import engine_reference
 
 
-def spec_with(n_bands: int) -> FeatureSpec:
-    return FeatureSpec(16000, 256, tuple(range(1, n_bands + 2)))
-
-
-def random_model(
-    rng: np.random.Generator,
-    dims: list[int],
-    *,
-    per_channel: bool = True,
-    shifts: tuple[int, int] = (-12, -5),
-    golden: int = 4,
-) -> VwmModel:
-    layers = []
-    for k, (i, o) in enumerate(itertools.pairwise(dims)):
-        n_q = o if per_channel else 1
-        zp = int(rng.integers(-128, 128))
-        relu = k < len(dims) - 2
-        layers.append(
-            DenseLayer(
-                weights=rng.integers(-127, 128, (o, i)).astype(np.int8),
-                bias=rng.integers(-20000, 20000, o).astype(np.int32),
-                multiplier=rng.integers(2**30, 2**31, n_q).astype(np.int32),
-                shift=rng.integers(shifts[0], shifts[1] + 1, n_q).astype(np.int8),
-                output_zero_point=zp,
-                act_min=zp if relu else -128,
-                act_max=127,
-            )
-        )
-    n = dims[0]
-    return VwmModel(
-        model_id="test-ae",
-        version=7,
-        spec=spec_with(n - 4),
-        input_scale=0.0625,
-        input_zero_point=int(rng.integers(-128, 128)),
-        output_scale=0.05,
-        output_zero_point=layers[-1].output_zero_point,
-        input_mul=rng.uniform(0.5, 2.0, n).astype(np.float32),
-        input_add=rng.uniform(-3.0, 3.0, n).astype(np.float32),
-        threshold=0.75,
-        layers=tuple(layers),
-        golden_inputs=rng.integers(-128, 128, (golden, n)).astype(np.int8),
-    )
-
-
 @pytest.fixture(scope="module")
 def small() -> tuple[VwmModel, bytes]:
-    model = random_model(np.random.default_rng(1), [36, 32, 8, 32, 36])
+    model = random_model(1, [36, 32, 8, 32, 36], model_id="test-ae", version=7, golden=4)
     return model, encode(model)
 
 
@@ -146,12 +99,6 @@ def test_wrong_shapes_are_refused_with_the_shape(small: tuple[VwmModel, bytes]) 
         engine.score(np.zeros((2, 35)))
 
 
-def recrc(blob: bytearray) -> bytes:
-    struct.pack_into("<I", blob, 12, 0)
-    struct.pack_into("<I", blob, 12, zlib.crc32(blob))
-    return bytes(blob)
-
-
 def reason(blob: bytes) -> str:
     try:
         Model(blob)
@@ -179,9 +126,9 @@ def test_a_consistent_but_hostile_blob_never_crashes(small: tuple[VwmModel, byte
     for at in range(len(blob)):
         hostile = bytearray(blob)
         hostile[at] = (hostile[at] + int(rng.integers(1, 256))) % 256
-        outcome = reason(recrc(hostile))
+        outcome = reason(reseal(hostile))
         if outcome == "ok":
-            engine = Model(recrc(hostile))
+            engine = Model(reseal(hostile))
             engine.run(np.zeros(36, np.int8))
             try:
                 engine.check_golden()
@@ -216,7 +163,7 @@ def test_header_fields_are_checked(
 ) -> None:
     hostile = bytearray(small[1])
     hostile[offset : offset + len(value)] = value
-    assert reason(recrc(hostile)) == expected
+    assert reason(reseal(hostile)) == expected
 
 
 def test_biases_are_bounded_so_no_sum_overflows(small: tuple[VwmModel, bytes]) -> None:
@@ -233,7 +180,7 @@ def test_biases_are_bounded_so_no_sum_overflows(small: tuple[VwmModel, bytes]) -
         # written anyway, the firmware refuses it too
         blob = bytearray(encode(model))
         struct.pack_into("<i", blob, layer_bias_offset(model), bias)
-        assert reason(recrc(blob)) == "format"
+        assert reason(reseal(blob)) == "format"
 
 
 def layer_bias_offset(model: VwmModel) -> int:
@@ -248,7 +195,7 @@ def test_a_changed_golden_output_is_caught(small: tuple[VwmModel, bytes]) -> Non
     blob = bytearray(small[1])
     record = 36 + 36 + 4
     blob[len(blob) - record + 36] ^= 1  # first output byte of the last golden vector
-    engine = Model(recrc(blob))
+    engine = Model(reseal(blob))
     with pytest.raises(EdgeError) as info:
         engine.check_golden()
     assert info.value.reason == "golden"

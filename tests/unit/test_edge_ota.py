@@ -5,8 +5,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import hashlib
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.edge import _lib
 from vibewatch.edge.ota import DeviceCapabilities, Manifest, SlotDevice
-from vibewatch.edge.spec import FeatureSpec
-from vibewatch.edge.vwm import DenseLayer, VwmModel, encode
+from vibewatch.edge.vwm import encode
 from vibewatch.errors import EdgeError
+from vibewatch.testing.models import random_model, reseal, spec_for
 
 RATE = 16000
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -31,44 +29,11 @@ def blob_of(
     version: int, *, rate: int = RATE, window: int = 512, hidden: int = 8, seed: int = 0
 ) -> bytes:
     """A small autoencoder (12 features, 12-hidden-12) with 3 golden vectors."""
-    rng = np.random.default_rng(seed)
-    n = 12
-    spec = FeatureSpec(rate, window, tuple(range(2, n - 4 + 3)))
-    layers = []
-    for i, o, relu in ((n, hidden, True), (hidden, n, False)):
-        zp = int(rng.integers(-20, 20))
-        layers.append(
-            DenseLayer(
-                weights=rng.integers(-127, 128, (o, i)).astype(np.int8),
-                bias=rng.integers(-2000, 2000, o).astype(np.int32),
-                multiplier=rng.integers(2**30, 2**31, o).astype(np.int32),
-                shift=rng.integers(-9, -6, o).astype(np.int8),
-                output_zero_point=zp,
-                act_min=zp if relu else -128,
-            )
-        )
-    model = VwmModel(
-        model_id="fan-ae",
-        version=version,
-        spec=spec,
-        input_scale=0.05,
-        input_zero_point=0,
-        output_scale=0.05,
-        output_zero_point=layers[-1].output_zero_point,
-        input_mul=np.full(n, 20.0, dtype=np.float32),
-        input_add=np.zeros(n, dtype=np.float32),
-        threshold=1.0,
-        layers=tuple(layers),
-        golden_inputs=rng.integers(-128, 128, (3, n)).astype(np.int8),
+    spec = spec_for(12, sample_rate_hz=rate, window=window)
+    model = random_model(
+        seed, (12, hidden, 12), spec=spec, model_id="fan-ae", version=version, golden=3
     )
     return encode(model)
-
-
-def resealed(blob: bytearray) -> bytes:
-    """``blob`` with its header CRC-32 recomputed (a well-formed blob, changed on purpose)."""
-    struct.pack_into("<I", blob, 12, 0)
-    struct.pack_into("<I", blob, 12, zlib.crc32(blob))
-    return bytes(blob)
 
 
 V1 = blob_of(1)
@@ -238,7 +203,7 @@ def golden_broken(blob: bytes) -> bytes:
     """The last golden vector's expected output changed by one (resealed: CRC valid)."""
     changed = bytearray(blob)
     changed[-10] ^= 1  # output bytes of the last record: [-16:-4]
-    return resealed(changed)
+    return reseal(changed)
 
 
 def refusal(dev: SlotDevice, case: str) -> str:

@@ -10,16 +10,15 @@ from scipy.stats import binom
 
 from vibewatch.edge import FeatureSpec, Model
 from vibewatch.edge.vwm import encode
+from vibewatch.testing.models import random_model
 from vibewatch.train.gate import DeviceLimits, HeldOut, Scores, allowed_false_alarms, decide
 from vibewatch.train.metrics import auc
-
-from .test_edge_engine import random_model
 
 N = 12
 
 
 def engine(seed: int, *, threshold: float | None = None, spec: FeatureSpec | None = None) -> Model:
-    model = random_model(np.random.default_rng(seed), [N, 6, N], golden=0)
+    model = random_model(seed, [N, 6, N], version=7, golden=0)
     if spec is not None:
         model = dataclasses.replace(model, spec=spec)
     if threshold is not None:

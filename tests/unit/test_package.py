@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.edge import Model
-from vibewatch.edge.vwm import encode
 from vibewatch.errors import PackageError
 from vibewatch.models.keys import fingerprint
 from vibewatch.models.package import (
@@ -26,55 +24,21 @@ from vibewatch.models.package import (
     verify_package,
     write_package,
 )
+from vibewatch.testing.models import (
+    TFLITE_STAND_IN as TFLITE,
+)
+from vibewatch.testing.models import (
+    TINY_DIMS,
+    build_package,
+    producer_manifest,
+    reseal,
+    resign,
+    spec_for,
+    tiny_blob,
+)
 
-from .test_edge_engine import random_model, spec_with
-from .test_edge_ota import resealed
-
-TFLITE = b"\x1c\x00\x00\x00TFL3 int8 model stand-in"
-"""The package does not parse the .tflite: a few bytes stand for it."""
-
-SPEC = spec_with(2)
+SPEC = spec_for(TINY_DIMS[0])
 """The feature spec of the tiny models: 2 bands + 4 statistics = 6 features."""
-
-
-def tiny_blob(model_id: str = "pump", version: int = 1, seed: int = 0) -> bytes:
-    """A small valid .vwm: a 6 -> 4 -> 6 int8 autoencoder with random weights."""
-    model = random_model(np.random.default_rng(seed), [SPEC.n_features, 4, SPEC.n_features])
-    return encode(dataclasses.replace(model, model_id=model_id, version=version))
-
-
-def producer_manifest(vwm: bytes, seed: int = 0) -> dict[str, Any]:
-    """What the training job hands to write_package for ``vwm``."""
-    model = Model(vwm)
-    inputs = np.random.default_rng(seed + 100).integers(-128, 128, (8, model.n_features))
-    return {
-        **blob_fields(model),
-        "metrics": {"auc_int8": 0.995, "false_alarm_rate": 0.004, "seed": seed},
-        "training_data": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"},
-        "architecture": {"layers": [6, 4, 6]},
-        "golden": golden_vectors(model, inputs),
-    }
-
-
-def build_package(
-    directory: Path,
-    key: Ed25519PrivateKey,
-    *,
-    model_id: str = "pump",
-    version: int = 1,
-    seed: int = 0,
-) -> ModelPackage:
-    """A complete signed package of a tiny model."""
-    vwm = tiny_blob(model_id, version, seed)
-    return write_package(
-        directory, tflite=TFLITE, vwm=vwm, manifest=producer_manifest(vwm, seed), private_key=key
-    )
-
-
-def resign(directory: Path, key: Ed25519PrivateKey, manifest_text: bytes) -> None:
-    """Replace the manifest of a package with ``manifest_text``, validly signed."""
-    (directory / "manifest.json").write_bytes(manifest_text)
-    (directory / "manifest.sig").write_bytes(key.sign(manifest_text))
 
 
 def problems_of(directory: Path, key: Ed25519PrivateKey) -> list[str]:
@@ -321,7 +285,7 @@ def test_write_refuses_a_blob_whose_own_golden_vectors_fail(
 ) -> None:
     blob = bytearray(tiny_blob())
     blob[-1] ^= 0x01  # the last golden score
-    vwm = resealed(blob)
+    vwm = reseal(blob)
     assert refused_write(tmp_path, key, producer_manifest(vwm), vwm) == [
         "model.vwm: its own golden vectors are not reproduced by the C engine: "
         "golden: golden vectors of model pump v1"

@@ -19,8 +19,7 @@ from vibewatch.models.keys import fingerprint, generate_keypair, load_private_ke
 from vibewatch.models.package import PACKAGE_FILES, canonical_json, verify_package
 from vibewatch.models.registry import Registry
 from vibewatch.state import MIGRATIONS, StateError, open_state_db
-
-from .test_package import build_package, resign
+from vibewatch.testing.models import build_package, resign
 
 runner = CliRunner()
 

@@ -24,8 +24,6 @@ runs it and prints its report and the engine + DSP code size.
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
 import os
 import re
 import shutil
@@ -39,10 +37,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from vibewatch.edge.convert import quantize_multiplier
-from vibewatch.edge.spec import FeatureSpec
-from vibewatch.edge.vwm import DenseLayer, VwmModel, encode
+from vibewatch.edge.vwm import encode
 from vibewatch.errors import EdgeError
+from vibewatch.testing.models import random_model
 
 #: The firmware tree (an editable install runs from the repository).
 FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "edge_firmware"
@@ -344,79 +341,30 @@ def text_bytes(objects: Iterable[Path]) -> int:
     return sum(int(row.split()[0]) for row in rows)
 
 
-def _dense(
-    rng: np.random.Generator, in_dim: int, out_dim: int, *, last: bool, out_zp: int
-) -> DenseLayer:
-    """A layer with random int8 weights and a scale that keeps outputs spread over int8."""
-    weights = rng.integers(-127, 128, size=(out_dim, in_dim), dtype=np.int8)
-    bias = rng.integers(-5000, 5000, size=out_dim, dtype=np.int32)
-    # sum of in_dim products of ~73 (weights) and ~60 (inputs): bring its spread to ~40
-    base = 40.0 / (math.sqrt(in_dim) * 73.0 * 60.0)
-    per_channel = not last
-    reals = base * rng.uniform(0.5, 2.0, size=out_dim if per_channel else 1)
-    mult, shift = zip(*(quantize_multiplier(float(r)) for r in reals), strict=True)
-    return DenseLayer(
-        weights=weights,
-        bias=bias,
-        multiplier=np.asarray(mult, dtype=np.int32),
-        shift=np.asarray(shift, dtype=np.int8),
-        output_zero_point=out_zp,
-        act_min=-128 if last else out_zp,
-        act_max=127,
-    )
-
-
-def random_model(model_id: str, dims: Sequence[int], *, seed: int, golden: int = 2) -> VwmModel:
-    """An autoencoder of ``dims`` (first = last = features) with random int8 layers.
-
-    Hidden layers are ReLU with per-channel scales, the last is linear and per-tensor.
-    The feature spec has ``dims[0] - 4`` one-bin bands over the smallest window that holds
-    them. ``golden`` random inputs become golden vectors when the model is encoded.
-    """
-    rng = np.random.default_rng(seed)
-    n = dims[0]
-    window = 256
-    while window // 2 + 1 < n - 3:
-        window *= 2
-    spec = FeatureSpec(16_000, window, tuple(range(1, n - 2)))
-    out_zp = int(rng.integers(-20, 20))
-    last = len(dims) - 2
-    layers = tuple(
-        _dense(
-            rng,
-            a,
-            b,
-            last=i == last,
-            out_zp=out_zp if i == last else int(rng.integers(-128, -60)),
-        )
-        for i, (a, b) in enumerate(itertools.pairwise(dims))
-    )
-    return VwmModel(
-        model_id=model_id,
-        version=1,
-        spec=spec,
-        input_scale=0.05,
-        input_zero_point=int(rng.integers(-20, 20)),
-        output_scale=0.06,
-        output_zero_point=out_zp,
-        input_mul=rng.uniform(5.0, 20.0, size=n).astype(np.float32),
-        input_add=rng.uniform(-10.0, 10.0, size=n).astype(np.float32),
-        threshold=1.0,
-        layers=layers,
-        golden_inputs=rng.integers(-128, 128, size=(golden, n), dtype=np.int8),
-    )
-
-
 #: Layer widths of the issue's two reference autoencoders.
 SMALL_DIMS = (36, 32, 8, 32, 36)
 MLPERF_AD_DIMS = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640)
 
 
 def reference_models(seed: int = 0) -> dict[str, bytes]:
-    """Blobs of the small (36-32-8-32-36) and MLPerf-Tiny-AD-sized autoencoders, random."""
+    """Blobs of the small (36-32-8-32-36) and MLPerf-Tiny-AD-sized autoencoders, random.
+
+    Realistic quantisation (:func:`vibewatch.testing.models.random_model`): outputs spread
+    over int8, so the golden vectors check real arithmetic. Hidden layers are ReLU with
+    per-channel scales, the last is linear and per-tensor: both requantisation paths run.
+    """
+    models = {"small": (SMALL_DIMS, seed, 4), "mlperf-ad": (MLPERF_AD_DIMS, seed + 1, 2)}
     return {
-        "small": encode(random_model("small", SMALL_DIMS, seed=seed, golden=4)),
-        "mlperf-ad": encode(random_model("mlperf-ad", MLPERF_AD_DIMS, seed=seed + 1)),
+        name: encode(
+            random_model(
+                model_seed,
+                dims,
+                model_id=name,
+                per_channel=[True] * (len(dims) - 2) + [False],
+                golden=golden,
+            )
+        )
+        for name, (dims, model_seed, golden) in models.items()
     }
 
 
