@@ -15,22 +15,16 @@ import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tflite_builder import Dense, dense_graph, keras_tflite, representative, write
 from tflite_micro.python.tflite_micro import runtime
 
 from vibewatch.edge.convert import convert, read_layers
 from vibewatch.edge.engine import Model
-from vibewatch.edge.spec import FeatureSpec
+from vibewatch.testing.models import spec_for
+from vibewatch.testing.tflite import Dense, dense_graph, keras_tflite, representative, write
 
 SMALL = (36, 32, 8, 32, 36)
 #: The MLPerf Tiny anomaly-detection autoencoder (dense layers, ReLU), about 270 k weights.
 MLPERF_AD = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640)
-
-
-def spec_for(n_features: int) -> FeatureSpec:
-    """A spec with ``n_features - 4`` one-bin bands (window 2048 fits up to 1025 bins)."""
-    window = 256 if n_features <= 130 else 2048
-    return FeatureSpec(16000, window, tuple(range(1, n_features - 2)))
 
 
 def tflm_run(tflite: bytes, inputs: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:

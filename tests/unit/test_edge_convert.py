@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tflite_builder import (
+
+from vibewatch.edge.convert import activation_range, convert, quantize_multiplier, read_layers
+from vibewatch.edge.engine import Model
+from vibewatch.edge.tflite import read_model
+from vibewatch.edge.vwm import decode_header
+from vibewatch.errors import ConversionError
+from vibewatch.testing.models import spec_for
+from vibewatch.testing.tflite import (
     Dense,
     Graph,
     dense_graph,
@@ -24,18 +31,7 @@ from tests.tflite_builder import (
     write,
 )
 
-from vibewatch.edge.convert import activation_range, convert, quantize_multiplier, read_layers
-from vibewatch.edge.engine import Model
-from vibewatch.edge.spec import FeatureSpec
-from vibewatch.edge.tflite import read_model
-from vibewatch.edge.vwm import decode_header
-from vibewatch.errors import ConversionError
-
 DIMS = (12, 10, 3, 10, 12)
-
-
-def spec_for(n_features: int) -> FeatureSpec:
-    return FeatureSpec(16000, 256, tuple(range(1, n_features - 2)))
 
 
 # --- QuantizeMultiplier and the activation range ---------------------------------------

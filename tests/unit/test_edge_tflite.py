@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tflite_builder import Dense, dense_graph, keras_tflite, write
 
 from vibewatch.edge.tflite import (
     ActivationFunction,
@@ -21,6 +20,7 @@ from vibewatch.edge.tflite import (
     type_name,
 )
 from vibewatch.errors import ConversionError
+from vibewatch.testing.tflite import Dense, dense_graph, keras_tflite, write
 
 DIMS = (12, 10, 3, 10, 12)
 

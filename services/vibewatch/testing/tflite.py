@@ -1,4 +1,4 @@
-"""``.tflite`` models for tests: written directly, or by the real TF Lite converter.
+"""``.tflite`` models for tests and benchmarks: written directly, or by the real TF Lite converter.
 
 :func:`dense_graph` describes a chain of ``FULLY_CONNECTED`` layers with any weights,
 scales and zero points; :func:`write` turns a :class:`Graph` into the bytes of a
@@ -8,22 +8,25 @@ variants: other operators, types, shapes, quantisation or options.
 
 :func:`keras_tflite` and :func:`keras_conv_tflite` build small Keras models and convert them
 with TensorFlow's own converter (full-integer int8 unless told otherwise); each model is
-converted once per test run.
+converted once per process.
+
+Needs the ``dev`` extra: ``flatbuffers`` to write files, TensorFlow for the Keras models.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import flatbuffers
+import flatbuffers  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
+
+from vibewatch.edge.tf_export import tensorflow
 
 FULLY_CONNECTED = 9
 FULLY_CONNECTED_OPTIONS = 8
@@ -262,18 +265,9 @@ def representative(n_features: int, count: int, seed: int) -> npt.NDArray[np.flo
     return rng.normal(0.0, 1.0, (count, n_features)).astype(np.float32)
 
 
-def _tensorflow() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import tensorflow as tf
-
-    return tf
-
-
 def _convert(model: Any, n_features: int, *, quantize: str, per_channel: bool) -> bytes:
     """Convert a Keras model; ``quantize`` is ``int8``, ``int16x8`` or ``none``."""
-    tf = _tensorflow()
+    tf = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -323,7 +317,7 @@ def keras_tflite(
             weights) or ``none`` (float).
         seed: Seed of the weights and biases.
     """
-    tf = _tensorflow()
+    tf = tensorflow()
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     inputs = tf.keras.Input(shape=(dims[0],), batch_size=1)
@@ -342,7 +336,7 @@ def keras_tflite(
 @functools.cache
 def keras_conv_tflite() -> bytes:
     """A full-integer int8 model whose first operator is a 1-D convolution."""
-    tf = _tensorflow()
+    tf = tensorflow()
     tf.keras.utils.set_random_seed(0)
     inputs = tf.keras.Input(shape=(16,), batch_size=1)
     x = tf.keras.layers.Reshape((16, 1))(inputs)
