@@ -167,6 +167,23 @@ def test_load_refuses_damaged_and_foreign_files(tmp_path: Path) -> None:
         assert str(path) in str(info.value)
 
 
+def test_load_says_what_is_wrong_with_a_file_that_is_no_dataset(tmp_path: Path) -> None:
+    array = tmp_path / "features.npy"
+    np.save(array, np.zeros((3, 36), np.float32))
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    (tmp_path / "dir.npz").mkdir()
+    for path, problem in (
+        (array, "not an .npz archive (datasets are written by `vibewatch dataset import`)"),
+        (empty, "empty dataset file (0 bytes)"),
+        (tmp_path / "dir.npz", "is a directory, not a file"),
+        (tmp_path / "missing.npz", "no such file"),
+    ):
+        with pytest.raises(DataError) as info:
+            FeatureDataset.load(path)
+        assert str(info.value) == f"{path}: cannot read as a feature dataset: {problem}"
+
+
 def test_save_failure_names_the_file(tmp_path: Path) -> None:
     dataset = FeatureDataset(np.zeros((0, SPEC.n_features), np.float32), SPEC, ())
     target = tmp_path / "no-such-dir" / "out.npz"

@@ -18,6 +18,7 @@ from vibewatch.train.recordings import (
     channel_features,
     load_recording,
     recording_features,
+    recording_name,
     sample_windows,
 )
 
@@ -92,6 +93,7 @@ def test_a_directory_is_not_a_recording(tmp_path: Path) -> None:
     (tmp_path / "dir@x").mkdir()
     message = refusal(f"{tmp_path}/dir@x")
     assert "no such file" in message
+    assert "(it is a directory)" in message
 
 
 @pytest.mark.parametrize("rng", ["abc", "3-1", "2-2", "1.5", "-", "", "-1-2", "1e3-", "+1-2"])
@@ -279,6 +281,52 @@ def test_truncated_mat_is_refused(tmp_path: Path) -> None:
     scipy.io.savemat(path, {"x": signal(5000)})
     path.write_bytes(path.read_bytes()[:2000])
     assert "cannot read as a MATLAB file" in refusal(str(path), RATE)
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3)])
+def test_npy_without_samples_is_refused_by_name(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = npy(tmp_path / "none.npy", np.zeros(shape))
+    message = refusal(str(path), RATE)
+    assert message == f"{path}: array of shape {shape} holds no samples"
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 2)])
+def test_wav_without_samples_is_refused_by_name(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = tmp_path / "none.wav"
+    wavfile.write(path, RATE, np.zeros(shape, np.int16))
+    assert refusal(str(path)) == f"{path}: WAV data of shape {shape} holds no samples"
+
+
+@pytest.mark.parametrize(("suffix", "kind"), [(".csv", "CSV"), (".npy", "NPY"), (".wav", "WAV")])
+def test_empty_files_are_refused_by_name_and_format(tmp_path: Path, suffix: str, kind: str) -> None:
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(b"")
+    assert refusal(str(path), RATE) == f"{path}: empty {kind} file (0 bytes)"
+
+
+def test_a_constructed_ref_to_a_missing_file_or_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"gone\.npy: no such file$"):
+        load_recording(RecordingRef(tmp_path / "gone.npy"), RATE)
+    (tmp_path / "dir.npy").mkdir()
+    with pytest.raises(DataError, match=r"dir\.npy: is a directory, not a file$"):
+        load_recording(RecordingRef(tmp_path / "dir.npy"), RATE)
+
+
+def test_a_sample_rate_without_a_default_spec_is_a_data_error(tmp_path: Path) -> None:
+    from vibewatch.train.dataset import import_recordings
+
+    path = npy(tmp_path / "fast.npy", signal(5000))
+    with pytest.raises(DataError, match=r"fast\.npy@0: no feature spec for its sample rate of"):
+        import_recordings([str(path)], sample_rate_hz=2_000_000)
+
+
+def test_recording_name_leaves_out_the_directories(tmp_path: Path) -> None:
+    path = npy(tmp_path / "a@b.npy", [1.0, 2.0])
+    assert recording_name(f"{path}@*_DE:0-3.05") == "a@b.npy@*_DE:0-3.05"
+    assert recording_name(str(path)) == "a@b.npy"
+    # A file that is gone: the path ends where the channel starts.
+    assert recording_name("/data/x/gone.mat@X097:1-") == "gone.mat@X097:1-"
+    assert recording_name("gone.mat") == "gone.mat"
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:

@@ -31,12 +31,14 @@ from vibewatch.train.recordings import (
     Normalise,
     RecordingRef,
     channel_features,
+    file_problem,
     load_recording,
     window_hop,
 )
 
 #: The ``format`` entry of a dataset file this module writes and reads.
 FORMAT: Final = "vibewatch-features-1"
+_ZIP_MAGIC: Final = b"PK\x03\x04"
 _KEYS: Final = ("format", "features", "sample_rate_hz", "window", "band_bins", "spec_id", "sources")
 
 
@@ -118,13 +120,27 @@ class FeatureDataset:
             DataError: The file is missing, is not a dataset file, or its parts do not
                 agree (shapes, spec id, sources); the message names the file and the part.
         """
+        problem = file_problem(path, "dataset")
+        if problem:
+            raise DataError(f"{path}: cannot read as a feature dataset: {problem}")
         try:
             # Opened here, not by np.load, which leaks its file when the archive is damaged.
-            with path.open("rb") as file, np.load(file, allow_pickle=False) as archive:
-                missing = [key for key in _KEYS if key not in archive.files]
-                if missing:
-                    raise DataError(f"{path}: not a feature dataset, missing {', '.join(missing)}")
-                parts = {key: archive[key] for key in _KEYS}
+            with path.open("rb") as file:
+                if file.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+                    # np.load would read it as .npy or a pickle and blame that instead.
+                    raise DataError(
+                        f"{path}: cannot read as a feature dataset: not an .npz archive "
+                        "(datasets are written by `vibewatch dataset import`)"
+                    )
+                file.seek(0)
+                archive = np.load(file, allow_pickle=False)
+                with archive:
+                    missing = [key for key in _KEYS if key not in archive.files]
+                    if missing:
+                        raise DataError(
+                            f"{path}: not a feature dataset, missing {', '.join(missing)}"
+                        )
+                    parts = {key: archive[key] for key in _KEYS}
         except DataError:
             raise
         except Exception as exc:
@@ -193,7 +209,13 @@ def import_recordings(
     for text, ref in refs:
         for recording in load_recording(ref, sample_rate_hz):
             if spec is None:
-                spec = FeatureSpec.default(recording.sample_rate_hz)
+                try:
+                    spec = FeatureSpec.default(recording.sample_rate_hz)
+                except EdgeError as exc:
+                    raise DataError(
+                        f"{recording.name}: no feature spec for its sample rate of "
+                        f"{recording.sample_rate_hz} Hz: {exc.detail}"
+                    ) from exc
             rows = channel_features(recording, spec, hop=hop, normalise=normalise)
             parts.append(rows)
             sources.append(

@@ -50,6 +50,7 @@ import csv
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,11 +116,8 @@ class RecordingRef:
             DataError: No prefix of ``text`` names an existing file, or what follows it is
                 not ``@CHANNEL`` and/or ``:START_S-END_S``; the message names the part.
         """
-        for end in range(len(text), 0, -1):
-            if end < len(text) and text[end] not in "@:":
-                continue
-            if not os.path.isfile(text[:end]):
-                continue
+        end = _path_end(text)
+        if end:
             path, rest = Path(text[:end]), text[end:]
             match = _SUFFIX.fullmatch(rest)
             assert match is not None  # rest is empty or starts with '@' or ':'
@@ -127,9 +125,12 @@ class RecordingRef:
             if match["range"] is not None:
                 start_s, end_s = _parse_range(match["range"], text)
             return cls(path, match["channel"], start_s, end_s)
+        path_text = next((p for p in (text, _likely_path(text)) if os.path.isdir(p)), "")
+        what = " (it is a directory)" if path_text else ""
+        path_text = path_text or _likely_path(text)
         raise DataError(
-            f"recording {text!r}: no such file {_likely_path(text)!r} "
-            "(expected PATH[@CHANNEL][:START_S-END_S])"
+            f"recording {text!r}: no such file {path_text!r}{what}; "
+            "expected PATH[@CHANNEL][:START_S-END_S]"
         )
 
     def __str__(self) -> str:
@@ -356,6 +357,29 @@ def _parse_range(text: str, argument: str) -> tuple[float, float | None]:
     return start, end
 
 
+def recording_name(text: str) -> str:
+    """A recording argument with the file's directories left out, as a manifest records it.
+
+    ``data/cwru/normal_0_97.mat@*_DE_time:0-3.05`` becomes
+    ``normal_0_97.mat@*_DE_time:0-3.05``: the channel and range stay as given.
+    """
+    end = _path_end(text) or len(_likely_path(text))
+    return os.path.basename(text[:end]) + text[end:]
+
+
+def _path_end(text: str) -> int:
+    """Length of the longest prefix of ``text`` that names an existing file (0: none).
+
+    Only prefixes followed by ``@`` or ``:`` (or the end) count.
+    """
+    for end in range(len(text), 0, -1):
+        if end < len(text) and text[end] not in "@:":
+            continue
+        if os.path.isfile(text[:end]):
+            return end
+    return 0
+
+
 def _format_seconds(seconds: float) -> str:
     """Shortest decimal that reads back as the same float, never in exponent form."""
     return np.format_float_positional(seconds, trim="-")
@@ -371,6 +395,10 @@ def _read(path: Path) -> _Contents:
     """The channels of a file, by its extension."""
     suffix = path.suffix.lower()
     readers = {".csv": _read_csv, ".npy": _read_npy, ".wav": _read_wav, ".mat": _read_mat}
+    kinds = {".csv": "CSV", ".npy": "NPY", ".wav": "WAV", ".mat": "MATLAB"}
+    problem = file_problem(path, kinds.get(suffix, ""))
+    if problem:
+        raise DataError(f"{path}: {problem}")
     if suffix not in readers:
         raise DataError(
             f"{path}: unknown recording format {suffix or '(no extension)'!r} "
@@ -380,6 +408,33 @@ def _read(path: Path) -> _Contents:
     if not contents.channels:
         raise DataError(f"{path}: holds no channel of samples")
     return contents
+
+
+def file_problem(path: Path, kind: str = "") -> str | None:
+    """Why ``path`` cannot be a data file: missing, a directory, not readable or empty.
+
+    Args:
+        path: The file.
+        kind: Its format (``"CSV"``), to name in the message about an empty file.
+
+    Returns:
+        The problem, for a message that names the file; ``None`` if there is none.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "cannot read: permission denied"
+    if info.st_size == 0:
+        return f"empty {kind} file (0 bytes)" if kind else "empty file (0 bytes)"
+    return None
 
 
 def _read_csv(path: Path) -> _Contents:
@@ -491,6 +546,7 @@ def _read_npy(path: Path) -> _Contents:
             f"{path}: array of shape {array.shape}; expected [samples] or [samples, channels]"
         )
     _check_numeric(path, "array", array)
+    _check_samples(path, "array", array)
     table = array.reshape(len(array), -1)
     return _Contents({str(i): table[:, i] for i in range(table.shape[1])}, None)
 
@@ -505,6 +561,9 @@ def _read_wav(path: Path) -> _Contents:
         # scipy's reader raises ValueError, OSError, EOFError ... on damaged files.
         raise DataError(f"{path}: cannot read as WAV: {exc}") from exc
     _check_numeric(path, "WAV data", data)
+    _check_samples(path, "WAV data", data)
+    if rate < 1:
+        raise DataError(f"{path}: WAV header gives a sample rate of {rate} Hz")
     if data.dtype.kind == "u":  # 8-bit WAV is unsigned with its zero at 128
         scaled = (data.astype(np.float64) - 128.0) / 128.0
     elif data.dtype.kind == "i":
@@ -551,6 +610,12 @@ def _read_mat(path: Path) -> _Contents:
 def _check_numeric(path: Path, what: str, array: npt.NDArray[Any]) -> None:
     if array.dtype.kind not in "iuf":
         raise DataError(f"{path}: {what} has dtype {array.dtype}, not real numbers")
+
+
+def _check_samples(path: Path, what: str, array: npt.NDArray[Any]) -> None:
+    """Refuse an array without a sample: reshaping it to ``[samples, -1]`` would fail."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise DataError(f"{path}: {what} of shape {array.shape} holds no samples")
 
 
 def _sample_rate(path: Path, in_file: int | None, given: int | None) -> int:
