@@ -33,11 +33,12 @@ extern "C" {
 #define VW_DSP_MIN_WINDOW 256u
 #define VW_DSP_MAX_WINDOW 4096u
 #define VW_DSP_MAX_BANDS 1024u
+#define VW_DSP_MAX_RATE_HZ 1000000u
 #define VW_DSP_N_STATS 4u
 
 /** The feature spec: what a model expects from the DSP. */
 typedef struct vw_feature_spec {
-    uint32_t sample_rate_hz; /**< sensor sample rate, 1..1,000,000 Hz */
+    uint32_t sample_rate_hz; /**< sensor sample rate, 1..VW_DSP_MAX_RATE_HZ */
     uint16_t window;         /**< samples per window: power of two, 256..4096 */
     uint16_t n_bands;        /**< number of bands, 1..VW_DSP_MAX_BANDS (one band may be one bin) */
     /** n_bands + 1 strictly increasing FFT bin edges, last one <= window/2 + 1. */
@@ -51,7 +52,31 @@ typedef struct vw_dsp {
     float *cos_table; /**< window/4 + 1 floats: cos(2 pi k / window) */
 } vw_dsp_t;
 
-/** @brief Validate a feature spec. VW_OK, VW_ERR_ARG or VW_ERR_FORMAT. */
+/**
+ * The rule of vw_feature_spec_t that a spec breaks. The values are part of the
+ * Python binding's contract (vibewatch.edge.spec words the messages): append
+ * new values, never renumber.
+ */
+typedef enum vw_spec_fault {
+    VW_SPEC_FAULT_NONE = 0,    /**< the spec is valid */
+    VW_SPEC_FAULT_RATE = 1,    /**< sample_rate_hz outside 1..VW_DSP_MAX_RATE_HZ */
+    VW_SPEC_FAULT_WINDOW = 2,  /**< window not a power of two in VW_DSP_MIN_WINDOW..MAX_WINDOW */
+    VW_SPEC_FAULT_BANDS = 3,   /**< n_bands outside 1..VW_DSP_MAX_BANDS */
+    VW_SPEC_FAULT_ORDER = 4,   /**< band edges not strictly increasing */
+    VW_SPEC_FAULT_NYQUIST = 5  /**< last band edge above window / 2 + 1 */
+} vw_spec_fault_t;
+
+/**
+ * @brief Validate a feature spec: the one statement of the rule.
+ * @param spec  the spec (input); spec->band_bins holds spec->n_bands + 1 edges
+ *              when n_bands is in range (only then are they read)
+ * @param fault where to say which rule is broken, the first in the order of
+ *              vw_spec_fault_t (output, may be NULL); VW_SPEC_FAULT_NONE when valid
+ * @return VW_OK, VW_ERR_ARG (spec or band_bins NULL) or VW_ERR_FORMAT.
+ */
+vw_status_t vw_dsp_check_spec_fault(const vw_feature_spec_t *spec, vw_spec_fault_t *fault);
+
+/** @brief Validate a feature spec: vw_dsp_check_spec_fault without the fault. */
 vw_status_t vw_dsp_check_spec(const vw_feature_spec_t *spec);
 
 /** @brief Bytes of working memory vw_dsp_init needs for @p window samples (0 if invalid). */

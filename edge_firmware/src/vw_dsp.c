@@ -89,23 +89,46 @@ static void vw_dsp_fft(float *z, uint32_t half, const float *q, uint32_t quarter
     }
 }
 
-vw_status_t vw_dsp_check_spec(const vw_feature_spec_t *spec)
+static vw_spec_fault_t spec_fault(const vw_feature_spec_t *spec)
 {
-    if (spec == NULL || spec->band_bins == NULL) {
-        return VW_ERR_ARG;
-    }
     const uint16_t *bins = spec->band_bins;
-    if (!vw_dsp_window_ok(spec->window) || spec->sample_rate_hz < 1u ||
-        spec->sample_rate_hz > 1000000u || spec->n_bands < 1u ||
-        spec->n_bands > VW_DSP_MAX_BANDS || bins[spec->n_bands] > spec->window / 2u + 1u) {
-        return VW_ERR_FORMAT;
+    if (spec->sample_rate_hz < 1u || spec->sample_rate_hz > VW_DSP_MAX_RATE_HZ) {
+        return VW_SPEC_FAULT_RATE;
+    }
+    if (!vw_dsp_window_ok(spec->window)) {
+        return VW_SPEC_FAULT_WINDOW;
+    }
+    if (spec->n_bands < 1u || spec->n_bands > VW_DSP_MAX_BANDS) {
+        return VW_SPEC_FAULT_BANDS;
     }
     for (uint32_t b = 0; b < spec->n_bands; b++) {
         if (bins[b] >= bins[b + 1u]) {
-            return VW_ERR_FORMAT;
+            return VW_SPEC_FAULT_ORDER;
         }
     }
-    return VW_OK;
+    if (bins[spec->n_bands] > spec->window / 2u + 1u) {
+        return VW_SPEC_FAULT_NYQUIST;
+    }
+    return VW_SPEC_FAULT_NONE;
+}
+
+vw_status_t vw_dsp_check_spec_fault(const vw_feature_spec_t *spec, vw_spec_fault_t *fault)
+{
+    vw_spec_fault_t found = VW_SPEC_FAULT_NONE;
+    vw_status_t status = VW_ERR_ARG;
+    if (spec != NULL && spec->band_bins != NULL) {
+        found = spec_fault(spec);
+        status = found == VW_SPEC_FAULT_NONE ? VW_OK : VW_ERR_FORMAT;
+    }
+    if (fault != NULL) {
+        *fault = found;
+    }
+    return status;
+}
+
+vw_status_t vw_dsp_check_spec(const vw_feature_spec_t *spec)
+{
+    return vw_dsp_check_spec_fault(spec, NULL);
 }
 
 size_t vw_dsp_required_bytes(uint16_t window)

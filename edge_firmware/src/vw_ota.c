@@ -536,7 +536,7 @@ vw_status_t vw_ota_init(vw_ota_t *ota, const vw_port_t *port, const vw_ota_confi
     if (port == NULL || config == NULL || port->storage_read == NULL ||
         port->storage_write == NULL || port->storage_map == NULL ||
         port->verify_signature == NULL || config->sample_rate_hz == 0 ||
-        config->sample_rate_hz > 1000000u || config->max_window < VW_DSP_MIN_WINDOW ||
+        config->sample_rate_hz > VW_DSP_MAX_RATE_HZ || config->max_window < VW_DSP_MIN_WINDOW ||
         config->max_window > VW_DSP_MAX_WINDOW || config->engine_work == NULL ||
         config->engine_work_bytes == 0 || vw_ota_layout(config, &ota->layout) != VW_OK) {
         return VW_ERR_ARG;

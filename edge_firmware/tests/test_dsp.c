@@ -93,6 +93,37 @@ static void test_spec_validation(void)
     VW_CHECK_EQ(vw_dsp_check_spec(&spec), VW_ERR_FORMAT);
 }
 
+/* The fault names the first broken rule, in the order of vw_spec_fault_t. */
+static void test_spec_fault(void)
+{
+    static const uint16_t falling_past_nyquist[] = {0, 600, 10};
+    static const uint16_t past_nyquist[] = {0, 10, 514};
+    vw_spec_fault_t fault = VW_SPEC_FAULT_RATE;
+    vw_feature_spec_t spec = spec_of(1024u, 3u, three_bands);
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_OK);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_NONE);
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(NULL, &fault), VW_ERR_ARG);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_NONE);
+
+    spec = spec_of(1000u, 0u, falling_past_nyquist); /* rate, window, bands, order broken */
+    spec.sample_rate_hz = 0u;
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_ERR_FORMAT);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_RATE);
+    spec.sample_rate_hz = VW_DSP_MAX_RATE_HZ;
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_ERR_FORMAT);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_WINDOW);
+    spec.window = 1024u;
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_ERR_FORMAT);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_BANDS);
+    spec.n_bands = 2u;
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_ERR_FORMAT);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_ORDER);
+    spec = spec_of(1024u, 2u, past_nyquist);
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, &fault), VW_ERR_FORMAT);
+    VW_CHECK_EQ(fault, VW_SPEC_FAULT_NYQUIST);
+    VW_CHECK_EQ(vw_dsp_check_spec_fault(&spec, NULL), VW_ERR_FORMAT);
+}
+
 static void test_buffers(void)
 {
     VW_CHECK_EQ(vw_dsp_required_bytes(1024u), (1026u + 257u) * sizeof(float));
@@ -280,6 +311,7 @@ static void test_bins_match_dft(void)
 int main(void)
 {
     test_spec_validation();
+    test_spec_fault();
     test_buffers();
     test_sine_in_band(0.0);
     test_sine_in_band(3.0); /* the DC offset is removed */

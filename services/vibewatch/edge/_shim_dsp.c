@@ -6,6 +6,9 @@
 #include "vw_dsp.h"
 
 size_t vwpy_dsp_struct_bytes(void);
+void vwpy_dsp_limits(uint32_t limits[5]);
+vw_status_t vwpy_dsp_check_spec(uint32_t sample_rate_hz, uint16_t window, uint16_t n_bands,
+                                const uint16_t *band_bins, int *fault);
 vw_status_t vwpy_dsp_init(vw_dsp_t *dsp, uint32_t sample_rate_hz, uint16_t window,
                           uint16_t n_bands, const uint16_t *band_bins, void *work,
                           size_t work_bytes);
@@ -13,6 +16,27 @@ vw_status_t vwpy_dsp_features_batch(vw_dsp_t *dsp, const float *samples, size_t 
                                     float *features, size_t *failed);
 
 size_t vwpy_dsp_struct_bytes(void) { return sizeof(vw_dsp_t); }
+
+/* The DSP's limits: min window, max window, max bands, max sample rate, statistics. */
+void vwpy_dsp_limits(uint32_t limits[5])
+{
+    limits[0] = VW_DSP_MIN_WINDOW;
+    limits[1] = VW_DSP_MAX_WINDOW;
+    limits[2] = VW_DSP_MAX_BANDS;
+    limits[3] = VW_DSP_MAX_RATE_HZ;
+    limits[4] = VW_DSP_N_STATS;
+}
+
+/* vw_dsp_check_spec_fault of a spec given as plain arguments; *fault as an int. */
+vw_status_t vwpy_dsp_check_spec(uint32_t sample_rate_hz, uint16_t window, uint16_t n_bands,
+                                const uint16_t *band_bins, int *fault)
+{
+    const vw_feature_spec_t spec = {sample_rate_hz, window, n_bands, band_bins};
+    vw_spec_fault_t found = VW_SPEC_FAULT_NONE;
+    const vw_status_t status = vw_dsp_check_spec_fault(&spec, &found);
+    *fault = (int)found;
+    return status;
+}
 
 vw_status_t vwpy_dsp_init(vw_dsp_t *dsp, uint32_t sample_rate_hz, uint16_t window,
                           uint16_t n_bands, const uint16_t *band_bins, void *work,

@@ -38,12 +38,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from vibewatch.edge import _lib
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import EdgeError
-from vibewatch.protocol import ID_MAX_LEN, ID_PATTERN, ID_RE, MODEL_VERSION_MAX, signed_model_text
+from vibewatch.protocol import (
+    ID_MAX_LEN,
+    ID_PATTERN,
+    ID_RE,
+    MAX_CHUNK_BYTES,
+    MAX_MODEL_BYTES,
+    MIN_CHUNK_SIZE,
+    MODEL_VERSION_MAX,
+    signed_model_text,
+)
 
+# The wire contract's bounds (the ota/job message), which are the firmware's.
 MAX_ID = ID_MAX_LEN
-MAX_BLOB_BYTES = 16 * 1024 * 1024
-MIN_CHUNK = 64
-MAX_CHUNK = 65536
+MAX_BLOB_BYTES = MAX_MODEL_BYTES
+MIN_CHUNK = MIN_CHUNK_SIZE
+MAX_CHUNK = MAX_CHUNK_BYTES
 SIGNATURE_BYTES = 64
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
