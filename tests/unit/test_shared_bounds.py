@@ -301,19 +301,31 @@ class CSpec(ctypes.Structure):
 
 
 @cache
-def c_check_spec() -> Any:
+def c_core() -> ctypes.CDLL:
     core = ctypes.CDLL(_lib.lib()._name)  # an own handle: its prototypes are its own
-    check = core.vw_dsp_check_spec
-    check.argtypes = [ctypes.POINTER(CSpec)]
-    check.restype = ctypes.c_int
-    return check
+    core.vw_dsp_check_spec.argtypes = [ctypes.POINTER(CSpec)]
+    core.vw_dsp_check_spec.restype = ctypes.c_int
+    core.vw_dsp_check_spec_fault.argtypes = [ctypes.POINTER(CSpec), ctypes.POINTER(ctypes.c_int)]
+    core.vw_dsp_check_spec_fault.restype = ctypes.c_int
+    return core
+
+
+def c_spec(rate: int, window: int, bins: tuple[int, ...]) -> CSpec:
+    edges = (ctypes.c_uint16 * len(bins))(*bins)
+    return CSpec(rate, window, len(bins) - 1, edges)
 
 
 def c_accepts(rate: int, window: int, bins: tuple[int, ...]) -> bool:
-    edges = (ctypes.c_uint16 * len(bins))(*bins)
-    status = c_check_spec()(ctypes.byref(CSpec(rate, window, len(bins) - 1, edges)))
+    status = c_core().vw_dsp_check_spec(ctypes.byref(c_spec(rate, window, bins)))
     assert status in (0, 8)  # VW_OK, VW_ERR_FORMAT
-    return status == 0
+    return bool(status == 0)
+
+
+def c_fault(rate: int, window: int, bins: tuple[int, ...]) -> int:
+    """The vw_spec_fault_t the C core names (1 rate, 2 window, 3 bands, 4 order, 5 Nyquist)."""
+    fault = ctypes.c_int(-1)
+    c_core().vw_dsp_check_spec_fault(ctypes.byref(c_spec(rate, window, bins)), ctypes.byref(fault))
+    return fault.value
 
 
 def spec_refusal(rate: int, window: int, bins: tuple[int, ...]) -> str | None:
@@ -333,30 +345,44 @@ def test_the_dsp_limits_come_from_the_c_core() -> None:
 
 
 SPECS = [
-    (48_000, 1024, (0, 10, 513), None),
-    (1, MIN_WINDOW, (0, 1), None),
-    (MAX_SAMPLE_RATE_HZ, MAX_WINDOW, (0, 2049), None),
-    (48_000, MAX_WINDOW, tuple(range(MAX_BANDS + 1)), None),
-    (0, 1024, (0, 10), "sample rate 0 Hz not in 1..1000000"),
-    (1_000_001, 1024, (0, 10), "sample rate 1000001 Hz not in 1..1000000"),
-    (48_000, 128, (0, 10), "window 128 is not a power of two in 256..4096"),
-    (48_000, 1000, (0, 10), "window 1000 is not a power of two in 256..4096"),
-    (48_000, 8192, (0, 10), "window 8192 is not a power of two in 256..4096"),
-    (48_000, 1024, (0,), "0 bands, expected 1..1024"),
-    (48_000, MAX_WINDOW, tuple(range(MAX_BANDS + 2)), "1025 bands, expected 1..1024"),
-    (48_000, 1024, (0, 10, 10, 20), "band bin edges (0, 10, 10, 20) are not strictly increasing"),
-    (48_000, 1024, (0, 20, 10, 30), "band bin edges (0, 20, 10, 30) are not strictly increasing"),
-    (48_000, 1024, (0, 10, 514), "last band edge 514 is past bin 512 (Nyquist)"),
+    (48_000, 1024, (0, 10, 513), 0, None),
+    (1, MIN_WINDOW, (0, 1), 0, None),
+    (MAX_SAMPLE_RATE_HZ, MAX_WINDOW, (0, 2049), 0, None),
+    (48_000, MAX_WINDOW, tuple(range(MAX_BANDS + 1)), 0, None),
+    (0, 1024, (0, 10), 1, "sample rate 0 Hz not in 1..1000000"),
+    (1_000_001, 1024, (0, 10), 1, "sample rate 1000001 Hz not in 1..1000000"),
+    (48_000, 128, (0, 10), 2, "window 128 is not a power of two in 256..4096"),
+    (48_000, 1000, (0, 10), 2, "window 1000 is not a power of two in 256..4096"),
+    (48_000, 8192, (0, 10), 2, "window 8192 is not a power of two in 256..4096"),
+    (48_000, 1024, (0,), 3, "0 bands, expected 1..1024"),
+    (48_000, MAX_WINDOW, tuple(range(MAX_BANDS + 2)), 3, "1025 bands, expected 1..1024"),
+    (
+        48_000,
+        1024,
+        (0, 10, 10, 20),
+        4,
+        "band bin edges (0, 10, 10, 20) are not strictly increasing",
+    ),
+    (
+        48_000,
+        1024,
+        (0, 20, 10, 30),
+        4,
+        "band bin edges (0, 20, 10, 30) are not strictly increasing",
+    ),
+    (48_000, 1024, (0, 10, 514), 5, "last band edge 514 is past bin 512 (Nyquist)"),
     # Every rule broken: the first in the C core's order is named.
-    (0, 1000, (5, 5, 9999), "sample rate 0 Hz not in 1..1000000"),
+    (0, 1000, (5, 5, 9999), 1, "sample rate 0 Hz not in 1..1000000"),
+    (48_000, 1024, (5, 5, 9999), 4, "band bin edges (5, 5, 9999) are not strictly increasing"),
 ]
 
 
-@pytest.mark.parametrize(("rate", "window", "bins", "message"), SPECS)
+@pytest.mark.parametrize(("rate", "window", "bins", "fault", "message"), SPECS)
 def test_feature_spec_says_why_the_c_core_refuses(
-    rate: int, window: int, bins: tuple[int, ...], message: str | None
+    rate: int, window: int, bins: tuple[int, ...], fault: int, message: str | None
 ) -> None:
     assert c_accepts(rate, window, bins) is (message is None)
+    assert c_fault(rate, window, bins) == fault
     assert spec_refusal(rate, window, bins) == message
 
 
