@@ -22,7 +22,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -42,7 +41,7 @@ from vibewatch.edge.spec import (
     FeatureSpec,
     dsp_limits,
 )
-from vibewatch.edge.vwm import DenseLayer, VwmModel, encode
+from vibewatch.edge.vwm import VwmModel, encode
 from vibewatch.errors import ConfigError, DataError, EdgeError, ProtocolError
 from vibewatch.models import registry
 from vibewatch.protocol import (
@@ -56,6 +55,7 @@ from vibewatch.protocol import (
     decode_message,
     prefix_problem,
 )
+from vibewatch.testing.models import TINY_DIMS, random_model
 from vibewatch.train import influx_source
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol"
@@ -65,32 +65,8 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
 def small_model(model_id: str = "pump", version: int = 1) -> VwmModel:
-    """A 6-4-6 autoencoder (2 bands and the 4 statistics), identity-like weights."""
-    n, hidden = 2 + len(STAT_NAMES), 4
-
-    def layer(inputs: int, outputs: int) -> DenseLayer:
-        return DenseLayer(
-            weights=np.eye(outputs, inputs, dtype=np.int8) * 64,
-            bias=np.zeros(outputs, dtype=np.int32),
-            multiplier=np.full(1, 2**30, dtype=np.int32),
-            shift=np.zeros(1, dtype=np.int8),
-            output_zero_point=0,
-        )
-
-    return VwmModel(
-        model_id=model_id,
-        version=version,
-        spec=FeatureSpec(RATE, MIN_WINDOW, (1, 2, 3)),
-        input_scale=0.05,
-        input_zero_point=0,
-        output_scale=0.05,
-        output_zero_point=0,
-        input_mul=np.full(n, 20.0, dtype=np.float32),
-        input_add=np.zeros(n, dtype=np.float32),
-        threshold=1.0,
-        layers=(layer(n, hidden), layer(hidden, n)),
-        golden_inputs=np.arange(2 * n, dtype=np.int8).reshape(2, n),
-    )
+    """A small valid model with this id and version (not checked: ``encode`` checks)."""
+    return random_model(0, TINY_DIMS, model_id=model_id, version=version)
 
 
 def c_parses(blob: bytes) -> bool:
@@ -205,7 +181,8 @@ def test_the_device_holds_and_installs_the_largest_version() -> None:
     top = encode(small_model(version=MODEL_VERSION_MAX))
     assert Model(top).version == MODEL_VERSION_MAX
 
-    caps = DeviceCapabilities(sample_rate_hz=RATE, max_window=MIN_WINDOW)
+    spec = Model(top).spec
+    caps = DeviceCapabilities(sample_rate_hz=spec.sample_rate_hz, max_window=spec.window)
     device = SlotDevice(KEY.public_key(), caps, slot_bytes=8192)
     device.boot()
     device.provision(encode(small_model(version=1)))
