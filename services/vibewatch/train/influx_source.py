@@ -69,7 +69,10 @@ __all__ = [
     "excluded_mask",
     "is_open_after",
     "load_training_features",
+    "published_specs",
     "select",
+    "spec_counts",
+    "specs_text",
 ]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -566,6 +569,8 @@ def load_training_features(
     total = 0
     for series in client.query(select(f"count({quote_identifier('seq')})", FEATURES, where)):
         total += sum(int(row[1]) for row in series.values)
+    if total == 0:
+        raise DataError(_no_vectors(selection, start, end, spec_counts(client, selection)))
     collector = FeatureCollector(spec_id)
     loaded = 0
     for piece in client.stream(select("*", FEATURES, where, ("device",))):
@@ -602,6 +607,52 @@ def load_training_features(
         end=end,
         excluded_count=int(np.count_nonzero(excluded)),
         per_device=MappingProxyType(per_device),
+    )
+
+
+def spec_counts(client: InfluxQL, selection: Selection) -> dict[str, int]:
+    """Feature vectors per feature-spec id in the selection's range and devices, any spec.
+
+    Raises:
+        QueryError: InfluxDB could not be queried.
+    """
+    counts: dict[str, int] = {}
+    count = f"count({quote_identifier('seq')})"
+    for series in client.query(select(count, FEATURES, selection.where(), ("spec",))):
+        spec = series.tags.get("spec", "")
+        counts[spec] = counts.get(spec, 0) + sum(int(row[1]) for row in series.values)
+    return {spec: n for spec, n in sorted(counts.items()) if n}
+
+
+def published_specs(
+    config: Config, *, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Feature vectors per feature-spec id that devices published in ``[start, end)``.
+
+    Raises:
+        DataError: The range or a device selector is invalid.
+        QueryError: InfluxDB could not be queried.
+    """
+    selection = Selection(
+        "", _epoch_ms(start, "start"), _epoch_ms(end, "end"), tuple(devices or ())
+    )
+    return spec_counts(InfluxQL.from_config(config.influx), selection)
+
+
+def specs_text(counts: Mapping[str, int]) -> str:
+    """``fs-a (120 vectors), fs-b (10 vectors)``, or ``none`` for no spec."""
+    shown = [f"{spec} ({n} vectors)" for spec, n in list(counts.items())[:_LISTED]]
+    more = f", and {len(counts) - _LISTED} more" if len(counts) > _LISTED else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
+def _no_vectors(
+    selection: Selection, start: datetime, end: datetime, counts: Mapping[str, int]
+) -> str:
+    chosen = ", ".join(selection.devices) if selection.devices else "all devices"
+    return (
+        f"no feature vectors of spec {selection.spec_id} from {start.isoformat()} to "
+        f"{end.isoformat()}, devices: {chosen}; specs with vectors there: {specs_text(counts)}"
     )
 
 
