@@ -5,31 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from typing import Annotated
 
 import typer
 
 from vibewatch import __version__
-from vibewatch.cliutil import ConfigOption, JsonOption, load
+from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, load
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
 from vibewatch.train.cli import dataset_app
-from vibewatch.train.commands import evaluate_command, expand_list_options, train_command
+from vibewatch.train.commands import evaluate_command, train_command
 
 log = logging.getLogger("vibewatch")
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="vibewatch: predictive maintenance for fleets of vibration sensors.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-config_app = typer.Typer(
-    rich_markup_mode="markdown", help="Inspect the configuration.", no_args_is_help=True
-)
+app = App(help="vibewatch: predictive maintenance for fleets of vibration sensors.")
+config_app = App(help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(keys_app, name="keys")
@@ -39,8 +31,29 @@ app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:
-    """The console entry point: lets list options take several values after one flag."""
-    app(args=expand_list_options(sys.argv[1:]), prog_name="vibewatch")
+    """The console entry point."""
+    app(prog_name="vibewatch")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def vibewatch(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """vibewatch: predictive maintenance for fleets of vibration sensors."""
 
 
 @app.command()
@@ -55,13 +68,17 @@ def config_show(
     as_json: JsonOption = False,
 ) -> None:
     """Print the effective configuration (defaults, file and environment); secrets are masked."""
-    values = load(config).redacted()
+    values = config_json(load(config))
     if as_json:
         typer.echo(json.dumps(values, indent=2))
         return
-    for section, keys in values.items():
-        if section:
-            typer.echo(f"\n[{section}]")
+    # Top-level keys first, then one [section] each, as a TOML file has them.
+    tables = {name: keys for name, keys in values.items() if isinstance(keys, dict)}
+    for key, value in values.items():
+        if key not in tables:
+            typer.echo(f"{key} = {json.dumps(value)}")
+    for section, keys in tables.items():
+        typer.echo(f"\n[{section}]")
         for key, value in keys.items():
             typer.echo(f"{key} = {json.dumps(value)}")
 
@@ -90,7 +107,7 @@ def ingest(
     cfg = load(config, **({"VIBEWATCH_MQTT_GROUP": group} if group is not None else {}))
     setup_logging(cfg.log.level, cfg.log.format)
     log.info(
-        "vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(cfg.redacted())
+        "vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(config_json(cfg))
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

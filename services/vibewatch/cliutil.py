@@ -1,16 +1,92 @@
-"""What every ``vibewatch`` command shares: the ``--config`` and ``--json`` options, loading
-the configuration, and failing with a message and an exit code (2: bad input, 1: failure)."""
+"""What every ``vibewatch`` command shares: the app and command classes, the ``--config``,
+``--json`` and ``--public`` options, loading the configuration, finding a model package,
+and failing with a one-line message and an exit code.
+
+Exit codes: 0 success; 1 a failure (a package fails verification, a write or the state
+database fails); 2 bad input (an invalid configuration, option, file, key or package path).
+Errors are mapped to exit codes here, at the command-line boundary, by :func:`fail_with`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from vibewatch.config import CONFIG_ENV, Config, load_config
-from vibewatch.errors import ConfigError
+from vibewatch.errors import (
+    ConfigError,
+    DataError,
+    KeyFileError,
+    PackageError,
+    VibewatchError,
+)
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
+#: Errors that mean the input was wrong (exit code 2); every other error is a failure (1).
+USER_ERRORS: tuple[type[VibewatchError], ...] = (ConfigError, DataError, KeyFileError)
+
+
+def _untyped_flags(params: Sequence[Any]) -> None:
+    """Give flag options an empty metavar, so the help shows no type next to them.
+
+    Typer's rich help shows every option's type, a flag's ``<bool>`` (``--help``, ``--json``)
+    included; a set metavar takes the type's place in that column.
+    """
+    for param in params:
+        is_flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        if getattr(param, "param_type_name", "") == "option" and is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+class Command(TyperCommand):
+    """A typer command whose flags show no type in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _untyped_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        """The ``--help`` option, without a type in the help."""
+        option = super().get_help_option(ctx)
+        _untyped_flags([option])
+        return option
+
+
+class Group(TyperGroup):
+    """A typer group whose flags show no type in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _untyped_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        """The ``--help`` option, without a type in the help."""
+        option = super().get_help_option(ctx)
+        _untyped_flags([option])
+        return option
+
+
+class App(typer.Typer):
+    """A ``vibewatch`` command group: markdown help, no completion, :class:`Command` commands."""
+
+    def __init__(self, *, help: str, **kwargs: Any) -> None:
+        kwargs.setdefault("no_args_is_help", True)
+        super().__init__(
+            cls=Group, rich_markup_mode="markdown", add_completion=False, help=help, **kwargs
+        )
+
+    def command(
+        self, name: str | None = None, *, cls: Any = None, **kwargs: Any
+    ) -> Callable[[CommandFunction], CommandFunction]:
+        """Register a command; its class is :class:`Command` unless ``cls`` says otherwise."""
+        return super().command(name, cls=cls or Command, **kwargs)
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -18,8 +94,9 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar=CONFIG_ENV,
-        help="TOML configuration file. Every key can also be set by a VIBEWATCH_<SECTION>_<KEY> "
-        "environment variable, which wins over the file.",
+        # Backticks: the markdown help would read <SECTION> as an HTML tag and drop it.
+        help="TOML configuration file. Every key can also be set by a "
+        "`VIBEWATCH_<SECTION>_<KEY>` environment variable, which wins over the file.",
         show_default=False,
     ),
 ]
@@ -29,7 +106,7 @@ PublicOption = Annotated[
     typer.Option(
         "--public",
         help="Ed25519 public key (PEM) that package signatures are checked with "
-        "(default: train.verify_key of the configuration).",
+        "\\[default: train.verify_key of the configuration].",
         show_default=False,
     ),
 ]
@@ -41,6 +118,27 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_with(exc: VibewatchError) -> NoReturn:
+    """Exit with ``exc``'s message: code 2 for :data:`USER_ERRORS`, else 1."""
+    fail(str(exc), 2 if isinstance(exc, USER_ERRORS) else 1)
+
+
+@contextmanager
+def exits(*user_errors: type[VibewatchError]) -> Iterator[None]:
+    """Turn errors raised in the block into :func:`fail_with`'s message and exit code.
+
+    Args:
+        user_errors: Further error types that count as bad input (exit code 2) here, such
+            as :class:`PackageError` for a package the user pointed at.
+    """
+    try:
+        yield
+    except VibewatchError as exc:
+        if isinstance(exc, user_errors):
+            fail(str(exc), 2)
+        fail_with(exc)
+
+
 def load(path: Path | None, **overrides: str) -> Config:
     """Load the configuration; ``overrides`` are command-line values given as env variables.
 
@@ -50,4 +148,119 @@ def load(path: Path | None, **overrides: str) -> Config:
     try:
         return load_config(path, environ)
     except ConfigError as exc:
-        fail(f"invalid configuration:\n{exc}", 2)
+        # The error's text has its own header ("invalid configuration (2 problems):").
+        fail(str(exc), 2)
+
+
+def config_json(config: Config) -> dict[str, Any]:
+    """The configuration as plain data, secrets masked: top-level keys at the top level,
+    each section's keys under its name."""
+    out: dict[str, Any] = {}
+    for section, keys in config.redacted().items():
+        if section:
+            out[section] = keys
+        else:
+            out.update(keys)
+    return out
+
+
+# --- model packages ------------------------------------------------------------------
+
+_MANIFEST = "manifest.json"
+_SIGNATURE = "manifest.sig"
+
+
+def package_dir(path: Path) -> Path:
+    """The package directory ``path`` names: itself, or the one package directory inside it.
+
+    ``vibewatch train --out OUT`` writes the package to a directory in ``OUT`` beside its
+    model card and plots, so ``OUT`` itself also names the package.
+
+    Raises:
+        PackageError: ``path`` does not exist, is not a directory, or holds neither a
+            package file nor one directory holding a package.
+    """
+    if not path.exists():
+        raise PackageError(str(path), [f"{path} does not exist"])
+    if not path.is_dir():
+        raise PackageError(str(path), [f"{path} is not a directory"])
+    from vibewatch.models.package import PACKAGE_FILES
+
+    if any((path / name).exists() for name in PACKAGE_FILES):
+        return path
+    inside = [d for d in sorted(path.iterdir()) if d.is_dir() and (d / _MANIFEST).is_file()]
+    if len(inside) == 1:
+        return inside[0]
+    raise PackageError(str(path), [f"{path} holds no model package ({', '.join(PACKAGE_FILES)})"])
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, as a user types it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def signer_key_hint(package: Path, tried: Path | None) -> str | None:
+    """Which public key beside a package verifies its signature, as advice; None if none.
+
+    The advice reads ``signed with the release key: add --public models/release-signing.pub``
+    (the key's name is its file's, less ``-signing``).
+
+    The public keys (``*.pub``) in the package's parent directory and the one above are
+    tried: ``models/release-signing.pub`` for ``models/factory/package``, for instance.
+
+    Args:
+        package: The package directory.
+        tried: The key file that was used (and did not verify, or does not exist).
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    from vibewatch.models.keys import load_public_key
+
+    try:
+        manifest = (package / _MANIFEST).read_bytes()
+        signature = (package / _SIGNATURE).read_bytes()
+    except OSError:
+        return None
+    parents = [package.resolve().parent, package.resolve().parent.parent]
+    for candidate in (key for folder in parents for key in sorted(folder.glob("*.pub"))):
+        if tried is not None and candidate.resolve() == tried.resolve():
+            continue
+        try:
+            load_public_key(candidate).verify(signature, manifest)
+        except (KeyFileError, InvalidSignature, ValueError):
+            continue
+        name = candidate.stem.removesuffix("-signing").replace("-", " ").replace("_", " ")
+        return f"signed with the {name} key: add --public {_shown(candidate)}"
+    return None
+
+
+def public_key_path(public: Path | None, config: Path | None) -> Path:
+    """The public key file: ``--public``, else ``train.verify_key`` of the configuration."""
+    return public if public is not None else load(config).train.verify_key
+
+
+def check_key_for(package: Path, key_path: Path) -> None:
+    """Exit 2 with advice when ``key_path`` is missing or does not verify ``package``.
+
+    Only the signature is checked here, and only to give advice: when a public key beside
+    the package verifies it, the message names that key. Otherwise nothing happens and
+    verification reports what it finds.
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    from vibewatch.models.keys import load_public_key
+
+    try:
+        key = load_public_key(key_path)
+    except KeyFileError as exc:
+        hint = signer_key_hint(package, key_path)
+        fail(f"{exc}; {package} is {hint}" if hint else str(exc), 2)
+    try:
+        key.verify((package / _SIGNATURE).read_bytes(), (package / _MANIFEST).read_bytes())
+    except (OSError, InvalidSignature, ValueError):
+        hint = signer_key_hint(package, key_path)
+        if hint is not None:
+            fail(f"the signature of {package} does not verify with {key_path}; it is {hint}", 2)

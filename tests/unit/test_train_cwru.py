@@ -7,20 +7,22 @@ divided by its own RMS, so that the spectral shape has to carry the decision).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from vibewatch.cli import app
+from vibewatch.cliutil import App
 from vibewatch.edge import Model
 from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
 from vibewatch.models.package import verify_package
 from vibewatch.train import sources
-from vibewatch.train.commands import expand_list_options
 from vibewatch.train.gate import HeldOut, Scores
 from vibewatch.train.job import TrainSettings, detector_scores, train
 
@@ -36,10 +38,13 @@ COMMON = ["--sample-rate", "48000", "--hop", "256"]
 
 
 def run(home: Path, *args: str) -> Any:
-    result = CliRunner().invoke(
-        app, expand_list_options(list(args)), env={"VIBEWATCH_DATA_HOME": str(home)}
-    )
+    result = CliRunner().invoke(app, list(args), env={"VIBEWATCH_DATA_HOME": str(home)})
     return result
+
+
+def repeated(flag: str, values: list[str]) -> list[str]:
+    """``--flag A --flag B``: a list option takes one value per flag."""
+    return [arg for value in values for arg in (flag, value)]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,7 @@ def trained(request: pytest.FixtureRequest, home: Path) -> tuple[Path, list[str]
         "train",
         "--recordings",
         f"{HEALTHY}:0-{SPLIT_S}",
-        "--faulty",
-        *FAULTY,
+        *repeated("--faulty", FAULTY),
         *COMMON,
         *options,
         "--out",
@@ -81,8 +85,7 @@ def test_int8_model_detects_every_fault_with_few_false_alarms(
         str(out / "package"),
         "--healthy",
         f"{HEALTHY}:{SPLIT_S}-",
-        "--faulty",
-        *FAULTY,
+        *repeated("--faulty", FAULTY),
         *COMMON,
         "--json",
     )
@@ -142,7 +145,13 @@ def test_package_golden_vectors_reproduce_on_the_c_engine(
     np.testing.assert_array_equal(scores, np.array([g["score"] for g in golden], np.float32))
     assert package.manifest["threshold"] == summary["threshold"]
     sources = package.manifest["training_data"]["recordings"]
-    assert [s["recording"] for s in sources] == [f"{HEALTHY}:0-{SPLIT_S}"]
+    # Recorded by file name, channel and range as given, size and SHA-256: not by a path.
+    data = (CWRU / "normal_0_97.mat").read_bytes()
+    assert [s["recording"] for s in sources] == [f"normal_0_97.mat@*_DE_time:0-{SPLIT_S}"]
+    assert [(s["channel"], s["bytes"], s["sha256"]) for s in sources] == [
+        ("X097_DE_time", len(data), hashlib.sha256(data).hexdigest())
+    ]
+    assert str(CWRU) not in json.dumps(package.manifest["training_data"])
     assert (out / "MODEL_CARD.md").is_file()
 
 
@@ -204,20 +213,53 @@ def test_train_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
     result = run(tmp_path, "train", "--generator", "500", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "model-signing.key" in result.output
+    assert "does not exist" in result.stderr
+    assert "create a key pair with `vibewatch keys generate`" in result.stderr
 
 
-def test_list_options_take_several_values() -> None:
-    assert expand_list_options(["train", "--faulty", "a", "b", "--json", "--out", "x"]) == [
-        "train",
-        "--faulty",
-        "a",
-        "--faulty",
-        "b",
-        "--json",
-        "--out",
-        "x",
+def test_a_repeated_flag_gives_several_values_and_no_positional_is_swallowed(
+    tmp_path: Path,
+) -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    rng = np.random.default_rng(0)
+    names = []
+    for name in ("ok", "a", "b"):
+        np.save(tmp_path / f"{name}.npy", rng.standard_normal(48_000))
+        names.append(str(tmp_path / f"{name}.npy"))
+    evaluate = [
+        "evaluate",
+        "--model",
+        str(models / "factory"),
+        "--public",
+        str(models / "release-signing.pub"),
+        "--sample-rate",
+        "48000",
+        "--healthy",
+        names[0],
     ]
-    assert expand_list_options(["--out", "a", "b"]) == ["--out", "a", "b"]
+    result = run(tmp_path, *evaluate, *repeated("--faulty", names[1:]), "--json")
+    assert result.exit_code == 0, result.output
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == names[1:]
+
+    # Several values after one flag: the second is an argument of its own, not a value.
+    result = run(tmp_path, *evaluate, "--faulty", names[1], names[2])
+    assert result.exit_code == 2
+    assert "Got unexpected extra argument" in result.output and "b.npy)" in result.output
+
+    # A list option followed by a positional argument: each keeps its own.
+    deploy = App(help="Deploy a model.")
+
+    @deploy.command()
+    def ota(
+        devices: Annotated[list[str], typer.Option("--device")],
+        model: Annotated[str, typer.Argument()],
+    ) -> None:
+        typer.echo(json.dumps({"devices": devices, "model": model}))
+
+    given = CliRunner().invoke(deploy, ["--device", "d1", "--device", "d2", "MODEL"])
+    assert json.loads(given.stdout) == {"devices": ["d1", "d2"], "model": "MODEL"}
+    given = CliRunner().invoke(deploy, ["--device", "d1", "MODEL"])
+    assert json.loads(given.stdout) == {"devices": ["d1"], "model": "MODEL"}
 
 
 def test_a_dataset_file_trains_like_its_recordings(home: Path, tmp_path: Path) -> None:
@@ -233,5 +275,11 @@ def test_a_dataset_file_trains_like_its_recordings(home: Path, tmp_path: Path) -
     manifest = json.loads((out / "package/manifest.json").read_text())
     data = manifest["training_data"]
     windows = (round(SPLIT_S * 48_000) - 1024) // 256 + 1
-    assert (data["source"], data["dataset"], data["windows"]) == ("dataset", str(dataset), windows)
-    assert data["recordings"][0]["recording"] == f"{HEALTHY}:0-{SPLIT_S}"
+    content = dataset.read_bytes()
+    assert (data["source"], data["windows"]) == ("dataset", windows)
+    assert data["dataset"] == {
+        "file": "healthy.npz",
+        "bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    assert data["recordings"][0]["recording"] == f"normal_0_97.mat@*_DE_time:0-{SPLIT_S}"

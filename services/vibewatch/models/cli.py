@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a failure (a package fails verification, a key file already
 exists, the state database cannot be used), 2 bad input (an invalid configuration, an
-unknown model, a missing or unusable key file, a path that is not a package).
+unknown model, a missing or unusable key file, a path that is not a package, an export
+directory that is not empty).
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from typing import Annotated, Any
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vibewatch.cliutil import ConfigOption, JsonOption, PublicOption, fail, load
+from vibewatch.cliutil import (
+    App,
+    ConfigOption,
+    JsonOption,
+    PublicOption,
+    check_key_for,
+    fail,
+    load,
+    package_dir,
+    public_key_path,
+)
 from vibewatch.errors import KeyFileError, PackageError, RegistryError
 from vibewatch.models.keys import (
     fingerprint,
@@ -30,18 +41,10 @@ from vibewatch.state import StateError
 
 __all__ = ["keys_app", "models_app"]
 
-keys_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Ed25519 keys that sign model packages.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-models_app = typer.Typer(
-    rich_markup_mode="markdown",
+keys_app = App(help="Ed25519 keys that sign model packages.")
+models_app = App(
     help="The model registry: signed model packages under the data home, indexed in the "
-    "state database.",
-    no_args_is_help=True,
-    add_completion=False,
+    "state database."
 )
 
 ModelIdArgument = Annotated[str, typer.Argument(help="Model id.", show_default=False)]
@@ -260,7 +263,8 @@ def models_verify(
         str,
         typer.Argument(
             metavar="PACKAGE_DIR | MODEL_ID",
-            help="A package directory, or a registered model id followed by its version.",
+            help="A package directory (or the OUT directory of `vibewatch train` holding "
+            "one), or a registered model id followed by its version.",
             show_default=False,
         ),
     ],
@@ -277,22 +281,26 @@ def models_verify(
     Prints OK, or every problem found (exit code 1). A registered package
     must also be the very one that was registered.
     """
-    key = _public_key(public, config)
     model_id: str | None = None
     if version is None:
-        path = Path(target)
-        if not path.is_dir():
+        try:
+            path = package_dir(Path(target))
+        except PackageError as exc:
             fail(
                 f"{target} is not a package directory (for a registered package, give "
-                "MODEL_ID VERSION)",
+                f"MODEL_ID VERSION): {'; '.join(exc.problems)}",
                 2,
             )
+        key_path = public_key_path(public, config)
+        check_key_for(path, key_path)
+        key = _public_key(key_path, config)
         try:
             package = verify_package(path, key)
             model_id, version, problems = package.model_id, package.version, []
         except PackageError as exc:
             problems = exc.problems
     else:
+        key = _public_key(public, config)
         with _registry(config, key) as registry:
             entry = _known(registry, target, version)
             model_id, path = entry.model_id, entry.path
@@ -331,6 +339,9 @@ def models_export(
     config: ConfigOption = None,
 ) -> None:
     """Copy a registered package, verified, to a directory (for OTA or for the factory image)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "directory already exists and is not empty" if out.is_dir() else "is a file"
+        fail(f"cannot export to {out}: the {what}; give a missing or empty directory", 2)
     key = _public_key(public, config)
     with _registry(config, key) as registry:
         entry = _known(registry, model_id, version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from dataclasses import asdict
@@ -11,15 +12,10 @@ from typing import Annotated
 
 import typer
 
-from vibewatch.cliutil import JsonOption
-from vibewatch.errors import VibewatchError
+from vibewatch.cliutil import App, JsonOption, exits, fail
+from vibewatch.errors import DataError
 
-dataset_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Feature datasets from vibration recordings.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+dataset_app = App(help="Feature datasets from vibration recordings.")
 
 
 class NormaliseChoice(StrEnum):
@@ -95,25 +91,28 @@ def import_(
     """
     from vibewatch.train.dataset import import_recordings  # imported here: keeps --help fast
 
-    try:
-        with typer.progressbar(
-            length=len(recordings), label="Reading recordings", file=sys.stderr
-        ) as bar:
-            dataset = import_recordings(
-                recordings,
-                sample_rate_hz=sample_rate,
-                hop=hop,
-                normalise="rms" if normalise is NormaliseChoice.RMS else None,
-                progress=lambda _ref: bar.update(1),
-            )
-    except VibewatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # A progress bar only for a person watching: piped stderr keeps one line per error.
+    shown = sys.stderr.isatty()
+    with (
+        exits(),
+        typer.progressbar(
+            length=len(recordings),
+            label="Reading recordings",
+            file=sys.stderr if shown else io.StringIO(),
+        ) as bar,
+    ):
+        dataset = import_recordings(
+            recordings,
+            sample_rate_hz=sample_rate,
+            hop=hop,
+            normalise="rms" if normalise is NormaliseChoice.RMS else None,
+            progress=lambda _ref: bar.update(1),
+        )
     try:
         dataset.save(out)
-    except VibewatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    except DataError as exc:
+        # The recordings were fine: the file could not be written.
+        fail(str(exc), 1)
     spec = dataset.spec
     if as_json:
         summary = {

@@ -1,8 +1,14 @@
-"""``vibewatch train`` and ``vibewatch evaluate``."""
+"""``vibewatch train`` and ``vibewatch evaluate``.
+
+Exit codes: 0 success, 1 a failure (a package or model card cannot be written, the state
+database fails), 2 bad input (options, recordings, datasets, keys, packages, too little
+data).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,54 +17,61 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import ConfigOption, JsonOption, PublicOption, fail, load
-from vibewatch.errors import DataError, VibewatchError
+from vibewatch.cliutil import (
+    ConfigOption,
+    JsonOption,
+    PublicOption,
+    check_key_for,
+    exits,
+    fail,
+    load,
+    package_dir,
+    public_key_path,
+)
+from vibewatch.errors import PackageError
 from vibewatch.train.cli import HopOption, NormaliseChoice, NormaliseOption
 
 if TYPE_CHECKING:
+    from vibewatch.config import Config
     from vibewatch.edge import FeatureSpec
+    from vibewatch.models.registry import Registry
     from vibewatch.train.detectors import Progress
     from vibewatch.train.job import TrainingData
 
-#: Options that take several values after one flag (``--faulty A B C``).
-LIST_OPTIONS = ("--recordings", "--healthy", "--faulty", "--device")
-
-
-def expand_list_options(args: list[str]) -> list[str]:
-    """``--faulty A B --json`` -> ``--faulty A --faulty B --json``, as click understands.
-
-    Values follow a list option until the next argument that starts with ``-``.
-    """
-    out: list[str] = []
-    current: str | None = None
-    for arg in args:
-        if arg.startswith("-"):
-            current = arg if arg in LIST_OPTIONS else None
-            out.append(arg)
-        elif current is not None and out[-1] != current:
-            out += [current, arg]
-        else:
-            out.append(arg)
-    return out
-
-
 _REC_HELP = (
     "PATH[@CHANNEL][:START_S-END_S]: PATH is the longest prefix naming an existing file, "
-    "CHANNEL may be a glob (@*_DE_time), the range is in seconds. Several may follow the flag."
+    "CHANNEL may be a glob (@*_DE_time), the range is in seconds. Repeat the flag for several."
 )
-SampleRateOption = Annotated[
+_RATE_HELP = (
+    "Sample rate in Hz of recordings that carry none (NPY, .mat without fs, CSV without a "
+    "time column)"
+)
+TrainSampleRateOption = Annotated[
     int | None,
     typer.Option(
         "--sample-rate",
         min=1,
-        help="Sample rate in Hz of recordings that carry none (NPY, .mat without fs, CSV "
-        "without a time column); for InfluxDB training, the rate of the default feature spec.",
+        help=f"{_RATE_HELP}. With --start/--end, the rate of the default feature spec to "
+        "train on when there is no champion model and no --spec.",
         show_default=False,
     ),
 ]
+EvaluateSampleRateOption = Annotated[
+    int | None,
+    typer.Option(
+        "--sample-rate",
+        min=1,
+        help=f"{_RATE_HELP}; it must be the model's.",
+        show_default=False,
+    ),
+]
+
+
 FaultyOption = Annotated[
     list[str] | None,
-    typer.Option("--faulty", help=f"Faulty recordings, {_REC_HELP}", show_default=False),
+    typer.Option(
+        "--faulty", metavar="REC", help=f"Faulty recordings, {_REC_HELP}", show_default=False
+    ),
 ]
 
 
@@ -93,13 +106,16 @@ def _phases(enabled: bool) -> Iterator[Any]:
 
 
 def _healthy_data(
-    config: Any,
+    config: Config,
     *,
     recordings: list[str],
     dataset: Path | None,
     start: datetime | None,
     end: datetime | None,
     devices: list[str],
+    spec_id: str | None,
+    registry: Registry | None,
+    model_id: str,
     sample_rate: int | None,
     hop: int | None,
     normalise: NormaliseChoice | None,
@@ -107,7 +123,6 @@ def _healthy_data(
     seed: int,
     phases: Any,
 ) -> TrainingData:
-    from vibewatch.edge import FeatureSpec
     from vibewatch.train import sources
 
     chosen = [
@@ -121,6 +136,8 @@ def _healthy_data(
             "give exactly one data source: --recordings, --dataset, --start/--end or --generator",
             2,
         )
+    if spec_id is not None and start is None and end is None:
+        fail("--spec chooses the vectors read from InfluxDB: it goes with --start/--end", 2)
     if generator is not None:
         from vibewatch.train.factory import generator_data
 
@@ -139,21 +156,44 @@ def _healthy_data(
         return sources.from_dataset(dataset)
     if start is None or end is None:
         fail("InfluxDB training needs both --start and --end", 2)
-    if sample_rate is None:
-        fail("InfluxDB training needs --sample-rate: the feature spec's sample rate", 2)
-    return sources.from_influx(
+    # Times without an offset are UTC, as --start's help says.
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    assert registry is not None  # opened for InfluxDB training: the champion names the spec
+    spec = sources.influx_spec_or_published(
         config,
-        FeatureSpec.default(sample_rate),
-        # Times without an offset are UTC, as --start's help says.
-        start=start if start.tzinfo else start.replace(tzinfo=UTC),
-        end=end if end.tzinfo else end.replace(tzinfo=UTC),
+        spec_id,
+        champion=sources.champion_spec(registry, model_id),
+        known=sources.registered_specs(registry) if spec_id is not None else (),
+        sample_rate_hz=sample_rate,
+        start=start,
+        end=end,
         devices=devices,
-        progress=phases("query"),
+    )
+    return sources.from_influx(
+        config, spec, start=start, end=end, devices=devices, progress=phases("query")
     )
 
 
 def _spec_text(spec: FeatureSpec) -> str:
     return f"{spec.spec_id} ({spec.sample_rate_hz} Hz, {spec.window}-sample windows)"
+
+
+def _signing_key(path: Path, given: bool) -> Any:
+    """The private key at ``path``; a missing one ends the command with how to make it."""
+    from vibewatch.models.keys import load_private_key
+
+    if not path.exists() and not path.is_symlink():
+        make = "vibewatch keys generate" + (
+            f" --private {path} --public PUBLIC_KEY" if given else ""
+        )
+        fail(
+            f"private key {path} does not exist: packages are signed with it; create a key "
+            f"pair with `{make}`" + ("" if given else " or pass --signing-key"),
+            2,
+        )
+    with exits():
+        return load_private_key(path)
 
 
 def train_command(
@@ -168,7 +208,12 @@ def train_command(
     ],
     recordings: Annotated[
         list[str] | None,
-        typer.Option("--recordings", help=f"Healthy recordings, {_REC_HELP}", show_default=False),
+        typer.Option(
+            "--recordings",
+            metavar="REC",
+            help=f"Healthy recordings, {_REC_HELP}",
+            show_default=False,
+        ),
     ] = None,
     faulty: FaultyOption = None,
     dataset: Annotated[
@@ -195,7 +240,20 @@ def train_command(
         list[str] | None,
         typer.Option(
             "--device",
-            help="InfluxDB: device ids or globs [default: every device].",
+            metavar="DEVICE",
+            help="InfluxDB: a device id or glob; repeat the flag for several "
+            "\\[default: every device].",
+            show_default=False,
+        ),
+    ] = None,
+    spec_id: Annotated[
+        str | None,
+        typer.Option(
+            "--spec",
+            metavar="SPEC_ID",
+            help="InfluxDB: the feature-spec id of the vectors to train on: the default spec "
+            "of a sample rate or a registered model's \\[default: the champion model's spec; "
+            "without a champion, the default spec at --sample-rate].",
             show_default=False,
         ),
     ] = None,
@@ -211,7 +269,7 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    sample_rate: SampleRateOption = None,
+    sample_rate: TrainSampleRateOption = None,
     hop: HopOption = None,
     normalise: NormaliseOption = None,
     model_id: Annotated[str, typer.Option("--model-id", help="Id of the model.")] = "vibewatch-ae",
@@ -232,7 +290,7 @@ def train_command(
         typer.Option(
             "--version",
             min=1,
-            help="Version of an unregistered package [default: the registry's next].",
+            help="Version of an unregistered package \\[default: the registry's next].",
             show_default=False,
         ),
     ] = None,
@@ -240,7 +298,8 @@ def train_command(
         Path | None,
         typer.Option(
             "--signing-key",
-            help="Ed25519 private key [default: train.signing_key].",
+            help="Ed25519 private key \\[default: train.signing_key; `vibewatch keys generate` "
+            "makes one].",
             show_default=False,
         ),
     ] = None,
@@ -255,7 +314,7 @@ def train_command(
         typer.Option(
             "--device-sample-rate",
             min=1,
-            help="The devices' sample rate [default: the training data's].",
+            help="The devices' sample rate \\[default: the training data's].",
             show_default=False,
         ),
     ] = None,
@@ -266,19 +325,19 @@ def train_command(
 
     The data is healthy vibration: recordings (--recordings), a dataset file (--dataset),
     the feature vectors devices published to InfluxDB (--start/--end, windows inside
-    anomaly events left out), or the vibration generator (--generator). --faulty
-    recordings serve only for evaluation and the gate.
+    anomaly events left out; of the champion model's feature spec unless --spec says
+    otherwise), or the vibration generator (--generator). --faulty recordings serve only
+    for evaluation and the gate.
 
     The package lands in OUT/package and the model card (MODEL_CARD.md and plots) in OUT.
     With --register (the default) it is filed in the registry as a candidate and promoted
     only if the gate passes; the reasons are printed either way.
     """
-    from vibewatch.models.keys import load_private_key
     from vibewatch.models.registry import Registry
     from vibewatch.train.card import write_card
     from vibewatch.train.factory import FACTORY_VERSION
     from vibewatch.train.gate import DeviceLimits
-    from vibewatch.train.job import TrainingData, TrainSettings, train
+    from vibewatch.train.job import PACKAGE_DIR, TrainingData, TrainSettings, train
     from vibewatch.train.job import register as file_in_registry
     from vibewatch.train.sources import faulty_recordings
 
@@ -289,15 +348,18 @@ def train_command(
         layers = tuple(int(h) for h in hidden.split(","))
     except ValueError:
         fail(f"--hidden {hidden!r} is not a comma-separated list of sizes", 2)
+    key = _signing_key(signing_key or cfg.train.signing_key, signing_key is not None)
+    target = out / PACKAGE_DIR
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        # Checked now, not after training: write_package would refuse it at the end.
+        fail(f"{target} already exists and is not empty: give another --out", 2)
+    registry: Registry | None = None
+    # InfluxDB training asks the registry for the champion's feature spec, also unregistered.
+    if register or start is not None or end is not None:
+        with exits():
+            registry = Registry(cfg.train.registry_dir, cfg.state_db, key.public_key())
     try:
-        key = load_private_key(signing_key or cfg.train.signing_key)
-        registry = (
-            Registry(cfg.train.registry_dir, cfg.state_db, key.public_key()) if register else None
-        )
-    except VibewatchError as exc:
-        fail(str(exc), 2)
-    try:
-        with _phases(not as_json) as phases:
+        with exits(), _phases(not as_json and sys.stderr.isatty()) as phases:
             data = _healthy_data(
                 cfg,
                 recordings=recordings or [],
@@ -305,6 +367,9 @@ def train_command(
                 start=start,
                 end=end,
                 devices=devices or [],
+                spec_id=spec_id,
+                registry=registry,
+                model_id=model_id,
                 sample_rate=sample_rate,
                 hop=hop,
                 normalise=normalise,
@@ -337,7 +402,7 @@ def train_command(
             # Version 1 is the factory model the devices ship with: retrained ones go above.
             number = (
                 max(registry.next_version(model_id), FACTORY_VERSION + 1)
-                if registry
+                if registry is not None and register
                 else (version or FACTORY_VERSION)
             )
             trained = train(
@@ -348,18 +413,19 @@ def train_command(
                 out_dir=out,
                 phases=phases,
             )
-        decision = file_in_registry(trained, registry, settings) if registry else None
-        card = write_card(
-            out,
-            trained.package.manifest,
-            trained.int8,
-            trained.detector.history_,
-            decision=decision[1].reasons if decision else (),
-        )
-    except DataError as exc:
-        fail(str(exc), 2)
-    except VibewatchError as exc:
-        fail(str(exc), 1)
+        with exits():
+            decision = (
+                file_in_registry(trained, registry, settings)
+                if registry is not None and register
+                else None
+            )
+            card = write_card(
+                out,
+                trained.package.manifest,
+                trained.int8,
+                trained.detector.history_,
+                decision=decision[1].reasons if decision else (),
+            )
     finally:
         if registry is not None:
             registry.close()
@@ -397,20 +463,28 @@ def train_command(
 
 def evaluate_command(
     model: Annotated[
-        Path, typer.Option("--model", help="Model package directory.", show_default=False)
+        Path,
+        typer.Option(
+            "--model",
+            help="Model package directory, or the OUT directory of `vibewatch train` "
+            "that holds it.",
+            show_default=False,
+        ),
     ],
     healthy: Annotated[
         list[str],
-        typer.Option("--healthy", help=f"Healthy recordings, {_REC_HELP}", show_default=False),
+        typer.Option(
+            "--healthy", metavar="REC", help=f"Healthy recordings, {_REC_HELP}", show_default=False
+        ),
     ],
     faulty: FaultyOption = None,
-    sample_rate: SampleRateOption = None,
+    sample_rate: EvaluateSampleRateOption = None,
     hop: HopOption = None,
     normalise: Annotated[
         NormaliseChoice | None,
         typer.Option(
             "--normalise",
-            help="rms: divide each window by its own RMS [default: as the model was trained].",
+            help="rms: divide each window by its own RMS \\[default: as the model was trained].",
             show_default=False,
         ),
     ] = None,
@@ -430,17 +504,21 @@ def evaluate_command(
     from vibewatch.train import sources
     from vibewatch.train.job import evaluate
 
-    cfg = load(config)
+    key_path = public_key_path(public, config)
     try:
-        package = verify_package(model, load_public_key(public or cfg.train.verify_key))
+        model = package_dir(model)
+    except PackageError as exc:
+        fail("; ".join(exc.problems), 2)
+    check_key_for(model, key_path)
+    # A package the user points at that fails verification is bad input, not a failure.
+    with exits(PackageError):
+        package = verify_package(model, load_public_key(key_path))
         engine = Model(package.vwm)
         trained_with = package.manifest.get("training_data", {}).get("recordings") or [{}]
         norm = _normalise(normalise) or trained_with[0].get("normalise")
         options: dict[str, Any] = {"sample_rate_hz": sample_rate, "hop": hop, "normalise": norm}
         good = sources.from_recordings(healthy, spec=engine.spec, **options).healthy
         bad = sources.faulty_recordings(faulty or [], engine.spec, **options)
-    except VibewatchError as exc:
-        fail(str(exc), 2)
     result = {"model": str(model), "normalise": norm, **evaluate(engine, good, bad)}
     if as_json:
         typer.echo(json.dumps(result, indent=2))
