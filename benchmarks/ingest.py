@@ -41,7 +41,6 @@ import json
 import math
 import multiprocessing
 import os
-import random
 import re
 import shutil
 import signal
@@ -53,7 +52,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
@@ -61,25 +59,25 @@ import paho.mqtt.client as mqtt
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from paho.mqtt.enums import CallbackAPIVersion
 
-from vibewatch.localservers import LocalInfluxDB, LocalMosquitto, LocalServerError
-from vibewatch.protocol import Reading, Telemetry
+from vibewatch.testing.ingest import IngestProcess, ingest_env
+from vibewatch.testing.load import (
+    DAY_MS,
+    READINGS_PER_MESSAGE,
+    VALUE_POOL,
+    LoadJob,
+    LoadProcess,
+    device_id,
+    reading_values,
+)
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, LocalServerError
 
 # --- the load ---------------------------------------------------------------------
 
 DEVICES: Final = 1000
-READINGS_PER_MESSAGE: Final = 10
 #: Lines per body of the raw-ceiling writes (ingest's default ``batch_max_points``).
 RAW_BATCH_LINES: Final = 5000
 #: Device times start this far back: inside ingest's window of accepted times.
-BASE_AGE_MS: Final = 2 * 86_400_000
-#: Distinct reading values cycled through; realistic magnitudes, six significant digits.
-VALUE_POOL: Final = 4099
-#: Messages the load generator may have in flight (sent, PUBACK not yet received).
-#: The window is kept here, not by paho: paho 2.x scans every message it holds on
-#: each PUBACK while a ``max_inflight_messages`` limit is set, which is quadratic
-#: with a large window (measured: 536 messages/s at 100% CPU with a limit of
-#: 10,000). With the limit at 0 (none) paho does no scan.
-PUBLISH_WINDOW: Final = 10_000
+BASE_AGE_MS: Final = 2 * DAY_MS
 
 # --- the bars ---------------------------------------------------------------------
 
@@ -154,62 +152,6 @@ def progress(message: str) -> None:
 # --- payloads and lines -------------------------------------------------------------
 
 
-def device_id(index: int) -> str:
-    """Return the id of device number ``index``."""
-    return f"dev-{index:04d}"
-
-
-def _value_pool(seed: int) -> list[tuple[float, float, float, float, float]]:
-    """Realistic (score, rms, peak, crest, kurtosis) tuples, rounded like firmware prints them."""
-    rng = random.Random(seed)
-    pool = []
-    for _ in range(VALUE_POOL):
-        rms = rng.uniform(0.05, 1.5)
-        crest = rng.uniform(2.5, 8.0)
-        pool.append(
-            (
-                round(rng.lognormvariate(-3.5, 0.6), 6),
-                round(rms, 6),
-                round(rms * crest, 6),
-                round(crest, 6),
-                round(rng.uniform(2.6, 6.0), 6),
-            )
-        )
-    return pool
-
-
-def telemetry_stream(
-    prefix: str, messages: int, *, base_ms: int, seed: int = 1
-) -> list[tuple[str, bytes]]:
-    """Build ``messages`` telemetry messages round-robin over :data:`DEVICES` devices.
-
-    Device ``d``'s ``n``-th message holds readings ``seq = 10n .. 10n+9`` at
-    device time ``base_ms + seq * 1000``: per-second windows that never
-    collide, so every published point is a distinct InfluxDB point.
-
-    Args:
-        prefix: Topic prefix, ending in ``/``.
-        messages: Number of messages.
-        base_ms: Device time of sequence number 0.
-        seed: Seed of the reading values.
-
-    Returns:
-        ``(topic, payload)`` pairs, payloads encoded by :meth:`Telemetry.encode`.
-    """
-    pool = _value_pool(seed)
-    topics = [f"{prefix}{device_id(d)}/telemetry" for d in range(DEVICES)]
-    out: list[tuple[str, bytes]] = []
-    for i in range(messages):
-        d, n = i % DEVICES, i // DEVICES
-        first = n * READINGS_PER_MESSAGE
-        readings = []
-        for seq in range(first, first + READINGS_PER_MESSAGE):
-            score, rms, peak, crest, kurtosis = pool[(seq * 7919 + d) % VALUE_POOL]
-            readings.append(Reading(seq, base_ms + seq * 1000, score, rms, peak, crest, kurtosis))
-        out.append((topics[d], Telemetry(device_id(d), tuple(readings)).encode()))
-    return out
-
-
 def reading_line(device: str, seq: int, t: int, values: tuple[float, ...]) -> str:
     """Encode one ``reading`` point as ingest does (checked by :func:`schema_differences`).
 
@@ -225,7 +167,7 @@ def reading_line(device: str, seq: int, t: int, values: tuple[float, ...]) -> st
 
 def raw_batches(batches: int, *, base_ms: int) -> list[bytes]:
     """Pre-encode ``batches`` bodies of :data:`RAW_BATCH_LINES` distinct reading lines."""
-    pool = _value_pool(2)
+    pool = reading_values(2)
     devices = [device_id(d) for d in range(DEVICES)]
     bodies = []
     i = 0
@@ -237,154 +179,6 @@ def raw_batches(batches: int, *, base_ms: int) -> list[bytes]:
             i += 1
         bodies.append(("\n".join(lines) + "\n").encode())
     return bodies
-
-
-# --- the load generator (a separate process) ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PublishJob:
-    """What one load-generator process publishes.
-
-    Attributes:
-        port: Broker port.
-        prefix: Topic prefix.
-        messages: Number of messages.
-        base_ms: Device time of sequence number 0.
-        rate: Messages a second, or 0 for as fast as possible.
-        client_id: MQTT client id.
-    """
-
-    port: int
-    prefix: str
-    messages: int
-    base_ms: int
-    rate: float
-    client_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """What the load generator reports back.
-
-    Attributes:
-        first: ``time.monotonic()`` of the first publish (system-wide clock on Linux).
-        last: ``time.monotonic()`` after the last ``publish()`` call returned.
-        acked_at: ``time.monotonic()`` when the last PUBACK had arrived.
-        acked: Messages the broker acknowledged (PUBACK received).
-        failed: Messages whose publish failed or was not acknowledged in time.
-    """
-
-    first: float
-    last: float
-    acked_at: float
-    acked: int
-    failed: int
-
-
-def publisher_main(conn: Connection, job: PublishJob) -> None:
-    """Body of the load-generator process.
-
-    Builds every payload, connects, says ``ready``, waits for ``go``, publishes
-    without waiting on each message (up to :data:`PUBLISH_WINDOW` in flight,
-    paced when ``job.rate`` is set), then waits for every PUBACK and sends a
-    :class:`PublishResult`.
-    """
-    payloads = telemetry_stream(job.prefix, job.messages, base_ms=job.base_ms)
-    connected = threading.Event()
-    infos: list[mqtt.MQTTMessageInfo] = []
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=job.client_id, protocol=mqtt.MQTTv311
-    )
-    window = threading.Semaphore(PUBLISH_WINDOW)
-    client.max_inflight_messages_set(0)  # 0: no limit in paho; ``window`` bounds it
-    client.max_queued_messages_set(0)
-    client.on_connect = lambda *_: connected.set()
-    client.on_publish = lambda *_: window.release()
-
-    def publish(topic: str, payload: bytes) -> None:
-        window.acquire()
-        info = client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            window.release()  # never sent: no PUBACK will release its slot
-        infos.append(info)
-
-    client.connect(HOST, job.port, keepalive=60)
-    client.loop_start()
-    if not connected.wait(15):
-        raise RuntimeError("load generator could not connect to the broker")
-    conn.send("ready")
-    conn.recv()
-    first = time.monotonic()
-    if job.rate > 0:
-        for start in range(0, len(payloads), 100):
-            # 100 messages per slot keeps the pacing cheap and close to the rate.
-            delay = first + start / job.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            for topic, payload in payloads[start : start + 100]:
-                publish(topic, payload)
-    else:
-        for topic, payload in payloads:
-            publish(topic, payload)
-    last = time.monotonic()
-    deadline = last + 120
-    acked = failed = 0
-    for info in infos:
-        with contextlib.suppress(RuntimeError, ValueError):
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-        if info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published():
-            acked += 1
-        else:
-            failed += 1
-    acked_at = time.monotonic()
-    client.disconnect()
-    client.loop_stop()
-    conn.send(PublishResult(first, last, acked_at, acked, failed))
-
-
-class Publisher:
-    """Runs :func:`publisher_main` in its own process and talks to it."""
-
-    def __init__(self, ctx: multiprocessing.context.SpawnContext, job: PublishJob) -> None:
-        """Start the process; it builds its payloads while the caller prepares the rest."""
-        self.job = job
-        self._conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(
-            target=publisher_main, args=(child, job), name="bench-publisher", daemon=True
-        )
-        self.process.start()
-        child.close()
-
-    @property
-    def pid(self) -> int:
-        """Process id of the load generator."""
-        assert self.process.pid is not None
-        return self.process.pid
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        """Wait until the payloads are built and the client is connected."""
-        if not self._conn.poll(timeout):
-            raise RuntimeError("load generator not ready in time")
-        self._conn.recv()
-
-    def go(self) -> None:
-        """Start publishing."""
-        self._conn.send("go")
-
-    def result(self, timeout: float) -> PublishResult:
-        """Wait for the process to report; raise if it died or took too long."""
-        if not self._conn.poll(timeout):
-            raise RuntimeError(f"load generator did not finish within {timeout:.0f}s")
-        result: PublishResult = self._conn.recv()
-        self.process.join(10)
-        return result
-
-    def close(self) -> None:
-        """Terminate the process if it still runs."""
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(5)
 
 
 # --- the naive subscriber (a separate process) -----------------------------------------
@@ -439,110 +233,29 @@ def naive_main(conn: Connection, mqtt_port: int, influx_port: int, db: str, pref
 # --- the ingest process ------------------------------------------------------------------
 
 
-def read_vm_hwm_mb(pid: int) -> float:
-    """Return a process's peak resident set size (``VmHWM``) in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
-
-
 _SUMMARY: Final = re.compile(r"ingest stopped .*?, spooled (\d+), replayed (\d+)")
 
 
-@dataclass
-class IngestProcess:
-    """One ``python -m vibewatch ingest`` process, configured by environment variables."""
+def stop_ingest(ingest: IngestProcess) -> tuple[int | None, int | None]:
+    """Stop ingest with SIGTERM (it flushes) and wait; its peak RSS is read on the way.
 
-    name: str
-    workdir: Path
-    mqtt_port: int
-    influx_url: str
-    database: str
-    prefix: str
-    overrides: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    exit_code: int | None = None
-    peak_rss_mb: float = 0.0
-    spooled: int | None = None
-    replayed: int | None = None
+    Returns:
+        The points spooled and replayed, from the summary ingest logs last (``None``
+        when the line is missing).
 
-    @property
-    def log_path(self) -> Path:
-        """Where the process's log goes."""
-        return self.workdir / f"ingest-{self.name}.log"
-
-    def env(self) -> dict[str, str]:
-        """The environment: this machine's, without any ``VIBEWATCH_*``, plus the phase's."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEWATCH_")}
-        env.update(
-            {
-                "VIBEWATCH_DATA_HOME": str(self.workdir / f"home-{self.name}"),
-                "VIBEWATCH_MQTT_PORT": str(self.mqtt_port),
-                "VIBEWATCH_MQTT_CLIENT_ID": f"bench-ingest-{self.name}",
-                "VIBEWATCH_MQTT_TOPIC_PREFIX": self.prefix,
-                "VIBEWATCH_INFLUX_URL": self.influx_url,
-                "VIBEWATCH_INFLUX_DATABASE": self.database,
-            }
-        )
-        env.update(self.overrides)
-        return env
-
-    def start(self, timeout: float = 60) -> None:
-        """Start the process and wait until it has subscribed."""
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vibewatch", "ingest"],
-                env=self.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while "subscribed to" not in self.log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ingest exited while starting:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ingest did not subscribe within {timeout:.0f}s")
-            time.sleep(0.05)
-        # The log line is written when SUBSCRIBE is queued; give the packet a moment to
-        # reach the broker before any message is published.
-        time.sleep(0.25)
-
-    @property
-    def pid(self) -> int:
-        """Process id."""
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log(self) -> str:
-        """The whole log so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 15) -> str:
-        """The last lines of the log."""
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def stop(self, timeout: float = 90) -> None:
-        """Read the peak RSS, then stop with SIGTERM (ingest flushes) and wait."""
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"ingest {self.name} exited early:\n{self.log_tail()}")
-        self.peak_rss_mb = read_vm_hwm_mb(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        self.exit_code = self.proc.wait(timeout)
-        if self.exit_code != 0:
-            progress(f"ingest {self.name} exited with {self.exit_code}:\n{self.log_tail()}")
-        # The last line ingest logs sums up its counters.
-        found = _SUMMARY.findall(self.log())
-        if found:
-            self.spooled, self.replayed = (int(n) for n in found[-1])
-
-    def close(self) -> None:
-        """Kill the process if it still runs (error paths)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    Raises:
+        RuntimeError: Ingest had exited before it was asked to stop.
+    """
+    if not ingest.running:
+        raise RuntimeError(f"{ingest.name} exited early:\n{ingest.log_tail()}")
+    code = ingest.stop(90)
+    if code != 0:
+        progress(f"{ingest.name} exited with {code}:\n{ingest.log_tail()}")
+    found = _SUMMARY.findall(ingest.log())
+    if not found:
+        return None, None
+    spooled, replayed = found[-1]
+    return int(spooled), int(replayed)
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -669,12 +382,10 @@ def reading_schema(influx: LocalInfluxDB, db: str) -> dict[str, object]:
     """Tag keys and field keys with their types of ``reading`` in ``db``."""
     schema: dict[str, object] = {}
     for what in ("TAG KEYS", "FIELD KEYS"):
-        answer = influx.query(f"SHOW {what} FROM reading", db)
         rows = [
             tuple(row)
-            for result in answer.get("results", [])
-            for series in result.get("series", [])
-            for row in series.get("values", [])
+            for series in influx.query(f"SHOW {what} FROM reading", db)
+            for row in series.values
         ]
         schema[what] = sorted(rows)
     return schema
@@ -850,20 +561,30 @@ class Bench:
 
     def ingest(self, name: str, db: str, prefix: str) -> IngestProcess:
         """An ingest process for one phase (not started)."""
-        return IngestProcess(
-            name=name,
-            workdir=self.workdir,
+        env = ingest_env(
             mqtt_port=self.broker.port,
             influx_url=self.influx.url,
             database=db,
-            prefix=prefix,
-            overrides=self.overrides,
+            data_home=self.workdir / f"home-{name}",
+            client_id=f"bench-ingest-{name}",
+            topic_prefix=prefix,
+            settings=self.overrides,  # the service's defaults unless --ingest-env says
         )
+        return IngestProcess(env, self.workdir, name=f"ingest-{name}", ready_timeout=60)
 
-    def publisher(self, name: str, prefix: str, messages: int, rate: float = 0) -> Publisher:
+    def publisher(self, name: str, prefix: str, messages: int, rate: float = 0) -> LoadProcess:
         """Start a load-generator process (it builds its payloads at once)."""
-        job = PublishJob(self.broker.port, prefix, messages, self.base_ms, rate, f"bench-{name}")
-        return Publisher(self.ctx, job)
+        job = LoadJob(
+            port=self.broker.port,
+            devices=DEVICES,
+            messages=messages,
+            t0=self.base_ms,
+            prefix=prefix,
+            rate=rate,
+            client_id=f"bench-{name}",
+            protocol=mqtt.MQTTv311,
+        )
+        return LoadProcess(job, self.ctx)
 
     def server_pids(self) -> dict[str, int]:
         """Process ids of the broker and the database."""
@@ -936,7 +657,7 @@ def phase_e2e(bench: Bench) -> None:
             db,
             total,
             plan.drain_timeout,
-            lambda: ingest.proc is not None and ingest.proc.poll() is None,
+            lambda: ingest.running,
         )
         results.cpu_percent = meter.stop()
         stop_py_spy(profiler)
@@ -948,7 +669,7 @@ def phase_e2e(bench: Bench) -> None:
         results.points_per_s = count / results.e2e_seconds if count > 0 else 0.0
         results.publish_msgs_per_s = sent.acked / max(1e-9, sent.acked_at - sent.first)
         progress("end to end: stopping ingest")
-        ingest.stop()
+        stop_ingest(ingest)
     finally:
         if profiler is not None and profiler.poll() is None:
             profiler.kill()
@@ -1054,7 +775,7 @@ def phase_outage(bench: Bench) -> None:
             db,
             total,
             plan.drain_timeout,
-            lambda: ingest.proc is not None and ingest.proc.poll() is None,
+            lambda: ingest.running,
             use_counters=False,  # influxd's counters restarted with it
         )
         if reached is None:
@@ -1062,14 +783,14 @@ def phase_outage(bench: Bench) -> None:
         else:
             results.outage_recovery_s = reached - back
         progress("outage: stopping ingest")
-        ingest.stop()
+        spooled, replayed = stop_ingest(ingest)
     finally:
         ingest.close()
         publisher.close()
     counted = count_points(bench.influx, db)
     results.outage_lost = (sent.acked + sent.failed) * READINGS_PER_MESSAGE - counted
     results.outage_peak_rss_mb = ingest.peak_rss_mb
-    results.outage_spooled, results.outage_replayed = ingest.spooled, ingest.replayed
+    results.outage_spooled, results.outage_replayed = spooled, replayed
     progress(
         f"outage: lost {results.outage_lost}; peak RSS {ingest.peak_rss_mb:.1f} MiB; "
         f"all points in {_round(results.outage_recovery_s, 1)}s after influxd was back"

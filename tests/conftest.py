@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vibewatch.localservers import LocalInfluxDB, LocalMosquitto, LocalServer
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, LocalServer
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_db"})

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vibewatch.localservers import LocalInfluxDB, LocalMosquitto
-
-from .ingest_harness import IngestProcess, Publisher, ingest_env
+from vibewatch.testing.ingest import IngestProcess, Publisher, ingest_env
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
 
 _ids = itertools.count()
 
@@ -19,10 +18,16 @@ _ids = itertools.count()
 def start_ingest(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> Iterator[Callable[..., IngestProcess]]:
-    """Start ``vibewatch ingest`` processes; they are stopped after the test."""
+    """Start ``vibewatch ingest`` processes; they are stopped after the test.
+
+    The factory takes the command's arguments, ``client_id``, ``wait`` (``False``: do
+    not wait for the subscription) and ``VIBEWATCH_*`` variables as keywords.
+    """
     started: list[IngestProcess] = []
 
-    def factory(*args: str, client_id: str = "ingest-test", **env: str) -> IngestProcess:
+    def factory(
+        *args: str, client_id: str = "ingest-test", wait: bool = True, **env: str
+    ) -> IngestProcess:
         workdir = tmp_path / f"ingest-{next(_ids)}"
         workdir.mkdir()
         environment = ingest_env(
@@ -34,14 +39,13 @@ def start_ingest(
         )
         environment.update(env)
         process = IngestProcess(environment, workdir, args)
-        process.start()
+        process.start(wait=wait)
         started.append(process)
         return process
 
     yield factory
     for process in started:
-        if process.proc is not None and process.proc.poll() is None:
-            process.kill()
+        process.close()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from vibewatch.errors import PointError, RejectedWriteError, RetryableWriteError
 from vibewatch.influx.lineprotocol import Point, encode_batch, encode_point
 from vibewatch.influx.writers import InfluxV1Writer
-from vibewatch.localservers import LocalInfluxDB, free_port
-
-from .ingest_harness import IngestProcess, Publisher, rows, telemetry, wait_for
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.load import telemetry
+from vibewatch.testing.servers import LocalInfluxDB, free_port, rows
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from vibewatch.errors import RejectedWriteError, RetryableWriteError
 from vibewatch.influx.writers import InfluxV2Writer
-from vibewatch.localservers import free_port
+from vibewatch.testing.servers import free_port
 
 
 @dataclass

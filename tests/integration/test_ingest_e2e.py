@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vibewatch.localservers import LocalInfluxDB
 from vibewatch.protocol import (
     AnomalyEvent,
     DeviceState,
@@ -16,8 +15,9 @@ from vibewatch.protocol import (
     SlotState,
     Status,
 )
-
-from .ingest_harness import IngestProcess, Publisher, rows, telemetry, wait_for
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.load import telemetry
+from vibewatch.testing.servers import LocalInfluxDB, rows
 
 
 def test_every_message_type_lands_with_exact_values(

@@ -5,17 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vibewatch.localservers import LocalInfluxDB, LocalMosquitto
-
-from .ingest_harness import (
-    DAY_MS,
-    Background,
-    IngestProcess,
-    Publisher,
-    rows,
-    telemetry_stream,
-    wait_for,
-)
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.load import DAY_MS, Background, telemetry_stream
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
 
 DEVICES = 40
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vibewatch.localservers import LocalInfluxDB
 from vibewatch.protocol import (
     AnomalyEvent,
     EventKind,
@@ -19,8 +18,8 @@ from vibewatch.protocol import (
     Reading,
     Telemetry,
 )
-
-from .ingest_harness import IngestProcess, Publisher, rows, wait_for
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.servers import LocalInfluxDB, rows
 
 
 def _reading(seq: int, t: int) -> Reading:

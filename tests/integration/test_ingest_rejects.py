@@ -6,9 +6,9 @@ import json
 import time
 from collections.abc import Callable
 
-from vibewatch.localservers import LocalInfluxDB
-
-from .ingest_harness import IngestProcess, Publisher, rows, telemetry, wait_for
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.load import telemetry
+from vibewatch.testing.servers import LocalInfluxDB, rows
 
 NOW = int(time.time() * 1000) - 60_000
 READING = {"seq": 1, "t": NOW, "score": 0.1, "rms": 0.2, "peak": 0.6, "crest": 3.0, "kurtosis": 3.1}

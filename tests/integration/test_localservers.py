@@ -24,25 +24,29 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from vibewatch import localservers
-from vibewatch.localservers import (
+from vibewatch.testing import servers
+from vibewatch.testing.servers import (
     NO_LOSS_SETTINGS,
     ExecutableNotFoundError,
     LocalInfluxDB,
     LocalMosquitto,
     LocalServerError,
     find_executable,
+    rows,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "vw/v1/{dev}/telemetry"
+T0_MS = 1_700_000_000_000
+MS = 1_000_000
+"""Nanoseconds a millisecond: lines are written in nanoseconds, as ingest writes them."""
 
 
 # -- InfluxDB ------------------------------------------------------------------
 
 
 def test_influx_restart_keeps_port_and_data(influxdb: LocalInfluxDB, influx_db: str) -> None:
-    influxdb.write_lines(influx_db, "vibration,device=d1 rms=0.5 1700000000000\n")
+    influxdb.write_lines(influx_db, f"vibration,device=d1 rms=0.5 {T0_MS * MS}\n")
     port, rpc_port, url = influxdb.port, influxdb.rpc_port, influxdb.url
 
     influxdb.restart()
@@ -56,7 +60,7 @@ def test_influx_sigkill_keeps_acknowledged_writes(influxdb: LocalInfluxDB, influ
     written = 0
     for batch in range(50):
         lines = "".join(
-            f"vibration,device=d{i % 7} rms={i / 10} {1_700_000_000_000 + batch * 1000 + i}\n"
+            f"vibration,device=d{i % 7} rms={i / 10} {(T0_MS + batch * 1000 + i) * MS}\n"
             for i in range(40)
         )
         influxdb.write_lines(influx_db, lines)
@@ -86,9 +90,8 @@ def test_influx_context_manager_stops_and_frees_ports(tmp_path: Path) -> None:
 
 def test_influx_helpers(influxdb: LocalInfluxDB) -> None:
     influxdb.create_database("with_rp", retention="1h")
-    policies = influxdb.query("SHOW RETENTION POLICIES", db="with_rp")
-    [series] = policies["results"][0]["series"]
-    durations = {row[0]: row[1] for row in series["values"]}
+    [series] = influxdb.query("SHOW RETENTION POLICIES", db="with_rp")
+    durations = {row[0]: row[1] for row in series.values}
     assert durations["autogen"] == "1h0m0s"
 
     assert influxdb.count("with_rp", "nothing_here", "rms") == 0
@@ -99,6 +102,21 @@ def test_influx_helpers(influxdb: LocalInfluxDB) -> None:
         influxdb.query("SELEKT 1")
     with pytest.raises(LocalServerError, match="database not found"):
         influxdb.query('SELECT count("rms") FROM "m"', db="no_such_db")
+
+
+def test_lines_in_nanoseconds_come_back_as_rows_in_milliseconds_with_their_tags(
+    influxdb: LocalInfluxDB, influx_db: str
+) -> None:
+    influxdb.write_lines(
+        influx_db,
+        f"m,device=a,site=s x=1.5 {T0_MS * MS}\nm,device=b,site=s x=2.5 {(T0_MS + 1000) * MS}\n",
+    )
+    assert rows(influxdb, influx_db, "SELECT x FROM m GROUP BY device") == [
+        {"time": T0_MS, "x": 1.5, "device": "a"},
+        {"time": T0_MS + 1000, "x": 2.5, "device": "b"},
+    ]
+    [series] = influxdb.client(influx_db).query("SELECT count(x) FROM m WHERE site = 's'")
+    assert series.values == [[0, 2]]
 
 
 # -- Mosquitto -----------------------------------------------------------------
@@ -378,12 +396,12 @@ def test_servers_left_running_are_stopped_at_exit(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from vibewatch.localservers import LocalInfluxDB, LocalMosquitto\n"
+        "from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto\n"
         "b = LocalMosquitto(workdir=Path(sys.argv[1]) / 'b'); b.start()\n"
         "i = LocalInfluxDB(workdir=Path(sys.argv[1]) / 'i'); i.start()\n"
         "print(b.pid, i.pid)\n"
     )
-    package_root = Path(localservers.__file__).resolve().parents[1]
+    package_root = Path(servers.__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)],
         env={**os.environ, "PYTHONPATH": str(package_root)},

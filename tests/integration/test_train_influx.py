@@ -33,13 +33,12 @@ from vibewatch.config import Config, InfluxConfig, Secret, load_config
 from vibewatch.edge import FeatureSpec, Model, features_batch
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, QueryError
-from vibewatch.localservers import LocalInfluxDB, free_port
 from vibewatch.models.keys import load_public_key
 from vibewatch.models.package import MIN_GOLDEN, verify_package
 from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
+from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.servers import LocalInfluxDB, free_port
 from vibewatch.train.influx_source import load_training_features
-
-from .ingest_harness import IngestProcess, Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -328,8 +327,8 @@ def test_a_vector_with_a_missing_field_is_refused(
     t0 = (int(time.time()) - 3600) * 1000
     influxdb.write_lines(
         influx_db,
-        f"features,device=d1,spec=s1 seq=1i,f0=1.5,f1=2.5 {t0}\n"
-        f"features,device=d2,spec=s1 seq=1i,f0=1.5 {t0 + 1000}\n",
+        f"features,device=d1,spec=s1 seq=1i,f0=1.5,f1=2.5 {t0 * 1_000_000}\n"
+        f"features,device=d2,spec=s1 seq=1i,f0=1.5 {(t0 + 1000) * 1_000_000}\n",
     )
     config = Config(data_home=tmp_path, influx=InfluxConfig(url=influxdb.url, database=influx_db))
     start = datetime.fromtimestamp(t0 / 1000, UTC)
@@ -555,7 +554,9 @@ def test_a_run_with_too_few_healthy_windows_is_refused_and_registers_nothing(
 def test_chunked_answers_join_into_whole_series_and_params_bind(
     influxdb: LocalInfluxDB, influx_db: str
 ) -> None:
-    lines = [f"m,device=d{i % 2} x={i / 3},n={i}i {1_600_000_000_000 + i}" for i in range(25)]
+    lines = [
+        f"m,device=d{i % 2} x={i / 3},n={i}i {(1_600_000_000_000 + i) * 10**6}" for i in range(25)
+    ]
     influxdb.write_lines(influx_db, "\n".join(lines))
     client = InfluxQL(url=influxdb.url, database=influx_db, chunk_size=4)
     q = 'SELECT "x", "n" FROM "m" WHERE time >= $from GROUP BY "device"'

@@ -18,6 +18,16 @@ Errors raised here::
     └── LocalServerError            a server did not start, stop or answer as asked
         └── ExecutableNotFoundError the binary is not installed (names the Debian package)
 
+Errors of the project's InfluxDB client met by the helpers (:class:`QueryError`,
+:class:`~vibewatch.errors.WriteError`) are raised as :class:`LocalServerError`, chained.
+
+:class:`LocalInfluxDB` also sets up and checks data (:meth:`~LocalInfluxDB.query`,
+:meth:`~LocalInfluxDB.create_database`, :meth:`~LocalInfluxDB.count`,
+:meth:`~LocalInfluxDB.write_lines`, :func:`rows`) through the project's own InfluxDB
+client, :class:`~vibewatch.influx.query.InfluxQL` and
+:class:`~vibewatch.influx.writers.InfluxV1Writer`: what the tests check is read the way
+the services read it.
+
 Every started server is also stopped at interpreter exit (:mod:`atexit`), so a
 test run that forgets one, or fails half-way, leaves no process behind. A
 parent killed with SIGKILL cannot clean up: its servers stay in its process
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import http.client
 import json
 import logging
 import os
@@ -40,16 +51,14 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Any, ClassVar, Final, Self
 
-from vibewatch.errors import VibewatchError
-from vibewatch.influx.query import quote_identifier
+from vibewatch.errors import VibewatchError, WriteError
+from vibewatch.influx.query import InfluxQL, QueryError, Series, quote_identifier
+from vibewatch.influx.writers import InfluxV1Writer
 
 __all__ = [
     "NO_LOSS_SETTINGS",
@@ -60,6 +69,7 @@ __all__ = [
     "LocalServerError",
     "find_executable",
     "free_port",
+    "rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -535,7 +545,7 @@ class LocalMosquitto(LocalServer):
     def _write_config(self) -> None:
         self.persistence_dir.mkdir(parents=True, exist_ok=True)
         lines = [
-            "# Written by vibewatch.localservers on every start; edits are lost.",
+            "# Written by vibewatch.testing.servers on every start; edits are lost.",
             f"listener {self.port} {LOOPBACK}",
             "allow_anonymous true",
             # Only has an effect when run as root: stay that user instead of
@@ -551,7 +561,7 @@ class LocalMosquitto(LocalServer):
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "connection_messages true",
             "",
-            "# Delivery settings (vibewatch.localservers.NO_LOSS_SETTINGS by default).",
+            "# Delivery settings (vibewatch.testing.servers.NO_LOSS_SETTINGS by default).",
             *(f"{key} {value}" for key, value in self.settings.items()),
             "",
         ]
@@ -582,9 +592,9 @@ def _toml_string(value: str) -> str:
 class LocalInfluxDB(LocalServer):
     """An InfluxDB 1.x server (``influxd``) on ``127.0.0.1`` with its data in the working directory.
 
-    Besides process control it has small helpers over the 1.x HTTP API that
-    tests use to set up and check data: :meth:`query`, :meth:`create_database`,
-    :meth:`count` and :meth:`write_lines`.
+    Besides process control it has small helpers that tests use to set up and
+    check data: :meth:`query`, :meth:`create_database`, :meth:`count` and
+    :meth:`write_lines`, built on the project's InfluxDB client.
     """
 
     executable_name = "influxd"
@@ -618,8 +628,6 @@ class LocalInfluxDB(LocalServer):
         self._auto_rpc_port = rpc_port is None
         self._rpc_port = free_port() if rpc_port is None else rpc_port
         self.http_timeout = http_timeout
-        # Loopback needs no proxy, whatever the environment says.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
     def rpc_port(self) -> int:
@@ -645,7 +653,7 @@ class LocalInfluxDB(LocalServer):
             return _toml_string(str(path))
 
         text = f"""\
-# Written by vibewatch.localservers on every start; edits are lost.
+# Written by vibewatch.testing.servers on every start; edits are lost.
 # Debian's build reads reporting-enabled, upstream builds reporting-disabled;
 # each ignores the other's key.
 reporting-enabled = false
@@ -696,68 +704,47 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
     # -- HTTP helpers ---------------------------------------------------------
 
     def ping(self) -> bool:
-        """Tell whether ``GET /ping`` answers 204."""
+        """Tell whether ``GET /ping`` answers 204 (the readiness probe of InfluxDB 1.x)."""
+        # http.client, like the project's client, never goes through a proxy.
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=1.0)
         try:
-            with self._opener.open(f"{self.url}/ping", timeout=1.0) as response:
-                return int(response.status) == 204
-        except urllib.error.HTTPError as exc:
-            exc.close()
+            conn.request("GET", "/ping")
+            return conn.getresponse().status == 204
+        except (OSError, http.client.HTTPException):
             return False
-        except OSError:
-            return False
+        finally:
+            conn.close()
 
-    def _request(
-        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None
-    ) -> bytes:
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        # The URL is always http://127.0.0.1:<port>/..., built here.
-        request = urllib.request.Request(url, data=body, method=method)  # noqa: S310
-        if body is not None:
-            request.add_header("Content-Type", "text/plain; charset=utf-8")
-        try:
-            with self._opener.open(request, timeout=self.http_timeout) as response:
-                data: bytes = response.read()
-                return data
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = exc.read().decode("utf-8", "replace").strip()
-            finally:
-                exc.close()
-            raise LocalServerError(
-                f"InfluxDB answered {exc.code} to {method} {path} {dict(params)}: {detail}"
-            ) from exc
-        except OSError as exc:
-            raise LocalServerError(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+    def client(self, db: str = "") -> InfluxQL:
+        """The project's query client for database ``db`` on this server.
 
-    def query(
-        self, q: str, db: str | None = None, *, method: Literal["GET", "POST"] = "GET"
-    ) -> dict[str, Any]:
-        """Run InfluxQL through ``/query`` and return the decoded JSON answer.
+        Args:
+            db: Database for statements that need one; empty for none.
+        """
+        return InfluxQL(url=self.url, database=db, timeout=self.http_timeout)
+
+    def query(self, q: str, db: str | None = None) -> list[Series]:
+        """Run InfluxQL and return the series of its answer.
+
+        Statements that change something (``CREATE``, ``DROP``) run too: the
+        client sends every statement by ``GET``, which InfluxDB 1.x executes
+        with a deprecation note in the answer.
 
         Args:
             q: One or more InfluxQL statements.
             db: Database for statements that need one.
-            method: ``GET`` for reads; ``POST`` for statements that change
-                something (InfluxDB 1.x accepts them by GET with a warning).
 
         Returns:
-            The JSON answer, ``{"results": [...]}``.
+            The series of every statement, in order (see :meth:`InfluxQL.query`).
 
         Raises:
-            LocalServerError: HTTP error, or an error in any statement's result.
+            LocalServerError: The server is unreachable, refuses the query or
+                reports an error in any statement's result.
         """
-        params = {"q": q, "epoch": "ms"}
-        if db is not None:
-            params["db"] = db
-        answer = json.loads(self._request(method, "/query", params))
-        if not isinstance(answer, dict):
-            raise LocalServerError(f"unexpected answer to {q!r}: {answer!r}")
-        errors = [r["error"] for r in answer.get("results", []) if "error" in r]
-        if "error" in answer:
-            errors.insert(0, answer["error"])
-        if errors:
-            raise LocalServerError(f"query {q!r} failed: {'; '.join(map(str, errors))}")
-        return answer
+        try:
+            return self.client(db or "").query(q)
+        except QueryError as exc:
+            raise LocalServerError(str(exc)) from exc
 
     def create_database(self, name: str, retention: str | None = None) -> None:
         """Create a database (idempotent), optionally with a default retention duration.
@@ -770,10 +757,17 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
         Raises:
             LocalServerError: The server refused.
         """
-        statement = f"CREATE DATABASE {quote_identifier(name)}"
-        if retention is not None:
-            statement += f" WITH DURATION {retention}"
-        self.query(statement, method="POST")
+        if retention is None:
+            # What ingest does at start-up: the writer's own CREATE DATABASE.
+            writer = InfluxV1Writer(url=self.url, database=name, timeout=self.http_timeout)
+            try:
+                writer.ensure_database()
+            except WriteError as exc:
+                raise LocalServerError(f"CREATE DATABASE {name!r}: {exc}") from exc
+            finally:
+                writer.close()
+            return
+        self.query(f"CREATE DATABASE {quote_identifier(name)} WITH DURATION {retention}")
 
     def count(self, db: str, measurement: str, field: str, where: str = "") -> int:
         """Count the points of a measurement that have ``field``.
@@ -792,23 +786,46 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
         statement = f"SELECT {target}"
         if where:
             statement += f" WHERE {where}"
-        answer = self.query(statement, db)
-        total = 0
-        for result in answer.get("results", []):
-            for series in result.get("series", []):
-                for row in series.get("values", []):
-                    total += int(row[1])
-        return total
+        return sum(int(row[1]) for series in self.query(statement, db) for row in series.values)
 
-    def write_lines(self, db: str, lines: str, precision: str = "ms") -> None:
-        """Write line protocol through ``POST /write``.
+    def write_lines(self, db: str, lines: str) -> None:
+        """Write line protocol through the writer ingest uses, so with its timestamp precision.
 
         Args:
             db: Database.
-            lines: Newline-separated line protocol.
-            precision: Timestamp precision: ``ns``, ``u``, ``ms``, ``s``, ``m`` or ``h``.
+            lines: Newline-separated line protocol, timestamps in nanoseconds (the
+                precision of :class:`~vibewatch.influx.writers.InfluxV1Writer`).
 
         Raises:
-            LocalServerError: Any answer other than 2xx, with its body.
+            LocalServerError: The server refused the lines (the message holds its
+                answer) or could not be reached.
         """
-        self._request("POST", "/write", {"db": db, "precision": precision}, lines.encode("utf-8"))
+        writer = InfluxV1Writer(
+            url=self.url, database=db, timeout=self.http_timeout, gzip_level=None
+        )
+        try:
+            writer.write(lines.encode("utf-8"))
+        except WriteError as exc:
+            raise LocalServerError(f"writing to {db!r}: {exc}") from exc
+        finally:
+            writer.close()
+
+
+def rows(influxdb: LocalInfluxDB, db: str, query: str) -> list[dict[str, Any]]:
+    """Run an InfluxQL query; return one dict per row, tags merged in, time in epoch ms.
+
+    Args:
+        influxdb: The server.
+        db: Database.
+        query: One or more InfluxQL statements; the rows of all of them are returned.
+
+    Raises:
+        LocalServerError: As for :meth:`LocalInfluxDB.query`.
+    """
+    out: list[dict[str, Any]] = []
+    for series in influxdb.query(query, db):
+        for values in series.values:
+            row = dict(zip(series.columns, values, strict=True))
+            row.update(series.tags)
+            out.append(row)
+    return out
