@@ -394,6 +394,7 @@ def train_args(scenario: Scenario, out: Path, *extra: str) -> list[str]:
         str(SPEC.sample_rate_hz),
         "--device",
         "pump-*",
+        "--device",
         "fan-1",
         "--out",
         str(out),
@@ -525,8 +526,9 @@ def test_a_run_with_too_few_healthy_windows_is_refused_and_registers_nothing(
     args = [
         utc[a].replace(tzinfo=None).isoformat() if a in utc else a
         for a in train_args(scenario, out)
-        if a != "pump-*"
     ]
+    at = args.index("pump-*")
+    del args[at - 1 : at + 1]  # --device pump-*
     refused = vibewatch(trained_config, *args)
     assert refused.returncode == 2, refused.stderr
     assert f"{fan} healthy of {fan + scenario.excluded['fan-1']} found" in refused.stderr
@@ -628,3 +630,112 @@ def test_v1_and_v2_configurations_authenticate_and_name_their_database() -> None
     common = {"epoch": "ms", "chunked": "true", "chunk_size": "10000", "q": "SELECT x FROM m"}
     assert args[0] == {**common, "db": "vib", "rp": "raw", "params": '{"a": "b"}'}
     assert args[1] == {**common, "db": "vib/b", "params": '{"a": "b"}'}
+
+
+# --- the feature spec of the vectors: --spec, by default the champion's -------------
+
+#: A spec the fleet might run that is not the default one: 512-sample windows, 16 bands.
+SPEC_B = FeatureSpec.log_bands(48_000, 512, 16, 100.0, 20_000.0)
+STEP_B_MS = 250  # spec B windows are shorter: four vectors a second
+
+
+@functools.cache
+def spec_b_features(count: int) -> npt.NDArray[np.float32]:
+    """Features of ``count`` half-overlapping spec B windows of the CWRU healthy signal."""
+    signal = scipy.io.loadmat(DATA / "cwru" / "normal_0_97.mat")["X097_DE_time"].ravel()
+    starts = np.arange(count) * (SPEC_B.window // 2)
+    windows = np.stack([signal[s : s + SPEC_B.window] for s in starts])
+    return features_batch(windows, SPEC_B)
+
+
+def register_champion_of_spec_b(config: Path, tmp_path: Path) -> None:
+    """File and promote a small spec B model, as if the fleet ran it."""
+    from vibewatch.models.keys import load_private_key
+    from vibewatch.models.registry import Registry
+    from vibewatch.train.job import TrainingData, TrainSettings, train
+
+    cfg = load_config(config)
+    key = load_private_key(cfg.train.signing_key)
+    data = TrainingData(spec_b_features(400), SPEC_B, {"source": "test"})
+    settings = TrainSettings(
+        model_id=MODEL_ID, hidden=(8, 4), epochs=5, false_alarm_rate=0.1, min_healthy_windows=100
+    )
+    trained = train(data, settings, version=2, private_key=key, out_dir=tmp_path / "champion")
+    with Registry(cfg.train.registry_dir, cfg.state_db, key.public_key()) as registry:
+        registry.register(trained.package.path)
+        registry.promote(MODEL_ID, 2, "the fleet runs spec B")
+
+
+def test_the_champion_spec_is_trained_on_and_spec_chooses_another(
+    scenario: Scenario,
+    trained_config: Path,
+    publisher: Publisher,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
+    tmp_path: Path,
+) -> None:
+    # pump-1 also publishes spec B vectors over the whole range, four a second.
+    before = influxdb.count(influx_db, "features", "seq")
+    t0 = int(scenario.start.timestamp() * 1000)
+    count = IN_RANGE * 1000 // STEP_B_MS
+    times = [t0 + k * STEP_B_MS for k in range(count)]
+    publish_features(publisher, "pump-1", SPEC_B.spec_id, spec_b_features(count), times)
+    wait_for(
+        lambda: influxdb.count(influx_db, "features", "seq") == before + count,
+        30,
+        f"{count} spec B vectors in InfluxDB",
+    )
+    loaded = load_training_features(
+        scenario.config, spec_id=SPEC_B.spec_id, start=scenario.start, end=scenario.end
+    )
+    assert loaded.devices == ("pump-1",) * len(loaded.devices)
+    assert loaded.excluded_count > 0  # pump-1's anomaly covers vectors of every spec
+    assert np.array_equal(
+        loaded.features.view(np.uint32),
+        spec_b_features(count)[[(t - t0) // STEP_B_MS for t in loaded.times_ms]].view(np.uint32),
+    )
+
+    # Unknown, or known but without vectors in the range: refused, naming what exists.
+    unknown = "fs-48000-512-16-00000000"
+    refused = vibewatch(trained_config, *train_args(scenario, tmp_path / "x", "--spec", unknown))
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.splitlines()
+    assert f"feature spec {unknown} is unknown" in line
+    # Every vector of each spec in the range counts, those inside anomalies too.
+    assert line.endswith(
+        f"specs with vectors from {scenario.start.isoformat()} to {scenario.end.isoformat()}: "
+        f"{SPEC.spec_id} ({3 * IN_RANGE} vectors), {SPEC_B.spec_id} ({count} vectors), "
+        f"{OTHER_SPEC} (10 vectors)"
+    )
+    empty = FeatureSpec.default(8000).spec_id
+    args = train_args(scenario, tmp_path / "x", "--spec", empty)
+    args[args.index("--sample-rate") + 1] = "8000"
+    refused = vibewatch(trained_config, *args)
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.splitlines()
+    assert f"no feature vectors of spec {empty} from {scenario.start.isoformat()}" in line
+    assert f"{SPEC_B.spec_id} ({count} vectors)" in line
+    assert not (tmp_path / "x").exists()
+
+    # With a champion of spec B and no --spec, the run trains on the spec B vectors.
+    register_champion_of_spec_b(trained_config, tmp_path)
+    args = train_args(scenario, tmp_path / "run-b", "--json")
+    del args[args.index("--sample-rate") : args.index("--sample-rate") + 2]
+    run_b = vibewatch(trained_config, *args)
+    assert run_b.returncode == 0, run_b.stderr
+    summary = json.loads(run_b.stdout)
+    assert (summary["spec"], summary["version"]) == (SPEC_B.spec_id, 3)
+    manifest = json.loads((tmp_path / "run-b" / "package" / "manifest.json").read_text())
+    assert manifest["feature_spec"]["band_bins"] == list(SPEC_B.band_bins)
+    assert manifest["training_data"]["windows"] == len(loaded.times_ms)
+    assert manifest["training_data"]["devices"] == ["pump-1"]
+
+    # --spec picks the default spec's vectors instead, the champion notwithstanding.
+    run_a = vibewatch(
+        trained_config, *train_args(scenario, tmp_path / "run-a", "--spec", SPEC.spec_id, "--json")
+    )
+    assert run_a.returncode == 0, run_a.stderr
+    summary = json.loads(run_a.stdout)
+    assert (summary["spec"], summary["version"]) == (SPEC.spec_id, 4)
+    # The gate cannot compare AUC with a champion of another spec.
+    assert "AUC not compared: no faulty data in the held-out set" in summary["gate"]
