@@ -127,6 +127,8 @@ def fail_with(exc: VibewatchError) -> NoReturn:
 def exits(*user_errors: type[VibewatchError]) -> Iterator[None]:
     """Turn errors raised in the block into :func:`fail_with`'s message and exit code.
 
+    An :class:`OSError` (a file the command writes) is a failure, exit code 1.
+
     Args:
         user_errors: Further error types that count as bad input (exit code 2) here, such
             as :class:`PackageError` for a package the user pointed at.
@@ -137,6 +139,10 @@ def exits(*user_errors: type[VibewatchError]) -> Iterator[None]:
         if isinstance(exc, user_errors):
             fail(str(exc), 2)
         fail_with(exc)
+    except OSError as exc:
+        # A file the command writes (its output directory, a model card) cannot be.
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}", 1)
 
 
 def load(path: Path | None, **overrides: str) -> Config:

@@ -155,6 +155,12 @@ def _rows() -> Iterator[object]:
         id="models-export-full",
     )
     yield pytest.param(
+        ["train", "--generator", "500", "--out", "{good.npy}"],
+        "good.npy",
+        "is a file, not a directory",
+        id="train-out-file",
+    )
+    yield pytest.param(
         ["models", "export", "vibewatch-ae", "2", "--out", "{good.npy}"],
         "good.npy",
         "is a file",
@@ -238,3 +244,34 @@ def test_the_real_entry_point_prints_no_traceback(files: dict[str, str], name: s
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error: {files[name]}: ")
     assert BAD_RECORDINGS[name] in line
+
+
+def test_a_dataset_that_cannot_be_written_is_a_failure(files: dict[str, str]) -> None:
+    out = Path(files["good.npy"]) / "d.npz"  # below a file
+    result = CliRunner().invoke(
+        app, ["dataset", "import", files["good.npy"], *RATE, "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot write dataset {out}: ")
+    assert "Not a directory" in line
+
+
+def test_an_os_error_in_a_command_is_a_failure_naming_the_file() -> None:
+    from vibewatch.cliutil import App, exits
+
+    tool = App(help="A tool.")
+
+    @tool.command()
+    def write() -> None:
+        with exits():
+            raise FileNotFoundError(2, "No such file or directory", "/nowhere/card.md")
+
+    @tool.command()
+    def other() -> None:  # with one command, typer would make it the tool itself
+        pass
+
+    result = CliRunner().invoke(tool, ["write"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: /nowhere/card.md: No such file or directory\n"

@@ -349,9 +349,11 @@ def train_command(
     except ValueError:
         fail(f"--hidden {hidden!r} is not a comma-separated list of sizes", 2)
     key = _signing_key(signing_key or cfg.train.signing_key, signing_key is not None)
+    # Checked now, not after training: writing the package would fail at the end.
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a directory", 2)
     target = out / PACKAGE_DIR
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        # Checked now, not after training: write_package would refuse it at the end.
         fail(f"{target} already exists and is not empty: give another --out", 2)
     registry: Registry | None = None
     # InfluxDB training asks the registry for the champion's feature spec, also unregistered.

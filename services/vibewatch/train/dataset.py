@@ -15,6 +15,7 @@ A dataset file is a NumPy ``.npz`` archive read without pickle:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -109,7 +110,8 @@ class FeatureDataset:
                 )
             os.replace(partial, path)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # it may not exist, nor its directory
+                partial.unlink(missing_ok=True)
             raise DataError(f"cannot write dataset {path}: {exc}") from exc
 
     @classmethod
