@@ -172,9 +172,6 @@ def config_json(config: Config) -> dict[str, Any]:
 
 # --- model packages ------------------------------------------------------------------
 
-_MANIFEST = "manifest.json"
-_SIGNATURE = "manifest.sig"
-
 
 def package_dir(path: Path) -> Path:
     """The package directory ``path`` names: itself, or the one package directory inside it.
@@ -190,11 +187,11 @@ def package_dir(path: Path) -> Path:
         raise PackageError(str(path), [f"{path} does not exist"])
     if not path.is_dir():
         raise PackageError(str(path), [f"{path} is not a directory"])
-    from vibewatch.models.package import PACKAGE_FILES
+    from vibewatch.models.package import MANIFEST, PACKAGE_FILES
 
     if any((path / name).exists() for name in PACKAGE_FILES):
         return path
-    inside = [d for d in sorted(path.iterdir()) if d.is_dir() and (d / _MANIFEST).is_file()]
+    inside = [d for d in sorted(path.iterdir()) if d.is_dir() and (d / MANIFEST).is_file()]
     if len(inside) == 1:
         return inside[0]
     raise PackageError(str(path), [f"{path} holds no model package ({', '.join(PACKAGE_FILES)})"])
@@ -211,11 +208,10 @@ def _shown(path: Path) -> str:
 def signer_key_hint(package: Path, tried: Path | None) -> str | None:
     """Which public key beside a package verifies its signature, as advice; None if none.
 
-    The advice reads ``signed with the release key: add --public models/release-signing.pub``
-    (the key's name is its file's, less ``-signing``).
-
     The public keys (``*.pub``) in the package's parent directory and the one above are
     tried: ``models/release-signing.pub`` for ``models/factory/package``, for instance.
+    The advice then reads ``signed with the release key: add --public
+    models/release-signing.pub`` (the key is named after its file, less ``-signing``).
 
     Args:
         package: The package directory.
@@ -224,10 +220,11 @@ def signer_key_hint(package: Path, tried: Path | None) -> str | None:
     from cryptography.exceptions import InvalidSignature
 
     from vibewatch.models.keys import load_public_key
+    from vibewatch.models.package import MANIFEST, SIGNATURE
 
     try:
-        manifest = (package / _MANIFEST).read_bytes()
-        signature = (package / _SIGNATURE).read_bytes()
+        manifest = (package / MANIFEST).read_bytes()
+        signature = (package / SIGNATURE).read_bytes()
     except OSError:
         return None
     parents = [package.resolve().parent, package.resolve().parent.parent]
@@ -258,6 +255,7 @@ def check_key_for(package: Path, key_path: Path) -> None:
     from cryptography.exceptions import InvalidSignature
 
     from vibewatch.models.keys import load_public_key
+    from vibewatch.models.package import MANIFEST, SIGNATURE
 
     try:
         key = load_public_key(key_path)
@@ -265,7 +263,7 @@ def check_key_for(package: Path, key_path: Path) -> None:
         hint = signer_key_hint(package, key_path)
         fail(f"{exc}; {package} is {hint}" if hint else str(exc), 2)
     try:
-        key.verify((package / _SIGNATURE).read_bytes(), (package / _MANIFEST).read_bytes())
+        key.verify((package / SIGNATURE).read_bytes(), (package / MANIFEST).read_bytes())
     except (OSError, InvalidSignature, ValueError):
         hint = signer_key_hint(package, key_path)
         if hint is not None:
