@@ -96,6 +96,15 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    retire: Annotated[
+        bool,
+        typer.Option(
+            "--retire",
+            help="Retire this client id for good: unsubscribe, ingest what the broker kept "
+            "for its session, end the session and exit (see docs/broker.md, Retiring a "
+            "group member).",
+        ),
+    ] = False,
 ) -> None:
     """Run the ingestion service: MQTT telemetry, events, features and status into InfluxDB.
 
@@ -116,10 +125,16 @@ def ingest(
         service = IngestService(cfg)
         service.start()
     except TimeoutError as exc:
+        if retire:
+            log.error("cannot retire the session: %s", exc)
+            service.stop()
+            raise typer.Exit(1) from exc
         log.warning("%s", exc)
     except (VibewatchError, OSError) as exc:
         log.error("cannot start: %s", exc)
         raise typer.Exit(1) from exc
+    if retire:
+        raise typer.Exit(0 if service.retire() else 1)
     stop.wait()
     log.info("stopping: flushing buffered points")
     clean = service.stop()

@@ -511,7 +511,7 @@ def test_cli_export(home: dict[str, str], tmp_path: Path) -> None:
     public = load_private_key(data / "keys" / "model-signing.key").public_key()
     assert verify_package(out, public).version == 1
     again = runner.invoke(models_app, ["export", "pump", "1", "--out", str(out)], env=home)
-    assert again.exit_code == 1
+    assert again.exit_code == 2
     assert "already exists and is not empty" in again.output
     missing = runner.invoke(models_app, ["export", "pump", "1"], env=home)
     assert missing.exit_code == 2
