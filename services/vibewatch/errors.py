@@ -14,7 +14,7 @@ and chained with ``from``::
     │   └── RejectedWriteError    4xx: the data itself is refused
     ├── SpoolError           the on-disk spool is unusable (corrupt beyond repair, full)
     │   └── SpoolFullError        (vibewatch.ingest.spool) appending would pass the size limit
-    ├── LocalServerError     (vibewatch.localservers) a local mosquitto/influxd failed to run
+    ├── LocalServerError     (vibewatch.testing.servers) a local mosquitto/influxd failed to run
     │   └── ExecutableNotFoundError   its binary is not installed
     ├── EdgeError            the firmware core refused something (a model blob, a window,
     │   │                    an OTA step); ``reason`` is the C status name

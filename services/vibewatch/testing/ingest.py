@@ -47,10 +47,6 @@ __all__ = [
 READY_MARKER: Final = "MQTT subscribed:"
 """Logged by the service once the broker's SUBACK granted its subscriptions."""
 
-# Logged by earlier versions of the service when the SUBSCRIBE was queued, before the
-# SUBACK; accepted (with a grace period) until every version logs READY_MARKER.
-_EARLY_MARKER: Final = "subscribed to"
-_EARLY_MARKER_GRACE: Final = 0.25
 
 TEST_SETTINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -234,10 +230,6 @@ class IngestProcess:
         while True:
             text = self.log()
             if READY_MARKER in text:
-                return
-            if _EARLY_MARKER in text:
-                # Logged when the SUBSCRIBE was queued: give it time to reach the broker.
-                time.sleep(_EARLY_MARKER_GRACE)
                 return
             code = self.proc.poll()
             if code is not None:
