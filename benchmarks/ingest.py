@@ -59,6 +59,7 @@ import paho.mqtt.client as mqtt
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from paho.mqtt.enums import CallbackAPIVersion
 
+from vibewatch.influx.schema import point_time_ns
 from vibewatch.testing.ingest import IngestProcess, ingest_env
 from vibewatch.testing.load import (
     DAY_MS,
@@ -156,12 +157,13 @@ def reading_line(device: str, seq: int, t: int, values: tuple[float, ...]) -> st
     """Encode one ``reading`` point as ingest does (checked by :func:`schema_differences`).
 
     Floats are written with :func:`repr`, as ingest writes them; the load's values
-    have six significant digits, so the text is as long as ingest's.
+    have six significant digits, so the text is as long as ingest's. The timestamp is
+    keyed by time and sequence number in nanoseconds, as ingest keys it.
     """
     score, rms, peak, crest, kurtosis = values
     return (
         f"reading,device={device} score={score!r},rms={rms!r},peak={peak!r},"
-        f"crest={crest!r},kurtosis={kurtosis!r},seq={seq}i {t}"
+        f"crest={crest!r},kurtosis={kurtosis!r},seq={seq}i {point_time_ns(t, seq)}"
     )
 
 
@@ -601,7 +603,7 @@ def phase_raw(bench: Bench, db: str) -> None:
         math.ceil(bench.plan.raw_seconds * 120_000 / RAW_BATCH_LINES), base_ms=bench.base_ms
     )
     conn = http.client.HTTPConnection(HOST, bench.influx.port, timeout=60)
-    path = f"/write?db={db}&precision=ms"
+    path = f"/write?db={db}&precision=ns"
     headers = {"Content-Type": "text/plain; charset=utf-8"}
     written = 0
     assert bench.influx.pid is not None

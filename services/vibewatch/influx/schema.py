@@ -14,6 +14,7 @@ whose sequence numbers differ by a multiple of 10^6 would share a timestamp.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 NS_PER_MS: Final = 1_000_000
@@ -71,6 +72,10 @@ STATUS_FIELDS: Final = (
     "uptime_s",
 )
 """Optional fields of ``device_status``, written when the message carries them."""
+
+
+FEATURE_FIELD_RE: Final = re.compile(r"f(0|[1-9][0-9]*)", re.ASCII)
+"""Matches a field of ``features`` that holds a vector element; group 1 is its index."""
 
 
 def feature_field(index: int) -> str:

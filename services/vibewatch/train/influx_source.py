@@ -48,7 +48,16 @@ import numpy.typing as npt
 
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, Series, quote_identifier, quote_string
-from vibewatch.influx.schema import ANOMALY, FEATURES
+from vibewatch.influx.schema import (
+    ANOMALY,
+    DEVICE,
+    FEATURE_FIELD_RE,
+    FEATURES,
+    KIND,
+    SEQ,
+    SPEC,
+    feature_field,
+)
 from vibewatch.protocol import DEVICE_ID_CHARS, DEVICE_ID_MAX_LEN, ID_PATTERN, ID_RE, EventKind
 
 if TYPE_CHECKING:
@@ -80,7 +89,6 @@ _NS_PER_MS: Final = 1_000_000
 #: Device ids are ``[A-Za-z0-9_-]{1,64}``; a selector may also hold the wildcards ``*`` and ``?``.
 _SELECTOR: Final = re.compile(rf"[*?{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}", re.ASCII)
 _SPEC_ID: Final = ID_RE
-_FIELD: Final = re.compile(r"f(0|[1-9][0-9]*)", re.ASCII)
 _LISTED: Final = 10  # devices or fields named in one message
 
 
@@ -107,9 +115,9 @@ def device_condition(selectors: Sequence[str]) -> str:
             )
         if "*" in selector or "?" in selector:
             pattern = selector.replace("*", ".*").replace("?", ".")
-            terms.append(f"{quote_identifier('device')} =~ /^{pattern}$/")
+            terms.append(f"{quote_identifier(DEVICE)} =~ /^{pattern}$/")
         else:
-            terms.append(f"{quote_identifier('device')} = {quote_string(selector)}")
+            terms.append(f"{quote_identifier(DEVICE)} = {quote_string(selector)}")
     return f"({' OR '.join(terms)})" if terms else ""
 
 
@@ -313,17 +321,17 @@ def anomaly_event_intervals(client: InfluxQL, selection: Selection) -> list[Inte
     """
     before: dict[str, list[AnomalyMark]] = {}
     where_before = selection.where(before_start=True)
-    last_seq = f"last({quote_identifier('seq')})"
-    for series in client.query(select(last_seq, ANOMALY, where_before, ("device", "kind"))):
-        name = series.tags.get("device", "")
+    last_seq = f"last({quote_identifier(SEQ)})"
+    for series in client.query(select(last_seq, ANOMALY, where_before, (DEVICE, KIND))):
+        name = series.tags.get(DEVICE, "")
         for t_ms, last in series.values:
-            mark_kind = _event_kind(series.tags.get("kind"), name, t_ms)
+            mark_kind = _event_kind(series.tags.get(KIND), name, t_ms)
             before.setdefault(name, []).append(AnomalyMark(int(t_ms), int(last), mark_kind))
     during: dict[str, list[AnomalyMark]] = {}
-    columns = f"{quote_identifier('kind')}, {quote_identifier('seq')}"
-    for series in client.query(select(columns, ANOMALY, selection.where(), ("device",))):
-        name = series.tags.get("device", "")
-        t_col, kind_col, seq_col = (_column(series, c) for c in ("time", "kind", "seq"))
+    columns = f"{quote_identifier(KIND)}, {quote_identifier(SEQ)}"
+    for series in client.query(select(columns, ANOMALY, selection.where(), (DEVICE,))):
+        name = series.tags.get(DEVICE, "")
+        t_col, kind_col, seq_col = (_column(series, c) for c in ("time", KIND, SEQ))
         during.setdefault(name, []).extend(
             AnomalyMark(
                 int(row[t_col]), int(row[seq_col]), _event_kind(row[kind_col], name, row[t_col])
@@ -354,7 +362,7 @@ def _iso(t_ms: int) -> str:
 
 
 def _names(fields: Iterable[int]) -> str:
-    listed = [f"f{i}" for i in fields]
+    listed = [feature_field(i) for i in fields]
     more = f" and {len(listed) - _LISTED} more" if len(listed) > _LISTED else ""
     return ", ".join(listed[:_LISTED]) + more
 
@@ -386,11 +394,11 @@ class FeatureCollector:
         """
         if not series.values:
             return 0
-        device = series.tags.get("device", "")
+        device = series.tags.get(DEVICE, "")
         fields = sorted(
             (int(m.group(1)), j)
             for j, column in enumerate(series.columns)
-            if (m := _FIELD.fullmatch(column))
+            if (m := FEATURE_FIELD_RE.fullmatch(column))
         )
         numbers = np.array([number for number, _ in fields], dtype=np.int64)
         time_column = _column(series, "time")
@@ -564,16 +572,16 @@ def load_training_features(
             f"empty time range: start {start.isoformat()} is not before end {end.isoformat()}"
         )
     client = InfluxQL.from_config(config.influx)
-    where = f"{selection.where()} AND {quote_identifier('spec')} = {quote_string(spec_id)}"
+    where = f"{selection.where()} AND {quote_identifier(SPEC)} = {quote_string(spec_id)}"
 
     total = 0
-    for series in client.query(select(f"count({quote_identifier('seq')})", FEATURES, where)):
+    for series in client.query(select(f"count({quote_identifier(SEQ)})", FEATURES, where)):
         total += sum(int(row[1]) for row in series.values)
     if total == 0:
         raise DataError(_no_vectors(selection, start, end, spec_counts(client, selection)))
     collector = FeatureCollector(spec_id)
     loaded = 0
-    for piece in client.stream(select("*", FEATURES, where, ("device",))):
+    for piece in client.stream(select("*", FEATURES, where, (DEVICE,))):
         loaded += collector.add(piece)
         if progress is not None:
             progress(loaded, max(total, loaded))
@@ -617,9 +625,9 @@ def spec_counts(client: InfluxQL, selection: Selection) -> dict[str, int]:
         QueryError: InfluxDB could not be queried.
     """
     counts: dict[str, int] = {}
-    count = f"count({quote_identifier('seq')})"
-    for series in client.query(select(count, FEATURES, selection.where(), ("spec",))):
-        spec = series.tags.get("spec", "")
+    count = f"count({quote_identifier(SEQ)})"
+    for series in client.query(select(count, FEATURES, selection.where(), (SPEC,))):
+        spec = series.tags.get(SPEC, "")
         counts[spec] = counts.get(spec, 0) + sum(int(row[1]) for row in series.values)
     return {spec: n for spec, n in sorted(counts.items()) if n}
 
