@@ -44,32 +44,28 @@ def _untyped_flags(params: Sequence[Any]) -> None:
             param.metavar = ""
 
 
-class Command(TyperCommand):
+class _UntypedFlagsMixin:
+    """Flags, ``--help`` included, show no type in ``--help``."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _untyped_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        """The ``--help`` option, without a type in the help."""
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        _untyped_flags([option])
+        return option
+
+
+class Command(_UntypedFlagsMixin, TyperCommand):
     """A typer command whose flags show no type in ``--help``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _untyped_flags(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        """The ``--help`` option, without a type in the help."""
-        option = super().get_help_option(ctx)
-        _untyped_flags([option])
-        return option
-
-
-class Group(TyperGroup):
+class Group(_UntypedFlagsMixin, TyperGroup):
     """A typer group whose flags show no type in ``--help``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _untyped_flags(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        """The ``--help`` option, without a type in the help."""
-        option = super().get_help_option(ctx)
-        _untyped_flags([option])
-        return option
 
 
 class App(typer.Typer):
