@@ -297,7 +297,12 @@ class DurableSubscriber:
             ", ".join(str(reason.value) for reason in reasons),
         )
         if self._stale:
-            client.unsubscribe(self._stale)
+            try:
+                client.unsubscribe(self._stale)
+            except ValueError as exc:  # a filter paho cannot send (from a damaged record)
+                log.error("cannot unsubscribe from %r: %s", self._stale, exc)
+                self._stale = []
+                self._subscribed()
         else:
             self._subscribed()
         self._ready.set()

@@ -334,7 +334,7 @@ class SubscriptionRecord:
         if not isinstance(data, dict):
             return {}
         return {
-            str(k): [f for f in v if isinstance(f, str)]
+            str(k): [f for f in v if isinstance(f, str) and f and "\x00" not in f]
             for k, v in data.items()
             if isinstance(v, list)
         }
