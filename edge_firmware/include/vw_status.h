@@ -35,7 +35,9 @@ typedef enum vw_status {
     VW_ERR_STORAGE = 18,      /**< the port's storage failed */
     VW_ERR_TOO_LARGE = 19,    /**< blob larger than a model slot */
     VW_ERR_INCOMPLETE = 20,   /**< not every chunk has been received yet */
-    VW_ERR_NO_MODEL = 21      /**< no slot holds a valid model */
+    VW_ERR_NO_MODEL = 21,     /**< no slot holds a valid model */
+    VW_ERR_JSON = 22,         /**< payload is not JSON the device reads (syntax, depth, size) */
+    VW_ERR_MESSAGE = 23       /**< JSON that breaks the wire contract (field, type, range) */
 } vw_status_t;
 
 /** @brief Short stable name of a status ("ok", "crc", ...); never NULL. */

@@ -25,6 +25,8 @@ const char *vw_status_name(vw_status_t status)
     case VW_ERR_TOO_LARGE: return "too_large";
     case VW_ERR_INCOMPLETE: return "incomplete";
     case VW_ERR_NO_MODEL: return "no_model";
+    case VW_ERR_JSON: return "json";
+    case VW_ERR_MESSAGE: return "message";
     }
     return "unknown";
 }
