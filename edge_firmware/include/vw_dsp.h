@@ -79,6 +79,21 @@ vw_status_t vw_dsp_check_spec_fault(const vw_feature_spec_t *spec, vw_spec_fault
 /** @brief Validate a feature spec: vw_dsp_check_spec_fault without the fault. */
 vw_status_t vw_dsp_check_spec(const vw_feature_spec_t *spec);
 
+/** Longest feature-spec id (vw_dsp_spec_id), without the terminating NUL. */
+#define VW_DSP_SPEC_ID_MAX 40u
+
+/**
+ * @brief The feature-spec id devices send with their feature vectors (`features.spec`).
+ *
+ * `fs-{sample_rate_hz}-{window}-{n_bands}-{h}`, where h is the first 8 lowercase hex
+ * digits of the SHA-256 of the band edges written in decimal and joined by commas
+ * ("0,3,7,...") — the one definition of the id; the back end asks this function.
+ * @param spec a valid spec (input)
+ * @param id   VW_DSP_SPEC_ID_MAX + 1 bytes (output, NUL-terminated)
+ * @return VW_OK, VW_ERR_ARG or VW_ERR_FORMAT (as vw_dsp_check_spec).
+ */
+vw_status_t vw_dsp_spec_id(const vw_feature_spec_t *spec, char id[VW_DSP_SPEC_ID_MAX + 1]);
+
 /** @brief Bytes of working memory vw_dsp_init needs for @p window samples (0 if invalid). */
 size_t vw_dsp_required_bytes(uint16_t window);
 

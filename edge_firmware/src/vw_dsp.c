@@ -12,6 +12,8 @@
  */
 #include "vw_dsp.h"
 
+#include "vw_sha256.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -240,5 +242,58 @@ vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features
             return VW_ERR_INPUT;
         }
     }
+    return VW_OK;
+}
+
+/* Decimal text of v at out; returns its length (at most 10). */
+static size_t decimal(uint32_t v, char *out)
+{
+    char text[10];
+    size_t n = 0;
+    do {
+        text[sizeof text - 1 - n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0u);
+    memcpy(out, text + sizeof text - n, n);
+    return n;
+}
+
+vw_status_t vw_dsp_spec_id(const vw_feature_spec_t *spec, char id[VW_DSP_SPEC_ID_MAX + 1])
+{
+    if (id == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_status_t status = vw_dsp_check_spec(spec);
+    if (status != VW_OK) {
+        return status;
+    }
+    vw_sha256_t sha;
+    vw_sha256_init(&sha);
+    for (uint32_t i = 0; i <= spec->n_bands; i++) {
+        char edge[11];
+        size_t n = 0;
+        if (i > 0) {
+            edge[n++] = ',';
+        }
+        n += decimal(spec->band_bins[i], edge + n);
+        vw_sha256_update(&sha, edge, n);
+    }
+    uint8_t digest[VW_SHA256_DIGEST_BYTES];
+    vw_sha256_final(&sha, digest);
+    static const char hex[] = "0123456789abcdef";
+    const uint32_t fields[3] = {spec->sample_rate_hz, spec->window, spec->n_bands};
+    size_t n = 0;
+    id[n++] = 'f';
+    id[n++] = 's';
+    for (int i = 0; i < 3; i++) {
+        id[n++] = '-';
+        n += decimal(fields[i], id + n);
+    }
+    id[n++] = '-';
+    for (int i = 0; i < 4; i++) {
+        id[n++] = hex[digest[i] >> 4];
+        id[n++] = hex[digest[i] & 15u];
+    }
+    id[n] = '\0';
     return VW_OK;
 }

@@ -308,8 +308,28 @@ static void test_bins_match_dft(void)
     free(work);
 }
 
+static void test_spec_id(void)
+{
+    /* the ids the back end computes for the same specs (hashlib, in Python) */
+    static const uint16_t small[] = {1, 2, 4, 8, 16, 32, 64, 129};
+    static const uint16_t wide[] = {0, 2049};
+    const vw_feature_spec_t a = {16000, 256, 7, small};
+    const vw_feature_spec_t b = {1000000, 4096, 1, wide};
+    char id[VW_DSP_SPEC_ID_MAX + 1];
+    VW_CHECK_EQ(vw_dsp_spec_id(&a, id), VW_OK);
+    VW_CHECK(strcmp(id, "fs-16000-256-7-f406cc2f") == 0);
+    VW_CHECK_EQ(vw_dsp_spec_id(&b, id), VW_OK);
+    VW_CHECK(strcmp(id, "fs-1000000-4096-1-58a9e52c") == 0);
+    VW_CHECK(strlen(id) <= VW_DSP_SPEC_ID_MAX);
+    const vw_feature_spec_t bad = {16000, 300, 7, small};
+    VW_CHECK_EQ(vw_dsp_spec_id(&bad, id), VW_ERR_FORMAT);
+    VW_CHECK_EQ(vw_dsp_spec_id(&a, NULL), VW_ERR_ARG);
+    VW_CHECK_EQ(vw_dsp_spec_id(NULL, id), VW_ERR_ARG);
+}
+
 int main(void)
 {
+    test_spec_id();
     test_spec_validation();
     test_spec_fault();
     test_buffers();

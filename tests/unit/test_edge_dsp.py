@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,3 +210,19 @@ def test_unusable_samples_are_refused(value: float, message: str) -> None:
         features_batch(windows, spec)
     assert err.value.reason == "input"
     assert err.value.detail == message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    window=st.sampled_from([256, 1024, 4096]),
+    kind=st.sampled_from(["log", "uniform", "random"]),
+    n_bands=st.integers(1, 64),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_spec_id_is_the_documented_hash_of_the_band_edges(
+    window: int, kind: str, n_bands: int, seed: int
+) -> None:
+    spec = layout(kind, window, n_bands, np.random.default_rng(seed))
+    edges = ",".join(str(edge) for edge in spec.band_bins).encode("ascii")
+    digest = hashlib.sha256(edges).hexdigest()[:8]
+    assert spec.spec_id == f"fs-{spec.sample_rate_hz}-{window}-{spec.n_bands}-{digest}"

@@ -9,7 +9,6 @@ refuses what the C types cannot carry at all (a negative band edge, for one).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import operator
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ class DspLimits(NamedTuple):
         max_bands: Most bands.
         max_sample_rate_hz: Highest sample rate.
         n_stats: Statistics after the bands in a feature vector (:data:`STAT_NAMES`).
+        spec_id_max: Longest feature-spec id.
     """
 
     min_window: int
@@ -48,6 +48,7 @@ class DspLimits(NamedTuple):
     max_bands: int
     max_sample_rate_hz: int
     n_stats: int
+    spec_id_max: int
 
 
 @cache
@@ -60,6 +61,11 @@ def _core() -> ctypes.CDLL:
                 "vwpy_dsp_check_spec",
                 ctypes.c_int,
                 [_U32, _U16, _U16, ctypes.POINTER(_U16), ctypes.POINTER(ctypes.c_int)],
+            ),
+            (
+                "vwpy_dsp_spec_id",
+                ctypes.c_int,
+                [_U32, _U16, _U16, ctypes.POINTER(_U16), ctypes.c_char_p],
             ),
         ]
     )
@@ -175,11 +181,14 @@ class FeatureSpec:
         """Short stable id of the spec, the ``spec`` of ``features`` messages.
 
         ``fs-{sample_rate_hz}-{window}-{n_bands}-{h}``, where ``h`` is the first 8 hex digits
-        of the SHA-256 of the band edges written as decimal numbers joined by commas.
+        of the SHA-256 of the band edges written as decimal numbers joined by commas; the
+        C core computes it (``vw_dsp_spec_id``), as the devices do.
         """
-        edges = ",".join(map(str, self.band_bins)).encode("ascii")
-        digest = hashlib.sha256(edges).hexdigest()[:8]
-        return f"fs-{self.sample_rate_hz}-{self.window}-{self.n_bands}-{digest}"
+        bins = (_U16 * len(self.band_bins))(*self.band_bins)
+        out = ctypes.create_string_buffer(_LIMITS.spec_id_max + 1)
+        status = _core().vwpy_dsp_spec_id(self.sample_rate_hz, self.window, self.n_bands, bins, out)
+        _lib.check(status, "computing the feature-spec id")
+        return out.value.decode("ascii")
 
     @property
     def n_features(self) -> int:
