@@ -918,7 +918,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dev.flash.lo = dev.config.storage_base;
     dev.flash.hi = dev.layout.end;
     dev.port = (vw_port_t){&dev.flash, no_clock, flash_read, flash_write, flash_map,
-                           check_signature, no_publish};
+                           check_signature, no_publish, NULL};
 
     boot();
     require(info_of().state == VW_OTA_NO_MODEL);

@@ -48,8 +48,16 @@ typedef struct vw_port {
     int (*verify_signature)(void *ctx, const uint8_t *msg, size_t msg_len,
                             const uint8_t signature[64]);
 
-    /** Publish @p len bytes on the device's topic @p suffix ("event", "ota/req"). */
+    /**
+     * Publish @p len bytes on the device's topic @p suffix ("event", "ota/req") at
+     * QoS 1, with the retain flag for "status" (docs/protocol/ says which topics are
+     * retained). VW_OK once the message is handed to the MQTT client; an error when
+     * it cannot be (not connected, queue full): the caller keeps what it can.
+     */
     vw_status_t (*publish)(void *ctx, const char *suffix, const uint8_t *payload, size_t len);
+
+    /** Wall-clock time in milliseconds since the Unix epoch (UTC); 0 while unknown. */
+    uint64_t (*time_ms)(void *ctx);
 } vw_port_t;
 
 #ifdef __cplusplus

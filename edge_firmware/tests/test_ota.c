@@ -87,7 +87,7 @@ static int mem_verify(void *ctx, const uint8_t *msg, size_t len, const uint8_t s
 
 static vw_port_t port_of(mem_port_t *p)
 {
-    vw_port_t port = {p, NULL, mem_read, mem_write, mem_map, mem_verify, NULL};
+    vw_port_t port = {p, NULL, mem_read, mem_write, mem_map, mem_verify, NULL, NULL};
     return port;
 }
 

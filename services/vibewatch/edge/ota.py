@@ -228,6 +228,7 @@ class _Port(ctypes.Structure):
         ("storage_map", _MAP),
         ("verify_signature", _VERIFY),
         ("publish", _VP),
+        ("time_ms", _VP),
     )
 
 
@@ -396,6 +397,7 @@ class SlotDevice:
             _WRITE(self._write),
             _MAP(self._map),
             _VERIFY(self._verify),
+            None,
             None,
         )
         self._ota = _lib.buffer(self._core.vwpy_ota_sizeof(0))
