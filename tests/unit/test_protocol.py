@@ -3,12 +3,17 @@
 The schemas and examples in docs/protocol are checked against the decoder: every
 example must validate and decode, and every malformed payload below must be
 refused by the decoder with its exact reason, and by the schema too wherever
-JSON Schema can express the rule.
+JSON Schema can express the rule. The binary ota/chunk has no schema: its hex
+example and its byte layout are checked instead (and against the firmware's
+parser in test_edge_chunk.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import struct
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -21,8 +26,15 @@ from jsonschema import Draft202012Validator
 
 from vibewatch.errors import ConfigError, ProtocolError
 from vibewatch.protocol import (
+    CHUNK_HEADER_BYTES,
+    CHUNK_MAGIC,
+    CHUNK_VERSION,
     DEFAULT_PREFIX,
     DEVICE_ID_PATTERN,
+    ID_PATTERN,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNK_PAYLOAD,
+    MAX_MODEL_BYTES,
     MODEL_VERSION_MAX,
     REJECT_REASONS,
     AnomalyEvent,
@@ -43,6 +55,7 @@ from vibewatch.protocol import (
     SlotState,
     Status,
     Telemetry,
+    chunk_job_ref,
     decode_message,
     parse_topic,
     prefix_problem,
@@ -66,6 +79,10 @@ TYPES: dict[Kind, type[Message]] = {
 }
 
 
+JSON_KINDS = [kind for kind in Kind if kind is not Kind.OTA_CHUNK]
+"""Every message but the binary ota/chunk: these have a JSON Schema and a JSON example."""
+
+
 def doc_name(kind: Kind) -> str:
     return kind.name.lower()
 
@@ -79,6 +96,11 @@ def validator(kind: Kind) -> Draft202012Validator:
 def example(kind: Kind) -> Any:
     """A fresh copy of the example, safe to edit."""
     return json.loads((DOCS / f"{doc_name(kind)}.example.json").read_text("utf-8"))
+
+
+def chunk_example() -> bytes:
+    """The ota/chunk example: hex digits, whitespace between them (``xxd -r -p`` reads it)."""
+    return bytes.fromhex((DOCS / "ota_chunk.example.hex").read_text("ascii"))
 
 
 def dumps(doc: Any) -> bytes:
@@ -104,6 +126,7 @@ def test_reject_reasons_are_the_documented_codes() -> None:
         "too_large",
         "bad_encoding",
         "bad_json",
+        "bad_binary",
         "not_object",
         "missing_field",
         "wrong_type",
@@ -120,13 +143,21 @@ def test_reject_reasons_are_the_documented_codes() -> None:
         assert f"| `{reason}` |" in readme
 
 
-@pytest.mark.parametrize("kind", list(Kind), ids=doc_name)
+def test_every_message_has_its_documents() -> None:
+    names = {path.name for path in DOCS.iterdir()}
+    expected = {
+        f"{doc_name(kind)}.{suffix}.json" for kind in JSON_KINDS for suffix in ("schema", "example")
+    }
+    assert names == expected | {"ota_chunk.example.hex", "README.md"}
+
+
+@pytest.mark.parametrize("kind", JSON_KINDS, ids=doc_name)
 def test_schema_is_valid_draft_2020_12(kind: Kind) -> None:
     Draft202012Validator.check_schema(validator(kind).schema)
     assert validator(kind).schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-@pytest.mark.parametrize("kind", list(Kind), ids=doc_name)
+@pytest.mark.parametrize("kind", JSON_KINDS, ids=doc_name)
 def test_example_validates_decodes_and_round_trips(kind: Kind) -> None:
     doc = example(kind)
     validator(kind).validate(doc)
@@ -360,7 +391,7 @@ def ragged_vectors(doc: Any) -> Any:
 
 BIG = Limits(max_payload_bytes=1 << 20)
 T, E, F, S = Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS
-Q, J, C, M = Kind.OTA_REQ, Kind.OTA_JOB, Kind.OTA_CHUNK, Kind.CMD
+Q, J, M = Kind.OTA_REQ, Kind.OTA_JOB, Kind.CMD
 B64_63 = "A" * 84  # 63 bytes
 SHA = "ab" * 32
 
@@ -487,15 +518,6 @@ CASES = [
     pytest.param(J, put("chunk_size", value=63), "out_of_range", True, id="j-chunk-63"),
     pytest.param(J, put("sha256", value="g" * 64), "bad_value", True, id="j-sha-hex"),
     pytest.param(J, drop("sha256"), "missing_field", True, id="j-no-sha"),
-    # ota/chunk
-    pytest.param(C, put("data", value=""), "out_of_range", True, id="c-data-empty"),
-    pytest.param(C, put("data", value="QUJDRA="), "bad_value", True, id="c-data-padding"),
-    pytest.param(C, put("data", value="QUJD RA=="), "bad_value", True, id="c-data-space"),
-    pytest.param(C, put("data", value="QQ"), "out_of_range", True, id="c-data-unpadded"),
-    # Python's re lets "$" match before a final newline; ECMA-262's does not.
-    pytest.param(C, put("data", value="QUJDRA==\n"), "bad_value", None, id="c-data-newline"),
-    pytest.param(C, put("offset", value=-1), "out_of_range", True, id="c-offset<0"),
-    pytest.param(C, put("data", value=["AAAA"]), "wrong_type", True, id="c-data-array"),
     # cmd
     pytest.param(M, drop("threshold"), "missing_field", True, id="m-set-no-threshold"),
     pytest.param(M, put("threshold", value=-1.0), "out_of_range", True, id="m-threshold<0"),
@@ -520,9 +542,9 @@ def test_rejects(kind: Kind, edit: Edit, reason: str, schema: bool | None) -> No
 
 
 def test_matrix_covers_every_payload_reason_and_message() -> None:
-    reasons = {case.values[2] for case in CASES}
+    reasons = {case.values[2] for case in CASES} | {case.values[1] for case in CHUNK_CASES}
     assert reasons == set(REJECT_REASONS) - {"bad_topic", "bad_device_id"}
-    assert {case.values[0] for case in CASES} == set(Kind)
+    assert {case.values[0] for case in CASES} == set(JSON_KINDS)
 
 
 def test_detail_names_the_field_path_and_value() -> None:
@@ -555,6 +577,157 @@ def test_size_is_checked_before_parsing() -> None:
     payload = b"\xff" * (LIMITS.max_payload_bytes + 1)  # neither UTF-8 nor JSON
     assert reject(Kind.TELEMETRY, payload).reason == "too_large"
     assert reject(Kind.TELEMETRY, payload[:-1]).reason == "bad_encoding"
+
+
+# --- ota/chunk: binary -------------------------------------------------------------------
+
+EXAMPLE_JOB = "rollout-42.pump-ae.v8"
+MIB16 = 16 << 20
+
+
+def chunk_header(
+    job_ref: int, offset: int, length: int, *, magic: bytes = b"VC", version: int = 1
+) -> bytes:
+    """A chunk header written field by field, independently of ``OtaChunk.encode``."""
+    return magic + bytes([version, 0]) + struct.pack("<III", job_ref, offset, length)
+
+
+def test_chunk_example_decodes_to_the_documented_values() -> None:
+    payload = chunk_example()
+    assert len(payload) == 64
+    message = decode(Kind.OTA_CHUNK, payload)
+    assert message == OtaChunk(
+        DEVICE, 0x72E4A87B, 8192, bytes.fromhex("56574d3101000000") + bytes(range(40))
+    )
+    assert message.KIND is Kind.OTA_CHUNK
+    assert message.encode() == payload
+    assert message.belongs_to(EXAMPLE_JOB)
+    assert not message.belongs_to("rollout-42.pump-ae.v9")
+    assert OtaChunk.for_job(DEVICE, EXAMPLE_JOB, 8192, message.data) == message
+
+
+def test_chunk_job_ref_is_the_first_four_sha256_bytes_little_endian() -> None:
+    digest = hashlib.sha256(EXAMPLE_JOB.encode()).digest()
+    assert digest[:4] == bytes.fromhex("7ba8e472")  # as the README says
+    assert chunk_job_ref(EXAMPLE_JOB) == 0x72E4A87B
+    assert chunk_example()[4:8] == digest[:4]  # the wire carries the digest bytes in order
+    assert chunk_job_ref("a" * 64) == int.from_bytes(
+        hashlib.sha256(b"a" * 64).digest()[:4], "little"
+    )
+    for job in ("", "a" * 65, "job#1", "jöb", "j1\n"):
+        with pytest.raises(ValueError, match="not a job id"):
+            chunk_job_ref(job)
+
+
+def test_chunk_readme_states_the_layout_and_the_example() -> None:
+    readme = (DOCS / "README.md").read_text("utf-8")
+    section = readme.partition("### ota/chunk (back end → device)")[2].partition("\n### ")[0]
+    rows = re.findall(r"^\| (\d+) \| (\w+) \| ([a-z ]+) \|", section, re.MULTILINE)
+    assert rows == [
+        ("0", "2", "magic"),
+        ("2", "1", "version"),
+        ("3", "1", "reserved"),
+        ("4", "4", "job reference"),
+        ("8", "4", "offset"),
+        ("12", "4", "length"),
+        ("16", "length", "data"),
+    ]
+    assert (CHUNK_MAGIC, CHUNK_VERSION, CHUNK_HEADER_BYTES) == (b"VC", 1, 16)
+    assert MAX_CHUNK_PAYLOAD == CHUNK_HEADER_BYTES + MAX_CHUNK_BYTES == 65552
+    # The example block in the README: hex bytes before each line's comment.
+    block = section.partition("```\n")[2].partition("```")[0]
+    shown = "".join(re.findall(r"^((?:[0-9a-f]{2} )*[0-9a-f]{2})", block, re.MULTILINE))
+    assert bytes.fromhex(shown) == chunk_example()
+
+
+def test_chunk_bounds_are_accepted() -> None:
+    largest = OtaChunk(DEVICE, 2**32 - 1, MIB16 - MAX_CHUNK_BYTES, b"\xa5" * MAX_CHUNK_BYTES)
+    last_byte = OtaChunk(DEVICE, 0, MIB16 - 1, b"\x00")
+    for message in (largest, last_byte):
+        payload = message.encode()
+        assert len(payload) == CHUNK_HEADER_BYTES + len(message.data)
+        # The format bounds the size, not max_payload_bytes: any chunk size a job may use fits.
+        for limits in (LIMITS, Limits(max_payload_bytes=100)):
+            assert decode(Kind.OTA_CHUNK, payload, limits) == message
+    assert len(largest.encode()) == MAX_CHUNK_PAYLOAD
+    assert MAX_MODEL_BYTES == MIB16
+
+
+def with_byte(at: int, value: int) -> bytes:
+    payload = bytearray(chunk_example())
+    payload[at] = value
+    return bytes(payload)
+
+
+OLD_JSON_CHUNK = b'{"job":"j1","offset":0,"data":"QUJD"}'
+LARGEST = chunk_header(0, 0, MAX_CHUNK_BYTES) + bytes(MAX_CHUNK_BYTES)
+
+# (payload, reason): the checks in their order (README, "ota/chunk"); the C statuses of the
+# same payloads are in test_edge_chunk.py.
+CHUNK_CASES = [
+    pytest.param(LARGEST + b"\x00", "too_large", id="one-byte-too-many"),
+    pytest.param(
+        chunk_header(0, 0, MAX_CHUNK_BYTES + 1) + bytes(MAX_CHUNK_BYTES + 1),
+        "too_large",
+        id="65537-bytes",
+    ),
+    pytest.param(b"", "bad_binary", id="empty"),
+    pytest.param(chunk_example()[:15], "bad_binary", id="short-header"),
+    pytest.param(OLD_JSON_CHUNK, "bad_binary", id="json-chunk"),
+    pytest.param(with_byte(0, ord("v")), "bad_binary", id="magic"),
+    pytest.param(with_byte(2, 0), "bad_binary", id="version-0"),
+    pytest.param(with_byte(2, 2), "bad_binary", id="version-2"),
+    pytest.param(with_byte(3, 1), "bad_binary", id="reserved"),
+    pytest.param(chunk_example()[:16], "bad_binary", id="header-only"),
+    pytest.param(chunk_example()[:-1], "bad_binary", id="data-cut"),
+    pytest.param(chunk_example() + b"\x00", "bad_binary", id="byte-after-data"),
+    pytest.param(with_byte(12, 47), "bad_binary", id="length-47-of-48"),
+    pytest.param(with_byte(12, 0), "bad_binary", id="length-0-of-48"),
+    pytest.param(chunk_header(0, 0, 2**32 - 1) + b"x", "bad_binary", id="length-u32-max"),
+    pytest.param(chunk_header(0, 0, 0), "out_of_range", id="no-data"),
+    pytest.param(chunk_header(0, MIB16, 1) + b"x", "out_of_range", id="offset-16MiB"),
+    pytest.param(chunk_header(0, MIB16 - 1, 2) + b"xy", "out_of_range", id="end-past-16MiB"),
+    pytest.param(chunk_header(0, 2**32 - 16, 32) + bytes(32), "out_of_range", id="end-wraps-u32"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), CHUNK_CASES)
+def test_chunk_rejects(payload: bytes, reason: str) -> None:
+    assert reject(Kind.OTA_CHUNK, payload).reason == reason
+
+
+def test_chunk_details_name_the_field() -> None:
+    assert reject(Kind.OTA_CHUNK, with_byte(2, 2)).detail == "version: expected 1 (2)"
+    assert reject(Kind.OTA_CHUNK, with_byte(12, 47)).detail == "length: 47, but 48 bytes follow"
+    error = reject(Kind.OTA_CHUNK, OLD_JSON_CHUNK)
+    assert error.detail.startswith("magic: expected b'VC'") and "'{\"'" in error.detail
+    assert reject(Kind.OTA_CHUNK, chunk_header(0, MIB16, 1) + b"x").detail.startswith("offset: ")
+    short = reject(Kind.OTA_CHUNK, b"V" * 15)
+    assert short.detail.startswith("payload of 15 bytes, shorter than the 16-byte header (b'VVV")
+
+
+@given(
+    job_ref=st.integers(0, 2**32 - 1),
+    offset=st.integers(0, MIB16 - 1),
+    data=st.binary(min_size=1, max_size=2048),
+)
+def test_chunk_round_trips(job_ref: int, offset: int, data: bytes) -> None:
+    data = data[: MIB16 - offset]  # the chunk ends inside 16 MiB
+    message = OtaChunk(DEVICE, job_ref, offset, data)
+    payload = message.encode()
+    assert payload == chunk_header(job_ref, offset, len(data)) + data
+    assert decode(Kind.OTA_CHUNK, payload) == message
+
+
+@given(
+    job=st.from_regex(ID_PATTERN, fullmatch=True), other=st.from_regex(ID_PATTERN, fullmatch=True)
+)
+def test_chunk_belongs_to_its_job_only(job: str, other: str) -> None:
+    message = OtaChunk.for_job(DEVICE, job, 0, b"x")
+    assert message.belongs_to(job)
+    assert decode(Kind.OTA_CHUNK, message.encode()).belongs_to(job)
+    if chunk_job_ref(other) != chunk_job_ref(job):
+        assert not message.belongs_to(other)
 
 
 # --- encoding and limits ----------------------------------------------------------------

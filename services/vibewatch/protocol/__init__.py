@@ -1,8 +1,9 @@
-"""The MQTT wire contract: topics, message value types and their JSON codecs.
+"""The MQTT wire contract: topics, message value types and their codecs.
 
 Pure: nothing here does I/O or reads a clock. The contract is described for
 people in ``docs/protocol/README.md``, with a JSON Schema and an example per
-message next to it. Typical use on the receiving side::
+JSON message next to it, and the byte layout of the binary ``ota/chunk``.
+Typical use on the receiving side::
 
     device, kind = parse_topic(topic, prefix)
     message = decode_message(kind, device, payload, now_ms=now_ms, limits=limits)
@@ -13,10 +14,14 @@ Both raise :class:`~vibewatch.errors.ProtocolError`, whose ``reason`` is one of
 
 from vibewatch.protocol._validate import REJECT_REASONS
 from vibewatch.protocol.messages import (
+    CHUNK_HEADER_BYTES,
+    CHUNK_MAGIC,
+    CHUNK_VERSION,
     ID_MAX_LEN,
     ID_PATTERN,
     ID_RE,
     MAX_CHUNK_BYTES,
+    MAX_CHUNK_PAYLOAD,
     MAX_MODEL_BYTES,
     MIN_CHUNK_SIZE,
     MODEL_VERSION_MAX,
@@ -39,6 +44,7 @@ from vibewatch.protocol.messages import (
     SlotState,
     Status,
     Telemetry,
+    chunk_job_ref,
     decode_message,
     signed_model_text,
 )
@@ -57,6 +63,9 @@ from vibewatch.protocol.topics import (
 )
 
 __all__ = [
+    "CHUNK_HEADER_BYTES",
+    "CHUNK_MAGIC",
+    "CHUNK_VERSION",
     "DEFAULT_PREFIX",
     "DEVICE_ID_CHARS",
     "DEVICE_ID_MAX_LEN",
@@ -65,6 +74,7 @@ __all__ = [
     "ID_PATTERN",
     "ID_RE",
     "MAX_CHUNK_BYTES",
+    "MAX_CHUNK_PAYLOAD",
     "MAX_MODEL_BYTES",
     "MIN_CHUNK_SIZE",
     "MODEL_VERSION_MAX",
@@ -91,6 +101,7 @@ __all__ = [
     "Telemetry",
     "check_device_id",
     "check_prefix",
+    "chunk_job_ref",
     "decode_message",
     "parse_topic",
     "prefix_problem",

@@ -31,6 +31,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "too_large",
     "bad_encoding",
     "bad_json",
+    "bad_binary",
     "not_object",
     "missing_field",
     "wrong_type",

@@ -1,6 +1,7 @@
-"""Message value types of the wire contract, with their pure JSON codecs.
+"""Message value types of the wire contract, with their pure codecs.
 
-Every payload is a UTF-8 JSON object. Fields not named here are ignored, so a
+Every payload is a UTF-8 JSON object, except ``ota/chunk``: a binary header and
+raw bytes (:class:`OtaChunk`). Fields not named here are ignored, so a
 newer sender can add fields without breaking an older receiver. Times ``t`` are
 integer milliseconds since the Unix epoch (UTC), taken from the device clock.
 
@@ -12,16 +13,18 @@ value. It does no I/O and reads no clock: the caller passes ``now_ms`` and the
 :func:`~vibewatch.protocol.parse_topic`, which has checked it.
 
 ``encode`` writes compact UTF-8 JSON without NaN or infinities and omits absent
-optional fields; for every value that ``decode`` accepts,
-``decode(encode(m)) == m``. ``encode`` does not re-check ranges: to check a
-message built in code, decode its encoding.
+optional fields (:class:`OtaChunk` writes its binary form); for every value that
+``decode`` accepts, ``decode(encode(m)) == m``. ``encode`` does not re-check
+ranges: to check a message built in code, decode its encoding.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple, Protocol, Self
@@ -36,6 +39,7 @@ from vibewatch.protocol._validate import (
     load_object,
     mapping,
     number,
+    show,
     text,
     timestamp,
 )
@@ -726,46 +730,126 @@ class OtaJob:
         return _dumps(fields)
 
 
+CHUNK_MAGIC = b"VC"
+"""First two bytes of every ``ota/chunk`` payload."""
+CHUNK_VERSION = 1
+"""The ``ota/chunk`` format version that this code writes and reads."""
+CHUNK_HEADER_BYTES = 16
+"""Bytes of the ``ota/chunk`` header, before the data."""
+MAX_CHUNK_PAYLOAD = CHUNK_HEADER_BYTES + MAX_CHUNK_BYTES
+"""Longest ``ota/chunk`` payload: the header and the largest chunk (65552 bytes)."""
+
+# magic, version, reserved (0), job reference, offset, length; little endian, no padding.
+_CHUNK_HEADER = struct.Struct("<2sBBIII")
+
+
+def chunk_job_ref(job: str) -> int:
+    """The reference an ``ota/chunk`` carries for the job ``job``: its id's SHA-256, cut.
+
+    The first 4 bytes of SHA-256 of the job id (ASCII), read as a little-endian
+    integer; the firmware computes the same (``vw_chunk_job_ref``).
+
+    Raises:
+        ValueError: ``job`` is not an id (:data:`ID_PATTERN`).
+    """
+    if ID_RE.fullmatch(job) is None:
+        raise ValueError(f"not a job id: {job!r}")
+    return int.from_bytes(hashlib.sha256(job.encode("ascii")).digest()[:4], "little")
+
+
 @dataclass(frozen=True, slots=True)
 class OtaChunk:
-    """A piece of a model blob (``ota/chunk``, downlink).
+    """A piece of a model blob (``ota/chunk``, downlink): binary, not JSON.
+
+    The payload is a 16-byte header, then the bytes; all integers little endian::
+
+        0  magic "VC"      2  version (1)     3  reserved (0)
+        4  job_ref (u32)   8  offset (u32)   12  length (u32)   16  data
+
+    A chunk names its job by a 32-bit reference (:func:`chunk_job_ref`) rather
+    than by the id: the receiver, which knows its current job, compares
+    ``job_ref`` with that job's reference (:meth:`belongs_to`) and drops a chunk
+    of any other job. ``docs/protocol/README.md`` says why each field is there.
 
     Attributes:
         device: Device id, from the topic.
-        job: Id of the job.
+        job_ref: Reference of the job, ``[0, 2**32-1]``.
         offset: Position of ``data`` in the blob, ``[0, 16 MiB - 1]``.
-        data: ``1..65536`` bytes (base64 on the wire).
+        data: ``1..65536`` bytes, raw; ``offset + len(data)`` is at most 16 MiB.
     """
 
     KIND: ClassVar[Kind] = Kind.OTA_CHUNK
 
     device: str
-    job: str
+    job_ref: int
     offset: int
     data: bytes
+
+    @classmethod
+    def for_job(cls, device: str, job: str, offset: int, data: bytes) -> Self:
+        """The chunk of ``data`` at ``offset`` of the blob of the job with id ``job``.
+
+        Raises:
+            ValueError: ``job`` is not an id.
+        """
+        return cls(device, chunk_job_ref(job), offset, data)
+
+    def belongs_to(self, job: str) -> bool:
+        """Whether this chunk carries the reference of the job with id ``job``."""
+        return self.job_ref == chunk_job_ref(job)
 
     @classmethod
     def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
         """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
 
-        A full 65536-byte chunk takes about 87.5 KB of JSON, above the default
-        ``limits.max_payload_bytes``; a receiver of chunks larger than 48 KiB
-        raises that limit.
+        The size bound is the format's own, :data:`MAX_CHUNK_PAYLOAD`, not
+        ``limits.max_payload_bytes``, so that every chunk size a job may announce
+        fits; the payload has no time, so ``now_ms`` is not used. The checks run in
+        the order of the firmware's ``vw_chunk_parse``, and the first failure wins.
 
         Raises:
-            ProtocolError: The payload breaks the contract; ``reason`` says how.
+            ProtocolError: ``too_large`` (longer than :data:`MAX_CHUNK_PAYLOAD`);
+                ``bad_binary`` (shorter than the header, wrong magic, unknown version,
+                reserved byte not 0, length field not the number of bytes that follow);
+                ``out_of_range`` (no data, offset at or past 16 MiB, end past 16 MiB).
         """
-        obj = load_object(payload, limits.max_payload_bytes)
-        return cls(
-            device=device,
-            job=text(obj, "job", "", 1, ID_MAX_LEN, ID_RE),
-            offset=integer(obj, "offset", "", 0, MAX_MODEL_BYTES - 1),
-            data=base64_bytes(obj, "data", "", 1, MAX_CHUNK_BYTES),
-        )
+        size = len(payload)
+        if size > MAX_CHUNK_PAYLOAD:
+            raise ProtocolError("too_large", f"payload of {size} bytes exceeds {MAX_CHUNK_PAYLOAD}")
+        if size < CHUNK_HEADER_BYTES:
+            why = f"payload of {size} bytes, shorter than the {CHUNK_HEADER_BYTES}-byte header"
+            raise ProtocolError("bad_binary", f"{why} ({show(payload)})")
+        magic, version, reserved, job_ref, offset, length = _CHUNK_HEADER.unpack_from(payload)
+        if magic != CHUNK_MAGIC:
+            raise ProtocolError("bad_binary", f"magic: expected {CHUNK_MAGIC!r} ({show(magic)})")
+        if version != CHUNK_VERSION:
+            raise ProtocolError("bad_binary", f"version: expected {CHUNK_VERSION} ({version})")
+        if reserved != 0:
+            raise ProtocolError("bad_binary", f"reserved: expected 0 ({reserved})")
+        follows = size - CHUNK_HEADER_BYTES
+        if length != follows:
+            raise ProtocolError("bad_binary", f"length: {length}, but {follows} bytes follow")
+        if length == 0:
+            raise ProtocolError("out_of_range", "length: no data (0)")
+        if offset >= MAX_MODEL_BYTES:
+            raise ProtocolError(
+                "out_of_range", f"offset: {offset} is outside [0, {MAX_MODEL_BYTES - 1}]"
+            )
+        if offset + length > MAX_MODEL_BYTES:
+            raise ProtocolError(
+                "out_of_range",
+                f"offset: {offset} + length {length} ends past {MAX_MODEL_BYTES} bytes",
+            )
+        return cls(device, job_ref, offset, bytes(payload[CHUNK_HEADER_BYTES:]))
 
     def encode(self) -> bytes:
-        """Return the compact UTF-8 JSON payload."""
-        return _dumps({"job": self.job, "offset": self.offset, "data": _b64(self.data)})
+        """Return the binary payload: the 16-byte header, then ``data``.
+
+        Raises:
+            struct.error: ``job_ref``, ``offset`` or the length does not fit 32 bits.
+        """
+        fields = (CHUNK_MAGIC, CHUNK_VERSION, 0, self.job_ref, self.offset, len(self.data))
+        return _CHUNK_HEADER.pack(*fields) + self.data
 
 
 @dataclass(frozen=True, slots=True)
