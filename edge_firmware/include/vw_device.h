@@ -1,0 +1,195 @@
+/**
+ * @file vw_device.h
+ * @brief The device: windows in, the wire contract's uplink messages out.
+ *
+ * One vw_device_t is one vibration sensor: it turns each window of samples into
+ * features (vw_dsp), a score (vw_engine, the active model of vw_ota), an anomaly
+ * state (vw_anomaly) and the messages of docs/protocol/, published through the
+ * port:
+ *
+ *  - `status` (retained) on vw_device_connected(): firmware, model id, version and
+ *    SHA-256, capabilities, slot states, uptime; vw_device_last_will() gives the
+ *    `offline` payload the port registers as the connection's last will;
+ *  - `event` when an anomaly starts or ends (score, threshold, model);
+ *  - `telemetry`: the readings (score, rms, peak, crest, kurtosis) of
+ *    settings.batch_windows windows in one message, or fewer once the first of them
+ *    is settings.batch_ms old (vw_device_poll());
+ *  - `features`: the feature vector of one window in every settings.features_every,
+ *    with the feature-spec id (vw_dsp_spec_id): the retraining data.
+ *
+ * Sequence numbers never repeat, not even across reboots: a window's `seq` is
+ * (boot << 32) + the window's number since boot, where boot is a counter kept in
+ * two alternating records at config.record_addr, incremented and written durably
+ * at every vw_device_init (a write cut off by a power failure leaves the other
+ * record, and the device never ran with the new count).
+ *
+ * Times `t` are the port's wall clock (time_ms) at the start of the window: the
+ * clock when the window is handed over, minus the window's duration. Until the
+ * wall clock is known (time_ms gives 0), windows are scored and move the anomaly
+ * state, but publish nothing (counted in unsynced_windows).
+ *
+ * A message the port cannot take (publish fails) is kept when it is the telemetry
+ * batch, and sent again with the next window or poll; while it waits and the batch
+ * is full, new readings are dropped and counted. Events and feature vectors that
+ * cannot be published are counted as failures.
+ *
+ * No heap: the caller owns the vw_device_t and its working memory
+ * (vw_device_required_bytes). Single-threaded, like vw_ota.
+ */
+#ifndef VW_DEVICE_H
+#define VW_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vw_anomaly.h"
+#include "vw_dsp.h"
+#include "vw_engine.h"
+#include "vw_model.h"
+#include "vw_ota.h"
+#include "vw_port.h"
+#include "vw_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VW_DEVICE_MAX_BATCH 100u        /**< most readings in one telemetry message */
+#define VW_DEVICE_FIRMWARE_MAX 32u      /**< longest firmware version string */
+#define VW_DEVICE_CAPABILITIES_MAX 128u /**< longest capability list, "ota,raw" */
+#define VW_DEVICE_RECORD_BYTES 16u      /**< one boot record; the device keeps two */
+
+/** What the device does per window (device settings; see vw_device_defaults). */
+typedef struct vw_device_settings {
+    vw_anomaly_config_t anomaly; /**< debounce and hysteresis of events */
+    uint16_t batch_windows;      /**< readings per telemetry message, 1..VW_DEVICE_MAX_BATCH */
+    uint32_t batch_ms;           /**< send a batch once its first reading is this old (port
+                                      now_ms); 0: only when full */
+    uint16_t features_every;     /**< one feature vector in every so many windows; 0: none */
+} vw_device_settings_t;
+
+/** What the device is: fixed at build or provisioning time. */
+typedef struct vw_device_config {
+    const char *firmware;     /**< 1..VW_DEVICE_FIRMWARE_MAX printable ASCII characters, no
+                                   space; must outlive the device */
+    const char *capabilities; /**< comma-separated names of [A-Za-z0-9._-] ("ota,raw"), at
+                                   most VW_DEVICE_CAPABILITIES_MAX characters; NULL or "" for
+                                   none; must outlive the device */
+    uint32_t record_addr;     /**< storage address of the two boot records (2 x
+                                   VW_DEVICE_RECORD_BYTES), a multiple of 4, outside the OTA
+                                   region */
+    uint16_t max_window;      /**< largest window of a model (as vw_ota_config_t's) */
+    uint16_t max_features;    /**< largest feature vector of a model, 1..VW_DSP_MAX_BANDS +
+                                   VW_DSP_N_STATS */
+    void *engine_work;        /**< engine memory, 4-byte aligned: the OTA config's, which the
+                                   device shares (no inference runs during an install) */
+    size_t engine_work_bytes; /**< its size */
+    vw_device_settings_t settings;
+} vw_device_config_t;
+
+/** Counters since vw_device_init. */
+typedef struct vw_device_counters {
+    uint32_t windows;          /**< windows scored */
+    uint32_t events;           /**< anomaly starts and ends */
+    uint32_t published;        /**< messages the port took */
+    uint32_t publish_failures; /**< messages the port refused */
+    uint32_t readings_dropped; /**< readings lost because the batch could not be sent */
+    uint32_t unsynced_windows; /**< windows scored before the wall clock was known */
+} vw_device_counters_t;
+
+/** One reading of the telemetry batch. */
+typedef struct vw_device_reading {
+    uint64_t seq;
+    uint64_t t;
+    float score, rms, peak, crest, kurtosis;
+} vw_device_reading_t;
+
+/** A device; its fields are private. */
+typedef struct vw_device {
+    vw_port_t port;
+    vw_device_config_t config;
+    vw_ota_t *ota;
+    const vw_model_t *model;
+    vw_engine_t engine;
+    vw_dsp_t dsp;
+    vw_anomaly_t anomaly;
+    float threshold;
+    char spec_id[VW_DSP_SPEC_ID_MAX + 1];
+    uint32_t boot;
+    uint32_t window;
+    uint32_t last_now;
+    uint64_t uptime_ms;
+    void *dsp_work;
+    float *features;
+    vw_device_reading_t *batch;
+    uint16_t batch_len;
+    uint32_t batch_started;
+    char *payload;
+    size_t payload_cap;
+    vw_device_counters_t counters;
+} vw_device_t;
+
+/** @brief The default settings: anomaly defaults, 10 windows or 10 s a batch, features every 60. */
+vw_device_settings_t vw_device_defaults(void);
+
+/**
+ * @brief Bytes of working memory a device with @p config needs (4-byte aligned).
+ * @return the size; 0 when @p config is NULL or out of range.
+ */
+size_t vw_device_required_bytes(const vw_device_config_t *config);
+
+/**
+ * @brief Boot the device: count the boot, bind the active model of @p ota.
+ * @param dev    device (output)
+ * @param port   copied; now_ms, storage_read, storage_write, publish and time_ms must be set
+ * @param config copied; its strings and engine_work must outlive the device
+ * @param ota    initialised by vw_ota_init with a model; must outlive the device
+ * @param work   vw_device_required_bytes(config) bytes, 4-byte aligned
+ * @return VW_OK; VW_ERR_ARG (NULL, a missing callback, a config out of range);
+ *         VW_ERR_ALIGN; VW_ERR_BUFFER; VW_ERR_NO_MODEL; VW_ERR_SPEC (the model needs a
+ *         larger window, feature vector or engine memory than configured);
+ *         VW_ERR_STORAGE (the boot record could not be written: nothing was published).
+ */
+vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
+                           const vw_device_config_t *config, vw_ota_t *ota, void *work,
+                           size_t work_bytes);
+
+/** @brief Samples per window of the active model (0 for NULL). */
+uint16_t vw_device_window_length(const vw_device_t *dev);
+
+/**
+ * @brief The last-will payload (`{"state":"offline"}`) the port registers on `status`.
+ * @param out  @p cap bytes (output, not NUL-terminated); 20 suffice
+ * @param len  payload length (output)
+ * @return VW_OK, VW_ERR_ARG or VW_ERR_BUFFER.
+ */
+vw_status_t vw_device_last_will(const vw_device_t *dev, uint8_t *out, size_t cap, size_t *len);
+
+/**
+ * @brief The connection is up: publish the birth message (`status`, retained).
+ * @return VW_OK; the port's error if it refused; VW_ERR_STATE before the wall clock is known.
+ */
+vw_status_t vw_device_connected(vw_device_t *dev);
+
+/**
+ * @brief One window of samples: score it, update the anomaly state, publish.
+ * @param samples vw_device_window_length(dev) samples in g (input, unchanged)
+ * @return VW_OK (also when a message could not be published: see the counters);
+ *         VW_ERR_ARG; VW_ERR_INPUT (a sample is not finite: the window is skipped and
+ *         takes no sequence number).
+ */
+vw_status_t vw_device_window(vw_device_t *dev, const float *samples);
+
+/**
+ * @brief Time passes: send the telemetry batch if its first reading is batch_ms old.
+ * @return VW_OK or VW_ERR_ARG.
+ */
+vw_status_t vw_device_poll(vw_device_t *dev);
+
+/** @brief The counters (zeroes for NULL). */
+vw_device_counters_t vw_device_counters(const vw_device_t *dev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VW_DEVICE_H */

@@ -1,0 +1,525 @@
+/* The device layer: windows in, uplink messages out (contract in vw_device.h). */
+#include "vw_device.h"
+
+#include <string.h>
+
+#include "vw_crc32.h"
+#include "vw_json_writer.h"
+
+#define RECORD_MAGIC 0x31445756u /* "VWD1", little endian */
+
+/* Longest JSON of one reading in a telemetry message, its comma included. */
+#define READING_JSON_MAX 179u
+/* Longest status message without its capability list. */
+#define STATUS_JSON_MAX 400u
+
+static const char *const SLOT_NAMES[] = {"empty", "active", "invalid"};
+
+vw_device_settings_t vw_device_defaults(void)
+{
+    vw_device_settings_t settings;
+    settings.anomaly = vw_anomaly_defaults();
+    settings.batch_windows = 10u;
+    settings.batch_ms = 10000u;
+    settings.features_every = 60u;
+    return settings;
+}
+
+/* ------------------------------------------------------------ configuration */
+
+static int printable(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        if (n >= max || s[n] <= ' ' || s[n] > '~') {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+static int id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+static int capability_list(const char *s)
+{
+    if (s == NULL || s[0] == '\0') {
+        return 1;
+    }
+    size_t n = 0, run = 0;
+    for (; s[n] != '\0'; n++) {
+        if (n >= VW_DEVICE_CAPABILITIES_MAX) {
+            return 0;
+        }
+        if (s[n] == ',') {
+            if (run == 0 || run > VW_MODEL_MAX_ID) {
+                return 0;
+            }
+            run = 0;
+        } else if (id_char(s[n])) {
+            run++;
+        } else {
+            return 0;
+        }
+    }
+    return run > 0 && run <= VW_MODEL_MAX_ID;
+}
+
+static int config_ok(const vw_device_config_t *c)
+{
+    const vw_device_settings_t *s = &c->settings;
+    return c->firmware != NULL && printable(c->firmware, VW_DEVICE_FIRMWARE_MAX) &&
+           capability_list(c->capabilities) && c->record_addr % 4u == 0u &&
+           c->record_addr <= UINT32_MAX - 2u * VW_DEVICE_RECORD_BYTES &&
+           vw_dsp_required_bytes(c->max_window) != 0 && c->max_features >= 1u &&
+           c->max_features <= VW_DSP_MAX_BANDS + VW_DSP_N_STATS && c->engine_work != NULL &&
+           vw_anomaly_check(&s->anomaly) == VW_OK && s->batch_windows >= 1u &&
+           s->batch_windows <= VW_DEVICE_MAX_BATCH;
+}
+
+static size_t align4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+
+/* Readings hold 64-bit fields: their array starts 8-byte aligned in 4-aligned memory. */
+#define READINGS_SLACK 4u
+
+static size_t payload_bytes(const vw_device_config_t *c)
+{
+    size_t telemetry = 16u + (size_t)c->settings.batch_windows * READING_JSON_MAX;
+    size_t features = 125u + (size_t)c->max_features * (VW_JSONW_FLOAT_MAX + 1u);
+    size_t caps = c->capabilities == NULL ? 0u : strlen(c->capabilities);
+    size_t status = STATUS_JSON_MAX + 3u * caps;
+    size_t most = telemetry > features ? telemetry : features;
+    return align4(most > status ? most : status);
+}
+
+size_t vw_device_required_bytes(const vw_device_config_t *config)
+{
+    if (config == NULL || !config_ok(config)) {
+        return 0;
+    }
+    return align4(vw_dsp_required_bytes(config->max_window)) +
+           align4((size_t)config->max_features * sizeof(float)) +
+           READINGS_SLACK + (size_t)config->settings.batch_windows * sizeof(vw_device_reading_t) +
+           payload_bytes(config);
+}
+
+/* -------------------------------------------------------------- boot count */
+
+static void record_encode(uint32_t boot, uint8_t out[VW_DEVICE_RECORD_BYTES])
+{
+    const uint32_t words[3] = {RECORD_MAGIC, boot, 0u};
+    for (int i = 0; i < 3; i++) {
+        for (int b = 0; b < 4; b++) {
+            out[4 * i + b] = (uint8_t)(words[i] >> (8 * b));
+        }
+    }
+    uint32_t crc = vw_crc32_update(0u, out, 12u);
+    for (int b = 0; b < 4; b++) {
+        out[12 + b] = (uint8_t)(crc >> (8 * b));
+    }
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* The next boot number, written durably before it is used. */
+static vw_status_t count_boot(vw_device_t *dev)
+{
+    uint32_t newest = 0;
+    for (uint32_t i = 0; i < 2u; i++) {
+        uint8_t rec[VW_DEVICE_RECORD_BYTES];
+        uint32_t addr = dev->config.record_addr + i * VW_DEVICE_RECORD_BYTES;
+        if (dev->port.storage_read(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+            return VW_ERR_STORAGE;
+        }
+        if (le32(rec) == RECORD_MAGIC && le32(rec + 12) == vw_crc32_update(0u, rec, 12u) &&
+            le32(rec + 4) > newest) {
+            newest = le32(rec + 4);
+        }
+    }
+    if (newest == UINT32_MAX) {
+        return VW_ERR_STORAGE; /* four billion boots: the count cannot go on */
+    }
+    uint32_t boot = newest + 1u;
+    uint8_t rec[VW_DEVICE_RECORD_BYTES];
+    record_encode(boot, rec);
+    uint32_t addr = dev->config.record_addr + (boot % 2u) * VW_DEVICE_RECORD_BYTES;
+    if (dev->port.storage_write(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+        return VW_ERR_STORAGE;
+    }
+    dev->boot = boot;
+    dev->window = 0;
+    return VW_OK;
+}
+
+/* ------------------------------------------------------------------- model */
+
+static vw_status_t bind_model(vw_device_t *dev)
+{
+    const vw_model_t *model;
+    vw_status_t status = vw_ota_model(dev->ota, &model);
+    if (status != VW_OK) {
+        return status;
+    }
+    if (model->spec.window > dev->config.max_window ||
+        model->n_features > dev->config.max_features) {
+        return VW_ERR_SPEC;
+    }
+    status = vw_engine_init(&dev->engine, model, dev->config.engine_work,
+                            dev->config.engine_work_bytes);
+    if (status == VW_ERR_BUFFER) {
+        return VW_ERR_SPEC;
+    }
+    if (status != VW_OK) {
+        return status;
+    }
+    status = vw_dsp_init(&dev->dsp, &model->spec, dev->dsp_work,
+                         vw_dsp_required_bytes(dev->config.max_window));
+    if (status == VW_OK) {
+        status = vw_dsp_spec_id(&model->spec, dev->spec_id);
+    }
+    if (status != VW_OK) {
+        return status;
+    }
+    dev->model = model;
+    dev->threshold = model->threshold;
+    return VW_OK;
+}
+
+vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
+                           const vw_device_config_t *config, vw_ota_t *ota, void *work,
+                           size_t work_bytes)
+{
+    if (dev == NULL || port == NULL || config == NULL || ota == NULL || work == NULL ||
+        port->now_ms == NULL || port->storage_read == NULL || port->storage_write == NULL ||
+        port->publish == NULL || port->time_ms == NULL || !config_ok(config)) {
+        return VW_ERR_ARG;
+    }
+    if (((uintptr_t)work & 3u) != 0u || ((uintptr_t)config->engine_work & 3u) != 0u) {
+        return VW_ERR_ALIGN;
+    }
+    if (work_bytes < vw_device_required_bytes(config)) {
+        return VW_ERR_BUFFER;
+    }
+    memset(dev, 0, sizeof *dev);
+    dev->port = *port;
+    dev->config = *config;
+    dev->ota = ota;
+    uint8_t *p = work;
+    dev->dsp_work = p;
+    p += align4(vw_dsp_required_bytes(config->max_window));
+    dev->features = (float *)(void *)p;
+    p += align4((size_t)config->max_features * sizeof(float));
+    p += ((uintptr_t)p & 7u) != 0u ? READINGS_SLACK : 0u;
+    dev->batch = (vw_device_reading_t *)(void *)p;
+    p += (size_t)config->settings.batch_windows * sizeof(vw_device_reading_t);
+    p += ((uintptr_t)p & 7u) != 0u ? 0u : READINGS_SLACK; /* the slack not taken above */
+    dev->payload = (char *)p;
+    dev->payload_cap = payload_bytes(config);
+    vw_status_t status = vw_anomaly_init(&dev->anomaly, &config->settings.anomaly);
+    if (status == VW_OK) {
+        status = bind_model(dev);
+    }
+    if (status == VW_OK) {
+        status = count_boot(dev);
+    }
+    dev->last_now = dev->port.now_ms(dev->port.ctx);
+    return status;
+}
+
+uint16_t vw_device_window_length(const vw_device_t *dev)
+{
+    return dev == NULL || dev->model == NULL ? 0u : dev->model->spec.window;
+}
+
+/* ----------------------------------------------------------------- publish */
+
+static vw_status_t send(vw_device_t *dev, const char *suffix, const vw_jsonw_t *w)
+{
+    size_t len;
+    vw_status_t status = vw_jsonw_finish(w, &len);
+    if (status == VW_OK) {
+        status = dev->port.publish(dev->port.ctx, suffix, (const uint8_t *)dev->payload, len);
+    }
+    if (status == VW_OK) {
+        dev->counters.published++;
+    } else {
+        dev->counters.publish_failures++;
+    }
+    return status;
+}
+
+/* Milliseconds since boot, in 64 bits across the wraps of the port's 32-bit clock. */
+static uint64_t uptime(vw_device_t *dev)
+{
+    uint32_t now = dev->port.now_ms(dev->port.ctx);
+    dev->uptime_ms += (uint32_t)(now - dev->last_now);
+    dev->last_now = now;
+    return dev->uptime_ms;
+}
+
+vw_status_t vw_device_last_will(const vw_device_t *dev, uint8_t *out, size_t cap, size_t *len)
+{
+    if (dev == NULL || out == NULL || len == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, (char *)out, cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "state");
+    vw_jsonw_cstring(&w, "offline");
+    vw_jsonw_object_end(&w);
+    return vw_jsonw_finish(&w, len);
+}
+
+vw_status_t vw_device_connected(vw_device_t *dev)
+{
+    if (dev == NULL || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    uint64_t now = dev->port.time_ms(dev->port.ctx);
+    if (now == 0u) {
+        return VW_ERR_STATE;
+    }
+    vw_ota_info_t info;
+    vw_status_t status = vw_ota_info(dev->ota, &info);
+    if (status != VW_OK) {
+        return status;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char sha[2u * VW_SHA256_DIGEST_BYTES];
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
+    for (size_t i = 0; i < VW_SHA256_DIGEST_BYTES; i++) {
+        sha[2u * i] = hex[active->sha256[i] >> 4];
+        sha[2u * i + 1u] = hex[active->sha256[i] & 15u];
+    }
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "state");
+    vw_jsonw_cstring(&w, "online");
+    vw_jsonw_key(&w, "t");
+    vw_jsonw_uint(&w, now);
+    vw_jsonw_key(&w, "firmware");
+    vw_jsonw_cstring(&w, dev->config.firmware);
+    vw_jsonw_key(&w, "model_id");
+    vw_jsonw_cstring(&w, dev->model->id);
+    vw_jsonw_key(&w, "model_version");
+    vw_jsonw_uint(&w, dev->model->version);
+    vw_jsonw_key(&w, "model_sha256");
+    vw_jsonw_string(&w, sha, sizeof sha);
+    const char *caps = dev->config.capabilities;
+    if (caps != NULL && caps[0] != '\0') {
+        vw_jsonw_key(&w, "capabilities");
+        vw_jsonw_array_begin(&w);
+        for (const char *start = caps;;) {
+            const char *comma = strchr(start, ',');
+            size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
+            vw_jsonw_string(&w, start, n);
+            if (comma == NULL) {
+                break;
+            }
+            start = comma + 1;
+        }
+        vw_jsonw_array_end(&w);
+    }
+    vw_jsonw_key(&w, "slots");
+    vw_jsonw_object_begin(&w);
+    for (unsigned i = 0; i < 2u; i++) {
+        uint8_t state = info.slot[i].state;
+        const char *name = state < 3u ? SLOT_NAMES[state] : "invalid";
+        if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
+            name = "standby";
+        }
+        vw_jsonw_key(&w, i == 0u ? "a" : "b");
+        vw_jsonw_cstring(&w, name);
+    }
+    vw_jsonw_object_end(&w);
+    vw_jsonw_key(&w, "uptime_s");
+    vw_jsonw_uint(&w, uptime(dev) / 1000u);
+    vw_jsonw_object_end(&w);
+    return send(dev, "status", &w);
+}
+
+/* --------------------------------------------------------------- telemetry */
+
+static void flush(vw_device_t *dev)
+{
+    if (dev->batch_len == 0u) {
+        return;
+    }
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "readings");
+    vw_jsonw_array_begin(&w);
+    for (uint16_t i = 0; i < dev->batch_len; i++) {
+        const vw_device_reading_t *r = &dev->batch[i];
+        vw_jsonw_object_begin(&w);
+        vw_jsonw_key(&w, "seq");
+        vw_jsonw_uint(&w, r->seq);
+        vw_jsonw_key(&w, "t");
+        vw_jsonw_uint(&w, r->t);
+        vw_jsonw_key(&w, "score");
+        vw_jsonw_float(&w, r->score);
+        vw_jsonw_key(&w, "rms");
+        vw_jsonw_float(&w, r->rms);
+        vw_jsonw_key(&w, "peak");
+        vw_jsonw_float(&w, r->peak);
+        vw_jsonw_key(&w, "crest");
+        vw_jsonw_float(&w, r->crest);
+        vw_jsonw_key(&w, "kurtosis");
+        vw_jsonw_float(&w, r->kurtosis);
+        vw_jsonw_object_end(&w);
+    }
+    vw_jsonw_array_end(&w);
+    vw_jsonw_object_end(&w);
+    if (send(dev, "telemetry", &w) == VW_OK) {
+        dev->batch_len = 0;
+    }
+}
+
+static void publish_event(vw_device_t *dev, uint64_t seq, uint64_t t, int start, float score)
+{
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "seq");
+    vw_jsonw_uint(&w, seq);
+    vw_jsonw_key(&w, "t");
+    vw_jsonw_uint(&w, t);
+    vw_jsonw_key(&w, "kind");
+    vw_jsonw_cstring(&w, start ? "start" : "end");
+    vw_jsonw_key(&w, "score");
+    vw_jsonw_float(&w, score);
+    vw_jsonw_key(&w, "threshold");
+    vw_jsonw_float(&w, dev->threshold);
+    vw_jsonw_key(&w, "model_id");
+    vw_jsonw_cstring(&w, dev->model->id);
+    vw_jsonw_key(&w, "model_version");
+    vw_jsonw_uint(&w, dev->model->version);
+    vw_jsonw_object_end(&w);
+    send(dev, "event", &w);
+}
+
+static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
+{
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "spec");
+    vw_jsonw_cstring(&w, dev->spec_id);
+    vw_jsonw_key(&w, "vectors");
+    vw_jsonw_array_begin(&w);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "seq");
+    vw_jsonw_uint(&w, seq);
+    vw_jsonw_key(&w, "t");
+    vw_jsonw_uint(&w, t);
+    vw_jsonw_key(&w, "x");
+    vw_jsonw_array_begin(&w);
+    for (uint16_t i = 0; i < dev->model->n_features; i++) {
+        vw_jsonw_float(&w, dev->features[i]);
+    }
+    vw_jsonw_array_end(&w);
+    vw_jsonw_object_end(&w);
+    vw_jsonw_array_end(&w);
+    vw_jsonw_object_end(&w);
+    send(dev, "features", &w);
+}
+
+vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
+{
+    if (dev == NULL || samples == NULL || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_status_t status = vw_dsp_features(&dev->dsp, samples, dev->features);
+    float score = 0.0f;
+    if (status == VW_OK) {
+        status = vw_engine_infer(&dev->engine, dev->features, &score);
+    }
+    vw_anomaly_event_t event = VW_ANOMALY_NONE;
+    if (status == VW_OK) {
+        status = vw_anomaly_update(&dev->anomaly, score, dev->threshold, &event);
+    }
+    if (status != VW_OK) {
+        return status;
+    }
+    uint32_t number = dev->window; /* of this window since boot */
+    uint64_t seq = ((uint64_t)dev->boot << 32) | number;
+    if (number == UINT32_MAX) { /* four billion windows: start a new boot's range */
+        if (count_boot(dev) != VW_OK) {
+            return VW_ERR_STORAGE;
+        }
+    } else {
+        dev->window++;
+    }
+    dev->counters.windows++;
+    if (event != VW_ANOMALY_NONE) {
+        dev->counters.events++;
+    }
+    uint64_t wall = dev->port.time_ms(dev->port.ctx);
+    const vw_feature_spec_t *spec = &dev->model->spec;
+    uint64_t duration = (uint64_t)spec->window * 1000u / spec->sample_rate_hz;
+    if (wall <= duration) {
+        dev->counters.unsynced_windows++;
+        return VW_OK;
+    }
+    uint64_t t = wall - duration;
+    if (event != VW_ANOMALY_NONE) {
+        publish_event(dev, seq, t, event == VW_ANOMALY_START, score);
+    }
+    uint16_t every = dev->config.settings.features_every;
+    if (every != 0u && number % every == 0u) {
+        publish_features(dev, seq, t);
+    }
+    if (dev->batch_len == dev->config.settings.batch_windows) {
+        flush(dev); /* a batch the port refused before */
+    }
+    if (dev->batch_len == dev->config.settings.batch_windows) {
+        dev->counters.readings_dropped++;
+        return VW_OK;
+    }
+    if (dev->batch_len == 0u) {
+        dev->batch_started = dev->port.now_ms(dev->port.ctx);
+    }
+    const float *stats = dev->features + spec->n_bands;
+    vw_device_reading_t *r = &dev->batch[dev->batch_len++];
+    r->seq = seq;
+    r->t = t;
+    r->score = score;
+    r->rms = stats[0];
+    r->peak = stats[1];
+    r->crest = stats[2];
+    r->kurtosis = stats[3];
+    if (dev->batch_len == dev->config.settings.batch_windows) {
+        flush(dev);
+    }
+    return VW_OK;
+}
+
+vw_status_t vw_device_poll(vw_device_t *dev)
+{
+    if (dev == NULL || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    uint32_t age = dev->port.now_ms(dev->port.ctx) - dev->batch_started;
+    uint32_t limit = dev->config.settings.batch_ms;
+    if (dev->batch_len != 0u && limit != 0u && age >= limit) {
+        flush(dev);
+    }
+    return VW_OK;
+}
+
+vw_device_counters_t vw_device_counters(const vw_device_t *dev)
+{
+    vw_device_counters_t none;
+    memset(&none, 0, sizeof none);
+    return dev == NULL ? none : dev->counters;
+}

@@ -1,0 +1,376 @@
+/*
+ * The device layer on an in-memory port: boot count and sequence numbers across
+ * reboots (also with the boot record's write cut off), the birth message and last
+ * will, telemetry batching by count and by age, anomaly events, feature vectors,
+ * windows before the wall clock is known, and a port that refuses to publish.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vw_device.h"
+#include "vw_ota.h"
+#include "vw_test.h"
+
+#define SLOT_BYTES 1024u
+#define STORAGE_BYTES 4096u
+#define RATE 8000u
+#define RECORD_ADDR 3072u /* after the OTA region of two 1 KiB slots */
+#define T0 1764547200000u  /* 2025-12-01T00:00:00Z */
+#define WINDOW_MS 32u      /* 256 samples at 8 kHz */
+#define LOW 0.6f           /* amplitudes (g) of windows the test model scores low... */
+#define HIGH 10.0f         /* ...and high */
+
+#include "vw_test_port.h"
+
+/* ---- the port: storage of vw_test_port.h, a clock, captured messages ------ */
+
+typedef struct {
+    mem_port_t mem; /* first: the storage callbacks take the same pointer */
+    uint32_t now;   /* ms since boot */
+    uint64_t wall;  /* ms since the epoch, 0: unknown */
+    int refuse;     /* publish fails */
+    int count;      /* messages taken */
+    char suffix[16][16];
+    char payload[16][2048];
+} dev_port_t;
+
+static uint32_t clock_now(void *ctx) { return ((dev_port_t *)ctx)->now; }
+static uint64_t clock_wall(void *ctx) { return ((dev_port_t *)ctx)->wall; }
+
+static vw_status_t capture(void *ctx, const char *suffix, const uint8_t *payload, size_t len)
+{
+    dev_port_t *p = ctx;
+    if (p->refuse || len >= sizeof p->payload[0]) {
+        return VW_ERR_STORAGE;
+    }
+    int i = p->count++ % 16;
+    snprintf(p->suffix[i], sizeof p->suffix[i], "%s", suffix);
+    memcpy(p->payload[i], payload, len);
+    p->payload[i][len] = '\0';
+    return VW_OK;
+}
+
+static vw_port_t device_port(dev_port_t *p)
+{
+    vw_port_t port = {p,       clock_now, mem_read, mem_write, mem_map, mem_verify,
+                      capture, clock_wall};
+    return port;
+}
+
+/* ---- a provisioned device ------------------------------------------------- */
+
+static uint32_t blob[128];
+static uint32_t blob_len;
+static dev_port_t port_state;
+static vw_ota_t ota;
+static vw_device_t dev;
+static uint32_t work[8192];
+
+static vw_device_config_t device_config(void)
+{
+    vw_device_config_t c;
+    memset(&c, 0, sizeof c);
+    c.firmware = "1.2.0";
+    c.capabilities = "ota,raw";
+    c.record_addr = RECORD_ADDR;
+    c.max_window = 1024;
+    c.max_features = 40;
+    c.engine_work = engine_work;
+    c.engine_work_bytes = sizeof engine_work;
+    c.settings = vw_device_defaults();
+    c.settings.batch_windows = 3;
+    c.settings.batch_ms = 1000;
+    c.settings.features_every = 4;
+    return c;
+}
+
+/* Power on: OTA boot, then the device; the clock restarts, storage stays. */
+static vw_status_t power_on(const vw_device_config_t *c)
+{
+    vw_port_t port = device_port(&port_state);
+    vw_ota_config_t oc = {0, SLOT_BYTES, RATE, 1024, engine_work, sizeof engine_work};
+    port_state.mem.dead = 0;
+    port_state.mem.writes = 0;
+    port_state.mem.cut_at = 0;
+    port_state.now = 0;
+    port_state.count = 0;
+    if (vw_ota_init(&ota, &port, &oc) != VW_OK) {
+        return VW_ERR_NO_MODEL;
+    }
+    return vw_device_init(&dev, &port, c, &ota, work, sizeof work);
+}
+
+static void factory_fresh(void)
+{
+    memset(&port_state, 0, sizeof port_state);
+    port_state.mem.key = "test-key";
+    port_state.wall = T0;
+    vw_port_t port = device_port(&port_state);
+    vw_ota_config_t oc = {0, SLOT_BYTES, RATE, 1024, engine_work, sizeof engine_work};
+    memset(bytes_of(&port_state.mem), 0xff, STORAGE_BYTES);
+    VW_CHECK_EQ(vw_ota_init(&ota, &port, &oc), VW_ERR_NO_MODEL);
+    VW_CHECK_EQ(vw_ota_provision(&ota, (const uint8_t *)blob, blob_len), VW_OK);
+}
+
+/* A window of a sine of amplitude a in g (in the model's band) over a little noise. */
+static float samples[256];
+
+static const float *window_of(float a)
+{
+    uint32_t state = 7u;
+    for (int i = 0; i < 256; i++) {
+        state = state * 1664525u + 1013904223u;
+        float noise = ((float)(state >> 8) / 16777216.0f - 0.5f) * 0.01f;
+        samples[i] = a * sinf(2.0f * 3.14159265f * 5.0f * (float)i / 256.0f) + noise;
+    }
+    return samples;
+}
+
+static const char *last(void) { return port_state.payload[(port_state.count - 1) % 16]; }
+static const char *last_suffix(void) { return port_state.suffix[(port_state.count - 1) % 16]; }
+
+/* The score the model gives a window, from an engine and DSP of the test's own. */
+static float score_of(const float *x)
+{
+    static uint32_t dsp_work[1024];
+    static uint32_t eng_work[256];
+    vw_model_t m;
+    vw_engine_t e;
+    vw_dsp_t d;
+    float f[5], score = -1.0f;
+    if (vw_model_parse(&m, (const uint8_t *)blob, blob_len) == VW_OK &&
+        vw_engine_init(&e, &m, eng_work, sizeof eng_work) == VW_OK &&
+        vw_dsp_init(&d, &m.spec, dsp_work, sizeof dsp_work) == VW_OK &&
+        vw_dsp_features(&d, x, f) == VW_OK) {
+        vw_engine_infer(&e, f, &score);
+    }
+    return score;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_scores_of_the_test_windows(void)
+{
+    /* the windows the tests feed: high ones at or above the threshold (1.0), low ones
+       below the release level (0.8) */
+    VW_CHECK(score_of(window_of(HIGH)) >= 1.0f);
+    VW_CHECK(score_of(window_of(LOW)) < 0.8f);
+}
+
+static void test_birth_message_and_last_will(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(vw_device_window_length(&dev), 256);
+    port_state.now = 3600500u;
+    VW_CHECK_EQ(vw_device_connected(&dev), VW_OK);
+    VW_CHECK(strcmp(last_suffix(), "status") == 0);
+    char want[512];
+    uint8_t sha[32];
+    vw_sha256(blob, blob_len, sha);
+    char hex[65];
+    for (int i = 0; i < 32; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+    }
+    snprintf(want, sizeof want,
+             "{\"state\":\"online\",\"t\":%llu,\"firmware\":\"1.2.0\",\"model_id\":\"fan\","
+             "\"model_version\":1,\"model_sha256\":\"%s\",\"capabilities\":[\"ota\",\"raw\"],"
+             "\"slots\":{\"a\":\"active\",\"b\":\"empty\"},\"uptime_s\":3600}",
+             (unsigned long long)T0, hex);
+    VW_CHECK(strcmp(last(), want) == 0);
+    uint8_t will[32];
+    size_t len = 0;
+    VW_CHECK_EQ(vw_device_last_will(&dev, will, sizeof will, &len), VW_OK);
+    VW_CHECK(len == 19 && memcmp(will, "{\"state\":\"offline\"}", len) == 0);
+    VW_CHECK_EQ(vw_device_last_will(&dev, will, 10, &len), VW_ERR_BUFFER);
+    port_state.wall = 0; /* no wall clock: no birth message */
+    VW_CHECK_EQ(vw_device_connected(&dev), VW_ERR_STATE);
+}
+
+/* The seq and t of reading i of the last telemetry message. */
+static int reading(int i, unsigned long long *seq, unsigned long long *t)
+{
+    const char *p = last();
+    for (int k = 0; k <= i; k++) {
+        p = strstr(p + 1, "{\"seq\":");
+        if (p == NULL) {
+            return 0;
+        }
+    }
+    return sscanf(p, "{\"seq\":%llu,\"t\":%llu,", seq, t) == 2;
+}
+
+static void test_telemetry_batches_and_sequence_numbers(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.features_every = 0;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    for (int i = 0; i < 3; i++) {
+        port_state.wall = T0 + 1000u * (unsigned)i;
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+        VW_CHECK_EQ(port_state.count, i < 2 ? 0 : 1); /* sent when the third arrives */
+    }
+    VW_CHECK(strcmp(last_suffix(), "telemetry") == 0);
+    VW_CHECK(strncmp(last(), "{\"readings\":[{\"seq\":4294967296,\"t\":", 35) == 0);
+    unsigned long long seq, t;
+    for (int i = 0; i < 3; i++) {
+        VW_CHECK(reading(i, &seq, &t));
+        VW_CHECK(seq == (1ull << 32) + (unsigned)i); /* boot 1, windows 0, 1, 2 */
+        VW_CHECK(t == T0 + 1000u * (unsigned)i - WINDOW_MS);
+    }
+    VW_CHECK(!reading(3, &seq, &t));
+    VW_CHECK(strstr(last(), "\"score\":") && strstr(last(), "\"kurtosis\":"));
+
+    /* a partial batch leaves once its first reading is batch_ms old */
+    port_state.now = 5000u;
+    VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    port_state.now = 5999u;
+    VW_CHECK_EQ(vw_device_poll(&dev), VW_OK);
+    VW_CHECK_EQ(port_state.count, 1);
+    port_state.now = 6000u;
+    VW_CHECK_EQ(vw_device_poll(&dev), VW_OK);
+    VW_CHECK_EQ(port_state.count, 2);
+    VW_CHECK(reading(0, &seq, &t) && seq == (1ull << 32) + 3u && !reading(1, &seq, &t));
+
+    /* a reboot takes the next boot number: no sequence number is used twice */
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    for (int i = 0; i < 3; i++) {
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    }
+    VW_CHECK(reading(0, &seq, &t) && seq == (2ull << 32));
+    VW_CHECK_EQ(vw_device_counters(&dev).windows, 3);
+}
+
+static void test_a_cut_boot_record_never_reuses_a_range(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    VW_CHECK_EQ(power_on(&c), VW_OK); /* boot 1 */
+    VW_CHECK_EQ(power_on(&c), VW_OK); /* boot 2 */
+    for (uint32_t tear = 0; tear < VW_DEVICE_RECORD_BYTES; tear++) {
+        vw_port_t port = device_port(&port_state);
+        vw_ota_config_t oc = {0, SLOT_BYTES, RATE, 1024, engine_work, sizeof engine_work};
+        port_state.mem.dead = 0;
+        port_state.mem.writes = 0;
+        VW_CHECK_EQ(vw_ota_init(&ota, &port, &oc), VW_OK);
+        port_state.mem.cut_at = port_state.mem.writes + 1; /* the boot record's write */
+        port_state.mem.tear = tear;
+        VW_CHECK_EQ(vw_device_init(&dev, &port, &c, &ota, work, sizeof work), VW_ERR_STORAGE);
+    }
+    /* the device never ran with a torn count: the next boot is 3 (or later), not 2 */
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK(dev.boot >= 3u);
+}
+
+static void test_events_and_features(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.batch_windows = 100;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    int starts = 0, ends = 0, vectors = 0;
+    const float amplitudes[] = {LOW, HIGH, HIGH, HIGH, LOW, LOW, LOW, LOW, LOW};
+    for (size_t i = 0; i < sizeof amplitudes / sizeof amplitudes[0]; i++) {
+        int before = port_state.count;
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(amplitudes[i])), VW_OK);
+        for (int k = before; k < port_state.count; k++) {
+            const char *s = port_state.suffix[k % 16], *p = port_state.payload[k % 16];
+            if (strcmp(s, "event") == 0) {
+                unsigned long long seq = 0;
+                sscanf(p, "{\"seq\":%llu,", &seq);
+                if (strstr(p, "\"kind\":\"start\"")) {
+                    starts++;
+                    VW_CHECK(i == 3 && seq == (1ull << 32) + 3u); /* third high window */
+                } else {
+                    ends++;
+                    VW_CHECK(i == 8 && strstr(p, "\"kind\":\"end\"")); /* fifth low one */
+                }
+                VW_CHECK(strstr(p, "\"threshold\":1.0,\"model_id\":\"fan\",\"model_version\":1}"));
+            } else if (strcmp(s, "features") == 0) {
+                vectors++;
+                VW_CHECK(i % 4 == 0); /* one in every four windows */
+                VW_CHECK(strncmp(p, "{\"spec\":\"fs-8000-256-1-", 23) == 0);
+                VW_CHECK(strstr(p, "\"x\":[") != NULL);
+            }
+        }
+    }
+    VW_CHECK_EQ(starts, 1);
+    VW_CHECK_EQ(ends, 1);
+    VW_CHECK_EQ(vectors, 3);
+    VW_CHECK_EQ(vw_device_counters(&dev).events, 2);
+}
+
+static void test_unsynced_clock_and_refused_publishes(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.features_every = 0;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    port_state.wall = 0;
+    for (int i = 0; i < 5; i++) {
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    }
+    VW_CHECK_EQ(port_state.count, 0);
+    VW_CHECK_EQ(vw_device_counters(&dev).unsynced_windows, 5);
+    port_state.wall = T0;
+    port_state.refuse = 1; /* the batch is kept, then readings are dropped */
+    for (int i = 0; i < 5; i++) {
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    }
+    vw_device_counters_t n = vw_device_counters(&dev);
+    VW_CHECK_EQ(n.readings_dropped, 2);
+    VW_CHECK_EQ(n.publish_failures, 3);
+    port_state.refuse = 0;
+    VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK); /* sent again, then kept */
+    unsigned long long seq, t;
+    VW_CHECK(reading(0, &seq, &t) && seq == (1ull << 32) + 5u);
+    VW_CHECK(reading(2, &seq, &t) && seq == (1ull << 32) + 7u);
+    /* a window with a non-finite sample takes no sequence number */
+    float bad[256];
+    memcpy(bad, window_of(LOW), sizeof bad);
+    bad[17] = NAN;
+    VW_CHECK_EQ(vw_device_window(&dev, bad), VW_ERR_INPUT);
+    VW_CHECK_EQ(vw_device_counters(&dev).windows, 11);
+}
+
+static void test_refusals(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    vw_port_t port = device_port(&port_state);
+    VW_CHECK_EQ(vw_device_init(&dev, &port, &c, &ota, work, 16), VW_ERR_BUFFER);
+    VW_CHECK_EQ(vw_device_init(&dev, &port, &c, &ota, (uint8_t *)work + 1, 1000), VW_ERR_ALIGN);
+    vw_device_config_t bad = c;
+    bad.firmware = "1.2 beta";
+    VW_CHECK_EQ(vw_device_init(&dev, &port, &bad, &ota, work, sizeof work), VW_ERR_ARG);
+    bad = c;
+    bad.capabilities = "ota,,raw";
+    VW_CHECK_EQ(vw_device_required_bytes(&bad), 0);
+    bad = c;
+    bad.settings.batch_windows = VW_DEVICE_MAX_BATCH + 1;
+    VW_CHECK_EQ(vw_device_required_bytes(&bad), 0);
+    bad = c;
+    bad.max_features = 4; /* the model has 5 */
+    VW_CHECK_EQ(vw_device_init(&dev, &port, &bad, &ota, work, sizeof work), VW_ERR_SPEC);
+    vw_port_t no_clock = port;
+    no_clock.time_ms = NULL;
+    VW_CHECK_EQ(vw_device_init(&dev, &no_clock, &c, &ota, work, sizeof work), VW_ERR_ARG);
+    VW_CHECK(vw_device_required_bytes(&c) <= sizeof work);
+}
+
+int main(void)
+{
+    blob_len = build_blob(blob, 1, RATE, GOLDEN_RIGHT);
+    VW_CHECK(blob_len > 0);
+    test_scores_of_the_test_windows();
+    test_birth_message_and_last_will();
+    test_telemetry_batches_and_sequence_numbers();
+    test_a_cut_boot_record_never_reuses_a_range();
+    test_events_and_features();
+    test_unsynced_clock_and_refused_publishes();
+    test_refusals();
+    return vw_test_report("test_device");
+}
