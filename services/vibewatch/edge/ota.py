@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -321,6 +322,35 @@ def _to_c(manifest: Manifest) -> _Manifest:
     return m
 
 
+@dataclass(frozen=True)
+class SlotHandles:
+    """A :class:`SlotDevice`'s C state and port callbacks, for the device layer.
+
+    Attributes:
+        ota: The ``vw_ota_t`` memory.
+        engine_work: The engine memory the OTA code and the device share.
+        record_addr: Storage address of the device layer's boot records, after the OTA
+            region (:data:`DEVICE_RECORD_BYTES`).
+        max_window: Largest window a model may have.
+        read: ``storage_read`` callback (ctx, addr, buf, len) -> status.
+        write: ``storage_write`` callback.
+        map: ``storage_map`` callback (ctx, addr, len) -> address or None.
+        verify: ``verify_signature`` callback (ctx, msg, len, sig) -> 1 or 0.
+    """
+
+    ota: ctypes.Array[ctypes.c_char]
+    engine_work: ctypes.Array[ctypes.c_char]
+    record_addr: int
+    max_window: int
+    read: Callable[[int | None, int, int | None, int], int]
+    write: Callable[[int | None, int, int | None, int], int]
+    map: Callable[[int | None, int, int], int | None]
+    verify: Callable[[int | None, int | None, int, int | None], int]
+
+
+DEVICE_RECORD_BYTES = 32
+"""Storage after the OTA region for the device layer's two boot records (``vw_device.h``)."""
+
 _VW_OK = 0
 _VW_ERR_STORAGE = 18
 _VW_ERR_NO_MODEL = 21
@@ -339,6 +369,8 @@ class SlotDevice:
         slot_bytes: Capacity of each model slot (multiple of 4, 64..16 MiB).
         storage: Contents of a device's storage to start from (e.g. another device's
             :attr:`storage`, to replay a scenario); erased (0xFF) storage when omitted.
+            It is the OTA region (:attr:`layout`) followed by :data:`DEVICE_RECORD_BYTES`
+            for the device layer's boot records.
 
     Raises:
         EdgeError: ``arg`` for capabilities or sizes the firmware refuses; ``storage`` if
@@ -376,14 +408,17 @@ class SlotDevice:
             slots=(layout.slot[0], layout.slot[1]),
             end=layout.end,
         )
-        self._mem = _lib.buffer(layout.end)
+        self._size = layout.end + DEVICE_RECORD_BYTES
+        self._mem = _lib.buffer(self._size)
         if storage is None:
-            ctypes.memset(self._mem, 0xFF, layout.end)
-        elif len(storage) == layout.end:
-            ctypes.memmove(self._mem, storage, layout.end)
+            ctypes.memset(self._mem, 0xFF, self._size)
+        elif len(storage) == self._size:
+            ctypes.memmove(self._mem, storage, self._size)
         else:
             raise EdgeError(
-                "arg", f"{len(storage)} bytes of storage, the layout needs {layout.end}"
+                "arg",
+                f"{len(storage)} bytes of storage, the layout needs {self._size} "
+                f"({layout.end} for the slots, {DEVICE_RECORD_BYTES} for the boot records)",
             )
         self._base = ctypes.addressof(self._mem)
         self._writes = 0
@@ -405,7 +440,7 @@ class SlotDevice:
     # ---- the port: storage with power cuts, Ed25519 ----
 
     def _in_range(self, addr: int, length: int) -> bool:
-        return self._powered and addr + length <= self.layout.end
+        return self._powered and addr + length <= self._size
 
     def _read(self, _ctx: int | None, addr: int, buf: int | None, length: int) -> int:
         if not self._in_range(addr, length) or buf is None:
@@ -439,6 +474,20 @@ class SlotDevice:
         except InvalidSignature:
             return 0
         return 1
+
+    def handles(self) -> SlotHandles:
+        """What the device layer (:mod:`vibewatch.edge.device`) binds to: the C OTA state,
+        the engine memory it shares, and this device's storage and signature callbacks."""
+        return SlotHandles(
+            ota=self._ota,
+            engine_work=self._work,
+            record_addr=self.layout.end,
+            max_window=self._config.max_window,
+            read=self._read,
+            write=self._write,
+            map=self._map,
+            verify=self._verify,
+        )
 
     # ---- power ----
 

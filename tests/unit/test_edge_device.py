@@ -1,0 +1,257 @@
+"""The firmware's device layer through its Python binding: every payload it publishes
+is what the wire contract says, its scores are the engine's, and its sequence numbers
+never repeat across reboots and power cuts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import numpy.typing as npt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vibewatch.edge import DeviceCapabilities, Model, SlotDevice, features
+from vibewatch.edge.device import Device, DeviceSettings
+from vibewatch.edge.vwm import decode_header
+from vibewatch.errors import EdgeError
+from vibewatch.protocol import (
+    AnomalyEvent,
+    EventKind,
+    Features,
+    Kind,
+    Limits,
+    Status,
+    Telemetry,
+    decode_message,
+)
+from vibewatch.signals import Fault, Machine, generate
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOB = (ROOT / "models" / "factory" / "package" / "model.vwm").read_bytes()
+HEADER = decode_header(BLOB)
+SPEC = HEADER.spec
+DOCS = ROOT / "docs" / "protocol"
+T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
+WINDOW_MS = SPEC.window * 1000 // SPEC.sample_rate_hz
+
+
+class Bench:
+    """A device on fresh storage, its published messages, and its two clocks."""
+
+    def __init__(self, settings: DeviceSettings | None = None) -> None:
+        self.slots = SlotDevice(
+            Ed25519PrivateKey.generate().public_key(),
+            DeviceCapabilities(sample_rate_hz=SPEC.sample_rate_hz, max_window=SPEC.window),
+        )
+        self.slots.boot()
+        self.slots.provision(BLOB)
+        self.settings = settings or DeviceSettings()
+        self.sent: list[tuple[str, bytes]] = []
+        self.now = 0
+        self.wall = T0
+        self.taking = True
+        self.device = self.power_on()
+
+    def power_on(self) -> Device:
+        self.slots.boot()
+        self.now = 0
+        self.device = Device(
+            self.slots,
+            firmware="2.1.0",
+            publish=self.publish,
+            clock_ms=lambda: self.now,
+            wall_ms=lambda: self.wall,
+            capabilities=("ota", "raw"),
+            settings=self.settings,
+        )
+        return self.device
+
+    def publish(self, suffix: str, payload: bytes) -> bool:
+        if self.taking:
+            self.sent.append((suffix, payload))
+        return self.taking
+
+    def run(self, windows: list[npt.NDArray[np.float32]]) -> None:
+        for window in windows:
+            self.now += 1000
+            self.wall += 1000
+            self.device.window(window)
+
+    def decoded(self, suffix: str) -> list[object]:
+        kind = Kind(suffix)
+        return [
+            decode_message(kind, "dev-1", payload, now_ms=self.wall, limits=Limits())
+            for s, payload in self.sent
+            if s == suffix
+        ]
+
+
+def recorded(n: int, *faults: Fault, seed: int = 0) -> list[npt.NDArray[np.float32]]:
+    """``n`` consecutive windows of the generator's machine, with ``faults``."""
+    duration = n * SPEC.window / SPEC.sample_rate_hz
+    signal = generate(
+        Machine(), duration_s=duration, sample_rate_hz=SPEC.sample_rate_hz, faults=faults, seed=seed
+    )
+    return list(signal.reshape(n, SPEC.window))
+
+
+def healthy(n: int, seed: int = 0) -> list[npt.NDArray[np.float32]]:
+    """Healthy windows the factory model scores below its release level (0.8 x threshold)."""
+    model = Model(BLOB)
+    found: list[npt.NDArray[np.float32]] = []
+    while len(found) < n:
+        batch = recorded(32, seed=seed)
+        scores = model.score(np.stack([features(w, SPEC) for w in batch]))
+        found += [
+            w for w, score in zip(batch, scores, strict=True) if score < 0.8 * HEADER.threshold
+        ]
+        seed += 1000
+    return found[:n]
+
+
+def faulty(n: int, seed: int = 1) -> list[npt.NDArray[np.float32]]:
+    return recorded(n, Fault("outer_race", 1.0), seed=seed)
+
+
+def schema(suffix: str) -> dict[str, object]:
+    name = suffix.replace("/", "_")
+    loaded: dict[str, object] = json.loads((DOCS / f"{name}.schema.json").read_text("utf-8"))
+    return loaded
+
+
+def test_every_payload_is_the_wire_contract() -> None:
+    bench = Bench(DeviceSettings(batch_windows=7, features_every=5))
+    bench.device.connected()
+    bench.run(healthy(12) + faulty(8) + healthy(12))
+    bench.now += 20_000
+    bench.device.poll()
+    suffixes = {suffix for suffix, _ in bench.sent}
+    assert suffixes == {"status", "telemetry", "event", "features"}
+    for suffix, payload in bench.sent:
+        jsonschema.validate(json.loads(payload), schema(suffix))
+    (status,) = bench.decoded("status")
+    assert isinstance(status, Status)
+    assert (status.firmware, status.model_id, status.model_version) == ("2.1.0", "vibewatch-ae", 1)
+    assert status.capabilities == ("ota", "raw")
+    assert status.slots is not None and status.slots.a.value == "active"
+    will = decode_message(
+        Kind.STATUS, "dev-1", bench.device.last_will(), now_ms=T0, limits=Limits()
+    )
+    assert isinstance(will, Status) and will.state.value == "offline"
+    readings = [
+        r for m in bench.decoded("telemetry") if isinstance(m, Telemetry) for r in m.readings
+    ]
+    assert len(readings) == 32  # every window, the last partial batch sent by the poll
+    vectors = [v for m in bench.decoded("features") if isinstance(m, Features) for v in m.vectors]
+    assert [v.seq & 0xFFFFFFFF for v in vectors] == [0, 5, 10, 15, 20, 25, 30]
+    assert all(len(v.x) == SPEC.n_features for v in vectors)
+    assert {m.spec for m in bench.decoded("features") if isinstance(m, Features)} == {SPEC.spec_id}
+
+
+def test_scores_features_and_times_are_the_engines_exactly() -> None:
+    bench = Bench(DeviceSettings(batch_windows=4, features_every=1))
+    windows = healthy(4) + faulty(4)
+    bench.run(windows)
+    readings = [
+        r for m in bench.decoded("telemetry") if isinstance(m, Telemetry) for r in m.readings
+    ]
+    vectors = [v for m in bench.decoded("features") if isinstance(m, Features) for v in m.vectors]
+    model = Model(BLOB)
+    for i, (window, reading, vector) in enumerate(zip(windows, readings, vectors, strict=True)):
+        x = features(window, SPEC)
+        # nine digits read back as the same float32
+        assert np.float32(reading.score) == model.score(x[None])[0]
+        stats = (reading.rms, reading.peak, reading.crest, reading.kurtosis)
+        np.testing.assert_array_equal(np.float32(stats), x[-4:])
+        np.testing.assert_array_equal(np.float32(vector.x), x)
+        assert reading.t == vector.t == T0 + 1000 * (i + 1) - WINDOW_MS
+
+
+def test_anomaly_events_start_and_end_with_debounce() -> None:
+    bench = Bench(DeviceSettings(k=3, n=5, m=4, features_every=0))
+    bench.run(healthy(6) + faulty(6) + healthy(8))
+    events = [m for m in bench.decoded("event") if isinstance(m, AnomalyEvent)]
+    assert [e.kind for e in events] == [EventKind.START, EventKind.END]
+    start, end = events
+    assert start.seq & 0xFFFFFFFF == 8  # the third faulty window
+    assert end.seq & 0xFFFFFFFF == 15  # the fourth healthy one after them
+    assert start.threshold == pytest.approx(HEADER.threshold)
+    assert start.score >= start.threshold > end.score
+    assert (start.model_id, start.model_version) == ("vibewatch-ae", 1)
+
+
+def test_sequence_numbers_never_repeat_across_reboots_and_power_cuts() -> None:
+    bench = Bench(DeviceSettings(batch_windows=1, features_every=0))
+    bench.run(healthy(3))
+    for torn in (None, 0, 5, 15):
+        # the power goes at the next storage write, the boot record's: right after it,
+        # or cutting it short (then the boot fails, having published nothing)
+        bench.slots.inject_reset(1, torn)
+        if torn is None:
+            bench.power_on()
+            assert not bench.slots.powered
+        else:
+            with pytest.raises(EdgeError, match="storage"):
+                bench.power_on()
+        bench.power_on()
+        bench.run(healthy(3))
+    seqs = [
+        r.seq for m in bench.decoded("telemetry") if isinstance(m, Telemetry) for r in m.readings
+    ]
+    assert len(seqs) == 15
+    assert seqs == sorted(set(seqs))
+
+
+def test_nothing_is_published_before_the_wall_clock_is_known() -> None:
+    bench = Bench(DeviceSettings(batch_windows=1))
+    bench.wall = 0
+    for window in healthy(3):
+        bench.device.window(window)
+    assert bench.sent == []
+    assert bench.device.counters.unsynced_windows == 3
+    with pytest.raises(EdgeError, match="state"):
+        bench.device.connected()
+
+
+def test_a_refused_batch_is_sent_again() -> None:
+    bench = Bench(DeviceSettings(batch_windows=2, features_every=0))
+    bench.taking = False
+    bench.run(healthy(6))
+    counters = bench.device.counters
+    assert (counters.readings_dropped, counters.published) == (4, 0)
+    bench.taking = True
+    bench.run(healthy(1))
+    readings = [
+        r for m in bench.decoded("telemetry") if isinstance(m, Telemetry) for r in m.readings
+    ]
+    assert [r.seq & 0xFFFFFFFF for r in readings] == [0, 1]  # the kept batch, sent again
+
+
+def test_refused_settings_and_windows() -> None:
+    bench = Bench()
+    with pytest.raises(EdgeError, match="arg"):
+        Device(
+            bench.slots,
+            firmware="has space",
+            publish=bench.publish,
+            clock_ms=lambda: 0,
+            wall_ms=lambda: T0,
+        )
+    with pytest.raises(EdgeError, match="arg"):
+        Device(
+            bench.slots,
+            firmware="1.0",
+            publish=bench.publish,
+            clock_ms=lambda: 0,
+            wall_ms=lambda: T0,
+            settings=DeviceSettings(k=6, n=5),
+        )
+    with pytest.raises(EdgeError, match="arg"):
+        bench.device.window(np.zeros(10, np.float32))
+    bad = healthy(1)[0]
+    bad[3] = np.nan
+    with pytest.raises(EdgeError, match="input"):
+        bench.device.window(bad)
