@@ -42,7 +42,7 @@ def test_smoke_run_has_no_crash_and_runs_every_execution(
 ) -> None:
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     rows = {m[0]: (int(m[1]), int(m[2]), int(m[3])) for m in ROW.findall(smoke.stdout)}
-    assert set(rows) == {"model", "ota"}, smoke.stdout
+    assert set(rows) == {"model", "ota", "json"}, smoke.stdout
     for target, (executions, coverage, crashes) in rows.items():
         assert executions == RUNS, target
         assert coverage > 0, target
