@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from paho.mqtt.client import topic_matches_sub
 
 from vibewatch.errors import ConfigError, ProtocolError
 from vibewatch.protocol import (
@@ -40,6 +41,8 @@ from vibewatch.protocol import (
     AnomalyEvent,
     Command,
     CommandName,
+    CommandOutcome,
+    CommandReply,
     DeviceState,
     Features,
     Kind,
@@ -76,6 +79,7 @@ TYPES: dict[Kind, type[Message]] = {
     Kind.OTA_JOB: OtaJob,
     Kind.OTA_CHUNK: OtaChunk,
     Kind.CMD: Command,
+    Kind.CMD_REPLY: CommandReply,
 }
 
 
@@ -264,9 +268,66 @@ def ota_state_report() -> dict[str, Any]:
     }
 
 
+def reply_refused_unknown_cmd() -> dict[str, Any]:
+    return {"id": "c9", "t": NOW, "outcome": "refused", "detail": "unknown cmd 'reboot'"}
+
+
+def reply_failed() -> dict[str, Any]:
+    return {"id": "c2", "t": NOW, "cmd": "calibrate", "outcome": "failed", "detail": ""}
+
+
+def reply_done_with_unknown_fields() -> dict[str, Any]:
+    return {"id": "c3", "t": NOW, "cmd": "upload_raw", "outcome": "done", "bytes": 8192}
+
+
+def reply_at_bounds() -> dict[str, Any]:
+    return {
+        "id": "r" * 64,
+        "t": LIMITS.min_time_ms,
+        "cmd": "set_threshold",
+        "outcome": "done",
+        "detail": "é" * 256,
+        "threshold": 1e12,
+    }
+
+
 @pytest.mark.parametrize(
     ("kind", "build", "expected"),
     [
+        pytest.param(
+            Kind.CMD_REPLY,
+            reply_refused_unknown_cmd,
+            CommandReply(DEVICE, "c9", NOW, CommandOutcome.REFUSED, detail="unknown cmd 'reboot'"),
+            id="reply-refused-without-cmd",
+        ),
+        pytest.param(
+            Kind.CMD_REPLY,
+            reply_failed,
+            CommandReply(
+                DEVICE, "c2", NOW, CommandOutcome.FAILED, CommandName.CALIBRATE, detail=""
+            ),
+            id="reply-failed-empty-detail",
+        ),
+        pytest.param(
+            Kind.CMD_REPLY,
+            reply_done_with_unknown_fields,
+            CommandReply(DEVICE, "c3", NOW, CommandOutcome.DONE, CommandName.UPLOAD_RAW),
+            id="reply-done-unknown-field-ignored",
+        ),
+        pytest.param(
+            Kind.CMD_REPLY,
+            reply_at_bounds,
+            CommandReply(
+                DEVICE,
+                "r" * 64,
+                LIMITS.min_time_ms,
+                CommandOutcome.DONE,
+                CommandName.SET_THRESHOLD,
+                detail="é" * 256,
+                threshold=1e12,
+            ),
+            id="reply-at-bounds",
+        ),
         pytest.param(
             Kind.STATUS,
             status_offline,
@@ -391,7 +452,7 @@ def ragged_vectors(doc: Any) -> Any:
 
 BIG = Limits(max_payload_bytes=1 << 20)
 T, E, F, S = Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS
-Q, J, M = Kind.OTA_REQ, Kind.OTA_JOB, Kind.CMD
+Q, J, M, R = Kind.OTA_REQ, Kind.OTA_JOB, Kind.CMD, Kind.CMD_REPLY
 B64_63 = "A" * 84  # 63 bytes
 SHA = "ab" * 32
 
@@ -527,6 +588,37 @@ CASES = [
     pytest.param(M, drop("id"), "missing_field", True, id="m-no-id"),
     pytest.param(M, put("t", value="now"), "wrong_type", True, id="m-t-string"),
     pytest.param(M, put("t", value=NOW + 3_600_000), "time_in_future", False, id="m-t-future"),
+    # cmd/reply
+    pytest.param(R, drop("id"), "missing_field", True, id="r-no-id"),
+    pytest.param(R, put("id", value=""), "out_of_range", True, id="r-id-empty"),
+    pytest.param(R, put("id", value="c" * 65), "out_of_range", True, id="r-id-65"),
+    pytest.param(R, put("id", value="cmd 1"), "bad_value", True, id="r-id-space"),
+    pytest.param(R, put("id", value=7), "wrong_type", True, id="r-id-int"),
+    pytest.param(R, drop("t"), "missing_field", True, id="r-no-t"),
+    pytest.param(R, put("t", value=0), "time_too_old", True, id="r-t-zero"),
+    pytest.param(R, put("t", value=NOW + 300_001), "time_in_future", False, id="r-t-future"),
+    pytest.param(R, put("t", value=1718000020450.0), "wrong_type", False, id="r-t-1.0"),
+    pytest.param(R, drop("outcome"), "missing_field", True, id="r-no-outcome"),
+    pytest.param(R, put("outcome", value="ok"), "bad_value", True, id="r-outcome"),
+    pytest.param(R, put("outcome", value="DONE"), "bad_value", True, id="r-outcome-case"),
+    pytest.param(R, put("outcome", value=None), "wrong_type", True, id="r-outcome-null"),
+    pytest.param(R, put("cmd", value="reboot"), "bad_value", True, id="r-cmd"),
+    pytest.param(R, put("cmd", value=None), "wrong_type", True, id="r-cmd-null"),
+    pytest.param(R, put("detail", value="x" * 257), "out_of_range", True, id="r-detail-257"),
+    pytest.param(R, put("detail", value=["x"]), "wrong_type", True, id="r-detail-array"),
+    pytest.param(
+        R,
+        lambda doc: json.dumps({**doc, "detail": "\udc00"}).encode(),
+        "bad_value",
+        False,
+        id="r-detail-lone-surrogate",
+    ),
+    pytest.param(R, put("threshold", value=0), "out_of_range", True, id="r-threshold-0"),
+    pytest.param(R, put("threshold", value=1.5e12), "out_of_range", True, id="r-threshold-big"),
+    pytest.param(R, put("threshold", value="0.3"), "wrong_type", True, id="r-threshold-str"),
+    pytest.param(R, put("threshold", value=True), "wrong_type", True, id="r-threshold-bool"),
+    pytest.param(R, replace_text("0.3", "NaN"), "non_finite", None, id="r-threshold-nan"),
+    pytest.param(R, replace_text("0.3", "1e999"), "non_finite", True, id="r-threshold-1e999"),
 ]
 
 
@@ -743,6 +835,35 @@ def test_encode_omits_absent_optional_fields() -> None:
     assert Status(DEVICE, DeviceState.OFFLINE).encode() == b'{"state":"offline"}'
     command = Command(DEVICE, "c7", NOW, CommandName.ROLLBACK)
     assert json.loads(command.encode()) == {"id": "c7", "t": NOW, "cmd": "rollback"}
+    reply = CommandReply(DEVICE, "c7", NOW, CommandOutcome.REFUSED)
+    assert reply.encode() == b'{"id":"c7","t":%d,"outcome":"refused"}' % NOW
+
+
+def test_readme_tables_name_every_kind_and_outcome() -> None:
+    readme = (DOCS / "README.md").read_text("utf-8")
+    for kind in Kind:
+        way = "device → back end" if kind.uplink else "back end → device"
+        retained = "**yes**" if kind.retained else "no"
+        row = f"| `vw/v1/{{dev}}/{kind.suffix}` | {way} | {kind.qos} | {retained} |"
+        assert row in readme
+    section = readme.partition("### cmd/reply (device → back end)")[2].partition("\n## ")[0]
+    assert re.findall(r"^\| `(\w+)` \| (?:the|it)", section, re.MULTILINE) == [
+        outcome.value for outcome in CommandOutcome
+    ]
+
+
+def test_reply_fields_are_written_in_their_order() -> None:
+    reply = CommandReply(
+        DEVICE,
+        "c8",
+        NOW,
+        CommandOutcome.DONE,
+        CommandName.SET_THRESHOLD,
+        detail="ok",
+        threshold=0.5,
+    )
+    assert list(json.loads(reply.encode())) == ["id", "t", "cmd", "outcome", "detail", "threshold"]
+    assert reply.KIND is Kind.CMD_REPLY
 
 
 def test_limits_are_keyword_only_frozen_and_checked() -> None:
@@ -779,8 +900,9 @@ def test_kinds() -> None:
         "ota/job",
         "ota/chunk",
         "cmd",
+        "cmd/reply",
     ]
-    assert {kind for kind in Kind if kind.uplink} == {T, E, F, S, Q}
+    assert {kind for kind in Kind if kind.uplink} == {T, E, F, S, Q, R}
     assert {kind for kind in Kind if kind.retained} == {S, J}
     assert {kind.qos for kind in Kind} == {1}
 
@@ -798,6 +920,9 @@ def test_parse_topic_accepts_edge_ids() -> None:
     assert len(longest) == 64
     assert parse_topic(f"vw/v1/{longest}/status", "vw/v1/") == (longest, Kind.STATUS)
     assert parse_topic("vw/v1/-/cmd", "vw/v1/") == ("-", Kind.CMD)
+    # A device may be called like a suffix or a suffix's first level.
+    assert parse_topic("vw/v1/cmd/cmd/reply", "vw/v1/") == ("cmd", Kind.CMD_REPLY)
+    assert parse_topic("vw/v1/reply/cmd", "vw/v1/") == ("reply", Kind.CMD)
 
 
 @pytest.mark.parametrize(
@@ -827,6 +952,16 @@ def test_parse_topic_accepts_edge_ids() -> None:
         ("vw/v1/dev", "bad_topic"),
         ("vw/v1/dev/", "bad_topic"),
         ("vw/v1/dev/ota", "bad_topic"),
+        ("vw/v1/dev/reply", "bad_topic"),
+        ("vw/v1/cmd/reply", "bad_topic"),
+        ("vw/v1/dev/cmd/", "bad_topic"),
+        ("vw/v1/dev/cmd/reply/", "bad_topic"),
+        ("vw/v1/dev/cmd/reply/extra", "bad_topic"),
+        ("vw/v1/dev/cmd/+", "bad_topic"),
+        ("vw/v1/dev/cmd/#", "bad_topic"),
+        ("vw/v1/dev/cmd/Reply", "bad_topic"),
+        ("vw/v1/dev/cmd_reply", "bad_topic"),
+        ("vw/v1/+/cmd/reply", "bad_device_id"),
         ("vw/v1/dev/TELEMETRY", "bad_topic"),
         ("vw/v2/dev/telemetry", "bad_topic"),
         ("VW/v1/dev/telemetry", "bad_topic"),
@@ -895,8 +1030,25 @@ def test_subscription_filters() -> None:
         "vw/v1/+/ota/req",
     ]
     uplink = subscription_filters(DEFAULT_PREFIX, [kind for kind in Kind if kind.uplink])
-    assert len(uplink) == 5
+    assert len(uplink) == 6
     assert all(f.startswith("vw/v1/+/") for f in uplink)
+    assert subscription_filters("", [Kind.CMD_REPLY]) == ["+/cmd/reply"]
+
+
+@pytest.mark.parametrize("prefix", [DEFAULT_PREFIX, ""])
+def test_each_filter_receives_its_own_kind_only(prefix: str) -> None:
+    # MQTT matches level by level: {prefix}+/cmd receives no cmd/reply, so a service that
+    # subscribes to other kinds (ingest: telemetry, event, features, status) never gets a
+    # reply, and a device subscribed to its cmd topic never gets its own replies.
+    for sub in Kind:
+        (pattern,) = subscription_filters(prefix, [sub])
+        for kind in Kind:
+            topic = topic_for(prefix, DEVICE, kind)
+            assert topic_matches_sub(pattern, topic) is (kind is sub), (pattern, topic)
+            assert topic_matches_sub(topic_for(prefix, DEVICE, sub), topic) is (kind is sub)
+    # The README's warning: a multi-level wildcard under cmd takes in the replies too.
+    reply = topic_for(prefix, DEVICE, Kind.CMD_REPLY)
+    assert topic_matches_sub(f"{topic_for(prefix, DEVICE, Kind.CMD)}/#", reply)
 
 
 # --- property: any valid telemetry round-trips ------------------------------------------
@@ -930,3 +1082,36 @@ def test_telemetry_round_trips(device: str, items: list[Reading]) -> None:
     assert decoded == message
     assert decoded.encode() == payload
     assert validator(Kind.TELEMETRY).is_valid(json.loads(payload))
+
+
+# --- property: any valid command reply round-trips ----------------------------------------
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+replies = st.builds(
+    CommandReply,
+    device=st.from_regex(DEVICE_ID_PATTERN, fullmatch=True),
+    id=st.from_regex(ID_PATTERN, fullmatch=True),
+    t=st.integers(LIMITS.min_time_ms, NOW + LIMITS.max_future_ms),
+    outcome=st.sampled_from(CommandOutcome),
+    cmd=optional(st.sampled_from(CommandName)),
+    # Any Unicode text but lone surrogates, which the receiver refuses.
+    detail=optional(st.text(st.characters(exclude_categories=("Cs",)), max_size=256)),
+    threshold=optional(st.floats(min_value=0.0, max_value=1e12, exclude_min=True, allow_nan=False)),
+)
+
+
+@settings(deadline=None)  # the schema check is slow on loaded machines
+@given(message=replies)
+def test_command_reply_round_trips(message: CommandReply) -> None:
+    payload = message.encode()
+    decoded = decode_message(Kind.CMD_REPLY, message.device, payload, now_ms=NOW, limits=LIMITS)
+    assert decoded == message
+    assert decoded.encode() == payload
+    doc = json.loads(payload)
+    assert validator(Kind.CMD_REPLY).is_valid(doc)
+    order = ["id", "t", "cmd", "outcome", "detail", "threshold"]
+    assert list(doc) == [key for key in order if key in doc]

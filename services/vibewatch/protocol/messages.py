@@ -170,6 +170,18 @@ class CommandName(StrEnum):
     ROLLBACK = "rollback"
 
 
+class CommandOutcome(StrEnum):
+    """What became of a command, as its reply says."""
+
+    DONE = "done"
+    """Carried out."""
+    REFUSED = "refused"
+    """Not carried out: malformed, out of range, not supported by this firmware, or not
+    allowed in the device's current state."""
+    FAILED = "failed"
+    """Tried and failed, such as on a storage error."""
+
+
 def _dumps(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -901,7 +913,84 @@ class Command:
         return _dumps(obj)
 
 
-Message = Telemetry | AnomalyEvent | Features | Status | OtaRequest | OtaJob | OtaChunk | Command
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The outcome of a command (``cmd/reply``, uplink).
+
+    A device answers every command whose ``id`` it could read, once it has carried
+    the command out or given up on it; a command without a readable id cannot be
+    answered and is dropped. The reply to a command that QoS 1 delivered twice may
+    come twice: a receiver matches replies to commands by device and ``id``.
+
+    Attributes:
+        device: Device id, from the topic.
+        id: Id of the command answered.
+        t: Device time of the reply, ms since the epoch.
+        outcome: ``done``, ``refused`` or ``failed``.
+        cmd: Name of the command, when the device could read it; ``None`` for a
+            command refused because its ``cmd`` was missing or unknown.
+        detail: Optional free text, at most 256 characters: why a command was
+            refused or failed.
+        threshold: Optional anomaly threshold in force after the command,
+            ``(0, 1e12]``; sent by ``set_threshold`` and ``calibrate`` when done.
+    """
+
+    KIND: ClassVar[Kind] = Kind.CMD_REPLY
+
+    device: str
+    id: str
+    t: int
+    outcome: CommandOutcome
+    cmd: CommandName | None = None
+    detail: str | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        Raises:
+            ProtocolError: The payload breaks the contract; ``reason`` says how.
+        """
+        obj = load_object(payload, limits.max_payload_bytes)
+        command_id = text(obj, "id", "", 1, ID_MAX_LEN, ID_RE)
+        t = timestamp(obj, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
+        cmd = choice(obj, "cmd", "", CommandName) if "cmd" in obj else None
+        outcome = choice(obj, "outcome", "", CommandOutcome)
+        detail = text(obj, "detail", "", 0, _MAX_DETAIL) if "detail" in obj else None
+        threshold = None
+        if "threshold" in obj:
+            threshold = number(obj, "threshold", "", 0.0, _SCORE_MAX, above=True)
+        return cls(device, command_id, t, outcome, cmd, detail, threshold)
+
+    def encode(self) -> bytes:
+        """Return the compact UTF-8 JSON payload, without the absent fields.
+
+        Raises:
+            ValueError: The threshold is NaN or infinite.
+        """
+        obj: dict[str, Any] = {"id": self.id, "t": self.t}
+        if self.cmd is not None:
+            obj["cmd"] = self.cmd.value
+        obj["outcome"] = self.outcome.value
+        if self.detail is not None:
+            obj["detail"] = self.detail
+        if self.threshold is not None:
+            obj["threshold"] = self.threshold
+        return _dumps(obj)
+
+
+Message = (
+    Telemetry
+    | AnomalyEvent
+    | Features
+    | Status
+    | OtaRequest
+    | OtaJob
+    | OtaChunk
+    | Command
+    | CommandReply
+)
 """Any decoded message."""
 
 
@@ -918,6 +1007,7 @@ _DECODERS: dict[Kind, _Decoder] = {
     Kind.OTA_JOB: OtaJob.decode,
     Kind.OTA_CHUNK: OtaChunk.decode,
     Kind.CMD: Command.decode,
+    Kind.CMD_REPLY: CommandReply.decode,
 }
 
 

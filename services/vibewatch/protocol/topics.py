@@ -38,7 +38,7 @@ _FORBIDDEN_IN_PREFIX = ("+", "#", "\x00")
 
 
 class Kind(Enum):
-    """The eight kinds of message; each value is the topic suffix."""
+    """The nine kinds of message; each value is the topic suffix."""
 
     TELEMETRY = "telemetry"
     EVENT = "event"
@@ -48,6 +48,7 @@ class Kind(Enum):
     OTA_JOB = "ota/job"
     OTA_CHUNK = "ota/chunk"
     CMD = "cmd"
+    CMD_REPLY = "cmd/reply"
 
     @property
     def suffix(self) -> str:
@@ -70,7 +71,9 @@ class Kind(Enum):
         return 1
 
 
-_UPLINK = frozenset({Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS, Kind.OTA_REQ})
+_UPLINK = frozenset(
+    {Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS, Kind.OTA_REQ, Kind.CMD_REPLY}
+)
 _RETAINED = frozenset({Kind.STATUS, Kind.OTA_JOB})
 _BY_SUFFIX = {kind.value: kind for kind in Kind}
 
