@@ -28,6 +28,16 @@
  * wall clock is known (time_ms gives 0), windows are scored and move the anomaly
  * state, but publish nothing (counted in unsynced_windows).
  *
+ * Commands (`cmd`, vw_device_command) are answered on `cmd/reply` with their outcome:
+ *  - `set_threshold`: the threshold in force from the next window on (until a reboot or
+ *    a new model, which bring the model's threshold back); done, with the threshold;
+ *  - `calibrate`: the next settings.calibrate_windows windows are scored, and the
+ *    threshold becomes their highest score times settings.calibrate_margin; the reply
+ *    (done, with the threshold) goes out when the last of them is scored;
+ *  - `upload_raw` and `rollback`: refused ("not supported by this firmware") for now.
+ * A command that cannot be read as JSON, or has no valid `id`, is not answered (there
+ * is nothing to answer to) and counted in commands_unanswered.
+ *
  * A message the port cannot take (publish fails) is kept when it is the telemetry
  * batch, and sent again with the next window or poll; while it waits and the batch
  * is full, new readings are dropped and counted. Events and feature vectors that
@@ -66,6 +76,8 @@ typedef struct vw_device_settings {
     uint32_t batch_ms;           /**< send a batch once its first reading is this old (port
                                       now_ms); 0: only when full */
     uint16_t features_every;     /**< one feature vector in every so many windows; 0: none */
+    uint16_t calibrate_windows;  /**< windows a `calibrate` command scores, >= 1 */
+    float calibrate_margin;      /**< threshold = highest calibration score x this, >= 1 */
 } vw_device_settings_t;
 
 /** What the device is: fixed at build or provisioning time. */
@@ -95,6 +107,8 @@ typedef struct vw_device_counters {
     uint32_t publish_failures; /**< messages the port refused */
     uint32_t readings_dropped; /**< readings lost because the batch could not be sent */
     uint32_t unsynced_windows; /**< windows scored before the wall clock was known */
+    uint32_t commands;         /**< commands answered */
+    uint32_t commands_unanswered; /**< commands without a readable id: not answered */
 } vw_device_counters_t;
 
 /** One reading of the telemetry batch. */
@@ -126,10 +140,16 @@ typedef struct vw_device {
     uint32_t batch_started;
     char *payload;
     size_t payload_cap;
+    uint16_t calibrating; /**< windows left of a calibration, 0: none */
+    float calibration_max;
+    char calibration_id[VW_MODEL_MAX_ID + 1];
     vw_device_counters_t counters;
 } vw_device_t;
 
-/** @brief The default settings: anomaly defaults, 10 windows or 10 s a batch, features every 60. */
+/**
+ * @brief The default settings: anomaly defaults, 10 windows or 10 s a batch, features every
+ *        60 windows, calibration over 60 windows with a margin of 1.25.
+ */
 vw_device_settings_t vw_device_defaults(void);
 
 /**
@@ -179,6 +199,16 @@ vw_status_t vw_device_connected(vw_device_t *dev);
  *         takes no sequence number).
  */
 vw_status_t vw_device_window(vw_device_t *dev, const float *samples);
+
+/**
+ * @brief A `cmd` message arrived: carry it out and answer on `cmd/reply`.
+ * @param payload @p len bytes of the message (not NUL-terminated)
+ * @return VW_OK when answered (whatever the outcome; a calibration answers later);
+ *         VW_ERR_ARG; VW_ERR_JSON or VW_ERR_MESSAGE for a payload without a readable id
+ *         (not answered); VW_ERR_STATE before the wall clock is known (not answered);
+ *         the port's error if it refused the reply.
+ */
+vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t len);
 
 /**
  * @brief Time passes: send the telemetry batch if its first reading is batch_ms old.

@@ -115,6 +115,12 @@ typedef struct vw_model {
  */
 vw_status_t vw_model_parse(vw_model_t *model, const uint8_t *blob, size_t len);
 
+/**
+ * @brief Whether @p len bytes at @p id are an id of the wire contract: 1..VW_MODEL_MAX_ID
+ *        characters of [A-Za-z0-9._-] (model, feature-spec, job, command and capability ids).
+ */
+int vw_model_id_valid(const char *id, size_t len);
+
 /** @brief Byte size of one golden record of @p model. */
 size_t vw_model_golden_record_bytes(const vw_model_t *model);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vw_crc32.h"
+#include "vw_json_reader.h"
 #include "vw_json_writer.h"
 
 #define RECORD_MAGIC 0x31445756u /* "VWD1", little endian */
@@ -22,6 +23,8 @@ vw_device_settings_t vw_device_defaults(void)
     settings.batch_windows = 10u;
     settings.batch_ms = 10000u;
     settings.features_every = 60u;
+    settings.calibrate_windows = 60u;
+    settings.calibrate_margin = 1.25f;
     return settings;
 }
 
@@ -38,34 +41,26 @@ static int printable(const char *s, size_t max)
     return n > 0;
 }
 
-static int id_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
-}
-
 static int capability_list(const char *s)
 {
     if (s == NULL || s[0] == '\0') {
         return 1;
     }
-    size_t n = 0, run = 0;
-    for (; s[n] != '\0'; n++) {
-        if (n >= VW_DEVICE_CAPABILITIES_MAX) {
-            return 0;
-        }
-        if (s[n] == ',') {
-            if (run == 0 || run > VW_MODEL_MAX_ID) {
-                return 0;
-            }
-            run = 0;
-        } else if (id_char(s[n])) {
-            run++;
-        } else {
-            return 0;
-        }
+    size_t len = strlen(s);
+    if (len > VW_DEVICE_CAPABILITIES_MAX) {
+        return 0;
     }
-    return run > 0 && run <= VW_MODEL_MAX_ID;
+    for (const char *start = s;;) {
+        const char *comma = strchr(start, ',');
+        size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
+        if (!vw_model_id_valid(start, n)) {
+            return 0;
+        }
+        if (comma == NULL) {
+            return 1;
+        }
+        start = comma + 1;
+    }
 }
 
 static int config_ok(const vw_device_config_t *c)
@@ -77,7 +72,8 @@ static int config_ok(const vw_device_config_t *c)
            vw_dsp_required_bytes(c->max_window) != 0 && c->max_features >= 1u &&
            c->max_features <= VW_DSP_MAX_BANDS + VW_DSP_N_STATS && c->engine_work != NULL &&
            vw_anomaly_check(&s->anomaly) == VW_OK && s->batch_windows >= 1u &&
-           s->batch_windows <= VW_DEVICE_MAX_BATCH;
+           s->batch_windows <= VW_DEVICE_MAX_BATCH && s->calibrate_windows >= 1u &&
+           s->calibrate_margin >= 1.0f && s->calibrate_margin <= 1e6f;
 }
 
 static size_t align4(size_t n) { return (n + 3u) & ~(size_t)3u; }
@@ -434,6 +430,137 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
     send(dev, "features", &w);
 }
 
+/* ---------------------------------------------------------------- commands */
+
+#define REPLY_DETAIL_MAX 96u
+/* The wire contract's earliest time: 2020-01-01T00:00:00Z. */
+#define MIN_TIME_MS INT64_C(1577836800000)
+
+/* The reply to command @p id: outcome, and the threshold when @p with_threshold. */
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, const char *outcome,
+                         const char *detail, int with_threshold)
+{
+    uint64_t now = dev->port.time_ms(dev->port.ctx);
+    if (now == 0u) {
+        return VW_ERR_STATE;
+    }
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "id");
+    vw_jsonw_cstring(&w, id);
+    vw_jsonw_key(&w, "t");
+    vw_jsonw_uint(&w, now);
+    if (cmd != NULL) {
+        vw_jsonw_key(&w, "cmd");
+        vw_jsonw_cstring(&w, cmd);
+    }
+    vw_jsonw_key(&w, "outcome");
+    vw_jsonw_cstring(&w, outcome);
+    if (detail != NULL) {
+        vw_jsonw_key(&w, "detail");
+        vw_jsonw_cstring(&w, detail);
+    }
+    if (with_threshold) {
+        vw_jsonw_key(&w, "threshold");
+        vw_jsonw_float(&w, dev->threshold);
+    }
+    vw_jsonw_object_end(&w);
+    vw_status_t status = send(dev, "cmd/reply", &w);
+    if (status == VW_OK) {
+        dev->counters.commands++;
+    }
+    return status;
+}
+
+static vw_status_t refuse(vw_device_t *dev, const char *id, const char *cmd, const char *detail)
+{
+    return reply(dev, id, cmd, "refused", detail, 0);
+}
+
+vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t len)
+{
+    if (dev == NULL || (payload == NULL && len != 0u) || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_json_doc_t doc;
+    char id[VW_MODEL_MAX_ID + 1];
+    size_t id_len = 0;
+    vw_status_t status = vw_json_parse(&doc, (const char *)payload, len, VW_JSON_DEFAULT_DEPTH);
+    if (status == VW_OK) {
+        status = vw_json_get_string(&doc, "id", id, sizeof id, &id_len, NULL);
+    }
+    if (status == VW_OK && !vw_model_id_valid(id, id_len)) {
+        status = VW_ERR_MESSAGE;
+    }
+    if (status != VW_OK) {
+        dev->counters.commands_unanswered++;
+        return status;
+    }
+    if (dev->port.time_ms(dev->port.ctx) == 0u) {
+        dev->counters.commands_unanswered++;
+        return VW_ERR_STATE;
+    }
+    int64_t t;
+    if (vw_json_get_int(&doc, "t", MIN_TIME_MS, INT64_MAX, &t, NULL) != VW_OK) {
+        return refuse(dev, id, NULL, "t: missing or not a time in ms since 2020");
+    }
+    char cmd[16];
+    if (vw_json_get_string(&doc, "cmd", cmd, sizeof cmd, NULL, NULL) != VW_OK) {
+        return refuse(dev, id, NULL, "cmd: missing or not a command name");
+    }
+    if (strcmp(cmd, "set_threshold") == 0) {
+        double threshold;
+        if (vw_json_get_number(&doc, "threshold", &threshold, NULL) != VW_OK ||
+            !(threshold > 0.0 && threshold <= 1e12) || !((float)threshold > 0.0f)) {
+            return refuse(dev, id, cmd, "threshold: missing or not in (0, 1e12]");
+        }
+        dev->threshold = (float)threshold;
+        return reply(dev, id, cmd, "done", NULL, 1);
+    }
+    if (strcmp(cmd, "calibrate") == 0) {
+        if (dev->calibrating != 0u) {
+            return refuse(dev, id, cmd, "a calibration is in progress");
+        }
+        memcpy(dev->calibration_id, id, id_len + 1u);
+        dev->calibrating = dev->config.settings.calibrate_windows;
+        dev->calibration_max = 0.0f;
+        return VW_OK; /* answered when the last window is scored */
+    }
+    if (strcmp(cmd, "upload_raw") == 0 || strcmp(cmd, "rollback") == 0) {
+        return refuse(dev, id, cmd, "not supported by this firmware");
+    }
+    char detail[REPLY_DETAIL_MAX] = "unknown command";
+    size_t n = strlen(cmd);
+    if (vw_model_id_valid(cmd, n)) { /* named back only when it is plain ASCII */
+        detail[15] = ' ';
+        memcpy(detail + 16u, cmd, n + 1u);
+    }
+    return refuse(dev, id, NULL, detail);
+}
+
+/* One more calibration window; the last one sets the threshold and answers. */
+static void calibrate(vw_device_t *dev, float score)
+{
+    if (dev->calibrating == 0u) {
+        return;
+    }
+    if (score > dev->calibration_max) {
+        dev->calibration_max = score;
+    }
+    if (--dev->calibrating != 0u) {
+        return;
+    }
+    float threshold = dev->calibration_max * dev->config.settings.calibrate_margin;
+    if (threshold > 0.0f && threshold <= 1e12f) {
+        dev->threshold = threshold;
+        reply(dev, dev->calibration_id, "calibrate", "done", NULL, 1);
+    } else {
+        reply(dev, dev->calibration_id, "calibrate", "failed",
+              "the calibration windows give no usable threshold", 0);
+    }
+}
+
 vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
 {
     if (dev == NULL || samples == NULL || dev->model == NULL) {
@@ -451,6 +578,7 @@ vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
     if (status != VW_OK) {
         return status;
     }
+    calibrate(dev, score);
     uint32_t number = dev->window; /* of this window since boot */
     uint64_t seq = ((uint64_t)dev->boot << 32) | number;
     if (number == UINT32_MAX) { /* four billion windows: start a new boot's range */

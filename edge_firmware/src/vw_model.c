@@ -56,10 +56,19 @@ static int is_zero_point(int32_t zp)
     return zp >= -128 && zp <= 127;
 }
 
-static int is_id_char(uint8_t ch)
+int vw_model_id_valid(const char *id, size_t len)
 {
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '.' || ch == '_' || ch == '-';
+    if (id == NULL || len < 1u || len > VW_MODEL_MAX_ID) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = id[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-')) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 size_t vw_model_golden_record_bytes(const vw_model_t *model)
@@ -204,12 +213,10 @@ vw_status_t vw_model_parse(vw_model_t *model, const uint8_t *blob, size_t len)
     if (id == NULL || bins == NULL) {
         return VW_ERR_TRUNCATED;
     }
-    for (size_t i = 0; i < id_len; i++) {
-        if (!is_id_char(id[i])) {
-            return VW_ERR_FORMAT;
-        }
-        model->id[i] = (char)id[i];
+    if (!vw_model_id_valid((const char *)id, id_len)) {
+        return VW_ERR_FORMAT;
     }
+    memcpy(model->id, id, id_len);
     model->spec.band_bins = (const uint16_t *)(const void *)bins;
     st = vw_dsp_check_spec(&model->spec);
     if (st != VW_OK) {

@@ -61,23 +61,14 @@ static vw_status_t wr(const vw_ota_t *o, uint32_t addr, const void *data, uint32
 
 /* ---- manifests ---------------------------------------------------------- */
 
-static int is_id_char(char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '.' || ch == '_' || ch == '-';
-}
-
 /* Length of a well-formed model id in @p id (NUL within @p cap), or 0. */
 static size_t id_length(const char *id, size_t cap)
 {
     size_t n = 0;
     while (n < cap && id[n] != '\0') {
-        if (!is_id_char(id[n])) {
-            return 0;
-        }
         n++;
     }
-    return (n < cap && n <= VW_MODEL_MAX_ID) ? n : 0;
+    return (n < cap && vw_model_id_valid(id, n)) ? n : 0;
 }
 
 static vw_status_t check_manifest(const vw_ota_manifest_t *m)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vw_device.h"
+#include "vw_json_writer.h"
 #include "vw_ota.h"
 #include "vw_test.h"
 
@@ -336,6 +337,95 @@ static void test_unsynced_clock_and_refused_publishes(void)
     VW_CHECK_EQ(vw_device_counters(&dev).windows, 11);
 }
 
+static vw_status_t command(const char *json)
+{
+    return vw_device_command(&dev, (const uint8_t *)json, strlen(json));
+}
+
+#define CHECK_REPLY(want)                                                            \
+    do {                                                                             \
+        VW_CHECK(strcmp(last_suffix(), "cmd/reply") == 0);                           \
+        if (strcmp(last(), want) != 0) {                                             \
+            fprintf(stderr, "%s:%d: reply %s, want %s\n", __FILE__, __LINE__, last(), want); \
+        }                                                                            \
+        VW_CHECK(strcmp(last(), want) == 0);                                         \
+    } while (0)
+
+static void test_commands(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.features_every = 0;
+    c.settings.batch_windows = 100;
+    c.settings.calibrate_windows = 3;
+    c.settings.calibrate_margin = 2.0f;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(command("{\"id\":\"c-1\",\"t\":1764547200000,\"cmd\":\"set_threshold\","
+                        "\"threshold\":2.5}"),
+                VW_OK);
+    CHECK_REPLY("{\"id\":\"c-1\",\"t\":1764547200000,\"cmd\":\"set_threshold\","
+                "\"outcome\":\"done\",\"threshold\":2.5}");
+    VW_CHECK(dev.threshold == 2.5f);
+    VW_CHECK_EQ(command("{\"id\":\"c-2\",\"t\":1764547200000,\"cmd\":\"set_threshold\","
+                        "\"threshold\":0}"),
+                VW_OK);
+    CHECK_REPLY("{\"id\":\"c-2\",\"t\":1764547200000,\"cmd\":\"set_threshold\","
+                "\"outcome\":\"refused\",\"detail\":\"threshold: missing or not in (0, 1e12]\"}");
+    VW_CHECK(dev.threshold == 2.5f);
+
+    /* calibrate: three windows, then threshold = 2 x the highest score, and the reply */
+    VW_CHECK_EQ(command("{\"cmd\":\"calibrate\",\"id\":\"cal\",\"t\":1764547200000,"
+                        "\"extra\":{\"nested\":[1,2]}}"),
+                VW_OK);
+    int before = port_state.count;
+    VW_CHECK_EQ(command("{\"id\":\"cal-2\",\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"cal-2\",\"t\":1764547200000,\"cmd\":\"calibrate\","
+                "\"outcome\":\"refused\",\"detail\":\"a calibration is in progress\"}");
+    float highest = 0.0f;
+    const float amplitudes[] = {LOW, 0.3f, LOW};
+    for (int i = 0; i < 3; i++) {
+        float score = score_of(window_of(amplitudes[i]));
+        highest = score > highest ? score : highest;
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(amplitudes[i])), VW_OK);
+        VW_CHECK_EQ(port_state.count, before + 1 + (i == 2)); /* the reply after the third */
+    }
+    char want[256], text[VW_JSONW_FLOAT_MAX + 1];
+    text[vw_jsonw_format_float(2.0f * highest, text)] = '\0';
+    snprintf(want, sizeof want,
+             "{\"id\":\"cal\",\"t\":1764547200000,\"cmd\":\"calibrate\",\"outcome\":\"done\","
+             "\"threshold\":%s}",
+             text);
+    CHECK_REPLY(want);
+    VW_CHECK(dev.threshold == 2.0f * highest);
+
+    VW_CHECK_EQ(command("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\","
+                "\"outcome\":\"refused\",\"detail\":\"not supported by this firmware\"}");
+    VW_CHECK_EQ(command("{\"id\":\"x\",\"t\":1764547200000,\"cmd\":\"reboot\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"x\",\"t\":1764547200000,\"outcome\":\"refused\","
+                "\"detail\":\"unknown command reboot\"}");
+    VW_CHECK_EQ(command("{\"id\":\"x\",\"t\":1764547200000,\"cmd\":\"\\u00e9t\u00e9\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"x\",\"t\":1764547200000,\"outcome\":\"refused\","
+                "\"detail\":\"unknown command\"}");
+    VW_CHECK_EQ(command("{\"id\":\"y\",\"t\":12,\"cmd\":\"calibrate\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"y\",\"t\":1764547200000,\"outcome\":\"refused\","
+                "\"detail\":\"t: missing or not a time in ms since 2020\"}");
+
+    /* nothing to answer to: not JSON, no id, an id off the pattern, a repeated id */
+    int answered = port_state.count;
+    VW_CHECK_EQ(command("{\"id\":\"z\",\"t\":1764547200000,\"cmd\":\"calibrate\""), VW_ERR_JSON);
+    VW_CHECK_EQ(command("{\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_ERR_MESSAGE);
+    VW_CHECK_EQ(command("{\"id\":\"a b\",\"cmd\":\"calibrate\"}"), VW_ERR_MESSAGE);
+    VW_CHECK_EQ(command("{\"id\":\"a\",\"id\":\"b\",\"cmd\":\"calibrate\"}"), VW_ERR_MESSAGE);
+    VW_CHECK_EQ(vw_device_command(&dev, NULL, 0), VW_ERR_JSON);
+    port_state.wall = 0;
+    VW_CHECK_EQ(command("{\"id\":\"w\",\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_ERR_STATE);
+    port_state.wall = T0;
+    VW_CHECK_EQ(port_state.count, answered);
+    VW_CHECK_EQ(vw_device_counters(&dev).commands_unanswered, 6);
+    VW_CHECK_EQ(vw_device_counters(&dev).commands, 8);
+}
+
 static void test_refusals(void)
 {
     factory_fresh();
@@ -371,6 +461,7 @@ int main(void)
     test_a_cut_boot_record_never_reuses_a_range();
     test_events_and_features();
     test_unsynced_clock_and_refused_publishes();
+    test_commands();
     test_refusals();
     return vw_test_report("test_device");
 }

@@ -9,18 +9,18 @@ size_t vwpy_device_sizeof(void);
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
                         void *engine_work, size_t engine_work_bytes, const uint32_t settings[7],
-                        float release_ratio);
+                        float release_ratio, float calibrate_margin);
 size_t vwpy_device_config_sizeof(void);
-void vwpy_device_counters(const vw_device_t *dev, uint32_t out[6]);
+void vwpy_device_counters(const vw_device_t *dev, uint32_t out[8]);
 
 size_t vwpy_device_sizeof(void) { return sizeof(vw_device_t); }
 size_t vwpy_device_config_sizeof(void) { return sizeof(vw_device_config_t); }
 
-/* settings: k, n, m, batch_windows, batch_ms, features_every, reserved (0). */
+/* settings: k, n, m, batch_windows, batch_ms, features_every, calibrate_windows. */
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
                         void *engine_work, size_t engine_work_bytes, const uint32_t settings[7],
-                        float release_ratio)
+                        float release_ratio, float calibrate_margin)
 {
     config->firmware = firmware;
     config->capabilities = capabilities;
@@ -36,9 +36,11 @@ void vwpy_device_config(vw_device_config_t *config, const char *firmware, const 
     config->settings.batch_windows = (uint16_t)(settings[3] > 65535u ? 0u : settings[3]);
     config->settings.batch_ms = settings[4];
     config->settings.features_every = (uint16_t)(settings[5] > 65535u ? 0u : settings[5]);
+    config->settings.calibrate_windows = (uint16_t)(settings[6] > 65535u ? 0u : settings[6]);
+    config->settings.calibrate_margin = calibrate_margin;
 }
 
-void vwpy_device_counters(const vw_device_t *dev, uint32_t out[6])
+void vwpy_device_counters(const vw_device_t *dev, uint32_t out[8])
 {
     const vw_device_counters_t c = vw_device_counters(dev);
     out[0] = c.windows;
@@ -47,4 +49,6 @@ void vwpy_device_counters(const vw_device_t *dev, uint32_t out[6])
     out[3] = c.publish_failures;
     out[4] = c.readings_dropped;
     out[5] = c.unsynced_windows;
+    out[6] = c.commands;
+    out[7] = c.commands_unanswered;
 }

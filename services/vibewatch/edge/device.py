@@ -63,6 +63,8 @@ class DeviceSettings:
         batch_windows: Readings per telemetry message, 1..100.
         batch_ms: A partial batch is sent once its first reading is this old; 0: never.
         features_every: One feature vector in every so many windows; 0: none.
+        calibrate_windows: Windows a ``calibrate`` command scores.
+        calibrate_margin: Threshold after calibration = highest score x this (>= 1).
     """
 
     k: int = 3
@@ -72,6 +74,8 @@ class DeviceSettings:
     batch_windows: int = 10
     batch_ms: int = 10_000
     features_every: int = 60
+    calibrate_windows: int = 60
+    calibrate_margin: float = 1.25
 
 
 class DeviceCounters(NamedTuple):
@@ -83,6 +87,8 @@ class DeviceCounters(NamedTuple):
     publish_failures: int
     readings_dropped: int
     unsynced_windows: int
+    commands: int
+    commands_unanswered: int
 
 
 @cache
@@ -107,6 +113,7 @@ def _core() -> ctypes.CDLL:
                     ctypes.c_size_t,
                     ctypes.POINTER(_U32),
                     ctypes.c_float,
+                    ctypes.c_float,
                 ],
             ),
             ("vw_device_required_bytes", ctypes.c_size_t, [_VP]),
@@ -124,6 +131,7 @@ def _core() -> ctypes.CDLL:
             ("vw_device_connected", status, [_VP]),
             ("vw_device_window", status, [_VP, ctypes.POINTER(ctypes.c_float)]),
             ("vw_device_poll", status, [_VP]),
+            ("vw_device_command", status, [_VP, ctypes.c_char_p, ctypes.c_size_t]),
             ("vwpy_device_counters", None, [_VP, ctypes.POINTER(_U32)]),
         ]
     )
@@ -181,7 +189,7 @@ class Device:
             _fit(settings.batch_windows, 32, "batch_windows"),
             _fit(settings.batch_ms, 32, "batch_ms"),
             _fit(settings.features_every, 32, "features_every"),
-            0,
+            _fit(settings.calibrate_windows, 32, "calibrate_windows"),
         )
         self._config = _lib.buffer(self._core.vwpy_device_config_sizeof())
         self._core.vwpy_device_config(
@@ -195,6 +203,7 @@ class Device:
             ctypes.sizeof(handles.engine_work),
             values,
             settings.release_ratio,
+            settings.calibrate_margin,
         )
         need = self._core.vw_device_required_bytes(self._config)
         if need == 0:
@@ -279,6 +288,16 @@ class Device:
         pointer = x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         _lib.check(self._core.vw_device_window(self._dev, pointer), "scoring a window")
 
+    def command(self, payload: bytes) -> None:
+        """A ``cmd`` message arrived: carry it out and answer on ``cmd/reply``.
+
+        Raises:
+            EdgeError: ``json`` or ``message`` for a payload without a readable id and
+                ``state`` before the wall clock is known (not answered); the port's
+                refusal of the reply.
+        """
+        _lib.check(self._core.vw_device_command(self._dev, payload, len(payload)), "a command")
+
     def poll(self) -> None:
         """Time passes: a telemetry batch whose first reading is old enough is sent."""
         _lib.check(self._core.vw_device_poll(self._dev), "polling")
@@ -286,6 +305,6 @@ class Device:
     @property
     def counters(self) -> DeviceCounters:
         """Counters since the device booted."""
-        out = (_U32 * 6)()
+        out = (_U32 * len(DeviceCounters._fields))()
         self._core.vwpy_device_counters(self._dev, out)
         return DeviceCounters(*out)
