@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vibewatch.edge import DeviceCapabilities, Model, SlotDevice, features
 from vibewatch.edge.device import Device, DeviceSettings
@@ -19,6 +21,10 @@ from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import EdgeError
 from vibewatch.protocol import (
     AnomalyEvent,
+    Command,
+    CommandName,
+    CommandOutcome,
+    CommandReply,
     EventKind,
     Features,
     Kind,
@@ -255,3 +261,52 @@ def test_refused_settings_and_windows() -> None:
     bad[3] = np.nan
     with pytest.raises(EdgeError, match="input"):
         bench.device.window(bad)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    command_id=st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True),
+    name=st.sampled_from(list(CommandName)),
+    threshold=st.floats(1e-30, 1e12, allow_subnormal=False),
+)
+def test_commands_from_the_back_end_are_answered_as_the_contract_says(
+    command_id: str, name: CommandName, threshold: float
+) -> None:
+    bench = Bench(DeviceSettings(features_every=0, calibrate_windows=2, calibrate_margin=1.5))
+    sent = Command(
+        device="dev-1",
+        id=command_id,
+        t=T0,
+        cmd=name,
+        threshold=threshold if name is CommandName.SET_THRESHOLD else None,
+    )
+    bench.device.command(sent.encode())
+    if name is CommandName.CALIBRATE:
+        assert bench.sent == []  # answered once its windows are scored
+        bench.run(healthy(2))
+    suffix, payload = bench.sent[-1]
+    assert suffix == "cmd/reply"
+    jsonschema.validate(json.loads(payload), schema(suffix))
+    reply = decode_message(Kind.CMD_REPLY, "dev-1", payload, now_ms=bench.wall, limits=Limits())
+    assert isinstance(reply, CommandReply)
+    assert (reply.id, reply.cmd) == (command_id, name)
+    if name is CommandName.SET_THRESHOLD:
+        assert reply.outcome is CommandOutcome.DONE
+        assert reply.threshold is not None
+        assert np.float32(reply.threshold) == np.float32(threshold)
+    elif name is CommandName.CALIBRATE:
+        assert reply.outcome is CommandOutcome.DONE
+        assert reply.threshold is not None and reply.threshold > 0
+    else:
+        assert reply.outcome is CommandOutcome.REFUSED
+        assert reply.detail == "not supported by this firmware"
+    assert bench.device.counters.commands == 1
+
+
+def test_a_command_without_a_readable_id_is_not_answered() -> None:
+    bench = Bench()
+    for payload in (b"", b"{", b'{"t": 1764547200000, "cmd": "calibrate"}', b'{"id": "a b"}'):
+        with pytest.raises(EdgeError, match=r"json|message"):
+            bench.device.command(payload)
+    assert bench.sent == []
+    assert bench.device.counters.commands_unanswered == 4
