@@ -38,6 +38,23 @@
  * A command that cannot be read as JSON, or has no valid `id`, is not answered (there
  * is nothing to answer to) and counted in commands_unanswered.
  *
+ * Over the air (`ota/job`, `ota/chunk`; reports and chunk requests on `ota/req`):
+ *  - vw_device_ota_job() takes the signed job (the retained message arrives again at
+ *    every connect): it starts or resumes the download through vw_ota_begin, which
+ *    checks the signature and the version, and reports `downloading`; a job for the
+ *    model already running is `installed`; one whose model failed before (refused, or
+ *    rolled back after its trial) is reported again as `failed` / `rolled_back` and
+ *    not downloaded again; a refused job is `failed` with the reason in `detail`.
+ *  - The device asks for the chunks it lacks itself: up to settings.ota_window
+ *    requests outstanding, each asked again after settings.ota_timeout_ms without
+ *    its chunk (vw_device_poll); after a reset the download resumes from what storage
+ *    holds once the job arrives again.
+ *  - vw_device_ota_chunk() stores a chunk of the current job (others are ignored);
+ *    with the last one the blob is verified (`verifying`) and activated on trial
+ *    (`activated`); the new model scores the next window. After settings.trial_ms
+ *    of running without a reset, the trial is confirmed (`installed`); a reset
+ *    before that falls back to the previous model, reported as `rolled_back`.
+ *
  * A message the port cannot take (publish fails) is kept when it is the telemetry
  * batch, and sent again with the next window or poll; while it waits and the batch
  * is full, new readings are dropped and counted. Events and feature vectors that
@@ -53,6 +70,7 @@
 #include <stdint.h>
 
 #include "vw_anomaly.h"
+#include "vw_chunk.h"
 #include "vw_dsp.h"
 #include "vw_engine.h"
 #include "vw_model.h"
@@ -68,6 +86,7 @@ extern "C" {
 #define VW_DEVICE_FIRMWARE_MAX 32u      /**< longest firmware version string */
 #define VW_DEVICE_CAPABILITIES_MAX 128u /**< longest capability list, "ota,raw" */
 #define VW_DEVICE_RECORD_BYTES 16u      /**< one boot record; the device keeps two */
+#define VW_DEVICE_OTA_WINDOW_MAX 8u     /**< most chunk requests outstanding */
 
 /** What the device does per window (device settings; see vw_device_defaults). */
 typedef struct vw_device_settings {
@@ -78,6 +97,9 @@ typedef struct vw_device_settings {
     uint16_t features_every;     /**< one feature vector in every so many windows; 0: none */
     uint16_t calibrate_windows;  /**< windows a `calibrate` command scores, >= 1 */
     float calibrate_margin;      /**< threshold = highest calibration score x this, >= 1 */
+    uint8_t ota_window;          /**< chunk requests outstanding, 1..VW_DEVICE_OTA_WINDOW_MAX */
+    uint32_t ota_timeout_ms;     /**< a chunk request is sent again after this, >= 1 */
+    uint32_t trial_ms;           /**< a new model runs this long before it is confirmed */
 } vw_device_settings_t;
 
 /** What the device is: fixed at build or provisioning time. */
@@ -109,7 +131,16 @@ typedef struct vw_device_counters {
     uint32_t unsynced_windows; /**< windows scored before the wall clock was known */
     uint32_t commands;         /**< commands answered */
     uint32_t commands_unanswered; /**< commands without a readable id: not answered */
+    uint32_t chunk_requests;   /**< chunk requests sent, repeats included */
+    uint32_t chunks_ignored;   /**< chunks of no current job, or that vw_ota refused */
 } vw_device_counters_t;
+
+/** A chunk request waiting for its chunk. */
+typedef struct vw_device_request {
+    uint32_t offset;
+    uint32_t len;     /**< 0: the entry is free */
+    uint32_t sent_at; /**< now_ms when it was last sent */
+} vw_device_request_t;
 
 /** One reading of the telemetry batch. */
 typedef struct vw_device_reading {
@@ -143,12 +174,19 @@ typedef struct vw_device {
     uint16_t calibrating; /**< windows left of a calibration, 0: none */
     float calibration_max;
     char calibration_id[VW_MODEL_MAX_ID + 1];
+    char job[VW_MODEL_MAX_ID + 1]; /**< the job being downloaded or on trial; "" for none */
+    uint32_t job_ref;              /**< its vw_chunk_job_ref */
+    uint32_t cursor;               /**< chunks before this offset have been asked for */
+    uint8_t on_trial;              /**< the job's model runs on trial since trial_started */
+    uint32_t trial_started;
+    vw_device_request_t requests[VW_DEVICE_OTA_WINDOW_MAX];
     vw_device_counters_t counters;
 } vw_device_t;
 
 /**
  * @brief The default settings: anomaly defaults, 10 windows or 10 s a batch, features every
- *        60 windows, calibration over 60 windows with a margin of 1.25.
+ *        60 windows, calibration over 60 windows with a margin of 1.25, 4 chunk
+ *        requests outstanding, asked again after 5 s, a trial of 10 minutes.
  */
 vw_device_settings_t vw_device_defaults(void);
 
@@ -211,7 +249,25 @@ vw_status_t vw_device_window(vw_device_t *dev, const float *samples);
 vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t len);
 
 /**
- * @brief Time passes: send the telemetry batch if its first reading is batch_ms old.
+ * @brief An `ota/job` message arrived (see the file comment).
+ * @return VW_OK when handled (also when the job is refused and reported `failed`);
+ *         VW_ERR_ARG; VW_ERR_JSON or VW_ERR_MESSAGE for a payload that is not a job
+ *         (not answered: a job without an id cannot be reported on); VW_ERR_STATE
+ *         before the wall clock is known (the retained job comes again).
+ */
+vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t len);
+
+/**
+ * @brief An `ota/chunk` message arrived: store it if it belongs to the current job.
+ * @return VW_OK when stored (and the next requests sent, or the blob verified);
+ *         VW_ERR_ARG; the vw_chunk_parse status for a malformed chunk; VW_ERR_STATE
+ *         for a chunk of no current job; the vw_ota_chunk status if it refused it.
+ */
+vw_status_t vw_device_ota_chunk(vw_device_t *dev, const uint8_t *payload, size_t len);
+
+/**
+ * @brief Time passes: send the telemetry batch if its first reading is batch_ms old, ask
+ *        again for chunks that did not come, confirm a trial that has lasted trial_ms.
  * @return VW_OK or VW_ERR_ARG.
  */
 vw_status_t vw_device_poll(vw_device_t *dev);

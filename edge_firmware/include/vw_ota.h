@@ -263,6 +263,15 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
 vw_status_t vw_ota_next_missing(vw_ota_t *ota, uint32_t *offset, uint32_t *len);
 
 /**
+ * @brief The first chunk not yet stored at or after byte @p from (rounded up to a chunk):
+ *        what to request next when the chunks before it are already asked for.
+ * @param offset output: its offset (the blob size when none is missing from there on)
+ * @param len    output: its length, 0 when none is missing from there on
+ * @return as vw_ota_next_missing.
+ */
+vw_status_t vw_ota_missing_from(vw_ota_t *ota, uint32_t from, uint32_t *offset, uint32_t *len);
+
+/**
  * @brief Verify the downloaded blob and activate it on trial.
  *
  * Reads the blob back through storage_read and checks its SHA-256

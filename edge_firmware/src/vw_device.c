@@ -25,6 +25,9 @@ vw_device_settings_t vw_device_defaults(void)
     settings.features_every = 60u;
     settings.calibrate_windows = 60u;
     settings.calibrate_margin = 1.25f;
+    settings.ota_window = 4u;
+    settings.ota_timeout_ms = 5000u;
+    settings.trial_ms = 600000u;
     return settings;
 }
 
@@ -73,7 +76,8 @@ static int config_ok(const vw_device_config_t *c)
            c->max_features <= VW_DSP_MAX_BANDS + VW_DSP_N_STATS && c->engine_work != NULL &&
            vw_anomaly_check(&s->anomaly) == VW_OK && s->batch_windows >= 1u &&
            s->batch_windows <= VW_DEVICE_MAX_BATCH && s->calibrate_windows >= 1u &&
-           s->calibrate_margin >= 1.0f && s->calibrate_margin <= 1e6f;
+           s->calibrate_margin >= 1.0f && s->calibrate_margin <= 1e6f && s->ota_window >= 1u &&
+           s->ota_window <= VW_DEVICE_OTA_WINDOW_MAX && s->ota_timeout_ms >= 1u;
 }
 
 static size_t align4(size_t n) { return (n + 3u) & ~(size_t)3u; }
@@ -632,11 +636,14 @@ vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
     return VW_OK;
 }
 
+static void ota_poll(vw_device_t *dev);
+
 vw_status_t vw_device_poll(vw_device_t *dev)
 {
     if (dev == NULL || dev->model == NULL) {
         return VW_ERR_ARG;
     }
+    ota_poll(dev);
     uint32_t age = dev->port.now_ms(dev->port.ctx) - dev->batch_started;
     uint32_t limit = dev->config.settings.batch_ms;
     if (dev->batch_len != 0u && limit != 0u && age >= limit) {
@@ -650,4 +657,317 @@ vw_device_counters_t vw_device_counters(const vw_device_t *dev)
     vw_device_counters_t none;
     memset(&none, 0, sizeof none);
     return dev == NULL ? none : dev->counters;
+}
+
+/* --------------------------------------------------------------------- OTA */
+
+/* An ota/req message: a state report (state != NULL) or a chunk request. */
+static vw_status_t ota_req(vw_device_t *dev, const char *job, const char *state, const char *detail,
+                           uint32_t offset, uint32_t len)
+{
+    uint64_t now = dev->port.time_ms(dev->port.ctx);
+    if (now == 0u) {
+        return VW_ERR_STATE;
+    }
+    vw_jsonw_t w;
+    vw_jsonw_init(&w, dev->payload, dev->payload_cap);
+    vw_jsonw_object_begin(&w);
+    vw_jsonw_key(&w, "t");
+    vw_jsonw_uint(&w, now);
+    vw_jsonw_key(&w, "job");
+    vw_jsonw_cstring(&w, job);
+    vw_jsonw_key(&w, "kind");
+    vw_jsonw_cstring(&w, state != NULL ? "state" : "chunk");
+    if (state != NULL) {
+        vw_jsonw_key(&w, "state");
+        vw_jsonw_cstring(&w, state);
+        if (detail != NULL) {
+            vw_jsonw_key(&w, "detail");
+            vw_jsonw_cstring(&w, detail);
+        }
+    } else {
+        vw_jsonw_key(&w, "offset");
+        vw_jsonw_uint(&w, offset);
+        vw_jsonw_key(&w, "length");
+        vw_jsonw_uint(&w, len);
+        dev->counters.chunk_requests++;
+    }
+    vw_jsonw_object_end(&w);
+    return send(dev, "ota/req", &w);
+}
+
+static void report(vw_device_t *dev, const char *job, const char *state, const char *detail)
+{
+    ota_req(dev, job, state, detail, 0u, 0u);
+}
+
+static int hex_digest(const char *hex, size_t len, uint8_t out[VW_SHA256_DIGEST_BYTES])
+{
+    if (len != 2u * VW_SHA256_DIGEST_BYTES) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = hex[i];
+        int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (v < 0) {
+            return 0;
+        }
+        out[i / 2u] = (uint8_t)(i % 2u ? out[i / 2u] | v : v << 4);
+    }
+    return 1;
+}
+
+/* Padded standard base64 of exactly @p n bytes into out; 0 if it is anything else. */
+static int base64_exact(const char *text, size_t len, uint8_t *out, size_t n)
+{
+    if (len != 4u * ((n + 2u) / 3u)) {
+        return 0;
+    }
+    uint32_t acc = 0;
+    size_t bits = 0, o = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '+'              ? 62
+                : ch == '/'              ? 63
+                                         : -1;
+        if (ch == '=' && i + 2u >= len) {
+            pad++;
+            continue;
+        }
+        if (v < 0 || pad != 0u) {
+            return 0;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6u;
+        if (bits >= 8u) {
+            bits -= 8u;
+            if (o == n) {
+                return 0;
+            }
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    /* the unused low bits of the last character must be zero: one text per value */
+    return o == n && pad == (3u - n % 3u) % 3u && (acc & ((1u << bits) - 1u)) == 0u;
+}
+
+static void clear_requests(vw_device_t *dev)
+{
+    memset(dev->requests, 0, sizeof dev->requests);
+}
+
+static vw_status_t finish(vw_device_t *dev);
+
+/* Ask for missing chunks until the window is full; verify when none is missing. */
+static vw_status_t request_more(vw_device_t *dev)
+{
+    uint8_t window = dev->config.settings.ota_window;
+    for (uint8_t slot = 0; slot < window; slot++) {
+        if (dev->requests[slot].len != 0u) {
+            continue;
+        }
+        uint32_t offset, len;
+        vw_status_t status = vw_ota_missing_from(dev->ota, dev->cursor, &offset, &len);
+        if (status != VW_OK) {
+            return status;
+        }
+        if (len == 0u) {
+            break; /* asked for everything from the cursor on */
+        }
+        dev->cursor = offset + len;
+        vw_device_request_t *r = &dev->requests[slot];
+        r->offset = offset;
+        r->len = len;
+        r->sent_at = dev->port.now_ms(dev->port.ctx);
+        ota_req(dev, dev->job, NULL, NULL, offset, len);
+    }
+    for (uint8_t slot = 0; slot < window; slot++) {
+        if (dev->requests[slot].len != 0u) {
+            return VW_OK;
+        }
+    }
+    uint32_t offset, len; /* nothing outstanding: complete, or requests were lost */
+    vw_status_t status = vw_ota_next_missing(dev->ota, &offset, &len);
+    if (status != VW_OK) {
+        return status;
+    }
+    if (len != 0u) {
+        dev->cursor = 0; /* ask again for what is still missing */
+        return request_more(dev);
+    }
+    return finish(dev);
+}
+
+static const char *status_detail(vw_status_t status) { return vw_status_name(status); }
+
+static vw_status_t finish(vw_device_t *dev)
+{
+    report(dev, dev->job, "verifying", NULL);
+    vw_status_t status = vw_ota_finish(dev->ota);
+    clear_requests(dev);
+    if (status == VW_ERR_STORAGE) {
+        return status;
+    }
+    if (status != VW_OK) {
+        report(dev, dev->job, "failed", status_detail(status));
+        dev->job[0] = '\0';
+        return VW_OK;
+    }
+    status = bind_model(dev);
+    if (status != VW_OK) { /* cannot happen for a model vw_ota_finish accepted */
+        report(dev, dev->job, "failed", status_detail(status));
+        return status;
+    }
+    dev->on_trial = 1u;
+    dev->trial_started = dev->port.now_ms(dev->port.ctx);
+    report(dev, dev->job, "activated", NULL);
+    return VW_OK;
+}
+
+vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t len)
+{
+    if (dev == NULL || (payload == NULL && len != 0u) || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_json_doc_t doc;
+    char job[VW_MODEL_MAX_ID + 1];
+    size_t job_len = 0;
+    vw_status_t status = vw_json_parse(&doc, (const char *)payload, len, VW_JSON_DEFAULT_DEPTH);
+    if (status == VW_OK) {
+        status = vw_json_get_string(&doc, "job", job, sizeof job, &job_len, NULL);
+    }
+    if (status == VW_OK && !vw_model_id_valid(job, job_len)) {
+        status = VW_ERR_MESSAGE;
+    }
+    if (status != VW_OK) {
+        return status;
+    }
+    if (dev->port.time_ms(dev->port.ctx) == 0u) {
+        return VW_ERR_STATE;
+    }
+    vw_ota_manifest_t m;
+    memset(&m, 0, sizeof m);
+    char sha[2u * VW_SHA256_DIGEST_BYTES + 1u];
+    char signature_text[96];
+    uint8_t signature[VW_OTA_SIGNATURE_BYTES];
+    size_t id_len = 0, sha_len = 0, sig_len = 0;
+    int64_t version, size, chunk_size;
+    int rollback = 0, has_rollback = 0;
+    if (vw_json_get_string(&doc, "model_id", m.model_id, sizeof m.model_id, &id_len, NULL) != VW_OK ||
+        !vw_model_id_valid(m.model_id, id_len) ||
+        vw_json_get_int(&doc, "model_version", 0, UINT32_MAX, &version, NULL) != VW_OK ||
+        vw_json_get_int(&doc, "size", 1, VW_MODEL_MAX_BYTES, &size, NULL) != VW_OK ||
+        vw_json_get_int(&doc, "chunk_size", VW_OTA_MIN_CHUNK, VW_OTA_MAX_CHUNK, &chunk_size,
+                        NULL) != VW_OK ||
+        vw_json_get_string(&doc, "sha256", sha, sizeof sha, &sha_len, NULL) != VW_OK ||
+        !hex_digest(sha, sha_len, m.sha256) ||
+        vw_json_get_string(&doc, "signature", signature_text, sizeof signature_text, &sig_len,
+                           NULL) != VW_OK ||
+        !base64_exact(signature_text, sig_len, signature, sizeof signature) ||
+        vw_json_get_bool(&doc, "rollback", &rollback, &has_rollback) != VW_OK) {
+        report(dev, job, "failed", "not a job the contract allows");
+        return VW_OK;
+    }
+    m.model_version = (uint32_t)version;
+    m.size = (uint32_t)size;
+    m.chunk_size = (uint32_t)chunk_size;
+    m.rollback = (uint8_t)(has_rollback && rollback);
+
+    vw_ota_info_t info;
+    status = vw_ota_info(dev->ota, &info);
+    if (status != VW_OK) {
+        return status;
+    }
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
+    const vw_ota_slot_info_t *other = &info.slot[(info.active_slot & 1u) ^ 1u];
+    if (active->state == VW_OTA_SLOT_VALID && memcmp(active->sha256, m.sha256, sizeof m.sha256) == 0) {
+        /* the job's model runs: on trial (reported when confirmed), or installed */
+        if (!dev->on_trial) {
+            report(dev, job, "installed", NULL);
+        }
+        return VW_OK;
+    }
+    if (other->state == VW_OTA_SLOT_INVALID && memcmp(other->sha256, m.sha256, sizeof m.sha256) == 0) {
+        /* this model failed here before: say so again, do not try it again */
+        if (info.last_event == VW_OTA_EVENT_ROLLED_BACK) {
+            report(dev, job, "rolled_back", "the model did not complete its trial");
+        } else {
+            report(dev, job, "failed", status_detail((vw_status_t)info.last_status));
+        }
+        return VW_OK;
+    }
+    if (info.state == VW_OTA_TRIAL) {
+        report(dev, job, "failed", "another model is on trial");
+        return VW_OK;
+    }
+    status = vw_ota_begin(dev->ota, &m, signature);
+    if (status == VW_ERR_STORAGE) {
+        return status;
+    }
+    if (status != VW_OK) {
+        report(dev, job, "failed", status_detail(status));
+        return VW_OK;
+    }
+    int same = strcmp(dev->job, job) == 0;
+    memcpy(dev->job, job, job_len + 1u);
+    vw_chunk_job_ref(job, job_len, &dev->job_ref);
+    if (!same) {
+        clear_requests(dev);
+        dev->cursor = 0;
+    }
+    report(dev, job, "downloading", NULL);
+    return request_more(dev);
+}
+
+vw_status_t vw_device_ota_chunk(vw_device_t *dev, const uint8_t *payload, size_t len)
+{
+    if (dev == NULL || (payload == NULL && len != 0u) || dev->model == NULL) {
+        return VW_ERR_ARG;
+    }
+    vw_chunk_t chunk;
+    vw_status_t status = vw_chunk_parse(payload, len, &chunk);
+    if (status == VW_OK && (dev->job[0] == '\0' || dev->on_trial || chunk.job_ref != dev->job_ref)) {
+        status = VW_ERR_STATE;
+    }
+    if (status == VW_OK) {
+        status = vw_ota_chunk(dev->ota, chunk.offset, chunk.data, chunk.length);
+    }
+    if (status != VW_OK) {
+        dev->counters.chunks_ignored++;
+        return status;
+    }
+    for (unsigned slot = 0; slot < VW_DEVICE_OTA_WINDOW_MAX; slot++) {
+        if (dev->requests[slot].len != 0u && dev->requests[slot].offset == chunk.offset) {
+            dev->requests[slot].len = 0;
+        }
+    }
+    return request_more(dev);
+}
+
+/* Requests that waited too long are sent again; a trial that lasted is confirmed. */
+static void ota_poll(vw_device_t *dev)
+{
+    uint32_t now = dev->port.now_ms(dev->port.ctx);
+    if (dev->on_trial) {
+        if (now - dev->trial_started >= dev->config.settings.trial_ms &&
+            vw_ota_confirm(dev->ota) == VW_OK) {
+            dev->on_trial = 0u;
+            report(dev, dev->job, "installed", NULL);
+            dev->job[0] = '\0';
+        }
+        return;
+    }
+    if (dev->job[0] == '\0') {
+        return;
+    }
+    for (unsigned slot = 0; slot < dev->config.settings.ota_window; slot++) {
+        vw_device_request_t *r = &dev->requests[slot];
+        if (r->len != 0u && now - r->sent_at >= dev->config.settings.ota_timeout_ms) {
+            r->sent_at = now;
+            ota_req(dev, dev->job, NULL, NULL, r->offset, r->len);
+        }
+    }
 }

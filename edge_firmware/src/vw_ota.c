@@ -672,7 +672,7 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
     return st;
 }
 
-vw_status_t vw_ota_next_missing(vw_ota_t *ota, uint32_t *offset, uint32_t *len)
+vw_status_t vw_ota_missing_from(vw_ota_t *ota, uint32_t from, uint32_t *offset, uint32_t *len)
 {
     if (ota == NULL || offset == NULL || len == NULL) {
         return VW_ERR_ARG;
@@ -681,12 +681,19 @@ vw_status_t vw_ota_next_missing(vw_ota_t *ota, uint32_t *offset, uint32_t *len)
         return VW_ERR_STATE;
     }
     const vw_ota_manifest_t *m = &ota->meta.download;
+    /* chunks before first_missing are all stored: start the scan at the later of the two */
+    uint32_t start = from / m->chunk_size + (from % m->chunk_size != 0u);
+    if (start < ota->first_missing) {
+        start = ota->first_missing;
+    }
     uint32_t missing = 0, marked = 0;
-    vw_status_t st = bitmap_scan(ota, ota->first_missing, 0, &missing, &marked);
+    vw_status_t st = bitmap_scan(ota, start, 0, &missing, &marked);
     if (st != VW_OK) {
         return st;
     }
-    ota->first_missing = missing;
+    if (start == ota->first_missing) {
+        ota->first_missing = missing;
+    }
     if (missing == chunk_count(m)) {
         *offset = m->size;
         *len = 0;
@@ -695,6 +702,11 @@ vw_status_t vw_ota_next_missing(vw_ota_t *ota, uint32_t *offset, uint32_t *len)
         *len = min32(m->chunk_size, m->size - *offset);
     }
     return VW_OK;
+}
+
+vw_status_t vw_ota_next_missing(vw_ota_t *ota, uint32_t *offset, uint32_t *len)
+{
+    return vw_ota_missing_from(ota, 0u, offset, len);
 }
 
 vw_status_t vw_ota_finish(vw_ota_t *ota)

@@ -5,18 +5,24 @@ never repeat across reboots and power cuts."""
 from __future__ import annotations
 
 import json
+import random
+import struct
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import numpy.typing as npt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vibewatch.edge import DeviceCapabilities, Model, SlotDevice, features
 from vibewatch.edge.device import Device, DeviceSettings
+from vibewatch.edge.ota import Manifest
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import EdgeError
 from vibewatch.protocol import (
@@ -29,11 +35,16 @@ from vibewatch.protocol import (
     Features,
     Kind,
     Limits,
+    OtaChunk,
+    OtaJob,
+    OtaRequest,
+    OtaRequestKind,
     Status,
     Telemetry,
     decode_message,
 )
 from vibewatch.signals import Fault, Machine, generate
+from vibewatch.testing.models import reseal
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOB = (ROOT / "models" / "factory" / "package" / "model.vwm").read_bytes()
@@ -47,9 +58,11 @@ WINDOW_MS = SPEC.window * 1000 // SPEC.sample_rate_hz
 class Bench:
     """A device on fresh storage, its published messages, and its two clocks."""
 
-    def __init__(self, settings: DeviceSettings | None = None) -> None:
+    def __init__(
+        self, settings: DeviceSettings | None = None, public_key: Ed25519PublicKey | None = None
+    ) -> None:
         self.slots = SlotDevice(
-            Ed25519PrivateKey.generate().public_key(),
+            public_key or Ed25519PrivateKey.generate().public_key(),
             DeviceCapabilities(sample_rate_hz=SPEC.sample_rate_hz, max_window=SPEC.window),
         )
         self.slots.boot()
@@ -310,3 +323,152 @@ def test_a_command_without_a_readable_id_is_not_answered() -> None:
             bench.device.command(payload)
     assert bench.sent == []
     assert bench.device.counters.commands_unanswered == 4
+
+
+# ---- over the air ---------------------------------------------------------------------
+
+
+def version(blob: bytes, number: int) -> bytes:
+    """The factory blob as another version of the model (the header's version field)."""
+    changed = bytearray(blob)
+    struct.pack_into("<I", changed, 16, number)
+    return reseal(changed)
+
+
+def job_for(key: Ed25519PrivateKey, blob: bytes, number: int, job: str, chunk: int) -> OtaJob:
+    manifest = Manifest.for_blob(HEADER.model_id, number, blob, chunk_size=chunk)
+    return OtaJob(
+        device="dev-1",
+        job=job,
+        model_id=manifest.model_id,
+        model_version=number,
+        size=manifest.size,
+        sha256=manifest.sha256,
+        chunk_size=chunk,
+        signature=manifest.sign(key),
+    )
+
+
+class OtaBench(Bench):
+    """A bench whose slots trust a key of the test, and a back end that serves chunks."""
+
+    def __init__(self, settings: DeviceSettings) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        super().__init__(settings, public_key=self.key.public_key())
+        self.served = 0
+        self.late = 0
+
+    def requests(self, since: int = 0) -> list[OtaRequest]:
+        return [
+            m
+            for m in (
+                decode_message(Kind.OTA_REQ, "dev-1", p, now_ms=self.wall, limits=Limits())
+                for s, p in self.sent[since:]
+                if s == "ota/req"
+            )
+            if isinstance(m, OtaRequest)
+        ]
+
+    def states(self) -> list[tuple[str, str | None]]:
+        return [
+            (r.state.value, r.detail) for r in self.requests() if r.kind is OtaRequestKind.STATE
+        ]
+
+    def serve(self, blob: bytes, job: str, rng: random.Random, *, loss: float = 0.0) -> None:
+        """Answer chunk requests over a link that loses, repeats and reorders messages,
+        polling the device as time passes, until the blob is activated or refused."""
+        seen = 0
+        for _ in range(2000):
+            if any(state in ("activated", "failed") for state, _ in self.states()):
+                return
+            asked = [r for r in self.requests(seen) if r.kind is OtaRequestKind.CHUNK]
+            seen = len(self.sent)
+            rng.shuffle(asked)
+            for request in asked:
+                assert request.offset is not None and request.length is not None
+                data = blob[request.offset : request.offset + request.length]
+                chunk = OtaChunk.for_job("dev-1", job, request.offset, data).encode()
+                for _ in range(rng.choice((0, 1, 1, 1, 2)) if rng.random() >= loss else 0):
+                    self.served += 1
+                    try:
+                        self.device.ota_chunk(chunk)
+                    except EdgeError as exc:  # a late copy, after the blob was complete
+                        assert exc.reason == "state", exc
+                        self.late += 1
+            self.now += 700
+            self.device.poll()
+        raise AssertionError(f"no outcome; states {self.states()}")
+
+
+def test_a_signed_model_is_downloaded_over_a_bad_link_activated_and_confirmed() -> None:
+    bench = OtaBench(
+        DeviceSettings(ota_window=3, ota_timeout_ms=1000, trial_ms=5000, features_every=0)
+    )
+    v2 = version(BLOB, 2)
+    job = job_for(bench.key, v2, 2, "job-7", 512)
+    bench.device.ota_job(job.encode())
+    bench.serve(v2, "job-7", random.Random(7), loss=0.2)
+    assert [s for s, _ in bench.states()] == ["downloading", "verifying", "activated"]
+    requests = [r for r in bench.requests() if r.kind is OtaRequestKind.CHUNK]
+    assert {r.offset for r in requests} == set(range(0, len(v2), 512))  # every chunk asked for
+    assert all(r.length == min(512, len(v2) - (r.offset or 0)) for r in requests)
+    # the new model scores the next window; the status says so
+    bench.run(faulty(3))
+    (event,) = [m for m in bench.decoded("event") if isinstance(m, AnomalyEvent)]
+    assert event.model_version == 2
+    bench.device.connected()
+    status = [m for m in bench.decoded("status") if isinstance(m, Status)][-1]
+    assert status.model_version == 2
+    assert status.slots is not None and status.slots.b.value == "active"
+    # the trial ends with a confirmation; the retained job coming again changes nothing
+    bench.now += 5000
+    bench.device.poll()
+    assert bench.states()[-1] == ("installed", None)
+    bench.device.ota_job(job.encode())
+    assert bench.states()[-1] == ("installed", None)
+    assert bench.device.counters.chunks_ignored == bench.late
+
+
+def test_a_download_resumes_after_a_reset_and_a_reset_on_trial_rolls_back() -> None:
+    bench = OtaBench(DeviceSettings(ota_window=2, ota_timeout_ms=1000, trial_ms=60_000))
+    v2 = version(BLOB, 2)
+    job = job_for(bench.key, v2, 2, "job-8", 1024)
+    bench.device.ota_job(job.encode())
+    first = [r for r in bench.requests() if r.kind is OtaRequestKind.CHUNK]
+    for request in first:  # the first two chunks arrive, then the power goes
+        assert request.offset is not None and request.length is not None
+        data = v2[request.offset : request.offset + request.length]
+        bench.device.ota_chunk(OtaChunk.for_job("dev-1", "job-8", request.offset, data).encode())
+    stored = {r.offset for r in first}
+    bench.power_on()
+    mark = len(bench.sent)
+    bench.device.ota_job(job.encode())  # the retained job arrives again on reconnect
+    again = [r for r in bench.requests(mark) if r.kind is OtaRequestKind.CHUNK]
+    assert again and stored.isdisjoint(r.offset for r in again)  # what storage holds is kept
+    bench.serve(v2, "job-8", random.Random(8))
+    assert bench.states()[-1] == ("activated", None)
+    bench.power_on()  # a reset before the trial is confirmed: back to version 1
+    bench.device.ota_job(job.encode())
+    assert bench.states()[-1] == ("rolled_back", "the model did not complete its trial")
+    bench.device.connected()
+    status = [m for m in bench.decoded("status") if isinstance(m, Status)][-1]
+    assert status.model_version == 1
+
+
+def test_refused_jobs_are_reported_with_the_reason() -> None:
+    bench = OtaBench(DeviceSettings())
+    v2 = version(BLOB, 2)
+    forged = job_for(Ed25519PrivateKey.generate(), v2, 2, "job-9", 512)
+    bench.device.ota_job(forged.encode())
+    assert bench.states()[-1] == ("failed", "signature")
+    v0 = version(BLOB, 0)
+    bench.device.ota_job(job_for(bench.key, v0, 0, "job-10", 512).encode())
+    assert bench.states()[-1] == ("failed", "downgrade")
+    bench.device.ota_job(b'{"job": "job-11", "model_id": "x"}')
+    assert bench.states()[-1] == ("failed", "not a job the contract allows")
+    with pytest.raises(EdgeError, match="message"):
+        bench.device.ota_job(b'{"model_id": "x"}')  # no job id: nothing to report on
+    chunk = OtaChunk.for_job("dev-1", "job-9", 0, v2[:512]).encode()
+    with pytest.raises(EdgeError, match="state"):
+        bench.device.ota_chunk(chunk)  # no download in progress
+    assert bench.device.counters.chunks_ignored == 1

@@ -8,18 +8,19 @@
 size_t vwpy_device_sizeof(void);
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
-                        void *engine_work, size_t engine_work_bytes, const uint32_t settings[7],
+                        void *engine_work, size_t engine_work_bytes, const uint32_t settings[10],
                         float release_ratio, float calibrate_margin);
 size_t vwpy_device_config_sizeof(void);
-void vwpy_device_counters(const vw_device_t *dev, uint32_t out[8]);
+void vwpy_device_counters(const vw_device_t *dev, uint32_t out[10]);
 
 size_t vwpy_device_sizeof(void) { return sizeof(vw_device_t); }
 size_t vwpy_device_config_sizeof(void) { return sizeof(vw_device_config_t); }
 
-/* settings: k, n, m, batch_windows, batch_ms, features_every, calibrate_windows. */
+/* settings: k, n, m, batch_windows, batch_ms, features_every, calibrate_windows, ota_window,
+   ota_timeout_ms, trial_ms. */
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
-                        void *engine_work, size_t engine_work_bytes, const uint32_t settings[7],
+                        void *engine_work, size_t engine_work_bytes, const uint32_t settings[10],
                         float release_ratio, float calibrate_margin)
 {
     config->firmware = firmware;
@@ -38,9 +39,12 @@ void vwpy_device_config(vw_device_config_t *config, const char *firmware, const 
     config->settings.features_every = (uint16_t)(settings[5] > 65535u ? 0u : settings[5]);
     config->settings.calibrate_windows = (uint16_t)(settings[6] > 65535u ? 0u : settings[6]);
     config->settings.calibrate_margin = calibrate_margin;
+    config->settings.ota_window = (uint8_t)(settings[7] > 255u ? 0u : settings[7]);
+    config->settings.ota_timeout_ms = settings[8];
+    config->settings.trial_ms = settings[9];
 }
 
-void vwpy_device_counters(const vw_device_t *dev, uint32_t out[8])
+void vwpy_device_counters(const vw_device_t *dev, uint32_t out[10])
 {
     const vw_device_counters_t c = vw_device_counters(dev);
     out[0] = c.windows;
@@ -51,4 +55,6 @@ void vwpy_device_counters(const vw_device_t *dev, uint32_t out[8])
     out[5] = c.unsynced_windows;
     out[6] = c.commands;
     out[7] = c.commands_unanswered;
+    out[8] = c.chunk_requests;
+    out[9] = c.chunks_ignored;
 }

@@ -65,6 +65,9 @@ class DeviceSettings:
         features_every: One feature vector in every so many windows; 0: none.
         calibrate_windows: Windows a ``calibrate`` command scores.
         calibrate_margin: Threshold after calibration = highest score x this (>= 1).
+        ota_window: Chunk requests outstanding during a download, 1..8.
+        ota_timeout_ms: A chunk request is sent again after this.
+        trial_ms: A new model runs this long (by the since-boot clock) before it is confirmed.
     """
 
     k: int = 3
@@ -76,6 +79,9 @@ class DeviceSettings:
     features_every: int = 60
     calibrate_windows: int = 60
     calibrate_margin: float = 1.25
+    ota_window: int = 4
+    ota_timeout_ms: int = 5000
+    trial_ms: int = 600_000
 
 
 class DeviceCounters(NamedTuple):
@@ -89,6 +95,8 @@ class DeviceCounters(NamedTuple):
     unsynced_windows: int
     commands: int
     commands_unanswered: int
+    chunk_requests: int
+    chunks_ignored: int
 
 
 @cache
@@ -132,6 +140,8 @@ def _core() -> ctypes.CDLL:
             ("vw_device_window", status, [_VP, ctypes.POINTER(ctypes.c_float)]),
             ("vw_device_poll", status, [_VP]),
             ("vw_device_command", status, [_VP, ctypes.c_char_p, ctypes.c_size_t]),
+            ("vw_device_ota_job", status, [_VP, ctypes.c_char_p, ctypes.c_size_t]),
+            ("vw_device_ota_chunk", status, [_VP, ctypes.c_char_p, ctypes.c_size_t]),
             ("vwpy_device_counters", None, [_VP, ctypes.POINTER(_U32)]),
         ]
     )
@@ -182,7 +192,7 @@ class Device:
         self._wall_ms = wall_ms
         self._firmware = firmware.encode("ascii", "replace")
         self._capabilities = ",".join(capabilities).encode("ascii", "replace")
-        values = (_U32 * 7)(
+        values = (_U32 * 10)(
             _fit(settings.k, 32, "k"),
             _fit(settings.n, 32, "n"),
             _fit(settings.m, 32, "m"),
@@ -190,6 +200,9 @@ class Device:
             _fit(settings.batch_ms, 32, "batch_ms"),
             _fit(settings.features_every, 32, "features_every"),
             _fit(settings.calibrate_windows, 32, "calibrate_windows"),
+            _fit(settings.ota_window, 32, "ota_window"),
+            _fit(settings.ota_timeout_ms, 32, "ota_timeout_ms"),
+            _fit(settings.trial_ms, 32, "trial_ms"),
         )
         self._config = _lib.buffer(self._core.vwpy_device_config_sizeof())
         self._core.vwpy_device_config(
@@ -298,8 +311,27 @@ class Device:
         """
         _lib.check(self._core.vw_device_command(self._dev, payload, len(payload)), "a command")
 
+    def ota_job(self, payload: bytes) -> None:
+        """An ``ota/job`` message arrived: start or resume the download, or report why not.
+
+        Raises:
+            EdgeError: ``json``/``message`` for a payload without a readable job id,
+                ``state`` before the wall clock is known, ``storage``.
+        """
+        _lib.check(self._core.vw_device_ota_job(self._dev, payload, len(payload)), "an OTA job")
+
+    def ota_chunk(self, payload: bytes) -> None:
+        """An ``ota/chunk`` message arrived: store it if it is the current job's.
+
+        Raises:
+            EdgeError: the chunk parser's or the OTA code's refusal; ``state`` for a
+                chunk of no current job.
+        """
+        _lib.check(self._core.vw_device_ota_chunk(self._dev, payload, len(payload)), "a chunk")
+
     def poll(self) -> None:
-        """Time passes: a telemetry batch whose first reading is old enough is sent."""
+        """Time passes: a telemetry batch whose first reading is old enough is sent, chunks
+        that did not come are asked for again, a trial that lasted is confirmed."""
         _lib.check(self._core.vw_device_poll(self._dev), "polling")
 
     @property
