@@ -6,8 +6,10 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "vw_chunk.h"
 #include "vw_device.h"
 #include "vw_json_writer.h"
 #include "vw_ota.h"
@@ -426,6 +428,183 @@ static void test_commands(void)
     VW_CHECK_EQ(vw_device_counters(&dev).commands, 8);
 }
 
+/* ---- over the air ------------------------------------------------------------ */
+
+static uint32_t blob_v2[128];
+static uint32_t blob_v2_len;
+
+static void base64(const uint8_t *in, size_t n, char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0u) |
+                     (i + 2 < n ? in[i + 2] : 0u);
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63u];
+        out[o++] = i + 1 < n ? alphabet[(v >> 6) & 63u] : '=';
+        out[o++] = i + 2 < n ? alphabet[v & 63u] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* The ota/job payload of version 2, signed with the port's test key (or another). */
+static const char *job_json(const char *key)
+{
+    static char json[512];
+    uint8_t sha[32], sig[64];
+    vw_sha256(blob_v2, blob_v2_len, sha);
+    char hex[65], sig64[89], text[VW_OTA_SIGNED_TEXT_MAX];
+    for (int i = 0; i < 32; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+    }
+    vw_ota_manifest_t m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.model_id, "fan", 4);
+    m.model_version = 2;
+    m.size = blob_v2_len;
+    m.chunk_size = 64;
+    memcpy(m.sha256, sha, 32);
+    size_t len = 0;
+    vw_ota_signed_text(&m, text, sizeof text, &len);
+    test_sign(key, (const uint8_t *)text, len, sig);
+    base64(sig, 64, sig64);
+    snprintf(json, sizeof json,
+             "{\"job\":\"j-2\",\"model_id\":\"fan\",\"model_version\":2,\"size\":%u,"
+             "\"sha256\":\"%s\",\"chunk_size\":64,\"signature\":\"%s\"}",
+             (unsigned)blob_v2_len, hex, sig64);
+    return json;
+}
+
+static vw_status_t job(const char *key)
+{
+    const char *json = job_json(key);
+    return vw_device_ota_job(&dev, (const uint8_t *)json, strlen(json));
+}
+
+/* Send the chunk at @p offset of version 2 (job j-2). */
+static vw_status_t chunk_at(uint32_t offset)
+{
+    uint8_t payload[VW_CHUNK_HEADER_BYTES + 64];
+    uint32_t ref = 0, len = blob_v2_len - offset < 64u ? blob_v2_len - offset : 64u;
+    vw_chunk_job_ref("j-2", 3, &ref);
+    const uint32_t fields[3] = {ref, offset, len};
+    payload[0] = VW_CHUNK_MAGIC0;
+    payload[1] = VW_CHUNK_MAGIC1;
+    payload[2] = VW_CHUNK_VERSION;
+    payload[3] = 0;
+    for (int f = 0; f < 3; f++) {
+        for (int b = 0; b < 4; b++) {
+            payload[4 + 4 * f + b] = (uint8_t)(fields[f] >> (8 * b));
+        }
+    }
+    memcpy(payload + VW_CHUNK_HEADER_BYTES, (const uint8_t *)blob_v2 + offset, len);
+    return vw_device_ota_chunk(&dev, payload, VW_CHUNK_HEADER_BYTES + len);
+}
+
+/* Offsets of the chunk requests among the last @p n messages; the count. */
+static int requested(int n, uint32_t *offsets)
+{
+    int found = 0;
+    for (int k = port_state.count - n; k < port_state.count; k++) {
+        const char *p = port_state.payload[k % 16];
+        static const char key[] = "\"kind\":\"chunk\",\"offset\":";
+        const char *o = strstr(p, key);
+        if (strcmp(port_state.suffix[k % 16], "ota/req") == 0 && o != NULL) {
+            offsets[found++] = (uint32_t)strtoul(o + sizeof key - 1, NULL, 10);
+        }
+    }
+    return found;
+}
+
+static int reported(const char *state)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\"kind\":\"state\",\"state\":\"%s\"", state);
+    for (int k = 0; k < port_state.count && k < 16; k++) {
+        if (strstr(port_state.payload[(port_state.count - 1 - k) % 16], want) != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_ota_download_trial_and_rollback(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.ota_window = 2;
+    c.settings.ota_timeout_ms = 100;
+    c.settings.trial_ms = 1000;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(job("other-key"), VW_OK); /* a forged job: refused, reported */
+    VW_CHECK(strstr(last(), "\"state\":\"failed\",\"detail\":\"signature\"") != NULL);
+
+    int before = port_state.count;
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    uint32_t asked[16];
+    VW_CHECK_EQ(requested(port_state.count - before, asked), 2); /* the window */
+    VW_CHECK(asked[0] == 0u && asked[1] == 64u);
+    VW_CHECK_EQ(chunk_at(64), VW_OK); /* out of order, then twice */
+    VW_CHECK_EQ(chunk_at(64), VW_OK);
+    VW_CHECK_EQ(chunk_at(99), VW_ERR_RANGE); /* not a chunk boundary: refused by vw_ota */
+
+    /* a reset mid-download: the job comes again and only missing chunks are asked for */
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    before = port_state.count;
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    int n = requested(port_state.count - before, asked);
+    VW_CHECK_EQ(n, 2);
+    VW_CHECK(asked[0] == 0u && asked[1] == 128u); /* 64 is stored */
+
+    /* request 0 is lost: after the timeout it is asked for again */
+    port_state.now += 100;
+    before = port_state.count;
+    VW_CHECK_EQ(vw_device_poll(&dev), VW_OK);
+    VW_CHECK_EQ(requested(port_state.count - before, asked), 2);
+    VW_CHECK(asked[0] == 0u);
+    for (int guard = 0; guard < 64 && !reported("activated"); guard++) {
+        before = port_state.count;
+        for (uint32_t offset = 0; offset < blob_v2_len; offset += 64) {
+            chunk_at(offset); /* every chunk, in order; stored ones are ignored by vw_ota */
+        }
+    }
+    VW_CHECK(reported("verifying") && reported("activated"));
+    VW_CHECK_EQ(dev.model->version, 2);
+
+    /* a reset before the trial ends: back to version 1, reported when the job comes again */
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(dev.model->version, 1);
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    VW_CHECK(strstr(last(), "\"state\":\"rolled_back\"") != NULL);
+    VW_CHECK_EQ(chunk_at(0), VW_ERR_STATE);
+}
+
+static void test_ota_trial_confirmed(void)
+{
+    factory_fresh();
+    vw_device_config_t c = device_config();
+    c.settings.ota_window = 8;
+    c.settings.trial_ms = 1000;
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    for (uint32_t offset = 0; offset < blob_v2_len; offset += 64) {
+        VW_CHECK_EQ(chunk_at(offset), VW_OK);
+    }
+    VW_CHECK(reported("activated"));
+    port_state.now += 999;
+    VW_CHECK_EQ(vw_device_poll(&dev), VW_OK);
+    VW_CHECK(!reported("installed"));
+    port_state.now += 1;
+    VW_CHECK_EQ(vw_device_poll(&dev), VW_OK);
+    VW_CHECK(strstr(last(), "\"state\":\"installed\"") != NULL);
+    VW_CHECK_EQ(power_on(&c), VW_OK); /* confirmed: a reset keeps it */
+    VW_CHECK_EQ(dev.model->version, 2);
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    VW_CHECK(strstr(last(), "\"state\":\"installed\"") != NULL);
+}
+
 static void test_refusals(void)
 {
     factory_fresh();
@@ -462,6 +641,10 @@ int main(void)
     test_events_and_features();
     test_unsynced_clock_and_refused_publishes();
     test_commands();
+    blob_v2_len = build_blob(blob_v2, 2, RATE, GOLDEN_RIGHT);
+    VW_CHECK(blob_v2_len > 0);
+    test_ota_download_trial_and_rollback();
+    test_ota_trial_confirmed();
     test_refusals();
     return vw_test_report("test_device");
 }
