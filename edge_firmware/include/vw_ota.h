@@ -28,6 +28,7 @@
  *                                 or   IDLE         (refused: the current model stays)
  *   TRIAL       --vw_ota_confirm---->  IDLE
  *   TRIAL       --reset, vw_ota_init->  IDLE        (fell back to the previous slot)
+ *   IDLE, TRIAL --vw_ota_rollback--->  IDLE        (the previous slot, on command)
  *
  * A refused call (signature, downgrade, range, ...) changes nothing. A call
  * that returns VW_ERR_STORAGE may have left storage half-way: the caller
@@ -293,6 +294,19 @@ vw_status_t vw_ota_finish(vw_ota_t *ota);
  * @return VW_OK (IDLE), VW_ERR_ARG, VW_ERR_STATE (not TRIAL), VW_ERR_STORAGE.
  */
 vw_status_t vw_ota_confirm(vw_ota_t *ota);
+
+/**
+ * @brief Go back to the previous model: the other slot's valid model becomes the active
+ *        one, the current model is marked INVALID (so that its job is not installed
+ *        again) and the last event is ROLLED_BACK. On trial, this ends the trial now.
+ *
+ * One metadata write: a power cut leaves either the old or the new state.
+ * @return VW_OK (IDLE; vw_ota_model gives the previous model); VW_ERR_ARG;
+ *         VW_ERR_STATE (NO_MODEL or DOWNLOADING: the other slot is being written);
+ *         VW_ERR_NO_MODEL (the other slot holds no valid model, or it no longer loads);
+ *         VW_ERR_STORAGE.
+ */
+vw_status_t vw_ota_rollback(vw_ota_t *ota);
 
 /**
  * @brief Snapshot of the state for status reports.

@@ -436,6 +436,8 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
 
 /* ---------------------------------------------------------------- commands */
 
+static void clear_requests(vw_device_t *dev);
+
 #define REPLY_DETAIL_MAX 96u
 /* The wire contract's earliest time: 2020-01-01T00:00:00Z. */
 #define MIN_TIME_MS INT64_C(1577836800000)
@@ -531,7 +533,24 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
         dev->calibration_max = 0.0f;
         return VW_OK; /* answered when the last window is scored */
     }
-    if (strcmp(cmd, "upload_raw") == 0 || strcmp(cmd, "rollback") == 0) {
+    if (strcmp(cmd, "rollback") == 0) {
+        status = vw_ota_rollback(dev->ota);
+        if (status == VW_OK) {
+            status = bind_model(dev);
+            dev->on_trial = 0u;
+            dev->job[0] = '\0';
+            clear_requests(dev);
+            return status == VW_OK ? reply(dev, id, cmd, "done", NULL, 1)
+                                   : reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+        }
+        if (status == VW_ERR_STORAGE) {
+            return reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+        }
+        return refuse(dev, id, cmd,
+                      status == VW_ERR_NO_MODEL ? "no previous model to go back to"
+                                                : "a download is in progress");
+    }
+    if (strcmp(cmd, "upload_raw") == 0) {
         return refuse(dev, id, cmd, "not supported by this firmware");
     }
     char detail[REPLY_DETAIL_MAX] = "unknown command";

@@ -768,6 +768,34 @@ vw_status_t vw_ota_confirm(vw_ota_t *ota)
     return st;
 }
 
+vw_status_t vw_ota_rollback(vw_ota_t *ota)
+{
+    if (ota == NULL) {
+        return VW_ERR_ARG;
+    }
+    if (!ota->ready || (ota->state != VW_OTA_IDLE && ota->state != VW_OTA_TRIAL)) {
+        return VW_ERR_STATE;
+    }
+    unsigned previous = 1u - ota->meta.active;
+    if (ota->meta.slot[previous].state != VW_OTA_SLOT_VALID) {
+        return VW_ERR_NO_MODEL;
+    }
+    vw_status_t st = load_slot(ota, previous);
+    if (st != VW_OK) {
+        return st == VW_ERR_STORAGE ? st : VW_ERR_NO_MODEL;
+    }
+    vw_ota_meta_t next = ota->meta;
+    next.slot[next.active].state = VW_OTA_SLOT_INVALID;
+    next.active = (uint8_t)previous;
+    next.trial = 0;
+    next.last_event = VW_OTA_EVENT_ROLLED_BACK;
+    st = write_meta(ota, &next);
+    if (st == VW_OK) {
+        ota->state = VW_OTA_IDLE;
+    }
+    return st;
+}
+
 vw_status_t vw_ota_info(const vw_ota_t *ota, vw_ota_info_t *info)
 {
     if (ota == NULL || info == NULL) {

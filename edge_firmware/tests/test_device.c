@@ -603,6 +603,19 @@ static void test_ota_trial_confirmed(void)
     VW_CHECK_EQ(dev.model->version, 2);
     VW_CHECK_EQ(job("test-key"), VW_OK);
     VW_CHECK(strstr(last(), "\"state\":\"installed\"") != NULL);
+
+    /* the rollback command: back to version 1, kept across a reset, not reinstalled */
+    VW_CHECK_EQ(command("{\"id\":\"rb\",\"t\":1764547200000,\"cmd\":\"rollback\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"rb\",\"t\":1764547200000,\"cmd\":\"rollback\",\"outcome\":\"done\","
+                "\"threshold\":1.0}");
+    VW_CHECK_EQ(dev.model->version, 1);
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK_EQ(dev.model->version, 1);
+    VW_CHECK_EQ(job("test-key"), VW_OK);
+    VW_CHECK(strstr(last(), "\"state\":\"rolled_back\"") != NULL);
+    VW_CHECK_EQ(command("{\"id\":\"rb2\",\"t\":1764547200000,\"cmd\":\"rollback\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"rb2\",\"t\":1764547200000,\"cmd\":\"rollback\","
+                "\"outcome\":\"refused\",\"detail\":\"no previous model to go back to\"}");
 }
 
 static void test_refusals(void)

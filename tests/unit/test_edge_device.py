@@ -310,6 +310,9 @@ def test_commands_from_the_back_end_are_answered_as_the_contract_says(
     elif name is CommandName.CALIBRATE:
         assert reply.outcome is CommandOutcome.DONE
         assert reply.threshold is not None and reply.threshold > 0
+    elif name is CommandName.ROLLBACK:  # the factory model has nothing before it
+        assert reply.outcome is CommandOutcome.REFUSED
+        assert reply.detail == "no previous model to go back to"
     else:
         assert reply.outcome is CommandOutcome.REFUSED
         assert reply.detail == "not supported by this firmware"
