@@ -34,7 +34,9 @@
  *  - `calibrate`: the next settings.calibrate_windows windows are scored, and the
  *    threshold becomes their highest score times settings.calibrate_margin; the reply
  *    (done, with the threshold) goes out when the last of them is scored;
- *  - `upload_raw` and `rollback`: refused ("not supported by this firmware") for now.
+ *  - `rollback`: back to the previous valid model (vw_ota_rollback), done with the
+ *    threshold now in force; refused when there is none or a download is in progress;
+ *  - `upload_raw`: refused ("not supported by this firmware") for now.
  * A command that cannot be read as JSON, or has no valid `id`, is not answered (there
  * is nothing to answer to) and counted in commands_unanswered.
  *
