@@ -36,7 +36,10 @@
  *    (done, with the threshold) goes out when the last of them is scored;
  *  - `rollback`: back to the previous valid model (vw_ota_rollback), done with the
  *    threshold now in force; refused when there is none or a download is in progress;
- *  - `upload_raw`: refused ("not supported by this firmware") for now.
+ *  - `upload_raw`: the samples of the next window go out on `raw` (binary: a 32-byte
+ *    header with the command's reference, sample rate, count, seq and t, then the
+ *    samples as float32 little endian), then the reply (done); refused while another
+ *    upload waits. Windows before the wall clock is known do not count.
  * A command that cannot be read as JSON, or has no valid `id`, is not answered (there
  * is nothing to answer to) and counted in commands_unanswered.
  *
@@ -176,6 +179,7 @@ typedef struct vw_device {
     uint16_t calibrating; /**< windows left of a calibration, 0: none */
     float calibration_max;
     char calibration_id[VW_MODEL_MAX_ID + 1];
+    char upload_id[VW_MODEL_MAX_ID + 1]; /**< the upload_raw command waiting; "" for none */
     char job[VW_MODEL_MAX_ID + 1]; /**< the job being downloaded or on trial; "" for none */
     uint32_t job_ref;              /**< its vw_chunk_job_ref */
     uint32_t cursor;               /**< chunks before this offset have been asked for */

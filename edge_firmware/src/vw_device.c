@@ -11,6 +11,8 @@
 
 /* Longest JSON of one reading in a telemetry message, its comma included. */
 #define READING_JSON_MAX 179u
+/* Bytes of the raw window message's header (docs/protocol: raw). */
+#define RAW_HEADER_BYTES 32u
 /* Longest status message without its capability list. */
 #define STATUS_JSON_MAX 400u
 
@@ -91,7 +93,9 @@ static size_t payload_bytes(const vw_device_config_t *c)
     size_t features = 125u + (size_t)c->max_features * (VW_JSONW_FLOAT_MAX + 1u);
     size_t caps = c->capabilities == NULL ? 0u : strlen(c->capabilities);
     size_t status = STATUS_JSON_MAX + 3u * caps;
+    size_t raw = RAW_HEADER_BYTES + 4u * (size_t)c->max_window;
     size_t most = telemetry > features ? telemetry : features;
+    most = most > raw ? most : raw;
     return align4(most > status ? most : status);
 }
 
@@ -551,7 +555,11 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
                                                 : "a download is in progress");
     }
     if (strcmp(cmd, "upload_raw") == 0) {
-        return refuse(dev, id, cmd, "not supported by this firmware");
+        if (dev->upload_id[0] != '\0') {
+            return refuse(dev, id, cmd, "an upload is in progress");
+        }
+        memcpy(dev->upload_id, id, id_len + 1u);
+        return VW_OK; /* answered once the next window is published */
     }
     char detail[REPLY_DETAIL_MAX] = "unknown command";
     size_t n = strlen(cmd);
@@ -582,6 +590,46 @@ static void calibrate(vw_device_t *dev, float score)
         reply(dev, dev->calibration_id, "calibrate", "failed",
               "the calibration windows give no usable threshold", 0);
     }
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++) {
+        p[i] = (uint8_t)(v >> (8u * i));
+    }
+}
+
+/* The raw window for the waiting upload_raw command, then its reply. */
+static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_t t)
+{
+    const vw_feature_spec_t *spec = &dev->model->spec;
+    uint8_t *p = (uint8_t *)dev->payload;
+    uint32_t ref = 0;
+    vw_chunk_job_ref(dev->upload_id, strlen(dev->upload_id), &ref);
+    p[0] = 'V';
+    p[1] = 'R';
+    p[2] = 1u; /* format version */
+    p[3] = 0u;
+    put_le(p + 4, ref, 4);
+    put_le(p + 8, spec->sample_rate_hz, 4);
+    put_le(p + 12, spec->window, 4);
+    put_le(p + 16, seq, 8);
+    put_le(p + 24, t, 8);
+    for (uint16_t i = 0; i < spec->window; i++) {
+        uint32_t bits;
+        memcpy(&bits, &samples[i], sizeof bits);
+        put_le(p + RAW_HEADER_BYTES + 4u * i, bits, 4);
+    }
+    size_t len = RAW_HEADER_BYTES + 4u * (size_t)spec->window;
+    vw_status_t status = dev->port.publish(dev->port.ctx, "raw", p, len);
+    if (status == VW_OK) {
+        dev->counters.published++;
+        reply(dev, dev->upload_id, "upload_raw", "done", NULL, 0);
+    } else {
+        dev->counters.publish_failures++;
+        reply(dev, dev->upload_id, "upload_raw", "failed", "the window could not be published", 0);
+    }
+    dev->upload_id[0] = '\0';
 }
 
 vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
@@ -623,6 +671,9 @@ vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
         return VW_OK;
     }
     uint64_t t = wall - duration;
+    if (dev->upload_id[0] != '\0') {
+        upload(dev, samples, seq, t);
+    }
     if (event != VW_ANOMALY_NONE) {
         publish_event(dev, seq, t, event == VW_ANOMALY_START, score);
     }

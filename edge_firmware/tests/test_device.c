@@ -36,6 +36,7 @@ typedef struct {
     int count;      /* messages taken */
     char suffix[16][16];
     char payload[16][2048];
+    size_t length[16];
 } dev_port_t;
 
 static uint32_t clock_now(void *ctx) { return ((dev_port_t *)ctx)->now; }
@@ -49,6 +50,7 @@ static vw_status_t capture(void *ctx, const char *suffix, const uint8_t *payload
     }
     int i = p->count++ % 16;
     snprintf(p->suffix[i], sizeof p->suffix[i], "%s", suffix);
+    p->length[i] = len;
     memcpy(p->payload[i], payload, len);
     p->payload[i][len] = '\0';
     return VW_OK;
@@ -128,6 +130,11 @@ static const float *window_of(float a)
         samples[i] = a * sinf(2.0f * 3.14159265f * 5.0f * (float)i / 256.0f) + noise;
     }
     return samples;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static const char *last(void) { return port_state.payload[(port_state.count - 1) % 16]; }
@@ -400,9 +407,27 @@ static void test_commands(void)
     CHECK_REPLY(want);
     VW_CHECK(dev.threshold == 2.0f * highest);
 
+    /* upload_raw: the next window's samples on raw, then the reply */
     VW_CHECK_EQ(command("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\"}"), VW_OK);
+    VW_CHECK_EQ(command("{\"id\":\"r2\",\"t\":1764547200000,\"cmd\":\"upload_raw\"}"), VW_OK);
+    CHECK_REPLY("{\"id\":\"r2\",\"t\":1764547200000,\"cmd\":\"upload_raw\","
+                "\"outcome\":\"refused\",\"detail\":\"an upload is in progress\"}");
+    before = port_state.count;
+    VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    VW_CHECK_EQ(port_state.count, before + 2);
+    int raw = (port_state.count - 2) % 16;
+    VW_CHECK(strcmp(port_state.suffix[raw], "raw") == 0);
+    VW_CHECK_EQ(port_state.length[raw], 32 + 4 * 256);
+    const uint8_t *h = (const uint8_t *)port_state.payload[raw];
+    uint32_t ref = 0;
+    vw_chunk_job_ref("r", 1, &ref);
+    VW_CHECK(h[0] == 'V' && h[1] == 'R' && h[2] == 1 && h[3] == 0);
+    VW_CHECK(le32(h + 4) == ref && le32(h + 8) == RATE && le32(h + 12) == 256);
+    VW_CHECK(le32(h + 16) == dev.window - 1u && le32(h + 20) == dev.boot);
+    VW_CHECK(le32(h + 24) + ((uint64_t)le32(h + 28) << 32) == T0 - WINDOW_MS);
+    VW_CHECK(memcmp(h + 32, samples, 4 * 256) == 0); /* float32, little endian */
     CHECK_REPLY("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\","
-                "\"outcome\":\"refused\",\"detail\":\"not supported by this firmware\"}");
+                "\"outcome\":\"done\"}");
     VW_CHECK_EQ(command("{\"id\":\"x\",\"t\":1764547200000,\"cmd\":\"reboot\"}"), VW_OK);
     CHECK_REPLY("{\"id\":\"x\",\"t\":1764547200000,\"outcome\":\"refused\","
                 "\"detail\":\"unknown command reboot\"}");
@@ -425,7 +450,7 @@ static void test_commands(void)
     port_state.wall = T0;
     VW_CHECK_EQ(port_state.count, answered);
     VW_CHECK_EQ(vw_device_counters(&dev).commands_unanswered, 6);
-    VW_CHECK_EQ(vw_device_counters(&dev).commands, 8);
+    VW_CHECK_EQ(vw_device_counters(&dev).commands, 9);
 }
 
 /* ---- over the air ------------------------------------------------------------ */
