@@ -3,15 +3,16 @@
 The schemas and examples in docs/protocol are checked against the decoder: every
 example must validate and decode, and every malformed payload below must be
 refused by the decoder with its exact reason, and by the schema too wherever
-JSON Schema can express the rule. The binary ota/chunk has no schema: its hex
-example and its byte layout are checked instead (and against the firmware's
-parser in test_edge_chunk.py).
+JSON Schema can express the rule. The binary ota/chunk and raw have no schema:
+their hex examples and byte layouts are checked instead (and the chunk against
+the firmware's parser in test_edge_chunk.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import struct
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from paho.mqtt.client import topic_matches_sub
 
+from vibewatch.edge.spec import MAX_SAMPLE_RATE_HZ, MAX_WINDOW, MIN_WINDOW
 from vibewatch.errors import ConfigError, ProtocolError
 from vibewatch.protocol import (
     CHUNK_HEADER_BYTES,
@@ -36,7 +38,14 @@ from vibewatch.protocol import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_PAYLOAD,
     MAX_MODEL_BYTES,
+    MAX_RAW_PAYLOAD,
     MODEL_VERSION_MAX,
+    RAW_HEADER_BYTES,
+    RAW_MAGIC,
+    RAW_MAX_SAMPLE_RATE_HZ,
+    RAW_MAX_SAMPLES,
+    RAW_MIN_SAMPLES,
+    RAW_VERSION,
     REJECT_REASONS,
     AnomalyEvent,
     Command,
@@ -53,6 +62,7 @@ from vibewatch.protocol import (
     OtaRequest,
     OtaRequestKind,
     OtaState,
+    RawWindow,
     Reading,
     Slots,
     SlotState,
@@ -80,11 +90,13 @@ TYPES: dict[Kind, type[Message]] = {
     Kind.OTA_CHUNK: OtaChunk,
     Kind.CMD: Command,
     Kind.CMD_REPLY: CommandReply,
+    Kind.RAW: RawWindow,
 }
 
 
-JSON_KINDS = [kind for kind in Kind if kind is not Kind.OTA_CHUNK]
-"""Every message but the binary ota/chunk: these have a JSON Schema and a JSON example."""
+BINARY_KINDS = (Kind.OTA_CHUNK, Kind.RAW)
+JSON_KINDS = [kind for kind in Kind if kind not in BINARY_KINDS]
+"""Every message but the binary ones: these have a JSON Schema and a JSON example."""
 
 
 def doc_name(kind: Kind) -> str:
@@ -105,6 +117,11 @@ def example(kind: Kind) -> Any:
 def chunk_example() -> bytes:
     """The ota/chunk example: hex digits, whitespace between them (``xxd -r -p`` reads it)."""
     return bytes.fromhex((DOCS / "ota_chunk.example.hex").read_text("ascii"))
+
+
+def raw_example() -> bytes:
+    """The raw example, written like the ota/chunk one."""
+    return bytes.fromhex((DOCS / "raw.example.hex").read_text("ascii"))
 
 
 def dumps(doc: Any) -> bytes:
@@ -152,7 +169,7 @@ def test_every_message_has_its_documents() -> None:
     expected = {
         f"{doc_name(kind)}.{suffix}.json" for kind in JSON_KINDS for suffix in ("schema", "example")
     }
-    assert names == expected | {"ota_chunk.example.hex", "README.md"}
+    assert names == expected | {"ota_chunk.example.hex", "raw.example.hex", "README.md"}
 
 
 @pytest.mark.parametrize("kind", JSON_KINDS, ids=doc_name)
@@ -634,7 +651,8 @@ def test_rejects(kind: Kind, edit: Edit, reason: str, schema: bool | None) -> No
 
 
 def test_matrix_covers_every_payload_reason_and_message() -> None:
-    reasons = {case.values[2] for case in CASES} | {case.values[1] for case in CHUNK_CASES}
+    binary = {case.values[1] for case in CHUNK_CASES + RAW_CASES}
+    reasons = {case.values[2] for case in CASES} | binary
     assert reasons == set(REJECT_REASONS) - {"bad_topic", "bad_device_id"}
     assert {case.values[0] for case in CASES} == set(JSON_KINDS)
 
@@ -707,7 +725,7 @@ def test_chunk_job_ref_is_the_first_four_sha256_bytes_little_endian() -> None:
         hashlib.sha256(b"a" * 64).digest()[:4], "little"
     )
     for job in ("", "a" * 65, "job#1", "jöb", "j1\n"):
-        with pytest.raises(ValueError, match="not a job id"):
+        with pytest.raises(ValueError, match="not an id"):
             chunk_job_ref(job)
 
 
@@ -822,6 +840,222 @@ def test_chunk_belongs_to_its_job_only(job: str, other: str) -> None:
         assert not message.belongs_to(other)
 
 
+# --- raw: binary ------------------------------------------------------------------------
+
+EXAMPLE_COMMAND = "cmd-20240610-0002"
+EXAMPLE_SAMPLES = tuple(round(512 * math.sin(2 * math.pi * i / 32)) / 1024 for i in range(256))
+"""The README's example signal: an 800 Hz sine of 0.5 g at 25 600 Hz, exact in float32."""
+T_MAX = NOW + LIMITS.max_future_ms
+
+
+def raw_header(
+    ref: int,
+    rate: int,
+    count: int,
+    seq: int,
+    t: int,
+    *,
+    magic: bytes = b"VR",
+    version: int = 1,
+    reserved: int = 0,
+) -> bytes:
+    """A raw header written field by field, independently of ``RawWindow.encode``."""
+    return magic + bytes([version, reserved]) + struct.pack("<IIIQQ", ref, rate, count, seq, t)
+
+
+def raw_payload(count: int = 256, *, rate: int = 25_600, seq: int = 1, t: int = NOW) -> bytes:
+    """A header with these fields, then ``count`` zero samples."""
+    return raw_header(0, rate, count, seq, t) + bytes(4 * count)
+
+
+def raw_with(at: int, value: bytes) -> bytes:
+    """The raw example with ``value`` written at byte ``at``."""
+    payload = bytearray(raw_example())
+    payload[at : at + len(value)] = value
+    return bytes(payload)
+
+
+def f32(value: float) -> bytes:
+    return struct.pack("<f", value)
+
+
+def test_raw_example_decodes_to_the_documented_values() -> None:
+    payload = raw_example()
+    assert len(payload) == 1056 == RAW_HEADER_BYTES + 4 * 256
+    message = decode(Kind.RAW, payload)
+    assert message == RawWindow(
+        DEVICE, 0x8C1E86BF, 25_600, 81_240, 1_718_000_021_000, EXAMPLE_SAMPLES
+    )
+    assert message.KIND is Kind.RAW
+    assert message.encode() == payload
+    assert message.belongs_to(EXAMPLE_COMMAND)
+    assert not message.belongs_to("cmd-20240610-0001")
+    assert (
+        RawWindow.for_command(
+            DEVICE, EXAMPLE_COMMAND, 25_600, 81_240, 1_718_000_021_000, EXAMPLE_SAMPLES
+        )
+        == message
+    )
+    # The command reference is the chunk's job reference of the command id.
+    digest = hashlib.sha256(EXAMPLE_COMMAND.encode()).digest()
+    assert payload[4:8] == digest[:4] == bytes.fromhex("bf861e8c")  # as the README says
+    assert chunk_job_ref(EXAMPLE_COMMAND) == 0x8C1E86BF
+    assert max(EXAMPLE_SAMPLES) == 0.5 and min(EXAMPLE_SAMPLES) == -0.5
+    with pytest.raises(ValueError, match="not an id"):
+        RawWindow.for_command(DEVICE, "cmd 1", 25_600, 0, NOW, EXAMPLE_SAMPLES)
+
+
+def test_raw_readme_states_the_layout_and_the_example() -> None:
+    readme = (DOCS / "README.md").read_text("utf-8")
+    section = readme.partition("### raw (device → back end)")[2].partition("\n### ")[0]
+    rows = re.findall(r"^\| (\d+) \| ([\w \u00d7]+) \| ([a-z ]+) \|", section, re.MULTILINE)
+    assert rows == [
+        ("0", "2", "magic"),
+        ("2", "1", "version"),
+        ("3", "1", "reserved"),
+        ("4", "4", "command reference"),
+        ("8", "4", "sample rate"),
+        ("12", "4", "count"),
+        ("16", "8", "seq"),
+        ("24", "8", "t"),
+        ("32", "4 \u00d7 count", "samples"),  # MULTIPLICATION SIGN
+    ]
+    assert (RAW_MAGIC, RAW_VERSION, RAW_HEADER_BYTES) == (b"VR", 1, 32)
+    assert (RAW_MIN_SAMPLES, RAW_MAX_SAMPLES, RAW_MAX_SAMPLE_RATE_HZ) == (256, 4096, 1_000_000)
+    assert MAX_RAW_PAYLOAD == RAW_HEADER_BYTES + 4 * RAW_MAX_SAMPLES == 16416
+    # The README shows the header and the first samples of the example file.
+    block = section.partition("```\n")[2].partition("```")[0]
+    shown = bytes.fromhex(
+        "".join(re.findall(r"^((?:[0-9a-f]{2} )*[0-9a-f]{2})", block, re.MULTILINE))
+    )
+    assert len(shown) == RAW_HEADER_BYTES + 32
+    assert raw_example().startswith(shown)
+    # The checks table names the reasons in the decoder's order.
+    checks = section.partition("**Checks**")[2]
+    assert re.findall(r"^\| [^|]+ \| `(\w+)` \|$", checks, re.MULTILINE) == [
+        "too_large",
+        *["bad_binary"] * 5,
+        *["out_of_range"] * 3,
+        "time_too_old",
+        "time_in_future",
+        "non_finite",
+    ]
+
+
+def test_raw_bounds_are_accepted() -> None:
+    ramp = tuple(float(i) - 2048.0 for i in range(RAW_MAX_SAMPLES))
+    largest = RawWindow(DEVICE, 2**32 - 1, RAW_MAX_SAMPLE_RATE_HZ, 2**63 - 1, T_MAX, ramp)
+    extremes = (0.0, -0.0, 3.4028234663852886e38, -1.401298464324817e-45) * 64
+    smallest = RawWindow(DEVICE, 0, 1, 0, LIMITS.min_time_ms, extremes)
+    for message in (largest, smallest):
+        payload = message.encode()
+        assert len(payload) == RAW_HEADER_BYTES + 4 * len(message.samples)
+        # The format bounds the size, not max_payload_bytes: the longest window fits.
+        for limits in (LIMITS, Limits(max_payload_bytes=100)):
+            assert decode(Kind.RAW, payload, limits) == message
+    assert len(largest.encode()) == MAX_RAW_PAYLOAD
+
+
+LARGEST_RAW = raw_payload(RAW_MAX_SAMPLES)
+
+# (payload, reason): the checks in their order (README, "raw").
+RAW_CASES = [
+    pytest.param(LARGEST_RAW + b"\x00", "too_large", id="raw-one-byte-too-many"),
+    pytest.param(raw_payload(RAW_MAX_SAMPLES + 1), "too_large", id="raw-4097-samples"),
+    pytest.param(b"", "bad_binary", id="raw-empty"),
+    pytest.param(raw_example()[:31], "bad_binary", id="raw-short-header"),
+    pytest.param(b'{"samples":[0.0]}', "bad_binary", id="raw-json"),
+    pytest.param(raw_with(0, b"v"), "bad_binary", id="raw-magic"),
+    pytest.param(chunk_example(), "bad_binary", id="raw-chunk"),
+    pytest.param(raw_with(2, b"\x00"), "bad_binary", id="raw-version-0"),
+    pytest.param(raw_with(2, b"\x02"), "bad_binary", id="raw-version-2"),
+    pytest.param(raw_with(3, b"\x01"), "bad_binary", id="raw-reserved"),
+    pytest.param(raw_example()[:32], "bad_binary", id="raw-header-only"),
+    pytest.param(raw_example()[:-1], "bad_binary", id="raw-byte-cut"),
+    pytest.param(raw_example()[:-4], "bad_binary", id="raw-sample-cut"),
+    pytest.param(raw_example() + bytes(4), "bad_binary", id="raw-sample-after"),
+    pytest.param(raw_with(12, struct.pack("<I", 255)), "bad_binary", id="raw-count-255-of-256"),
+    pytest.param(raw_with(12, struct.pack("<I", 2**32 - 1)), "bad_binary", id="raw-count-u32-max"),
+    pytest.param(raw_with(12, struct.pack("<I", 2**30)), "bad_binary", id="raw-count-wraps"),
+    pytest.param(raw_payload(rate=0), "out_of_range", id="raw-rate-0"),
+    pytest.param(raw_payload(rate=1_000_001), "out_of_range", id="raw-rate-1000001"),
+    pytest.param(raw_payload(rate=2**32 - 1), "out_of_range", id="raw-rate-u32-max"),
+    pytest.param(raw_payload(0), "out_of_range", id="raw-no-samples"),
+    pytest.param(raw_payload(255), "out_of_range", id="raw-255-samples"),
+    pytest.param(raw_payload(seq=2**63), "out_of_range", id="raw-seq-2^63"),
+    pytest.param(raw_payload(seq=2**64 - 1), "out_of_range", id="raw-seq-u64-max"),
+    pytest.param(raw_payload(t=0), "time_too_old", id="raw-t-unset-clock"),
+    pytest.param(raw_payload(t=LIMITS.min_time_ms - 1), "time_too_old", id="raw-t-before-min"),
+    pytest.param(raw_payload(t=T_MAX + 1), "time_in_future", id="raw-t-future"),
+    pytest.param(raw_payload(t=2**64 - 1), "time_in_future", id="raw-t-u64-max"),
+    pytest.param(raw_with(32, f32(math.nan)), "non_finite", id="raw-nan-first"),
+    pytest.param(raw_with(1052, f32(math.inf)), "non_finite", id="raw-inf-last"),
+    pytest.param(raw_with(100, f32(-math.inf)), "non_finite", id="raw-minus-inf"),
+    pytest.param(raw_with(36, bytes.fromhex("0100807f")), "non_finite", id="raw-signalling-nan"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), RAW_CASES)
+def test_raw_rejects(payload: bytes, reason: str) -> None:
+    assert reject(Kind.RAW, payload).reason == reason
+
+
+def test_raw_details_name_the_field() -> None:
+    assert reject(Kind.RAW, raw_with(2, b"\x02")).detail == "version: expected 1 (2)"
+    count = reject(Kind.RAW, raw_with(12, struct.pack("<I", 255))).detail
+    assert count == "count: 255, but 1024 bytes follow"
+    assert reject(Kind.RAW, raw_payload(255)).detail == "count: 255 is outside [256, 4096]"
+    assert reject(Kind.RAW, raw_payload(rate=0)).detail.startswith("sample_rate: 0 ")
+    assert reject(Kind.RAW, raw_payload(seq=2**63)).detail.startswith("seq: ")
+    assert reject(Kind.RAW, raw_payload(t=0)).detail.startswith("t: 0 is before ")
+    assert (
+        reject(Kind.RAW, raw_with(1052, f32(math.inf))).detail == "samples[255]: not finite (inf)"
+    )
+    error = reject(Kind.RAW, chunk_example())
+    assert error.detail.startswith("magic: expected b'VR'") and "'VC'" in error.detail
+    short = reject(Kind.RAW, b"V" * 31)
+    assert short.detail.startswith("payload of 31 bytes, shorter than the 32-byte header (b'VVV")
+
+
+float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@settings(deadline=None)
+@given(
+    ref=st.integers(0, 2**32 - 1),
+    rate=st.integers(1, RAW_MAX_SAMPLE_RATE_HZ),
+    seq=st.integers(0, 2**63 - 1),
+    t=st.integers(LIMITS.min_time_ms, T_MAX),
+    samples=st.lists(float32s, min_size=RAW_MIN_SAMPLES, max_size=RAW_MIN_SAMPLES + 64),
+)
+def test_raw_round_trips(ref: int, rate: int, seq: int, t: int, samples: list[float]) -> None:
+    message = RawWindow(DEVICE, ref, rate, seq, t, tuple(samples))
+    payload = message.encode()
+    count = len(samples)
+    assert payload == raw_header(ref, rate, count, seq, t) + struct.pack(f"<{count}f", *samples)
+    decoded = decode(Kind.RAW, payload)
+    assert decoded == message
+    assert decoded.encode() == payload
+
+
+@given(
+    command=st.from_regex(ID_PATTERN, fullmatch=True),
+    other=st.from_regex(ID_PATTERN, fullmatch=True),
+)
+def test_raw_belongs_to_its_command_only(command: str, other: str) -> None:
+    message = RawWindow.for_command(DEVICE, command, 25_600, 1, NOW, EXAMPLE_SAMPLES)
+    assert message.command_ref == chunk_job_ref(command)
+    assert decode(Kind.RAW, message.encode()).belongs_to(command)
+    if chunk_job_ref(other) != chunk_job_ref(command):
+        assert not message.belongs_to(other)
+
+
+def test_raw_bounds_are_the_dsp_window_and_rate() -> None:
+    # A raw window is one DSP window: the wire bounds are those the C core was built with.
+    assert (RAW_MIN_SAMPLES, RAW_MAX_SAMPLES) == (MIN_WINDOW, MAX_WINDOW)
+    assert RAW_MAX_SAMPLE_RATE_HZ == MAX_SAMPLE_RATE_HZ
+
+
 # --- encoding and limits ----------------------------------------------------------------
 
 
@@ -846,7 +1080,7 @@ def test_readme_tables_name_every_kind_and_outcome() -> None:
         retained = "**yes**" if kind.retained else "no"
         row = f"| `vw/v1/{{dev}}/{kind.suffix}` | {way} | {kind.qos} | {retained} |"
         assert row in readme
-    section = readme.partition("### cmd/reply (device → back end)")[2].partition("\n## ")[0]
+    section = readme.partition("### cmd/reply (device → back end)")[2].partition("\n### ")[0]
     assert re.findall(r"^\| `(\w+)` \| (?:the|it)", section, re.MULTILINE) == [
         outcome.value for outcome in CommandOutcome
     ]
@@ -901,8 +1135,9 @@ def test_kinds() -> None:
         "ota/chunk",
         "cmd",
         "cmd/reply",
+        "raw",
     ]
-    assert {kind for kind in Kind if kind.uplink} == {T, E, F, S, Q, R}
+    assert {kind for kind in Kind if kind.uplink} == {T, E, F, S, Q, R, Kind.RAW}
     assert {kind for kind in Kind if kind.retained} == {S, J}
     assert {kind.qos for kind in Kind} == {1}
 
@@ -923,6 +1158,7 @@ def test_parse_topic_accepts_edge_ids() -> None:
     # A device may be called like a suffix or a suffix's first level.
     assert parse_topic("vw/v1/cmd/cmd/reply", "vw/v1/") == ("cmd", Kind.CMD_REPLY)
     assert parse_topic("vw/v1/reply/cmd", "vw/v1/") == ("reply", Kind.CMD)
+    assert parse_topic("vw/v1/raw/raw", "vw/v1/") == ("raw", Kind.RAW)
 
 
 @pytest.mark.parametrize(
@@ -962,6 +1198,12 @@ def test_parse_topic_accepts_edge_ids() -> None:
         ("vw/v1/dev/cmd/Reply", "bad_topic"),
         ("vw/v1/dev/cmd_reply", "bad_topic"),
         ("vw/v1/+/cmd/reply", "bad_device_id"),
+        ("vw/v1/+/raw", "bad_device_id"),
+        ("vw/v1/dev/raw/", "bad_topic"),
+        ("vw/v1/dev/raw/x", "bad_topic"),
+        ("vw/v1/dev/RAW", "bad_topic"),
+        ("vw/v1/dev/cmd/raw", "bad_topic"),
+        ("vw/v1/raw", "bad_topic"),
         ("vw/v1/dev/TELEMETRY", "bad_topic"),
         ("vw/v2/dev/telemetry", "bad_topic"),
         ("VW/v1/dev/telemetry", "bad_topic"),
@@ -1030,7 +1272,7 @@ def test_subscription_filters() -> None:
         "vw/v1/+/ota/req",
     ]
     uplink = subscription_filters(DEFAULT_PREFIX, [kind for kind in Kind if kind.uplink])
-    assert len(uplink) == 6
+    assert len(uplink) == 7
     assert all(f.startswith("vw/v1/+/") for f in uplink)
     assert subscription_filters("", [Kind.CMD_REPLY]) == ["+/cmd/reply"]
 

@@ -2,7 +2,7 @@
 
 Pure: nothing here does I/O or reads a clock. The contract is described for
 people in ``docs/protocol/README.md``, with a JSON Schema and an example per
-JSON message next to it, and the byte layout of the binary ``ota/chunk``.
+JSON message next to it, and the byte layouts of the binary ``ota/chunk`` and ``raw``.
 Typical use on the receiving side::
 
     device, kind = parse_topic(topic, prefix)
@@ -23,8 +23,15 @@ from vibewatch.protocol.messages import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_PAYLOAD,
     MAX_MODEL_BYTES,
+    MAX_RAW_PAYLOAD,
     MIN_CHUNK_SIZE,
     MODEL_VERSION_MAX,
+    RAW_HEADER_BYTES,
+    RAW_MAGIC,
+    RAW_MAX_SAMPLE_RATE_HZ,
+    RAW_MAX_SAMPLES,
+    RAW_MIN_SAMPLES,
+    RAW_VERSION,
     AnomalyEvent,
     Command,
     CommandName,
@@ -41,6 +48,7 @@ from vibewatch.protocol.messages import (
     OtaRequest,
     OtaRequestKind,
     OtaState,
+    RawWindow,
     Reading,
     Slots,
     SlotState,
@@ -78,8 +86,15 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "MAX_CHUNK_PAYLOAD",
     "MAX_MODEL_BYTES",
+    "MAX_RAW_PAYLOAD",
     "MIN_CHUNK_SIZE",
     "MODEL_VERSION_MAX",
+    "RAW_HEADER_BYTES",
+    "RAW_MAGIC",
+    "RAW_MAX_SAMPLES",
+    "RAW_MAX_SAMPLE_RATE_HZ",
+    "RAW_MIN_SAMPLES",
+    "RAW_VERSION",
     "REJECT_REASONS",
     "AnomalyEvent",
     "Command",
@@ -98,6 +113,7 @@ __all__ = [
     "OtaRequest",
     "OtaRequestKind",
     "OtaState",
+    "RawWindow",
     "Reading",
     "SlotState",
     "Slots",

@@ -1,7 +1,8 @@
 """Message value types of the wire contract, with their pure codecs.
 
-Every payload is a UTF-8 JSON object, except ``ota/chunk``: a binary header and
-raw bytes (:class:`OtaChunk`). Fields not named here are ignored, so a
+Every payload is a UTF-8 JSON object, except the two binary ones: ``ota/chunk``, a
+header and raw bytes (:class:`OtaChunk`), and ``raw``, a header and float32 samples
+(:class:`RawWindow`). Fields of a JSON payload not named here are ignored, so a
 newer sender can add fields without breaking an older receiver. Times ``t`` are
 integer milliseconds since the Unix epoch (UTC), taken from the device clock.
 
@@ -13,9 +14,9 @@ value. It does no I/O and reads no clock: the caller passes ``now_ms`` and the
 :func:`~vibewatch.protocol.parse_topic`, which has checked it.
 
 ``encode`` writes compact UTF-8 JSON without NaN or infinities and omits absent
-optional fields (:class:`OtaChunk` writes its binary form); for every value that
-``decode`` accepts, ``decode(encode(m)) == m``. ``encode`` does not re-check
-ranges: to check a message built in code, decode its encoding.
+optional fields (:class:`OtaChunk` and :class:`RawWindow` write their binary forms);
+for every value that ``decode`` accepts, ``decode(encode(m)) == m``. ``encode`` does
+not re-check ranges: to check a message built in code, decode its encoding.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -759,13 +761,14 @@ def chunk_job_ref(job: str) -> int:
     """The reference an ``ota/chunk`` carries for the job ``job``: its id's SHA-256, cut.
 
     The first 4 bytes of SHA-256 of the job id (ASCII), read as a little-endian
-    integer; the firmware computes the same (``vw_chunk_job_ref``).
+    integer; the firmware computes the same (``vw_chunk_job_ref``). A ``raw`` window
+    refers to its ``upload_raw`` command the same way, with the command id for ``job``.
 
     Raises:
         ValueError: ``job`` is not an id (:data:`ID_PATTERN`).
     """
     if ID_RE.fullmatch(job) is None:
-        raise ValueError(f"not a job id: {job!r}")
+        raise ValueError(f"not an id: {job!r}")
     return int.from_bytes(hashlib.sha256(job.encode("ascii")).digest()[:4], "little")
 
 
@@ -862,6 +865,145 @@ class OtaChunk:
         """
         fields = (CHUNK_MAGIC, CHUNK_VERSION, 0, self.job_ref, self.offset, len(self.data))
         return _CHUNK_HEADER.pack(*fields) + self.data
+
+
+RAW_MAGIC = b"VR"
+"""First two bytes of every ``raw`` payload."""
+RAW_VERSION = 1
+"""The ``raw`` format version that this code writes and reads."""
+RAW_HEADER_BYTES = 32
+"""Bytes of the ``raw`` header, before the samples."""
+RAW_MIN_SAMPLES = 256
+"""Fewest samples in a ``raw`` window (the shortest DSP window, ``VW_DSP_MIN_WINDOW``)."""
+RAW_MAX_SAMPLES = 4096
+"""Most samples in a ``raw`` window (the longest DSP window, ``VW_DSP_MAX_WINDOW``)."""
+RAW_MAX_SAMPLE_RATE_HZ = 1_000_000
+"""Highest sample rate a ``raw`` window may state (``VW_DSP_MAX_RATE_HZ``)."""
+MAX_RAW_PAYLOAD = RAW_HEADER_BYTES + 4 * RAW_MAX_SAMPLES
+"""Longest ``raw`` payload: the header and the most samples (16416 bytes)."""
+
+# magic, version, reserved (0), command reference, sample rate, count, seq, t;
+# little endian, no padding.
+_RAW_HEADER = struct.Struct("<2sBBIIIQQ")
+
+
+@dataclass(frozen=True, slots=True)
+class RawWindow:
+    """The raw samples of one analysis window (``raw``, uplink): binary, not JSON.
+
+    A device sends one in answer to an ``upload_raw`` command: it replies ``done`` on
+    ``cmd/reply`` and publishes the next window's samples. The payload is a 32-byte
+    header, then the samples as float32; all integers little endian::
+
+        0  magic "VR"             2  version (1)        3  reserved (0)
+        4  command_ref (u32)      8  sample rate (u32) 12  count (u32)
+       16  seq (u64)             24  t (u64)           32  samples (4 x count)
+
+    Like :class:`OtaChunk`, it names its command by a 32-bit reference
+    (:func:`chunk_job_ref` of the command id) rather than by the id; the back end,
+    which knows the ids it sent, matches with :meth:`belongs_to`.
+
+    Attributes:
+        device: Device id, from the topic.
+        command_ref: Reference of the ``upload_raw`` command, ``[0, 2**32-1]``.
+        sample_rate_hz: Sample rate of the window in Hz, ``[1, 1e6]``.
+        seq: Window sequence number, ``[0, 2**63-1]``, as in telemetry.
+        t: Device time of the start of the window, ms since the epoch.
+        samples: ``256..4096`` finite acceleration values in g, float32 on the wire
+            (so values read back are those a float32 can hold).
+    """
+
+    KIND: ClassVar[Kind] = Kind.RAW
+
+    device: str
+    command_ref: int
+    sample_rate_hz: int
+    seq: int
+    t: int
+    samples: tuple[float, ...]
+
+    @classmethod
+    def for_command(
+        cls,
+        device: str,
+        command_id: str,
+        sample_rate_hz: int,
+        seq: int,
+        t: int,
+        samples: tuple[float, ...],
+    ) -> Self:
+        """The window sent in answer to the ``upload_raw`` command with id ``command_id``.
+
+        Raises:
+            ValueError: ``command_id`` is not an id.
+        """
+        return cls(device, chunk_job_ref(command_id), sample_rate_hz, seq, t, samples)
+
+    def belongs_to(self, command_id: str) -> bool:
+        """Whether this window carries the reference of the command with id ``command_id``."""
+        return self.command_ref == chunk_job_ref(command_id)
+
+    @classmethod
+    def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
+        """Check and decode a payload (arguments as for :meth:`Telemetry.decode`).
+
+        The size bound is the format's own, :data:`MAX_RAW_PAYLOAD`, not
+        ``limits.max_payload_bytes``, so that the longest window fits whatever that
+        limit says. The checks run in the order of the README's table, and the first
+        failure wins.
+
+        Raises:
+            ProtocolError: ``too_large`` (longer than :data:`MAX_RAW_PAYLOAD`);
+                ``bad_binary`` (shorter than the header, wrong magic, unknown version,
+                reserved byte not 0, size not 32 + 4 x count); ``out_of_range`` (sample
+                rate, count or seq outside its range); ``time_too_old``,
+                ``time_in_future``; ``non_finite`` (a NaN or infinite sample).
+        """
+        size = len(payload)
+        if size > MAX_RAW_PAYLOAD:
+            raise ProtocolError("too_large", f"payload of {size} bytes exceeds {MAX_RAW_PAYLOAD}")
+        if size < RAW_HEADER_BYTES:
+            why = f"payload of {size} bytes, shorter than the {RAW_HEADER_BYTES}-byte header"
+            raise ProtocolError("bad_binary", f"{why} ({show(payload)})")
+        magic, version, reserved, ref, rate, count, seq, t = _RAW_HEADER.unpack_from(payload)
+        if magic != RAW_MAGIC:
+            raise ProtocolError("bad_binary", f"magic: expected {RAW_MAGIC!r} ({show(magic)})")
+        if version != RAW_VERSION:
+            raise ProtocolError("bad_binary", f"version: expected {RAW_VERSION} ({version})")
+        if reserved != 0:
+            raise ProtocolError("bad_binary", f"reserved: expected 0 ({reserved})")
+        follows = size - RAW_HEADER_BYTES
+        if 4 * count != follows:
+            raise ProtocolError("bad_binary", f"count: {count}, but {follows} bytes follow")
+        if not 1 <= rate <= RAW_MAX_SAMPLE_RATE_HZ:
+            raise ProtocolError(
+                "out_of_range", f"sample_rate: {rate} is outside [1, {RAW_MAX_SAMPLE_RATE_HZ}]"
+            )
+        if not RAW_MIN_SAMPLES <= count <= RAW_MAX_SAMPLES:
+            raise ProtocolError(
+                "out_of_range", f"count: {count} is outside [{RAW_MIN_SAMPLES}, {RAW_MAX_SAMPLES}]"
+            )
+        if seq > _INT64_MAX:
+            raise ProtocolError("out_of_range", f"seq: {seq} is outside [0, {_INT64_MAX}]")
+        # The one statement of the time rules, with the same detail as a JSON ``t``.
+        timestamp({"t": t}, "t", "", limits.min_time_ms, now_ms + limits.max_future_ms)
+        samples = struct.unpack_from(f"<{count}f", payload, RAW_HEADER_BYTES)
+        if not all(map(math.isfinite, samples)):
+            i = next(i for i, x in enumerate(samples) if not math.isfinite(x))
+            raise ProtocolError("non_finite", f"samples[{i}]: not finite ({samples[i]})")
+        return cls(device, ref, rate, seq, t, samples)
+
+    def encode(self) -> bytes:
+        """Return the binary payload: the 32-byte header, then the samples as float32.
+
+        Raises:
+            struct.error: An integer field does not fit its width.
+            OverflowError: A sample is too large for a float32.
+        """
+        count = len(self.samples)
+        fields = (RAW_MAGIC, RAW_VERSION, 0, self.command_ref, self.sample_rate_hz, count)
+        header = _RAW_HEADER.pack(*fields, self.seq, self.t)
+        return header + struct.pack(f"<{count}f", *self.samples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -988,6 +1130,7 @@ Message = (
     | OtaRequest
     | OtaJob
     | OtaChunk
+    | RawWindow
     | Command
     | CommandReply
 )
@@ -1008,6 +1151,7 @@ _DECODERS: dict[Kind, _Decoder] = {
     Kind.OTA_CHUNK: OtaChunk.decode,
     Kind.CMD: Command.decode,
     Kind.CMD_REPLY: CommandReply.decode,
+    Kind.RAW: RawWindow.decode,
 }
 
 

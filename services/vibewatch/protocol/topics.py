@@ -38,7 +38,7 @@ _FORBIDDEN_IN_PREFIX = ("+", "#", "\x00")
 
 
 class Kind(Enum):
-    """The nine kinds of message; each value is the topic suffix."""
+    """The ten kinds of message; each value is the topic suffix."""
 
     TELEMETRY = "telemetry"
     EVENT = "event"
@@ -49,6 +49,7 @@ class Kind(Enum):
     OTA_CHUNK = "ota/chunk"
     CMD = "cmd"
     CMD_REPLY = "cmd/reply"
+    RAW = "raw"
 
     @property
     def suffix(self) -> str:
@@ -72,7 +73,7 @@ class Kind(Enum):
 
 
 _UPLINK = frozenset(
-    {Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS, Kind.OTA_REQ, Kind.CMD_REPLY}
+    {Kind.TELEMETRY, Kind.EVENT, Kind.FEATURES, Kind.STATUS, Kind.OTA_REQ, Kind.CMD_REPLY, Kind.RAW}
 )
 _RETAINED = frozenset({Kind.STATUS, Kind.OTA_JOB})
 _BY_SUFFIX = {kind.value: kind for kind in Kind}
