@@ -39,6 +39,7 @@ from vibewatch.protocol import (
     OtaJob,
     OtaRequest,
     OtaRequestKind,
+    RawWindow,
     Status,
     Telemetry,
     decode_message,
@@ -72,6 +73,7 @@ class Bench:
         self.now = 0
         self.wall = T0
         self.taking = True
+        self.fed: list[npt.NDArray[np.float32]] = []  # the windows of the last run
         self.device = self.power_on()
 
     def power_on(self) -> Device:
@@ -94,6 +96,7 @@ class Bench:
         return self.taking
 
     def run(self, windows: list[npt.NDArray[np.float32]]) -> None:
+        self.fed = windows
         for window in windows:
             self.now += 1000
             self.wall += 1000
@@ -315,8 +318,13 @@ def test_commands_from_the_back_end_are_answered_as_the_contract_says(
         assert reply.detail == "no previous model to go back to"
     else:
         assert reply.outcome is CommandOutcome.DONE
-        suffix, _ = bench.sent[-2]
+        suffix, raw_payload = bench.sent[-2]
         assert suffix == "raw"  # the window went out before the reply
+        raw = decode_message(Kind.RAW, "dev-1", raw_payload, now_ms=bench.wall, limits=Limits())
+        assert isinstance(raw, RawWindow) and raw.belongs_to(command_id)
+        assert raw.samples == tuple(float(x) for x in bench.fed[0])
+        assert (raw.sample_rate_hz, raw.seq & 0xFFFFFFFF) == (SPEC.sample_rate_hz, 0)
+        assert raw.t == T0 + 1000 - WINDOW_MS
     assert bench.device.counters.commands == 1
 
 
