@@ -115,12 +115,13 @@ vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t m
  *
  * The conversion is done here with integer arithmetic (no strtod: it depends on the
  * locale, newlib's allocates, and doubles are software on a Cortex-M4): the first 19
- * significant digits are scaled by the decimal exponent exactly, with big integers on
- * the stack (about 230 bytes; on a Cortex-M4, 4,000 to 9,000 instructions for values
- * such as 0.8125 or 1e-07, about 190,000 at the extremes of the exponent range), and
- * rounded once, to nearest, ties to even, subnormals included. So every number of up
- * to 19 significant digits -- every double as JSON encoders print it (at most 17),
- * such as 0.8125, 1e-07 or 0.30000000000000004 -- reads as exactly the nearest double.
+ * significant digits are scaled by the decimal exponent exactly, with the big integers
+ * of vw_bignum.h on the stack (about 230 bytes; on a Cortex-M4, 3,000 to 6,000
+ * instructions for values such as 0.8125 or 1e-07, 30,000 to 52,000 at the extremes of
+ * the exponent range), and rounded once, to nearest, ties to even, subnormals included.
+ * So every number of up to 19 significant digits -- every double as JSON encoders
+ * print it (at most 17), such as 0.8125, 1e-07 or 0.30000000000000004 -- reads as
+ * exactly the nearest double.
  * Digits past the 19th count only as "not zero" (a sticky bit): still correctly rounded
  * unless the number lies within 1e-19 (relative) of the midpoint between two doubles,
  * where it reads as one of the two. A magnitude that underflows reads as (signed) zero.

@@ -23,10 +23,11 @@
  * Floats are float32 values written with 9 significant digits, correctly rounded
  * (round half to even) from their exact binary value, so that every value reads back
  * as the same float32 (in Python: numpy.float32(float(text)) == value), and the text
- * is the same on every build (integer arithmetic only: host and Cortex-M4 agree byte
- * for byte). Trailing zeros are dropped; plain notation for 1e-5 <= |x| < 1e9
- * (`0.8125`, `1234.5`, `3.0`), exponent notation beyond (`1.5e-7`, `2.5e12`); a float
- * always has a `.` or an `e`, so it never reads back as an integer.
+ * is the same on every build (integer arithmetic only, with the big integers of
+ * vw_bignum.h that the reader uses too: host and Cortex-M4 agree byte for byte).
+ * Trailing zeros are dropped; plain notation for 1e-5 <= |x| < 1e9 (`0.8125`,
+ * `1234.5`, `3.0`), exponent notation beyond (`1.5e-7`, `2.5e12`); a float always has
+ * a `.` or an `e`, so it never reads back as an integer.
  */
 #ifndef VW_JSON_WRITER_H
 #define VW_JSON_WRITER_H

@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "vw_bignum.h"
+
 /* ------------------------------------------------------------------ scanners */
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -449,138 +451,16 @@ vw_status_t vw_json_get_bool(const vw_json_doc_t *doc, const char *key, int *out
 
 /* ------------------------------------------------------------------ numbers */
 
-/* Decimal to double, correctly rounded. The value w * 10^e10 is the quotient of two
- * big integers, a / d with a = w * 5^e10 and d = 1 when e10 >= 0, a = w and d = 5^-e10
- * when e10 < 0, times 2^e10. Long division gives its 64 leading bits and a sticky bit
- * for the remainder; then one rounding to nearest, ties to even. Bounds: w < 2^64 and
- * -343 <= e10 <= 310 (beyond: zero, or too large), so w * 5^310 has at most 784 bits,
- * 5^343 at most 797, and a, kept below 2d, at most 799: 25 words of 32 bits. */
-#define BIG_WORDS 27u
-#define MAX_EXP10 310
-#define MIN_EXP10 (-343)
-#define MAX_LITERAL 100000000 /* characters of a number literal the getters read */
+/* A number member is read as w * 10^e10 (+ a little more when sticky): its first 19
+ * significant digits, and the decimal exponent of the last of them. Beyond
+ * [MIN_EXP10, MAX_EXP10] the value is zero or too large whatever the digits are; a
+ * literal of MAX_LITERAL characters or more is refused: below that, the digit counts
+ * cannot overflow, and the exponent, capped above them, still tells zero and overflow
+ * apart. */
+#define MAX_EXP10 VW_BIGNUM_MAX_E5
+#define MIN_EXP10 VW_BIGNUM_MIN_E5
+#define MAX_LITERAL 100000000
 
-typedef struct big {
-    uint32_t w[BIG_WORDS]; /* little endian */
-    unsigned n;            /* words in use; w[n - 1] != 0 */
-} big_t;
-
-static void big_set(big_t *b, uint64_t v)
-{
-    b->w[0] = (uint32_t)v;
-    b->w[1] = (uint32_t)(v >> 32);
-    b->n = b->w[1] != 0 ? 2u : b->w[0] != 0 ? 1u : 0u;
-}
-
-/* b *= m; 0 if it no longer fits. */
-static int big_mul(big_t *b, uint32_t m)
-{
-    uint64_t carry = 0;
-    for (unsigned i = 0; i < b->n; i++) {
-        carry += (uint64_t)b->w[i] * m;
-        b->w[i] = (uint32_t)carry;
-        carry >>= 32;
-    }
-    if (carry != 0) {
-        if (b->n == BIG_WORDS) {
-            return 0;
-        }
-        b->w[b->n++] = (uint32_t)carry;
-    }
-    return 1;
-}
-
-static int big_cmp(const big_t *a, const big_t *b)
-{
-    if (a->n != b->n) {
-        return a->n < b->n ? -1 : 1;
-    }
-    for (unsigned i = a->n; i-- > 0;) {
-        if (a->w[i] != b->w[i]) {
-            return a->w[i] < b->w[i] ? -1 : 1;
-        }
-    }
-    return 0;
-}
-
-/* a -= b, for a >= b. */
-static void big_sub(big_t *a, const big_t *b)
-{
-    uint32_t borrow = 0;
-    for (unsigned i = 0; i < a->n; i++) {
-        const uint64_t diff = (uint64_t)a->w[i] - (i < b->n ? b->w[i] : 0u) - borrow;
-        a->w[i] = (uint32_t)diff;
-        borrow = (uint32_t)(diff >> 63);
-    }
-    while (a->n > 0 && a->w[a->n - 1] == 0) {
-        a->n--;
-    }
-}
-
-/* The double nearest w * 10^e10, w != 0, e10 in [MIN_EXP10, MAX_EXP10]; 0 when it is
- * beyond the largest double. */
-static int to_double(uint64_t w, int sticky, int32_t e10, int neg, double *out)
-{
-    big_t a, d;
-    int32_t shift = 0; /* a has been doubled this many times more than d */
-    uint64_t m = 0;
-    big_set(&a, w);
-    big_set(&d, 1);
-    for (int32_t i = e10 < 0 ? -e10 : e10; i > 0; i--) {
-        if (!big_mul(e10 < 0 ? &d : &a, 5u)) {
-            return 0;
-        }
-    }
-    /* Bring a into [d, 2d): double d past a, then a up to d (once, if d was doubled). */
-    for (; big_cmp(&a, &d) >= 0; shift--) {
-        if (!big_mul(&d, 2u)) {
-            return 0;
-        }
-    }
-    for (; big_cmp(&a, &d) < 0; shift++) {
-        if (!big_mul(&a, 2u)) {
-            return 0;
-        }
-    }
-    /* 64 quotient bits, the first one set: the value is m * 2^e2 (+ the remainder). */
-    for (unsigned i = 0; i < 64; i++) {
-        m <<= 1;
-        if (big_cmp(&a, &d) >= 0) {
-            big_sub(&a, &d);
-            m |= 1u;
-        }
-        if (!big_mul(&a, 2u)) {
-            return 0;
-        }
-    }
-    m |= (uint64_t)(sticky || a.n != 0); /* below the rounding bit: only breaks ties */
-    int32_t e = e10 - shift;             /* exponent of m's leading bit */
-    int32_t cut = 11;                    /* bits of m below the 53 of a normal double */
-    if (e < -1022) {                     /* subnormal: fewer bits */
-        cut += -1022 - e;
-        e = -1022;
-    }
-    if (cut > 64) {
-        m = 0;
-        cut = 64;
-    }
-    uint64_t mant = cut == 64 ? 0u : m >> cut;
-    const uint64_t rest = cut == 64 ? m : m << (64 - cut), half = UINT64_C(1) << 63;
-    mant += (uint64_t)(rest > half || (rest == half && (mant & 1u)));
-    if (mant >> 53) { /* rounded up to the next power of two */
-        mant >>= 1;
-        e++;
-    }
-    const uint64_t biased = (mant >> 52) ? (uint64_t)(e + 1023) : 0u;
-    if (biased >= 2047u) {
-        return 0;
-    }
-    const uint64_t bits = ((uint64_t)neg << 63) | (biased << 52) | (mant & ((half >> 11) - 1u));
-    memcpy(out, &bits, sizeof bits);
-    return 1;
-}
-
-/* A number literal at s[p], read as w * 10^e10 (+ a little more when sticky). */
 typedef struct decimal {
     uint64_t w;     /* its first 19 significant digits */
     int32_t e10;    /* the decimal exponent of w's last digit */
@@ -589,23 +469,28 @@ typedef struct decimal {
     int integer;    /* no fraction, no exponent */
 } decimal_t;
 
-/* 0 when the value at s[p] is not a number, or a literal of MAX_LITERAL characters or
- * more: below that, the digit counts cannot overflow, and the exponent, capped above
- * them, still tells zero and overflow apart. */
-static int read_decimal(const char *s, size_t p, size_t end, decimal_t *d)
+/* find(), then the number there: VW_ERR_MESSAGE when it is not a number or too long;
+ * *at = 0 when the member is absent (and optional). */
+static vw_status_t find_decimal(const vw_json_doc_t *doc, const char *key, size_t *at,
+                                int *found, decimal_t *d)
 {
+    vw_status_t status = find(doc, key, at, found);
+    if (status != VW_OK || *at == 0) {
+        return status;
+    }
+    const char *const s = doc->buf;
+    size_t p = *at, end = doc->len;
     uint64_t w = 0;
-    const size_t start = p;
     int32_t e10 = 0;
     unsigned kept = 0;
     int frac = 0, sticky = 0, exp_neg = 0;
-    if (end - start > MAX_LITERAL) {
-        end = start + MAX_LITERAL;
+    if (end - p > MAX_LITERAL) {
+        end = p + MAX_LITERAL;
     }
     d->neg = s[p] == '-';
     p += (size_t)d->neg;
     if (p >= end || !is_digit(s[p])) {
-        return 0;
+        return VW_ERR_MESSAGE;
     }
     for (; p < end && (is_digit(s[p]) || s[p] == '.'); p++) {
         if (s[p] == '.') {
@@ -636,7 +521,7 @@ static int read_decimal(const char *s, size_t p, size_t end, decimal_t *d)
     d->w = w;
     d->e10 = e10;
     d->sticky = sticky;
-    return p - start < MAX_LITERAL;
+    return p - *at < MAX_LITERAL ? VW_OK : VW_ERR_MESSAGE;
 }
 
 vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t min,
@@ -647,13 +532,12 @@ vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t m
     if (out == NULL || min > max) {
         return VW_ERR_ARG;
     }
-    vw_status_t status = find(doc, key, &p, found);
+    vw_status_t status = find_decimal(doc, key, &p, found, &d);
     if (status != VW_OK || p == 0) {
         return status;
     }
     /* An integer of more than 19 digits (e10 > 0) is beyond int64 anyway. */
-    if (!read_decimal(doc->buf, p, doc->len, &d) || !d.integer || d.e10 != 0 ||
-        d.w > (uint64_t)INT64_MAX + (uint64_t)d.neg) {
+    if (!d.integer || d.e10 != 0 || d.w > (uint64_t)INT64_MAX + (uint64_t)d.neg) {
         return VW_ERR_MESSAGE;
     }
     const int64_t v = !d.neg ? (int64_t)d.w : d.w == 0 ? 0 : -(int64_t)(d.w - 1u) - 1;
@@ -664,28 +548,47 @@ vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t m
     return VW_OK;
 }
 
+/* Decimal to double, correctly rounded: w * 10^e10 is w * 5^e10 * 2^e10, whose 64
+ * leading bits (and a sticky bit) vw_bignum_pow5 gives exactly; then one rounding to
+ * nearest, ties to even, subnormals included. */
 vw_status_t vw_json_get_number(const vw_json_doc_t *doc, const char *key, double *out,
                                int *found)
 {
     size_t p;
     decimal_t d;
+    uint64_t m = 0;
+    int32_t e = 0;
     if (out == NULL) {
         return VW_ERR_ARG;
     }
-    vw_status_t status = find(doc, key, &p, found);
+    vw_status_t status = find_decimal(doc, key, &p, found, &d);
     if (status != VW_OK || p == 0) {
         return status;
     }
-    if (!read_decimal(doc->buf, p, doc->len, &d)) {
-        return VW_ERR_MESSAGE;
-    }
-    if (d.w == 0 || d.e10 < MIN_EXP10) {
-        const uint64_t zero = (uint64_t)d.neg << 63; /* 0, -0, or an underflow */
-        memcpy(out, &zero, sizeof zero);
-        return VW_OK;
-    }
-    if (d.e10 > MAX_EXP10 || !to_double(d.w, d.sticky, d.e10, d.neg, out)) {
+    uint64_t bits = (uint64_t)d.neg << 63; /* 0, -0, or an underflow */
+    if (d.w != 0 && d.e10 > MAX_EXP10) {
         return VW_ERR_MESSAGE; /* beyond the largest double */
     }
+    if (d.w != 0 && d.e10 >= MIN_EXP10) {
+        (void)vw_bignum_pow5(d.w, d.e10, &m, &e);
+        m |= (uint64_t)d.sticky; /* below the rounding bit: only breaks ties */
+        e += d.e10;              /* exponent of m's leading bit */
+        int32_t cut = 11;        /* bits of m below the 53 of a normal double */
+        if (e < -1022) {         /* subnormal: fewer bits */
+            cut += -1022 - e;
+            e = -1022;
+        }
+        uint64_t mant = cut > 64 ? 0u : vw_bignum_round(m, (unsigned)cut);
+        if (mant >> 53) { /* rounded up to the next power of two */
+            mant >>= 1;
+            e++;
+        }
+        const uint64_t biased = (mant >> 52) ? (uint64_t)(e + 1023) : 0u;
+        if (biased >= 2047u) {
+            return VW_ERR_MESSAGE; /* beyond the largest double */
+        }
+        bits |= (biased << 52) | (mant & 0xFFFFFFFFFFFFFu);
+    }
+    memcpy(out, &bits, sizeof bits);
     return VW_OK;
 }

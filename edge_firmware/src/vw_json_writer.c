@@ -3,8 +3,12 @@
 
 #include <string.h>
 
+#include "vw_bignum.h"
+
 /* ------------------------------------------------------------------ buffer */
 
+/* Every error is kept only if it is the first: after it, nothing the writer does is
+ * seen (vw_jsonw_finish returns the error), so the calls below need not stop early. */
 static void fail(vw_jsonw_t *w, vw_status_t status)
 {
     if (w->status == VW_OK) {
@@ -27,28 +31,36 @@ static void put(vw_jsonw_t *w, const char *text, size_t n)
 
 static void putc_(vw_jsonw_t *w, char c) { put(w, &c, 1); }
 
-/* Comma before a value (or a key) unless it is the first in its container. */
-static void value_prefix(vw_jsonw_t *w)
+/* Whether the innermost container is an object (never at depth 0). */
+static int in_object(const vw_jsonw_t *w) { return (int)((w->objects >> w->depth) & 1u); }
+
+/* The comma before a key or an array value, unless it is the first in its container. */
+static void comma(vw_jsonw_t *w)
 {
-    if (w->after_key) {
-        w->after_key = 0;
-        return;
-    }
-    if (w->depth == 0) {
-        if (w->len != 0) {
-            fail(w, VW_ERR_ARG); /* a second top-level value */
-        }
-        return;
-    }
-    uint32_t bit = 1u << w->depth;
-    if (w->objects & bit) {
-        fail(w, VW_ERR_ARG); /* a value in an object needs its key first */
-        return;
-    }
+    const uint32_t bit = 1u << w->depth;
     if (w->nonempty & bit) {
         putc_(w, ',');
     }
     w->nonempty |= bit;
+}
+
+/* Before a value: after its key; alone at the top level; or as an array's element. */
+static void value_prefix(vw_jsonw_t *w)
+{
+    if (w->after_key) {
+        w->after_key = 0;
+    } else if (w->depth == 0 ? w->len != 0 : in_object(w)) {
+        fail(w, VW_ERR_ARG); /* a second top-level value, or a value in an object without key */
+    } else if (w->depth != 0) {
+        comma(w);
+    }
+}
+
+/* A value's text (a number or a literal). */
+static void put_value(vw_jsonw_t *w, const char *text, size_t n)
+{
+    value_prefix(w);
+    put(w, text, n);
 }
 
 void vw_jsonw_init(vw_jsonw_t *w, char *buf, size_t cap)
@@ -62,51 +74,48 @@ void vw_jsonw_init(vw_jsonw_t *w, char *buf, size_t cap)
     w->status = (buf == NULL && cap != 0) ? VW_ERR_ARG : VW_OK;
 }
 
-static void begin(vw_jsonw_t *w, char open, int object)
+/* Open (`{`, `[`) or close (`}`, `]`) a container: bit 1 of the character says which,
+ * bit 5 whether it is an object. */
+static void container(vw_jsonw_t *w, char c)
 {
     if (w == NULL) {
         return;
     }
-    value_prefix(w);
-    if (w->depth >= VW_JSONW_MAX_DEPTH) {
+    const uint32_t object = (c & 0x20) != 0;
+    if (c & 2) {
+        value_prefix(w);
+        if (w->depth >= VW_JSONW_MAX_DEPTH) {
+            fail(w, VW_ERR_ARG);
+            return;
+        }
+        putc_(w, c);
+        w->depth++;
+        const uint32_t bit = 1u << w->depth;
+        w->nonempty &= ~bit;
+        w->objects = (w->objects & ~bit) | (object << w->depth);
+        return;
+    }
+    if (w->depth == 0 || w->after_key || (uint32_t)in_object(w) != object) {
         fail(w, VW_ERR_ARG);
         return;
     }
-    putc_(w, open);
-    w->depth++;
-    uint32_t bit = 1u << w->depth;
-    w->nonempty &= ~bit;
-    w->objects = object ? (w->objects | bit) : (w->objects & ~bit);
-}
-
-static void end(vw_jsonw_t *w, char close, int object)
-{
-    if (w == NULL) {
-        return;
-    }
-    uint32_t bit = 1u << w->depth;
-    if (w->depth == 0 || w->after_key || ((w->objects & bit) != 0) != (object != 0)) {
-        fail(w, VW_ERR_ARG);
-        return;
-    }
-    putc_(w, close);
+    putc_(w, c);
     w->depth--;
 }
 
-void vw_jsonw_object_begin(vw_jsonw_t *w) { begin(w, '{', 1); }
-void vw_jsonw_object_end(vw_jsonw_t *w) { end(w, '}', 1); }
-void vw_jsonw_array_begin(vw_jsonw_t *w) { begin(w, '[', 0); }
-void vw_jsonw_array_end(vw_jsonw_t *w) { end(w, ']', 0); }
+void vw_jsonw_object_begin(vw_jsonw_t *w) { container(w, '{'); }
+void vw_jsonw_object_end(vw_jsonw_t *w) { container(w, '}'); }
+void vw_jsonw_array_begin(vw_jsonw_t *w) { container(w, '['); }
+void vw_jsonw_array_end(vw_jsonw_t *w) { container(w, ']'); }
 
 /* ----------------------------------------------------------------- strings */
 
 static void put_string(vw_jsonw_t *w, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     putc_(w, '"');
     size_t run = 0; /* bytes that need no escape, written in one go */
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+        const unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
             fail(w, VW_ERR_ARG);
             return;
@@ -117,13 +126,11 @@ static void put_string(vw_jsonw_t *w, const char *s, size_t len)
         }
         put(w, s + i - run, run);
         run = 0;
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put(w, esc, 2);
-        } else {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            put(w, esc, 6);
-        }
+        /* \" and \\, or \u00XX for a control character */
+        const unsigned lo = c & 15u;
+        const char esc[6] = {'\\', c < 0x20 ? 'u' : (char)c, '0', '0', (char)('0' + (c >> 4)),
+                             (char)(lo < 10u ? '0' + lo : 'a' - 10u + lo)};
+        put(w, esc, c < 0x20 ? 6u : 2u);
     }
     put(w, s + len - run, run);
     putc_(w, '"');
@@ -134,15 +141,11 @@ void vw_jsonw_key(vw_jsonw_t *w, const char *key)
     if (w == NULL) {
         return;
     }
-    if (key == NULL || w->after_key || w->depth == 0 || !(w->objects & (1u << w->depth))) {
+    if (key == NULL || w->after_key || !in_object(w)) {
         fail(w, VW_ERR_ARG);
         return;
     }
-    uint32_t bit = 1u << w->depth;
-    if (w->nonempty & bit) {
-        putc_(w, ',');
-    }
-    w->nonempty |= bit;
+    comma(w);
     put_string(w, key, strlen(key));
     putc_(w, ':');
     w->after_key = 1;
@@ -174,8 +177,15 @@ void vw_jsonw_cstring(vw_jsonw_t *w, const char *s)
 
 /* ----------------------------------------------------------------- numbers */
 
+/* One copy of a helper with several callers: code size counts more than a call here. */
+#if defined(__GNUC__)
+#define VW_NOINLINE __attribute__((noinline))
+#else
+#define VW_NOINLINE
+#endif
+
 /* Decimal digits of v, right-aligned ending at end; returns the first. */
-static char *digits_u64(uint64_t v, char *end)
+static VW_NOINLINE char *digits_u64(uint64_t v, char *end)
 {
     do {
         *--end = (char)('0' + v % 10u);
@@ -184,116 +194,43 @@ static char *digits_u64(uint64_t v, char *end)
     return end;
 }
 
-void vw_jsonw_uint(vw_jsonw_t *w, uint64_t v)
-{
-    if (w == NULL) {
-        return;
-    }
-    char text[20];
-    char *first = digits_u64(v, text + sizeof text);
-    value_prefix(w);
-    put(w, first, (size_t)(text + sizeof text - first));
-}
-
-void vw_jsonw_int(vw_jsonw_t *w, int64_t v)
+/* An integer value: its magnitude, with a minus sign when neg. */
+static VW_NOINLINE void put_integer(vw_jsonw_t *w, uint64_t magnitude, int neg)
 {
     if (w == NULL) {
         return;
     }
     char text[21];
-    uint64_t magnitude = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
     char *first = digits_u64(magnitude, text + sizeof text);
-    if (v < 0) {
+    if (neg) {
         *--first = '-';
     }
-    value_prefix(w);
-    put(w, first, (size_t)(text + sizeof text - first));
+    put_value(w, first, (size_t)(text + sizeof text - first));
+}
+
+void vw_jsonw_uint(vw_jsonw_t *w, uint64_t v) { put_integer(w, v, 0); }
+
+void vw_jsonw_int(vw_jsonw_t *w, int64_t v)
+{
+    put_integer(w, v < 0 ? 0u - (uint64_t)v : (uint64_t)v, v < 0);
 }
 
 void vw_jsonw_bool(vw_jsonw_t *w, int v)
 {
-    if (w == NULL) {
-        return;
-    }
-    value_prefix(w);
-    if (v) {
-        put(w, "true", 4);
-    } else {
-        put(w, "false", 5);
+    if (w != NULL) {
+        put_value(w, v ? "true" : "false", v ? 4u : 5u);
     }
 }
 
 /*
- * Exact decimal digits of a float32 with small unsigned big integers: the value is
- * m * 2^e exactly (m < 2^24, -149 <= e <= 104); scaled by powers of ten it becomes
- * the fraction num/den with a quotient of nine digits, which is rounded half to even
- * on the remainder. 256 bits hold every intermediate (the largest, m * 10^53 for the
- * smallest subnormal, takes about 200).
+ * Nine digits q (10^8 <= q < 10^9) and p with |v| = q * 10^p rounded to nine digits
+ * (half to even); v finite and non-zero. v is m * 2^e exactly (m < 2^24,
+ * -149 <= e <= 104), so v / 10^p = m * 5^-p * 2^(e - p): vw_bignum_pow5 gives its
+ * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut. The first guess
+ * of p leaves nine digits before the point, or ten: then the value is divided by ten
+ * in 64 bits rather than computed again.
  */
-#define BN_WORDS 8
-
-typedef struct {
-    uint32_t w[BN_WORDS]; /* little endian */
-} bn_t;
-
-static void bn_set(bn_t *a, uint32_t v)
-{
-    memset(a, 0, sizeof *a);
-    a->w[0] = v;
-}
-
-static void bn_mul_small(bn_t *a, uint32_t k)
-{
-    uint64_t carry = 0;
-    for (int i = 0; i < BN_WORDS; i++) {
-        uint64_t t = (uint64_t)a->w[i] * k + carry;
-        a->w[i] = (uint32_t)t;
-        carry = t >> 32;
-    }
-}
-
-static void bn_pow10(bn_t *a, int n)
-{
-    for (; n >= 9; n -= 9) {
-        bn_mul_small(a, 1000000000u);
-    }
-    for (; n > 0; n--) {
-        bn_mul_small(a, 10u);
-    }
-}
-
-static void bn_shl(bn_t *out, const bn_t *a, int n)
-{
-    int words = n / 32, bits = n % 32;
-    for (int i = BN_WORDS - 1; i >= 0; i--) {
-        uint32_t hi = i - words >= 0 ? a->w[i - words] : 0;
-        uint32_t lo = i - words - 1 >= 0 ? a->w[i - words - 1] : 0;
-        out->w[i] = bits ? (hi << bits) | (lo >> (32 - bits)) : hi;
-    }
-}
-
-static int bn_cmp(const bn_t *a, const bn_t *b)
-{
-    for (int i = BN_WORDS - 1; i >= 0; i--) {
-        if (a->w[i] != b->w[i]) {
-            return a->w[i] < b->w[i] ? -1 : 1;
-        }
-    }
-    return 0;
-}
-
-static void bn_sub(bn_t *a, const bn_t *b) /* a >= b */
-{
-    uint64_t borrow = 0;
-    for (int i = 0; i < BN_WORDS; i++) {
-        uint64_t t = (uint64_t)a->w[i] - b->w[i] - borrow;
-        a->w[i] = (uint32_t)t;
-        borrow = (t >> 32) & 1u;
-    }
-}
-
-/* Nine digits q (10^8 <= q < 10^9) and p with |v| ~ q * 10^p; v finite and non-zero. */
-static void float_digits(uint32_t bits, uint32_t *q_out, int *p_out)
+static uint32_t float_digits(uint32_t bits, int *p_out)
 {
     uint32_t field = (bits >> 23) & 0xffu;
     uint32_t m = bits & 0x7fffffu;
@@ -302,63 +239,31 @@ static void float_digits(uint32_t bits, uint32_t *q_out, int *p_out)
         m |= 0x800000u;
         e = (int)field - 150;
     }
-    int bitlen = 0;
+    int log2v = e - 1; /* floor(log2(v)) */
     for (uint32_t t = m; t != 0; t >>= 1) {
-        bitlen++;
+        log2v++;
     }
-    /* floor(log10(2) * (e + bitlen - 1)), within one of the leading digit's exponent */
-    int log2v = e + bitlen - 1;
-    int k = log2v >= 0 ? (log2v * 30103) / 100000 : -((-log2v * 30103 + 99999) / 100000);
-    int p = k - 8;
-    bn_t num, den, limit, t;
-    bn_set(&num, m);
-    bn_set(&den, 1);
-    if (e >= 0) {
-        bn_shl(&num, &num, e);
-    } else {
-        bn_shl(&den, &den, -e);
+    /* floor(log10(2) * log2v): the leading digit's exponent, or one less (never more:
+     * the tests hold both ends of every binade) */
+    int p = (log2v * 30103 + 4500000) / 100000 - 45 - 8;
+    uint64_t f;
+    int32_t e2;
+    (void)vw_bignum_pow5(m, -p, &f, &e2);
+    unsigned cut = (unsigned)(63 - (e2 + e - p)); /* bits below the units */
+    if ((f >> cut) >= 1000000000u) {
+        /* f / 10 = (f / 2) / 5: the bit shifted out and the remainder go to the sticky
+         * bit, which the division must not see (it is not a bit of the value) */
+        const uint64_t half = f >> 1;
+        f = half / 5u | (uint64_t)((f & 1u) != 0 || half % 5u != 0);
+        p++;
     }
-    if (p >= 0) {
-        bn_pow10(&den, p);
-    } else {
-        bn_pow10(&num, -p);
+    uint32_t q = (uint32_t)vw_bignum_round(f, cut);
+    if (q == 1000000000u) {
+        q = 100000000u;
+        p++;
     }
-    for (;;) { /* bring num/den into [10^8, 10^9) */
-        limit = den;
-        bn_mul_small(&limit, 1000000000u);
-        if (bn_cmp(&num, &limit) >= 0) {
-            bn_mul_small(&den, 10u);
-            p++;
-            continue;
-        }
-        limit = den;
-        bn_mul_small(&limit, 100000000u);
-        if (bn_cmp(&num, &limit) < 0) {
-            bn_mul_small(&num, 10u);
-            p--;
-            continue;
-        }
-        break;
-    }
-    uint32_t q = 0;
-    for (int bit = 29; bit >= 0; bit--) {
-        bn_shl(&t, &den, bit);
-        if (bn_cmp(&num, &t) >= 0) {
-            bn_sub(&num, &t);
-            q |= 1u << bit;
-        }
-    }
-    bn_shl(&t, &num, 1); /* twice the remainder against the divisor: round half to even */
-    int c = bn_cmp(&t, &den);
-    if (c > 0 || (c == 0 && (q & 1u))) {
-        q++;
-        if (q == 1000000000u) {
-            q = 100000000u;
-            p++;
-        }
-    }
-    *q_out = q;
     *p_out = p;
+    return q;
 }
 
 size_t vw_jsonw_format_float(float v, char *out)
@@ -376,54 +281,40 @@ size_t vw_jsonw_format_float(float v, char *out)
         memcpy(o, "0.0", 3);
         return (size_t)(o + 3 - out);
     }
-    uint32_t q;
     int p;
-    float_digits(bits, &q, &p);
     char d[9];
     int nd = 9;
-    digits_u64(q, d + 9);
-    while (nd > 1 && d[nd - 1] == '0') {
+    digits_u64(float_digits(bits, &p), d + 9);
+    while (d[nd - 1] == '0') {
         nd--;
     }
-    int lead = p + 8; /* decimal exponent of the first digit */
-    if (lead >= -5 && lead < 9) {
-        if (lead < 0) {
-            *o++ = '0';
+    const int lead = p + 8; /* decimal exponent of the first digit */
+    const int plain = lead >= -5 && lead < 9;
+    /* Digits from decimal position `from` down to `to`, the point after position 0;
+     * plain notation shows at least one digit after the point, "0" if need be. */
+    const int first = plain ? lead : 0;
+    int to = first - nd + 1;
+    if (plain && to > -1) {
+        to = -1;
+    }
+    for (int i = first < 0 ? 0 : first; i >= to; i--) {
+        const int k = first - i;
+        *o++ = k >= 0 && k < nd ? d[k] : '0';
+        if (i == 0 && to < 0) {
             *o++ = '.';
-            for (int i = -1; i > lead; i--) {
-                *o++ = '0';
-            }
-            memcpy(o, d, (size_t)nd);
-            o += nd;
-        } else {
-            for (int i = 0; i <= lead; i++) {
-                *o++ = i < nd ? d[i] : '0';
-            }
-            *o++ = '.';
-            if (nd > lead + 1) {
-                memcpy(o, d + lead + 1, (size_t)(nd - lead - 1));
-                o += nd - lead - 1;
-            } else {
-                *o++ = '0';
-            }
         }
-        return (size_t)(o - out);
     }
-    *o++ = d[0];
-    if (nd > 1) {
-        *o++ = '.';
-        memcpy(o, d + 1, (size_t)(nd - 1));
-        o += nd - 1;
+    if (!plain) {
+        *o++ = 'e';
+        if (lead < 0) {
+            *o++ = '-';
+        }
+        const int a = lead < 0 ? -lead : lead;
+        if (a >= 10) {
+            *o++ = (char)('0' + a / 10);
+        }
+        *o++ = (char)('0' + a % 10);
     }
-    *o++ = 'e';
-    if (lead < 0) {
-        *o++ = '-';
-        lead = -lead;
-    }
-    char exp[3];
-    char *first = digits_u64((uint64_t)lead, exp + sizeof exp);
-    memcpy(o, first, (size_t)(exp + sizeof exp - first));
-    o += exp + sizeof exp - first;
     return (size_t)(o - out);
 }
 
@@ -438,8 +329,7 @@ void vw_jsonw_float(vw_jsonw_t *w, float v)
         fail(w, VW_ERR_INPUT);
         return;
     }
-    value_prefix(w);
-    put(w, text, n);
+    put_value(w, text, n);
 }
 
 vw_status_t vw_jsonw_finish(const vw_jsonw_t *w, size_t *len)

@@ -395,6 +395,15 @@ static void test_doubles(void)
     VW_CHECK(v == 1.7976931348623157e308);
     VW_CHECK_EQ(number_of("{\"v\":1e-99999999999999999}", &v), VW_OK);
     VW_CHECK(v == 0.0);
+    /* Zero is zero whatever its exponent, beyond either end of the range too. */
+    static const char *const zeros_with_exponents[] = {
+        "{\"v\":0e999}", "{\"v\":0.000e400}", "{\"v\":0e-999}", "{\"v\":-0e999}",
+    };
+    for (size_t i = 0; i < sizeof zeros_with_exponents / sizeof zeros_with_exponents[0]; i++) {
+        v = 1.0;
+        VW_CHECK_EQ(number_of(zeros_with_exponents[i], &v), VW_OK);
+        VW_CHECK(v == 0.0 && (signbit(v) != 0) == (i == 3));
+    }
     /* A long run of zeros before the digits, and after them. */
     char zeros[3000];
     size_t n = (size_t)sprintf(zeros, "{\"v\":0.");
