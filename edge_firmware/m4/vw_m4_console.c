@@ -1,4 +1,4 @@
-/* Semihosting console and exit, line formatting, and SysTick instruction counting. */
+/* Semihosting console and exit, line formatting, checks, and SysTick instruction counting. */
 #include "vw_m4.h"
 
 /* Semihosting operations (Arm semihosting specification) and exit reasons. */
@@ -56,6 +56,50 @@ void vw_m4_line_end(vw_m4_line_t *line)
     line->len = 0;
 }
 
+static vw_m4_line_t out;
+static uint32_t passed, failed;
+
+vw_m4_line_t *const vw_m4_out = &out;
+
+void vw_m4_verdict(const char *check, const char *name, int ok)
+{
+    vw_m4_line_str(&out, "vw-m4: ");
+    vw_m4_line_str(&out, check);
+    vw_m4_line_str(&out, " ");
+    vw_m4_line_str(&out, name);
+    vw_m4_line_str(&out, ok ? ": pass" : ": fail");
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+    }
+}
+
+void vw_m4_field(const char *key, uint32_t value)
+{
+    vw_m4_line_str(&out, " ");
+    vw_m4_line_str(&out, key);
+    vw_m4_line_str(&out, "=");
+    vw_m4_line_u32(&out, value);
+}
+
+void vw_m4_status(vw_status_t status)
+{
+    vw_m4_line_str(&out, " status=");
+    vw_m4_line_str(&out, vw_status_name(status));
+}
+
+int vw_m4_tally(void)
+{
+    vw_m4_line_str(&out, "vw-m4: ");
+    vw_m4_line_u32(&out, passed);
+    vw_m4_line_str(&out, " passed, ");
+    vw_m4_line_u32(&out, failed);
+    vw_m4_line_str(&out, " failed");
+    vw_m4_line_end(&out);
+    return failed == 0u;
+}
+
 void vw_m4_ticks_init(void)
 {
     VW_M4_SYST_RVR = 0xFFFFFFu;
@@ -78,4 +122,18 @@ uint32_t vw_m4_instructions(uint32_t start_ticks, uint32_t end_ticks)
     }
     uint32_t ns = (start_ticks - end_ticks) * VW_M4_NS_PER_TICK;
     return (ns + (1u << (VW_M4_ICOUNT_SHIFT - 1))) >> VW_M4_ICOUNT_SHIFT;
+}
+
+uint32_t vw_m4_empty_region(void)
+{
+    vw_m4_ticks_restart();
+    uint32_t t0 = VW_M4_TICKS();
+    uint32_t t1 = VW_M4_TICKS();
+    return vw_m4_instructions(t0, t1);
+}
+
+uint32_t vw_m4_region(uint32_t base, uint32_t start_ticks, uint32_t end_ticks)
+{
+    uint32_t counted = vw_m4_instructions(start_ticks, end_ticks);
+    return counted == UINT32_MAX ? UINT32_MAX : counted - base;
 }

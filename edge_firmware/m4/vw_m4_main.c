@@ -4,6 +4,7 @@
  *   vw-m4: kernel block4: pass cases=<k>                  vw_kernel_rows on host sums
  *   vw-m4: model <name>: pass golden=<g> instructions=<i> infer=<j> macs=<m> ram=<b>
  *   vw-m4: model <name>: fail status=<vw_status_name, or count-overflow>
+ *   vw-m4: replay <name>: pass ...                        the device replay (vw_m4_device.c)
  *   vw-m4: <p> passed, <f> failed
  * A model passes when it parses, binds an engine and reproduces all its golden vectors
  * (at least one). instructions: one vw_engine_run on the first golden input (int8 in,
@@ -27,51 +28,18 @@ static vw_model_t model;
 static vw_engine_t engine;
 static int8_t output[VW_MODEL_MAX_DIM];
 static float features[VW_MODEL_MAX_DIM];
-static uint32_t passed, failed;
-static vw_m4_line_t line;
-
-static void verdict(const char *check, const char *name, int ok)
-{
-    vw_m4_line_str(&line, "vw-m4: ");
-    vw_m4_line_str(&line, check);
-    vw_m4_line_str(&line, " ");
-    vw_m4_line_str(&line, name);
-    vw_m4_line_str(&line, ok ? ": pass" : ": fail");
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-    }
-}
-
-static void field(const char *key, uint32_t value)
-{
-    vw_m4_line_str(&line, " ");
-    vw_m4_line_str(&line, key);
-    vw_m4_line_str(&line, "=");
-    vw_m4_line_u32(&line, value);
-}
-
-/* Instructions of two back-to-back counter readings, taken off every measured region. */
-static uint32_t empty_region(void)
-{
-    vw_m4_ticks_restart();
-    uint32_t t0 = VW_M4_TICKS();
-    uint32_t t1 = VW_M4_TICKS();
-    return vw_m4_instructions(t0, t1);
-}
 
 #define VW_M4_CALIBRATE(n)                                                                 \
     do {                                                                                   \
-        uint32_t base = empty_region();                                                    \
+        uint32_t base = vw_m4_empty_region();                                              \
         vw_m4_ticks_restart();                                                             \
         uint32_t t0 = VW_M4_TICKS();                                                       \
         __asm__ volatile(".rept " #n "\n\tnop\n\t.endr");                                  \
         uint32_t t1 = VW_M4_TICKS();                                                       \
         uint32_t counted = vw_m4_instructions(t0, t1) - base;                              \
-        verdict("calibration", "nops-" #n, counted == (n));                                \
-        field("instructions", counted);                                                    \
-        vw_m4_line_end(&line);                                                             \
+        vw_m4_verdict("calibration", "nops-" #n, counted == (n));                          \
+        vw_m4_field("instructions", counted);                                              \
+        vw_m4_line_end(vw_m4_out);                                                         \
     } while (0)
 
 static void check_kernel(void)
@@ -87,20 +55,13 @@ static void check_kernel(void)
             }
         }
     }
-    verdict("kernel", "block4", bad == UINT32_MAX && vw_m4_kernel_case_count > 0u);
+    vw_m4_verdict("kernel", "block4", bad == UINT32_MAX && vw_m4_kernel_case_count > 0u);
     if (bad == UINT32_MAX) {
-        field("cases", vw_m4_kernel_case_count);
+        vw_m4_field("cases", vw_m4_kernel_case_count);
     } else {
-        field("case", bad);
+        vw_m4_field("case", bad);
     }
-    vw_m4_line_end(&line);
-}
-
-/* Instructions of the region between two counter readings, or UINT32_MAX if it wrapped. */
-static uint32_t region(uint32_t base, uint32_t t0, uint32_t t1)
-{
-    uint32_t counted = vw_m4_instructions(t0, t1);
-    return counted == UINT32_MAX ? UINT32_MAX : counted - base;
+    vw_m4_line_end(vw_m4_out);
 }
 
 static void check_model(const vw_m4_model_t *m)
@@ -116,12 +77,12 @@ static void check_model(const vw_m4_model_t *m)
     if (st == VW_OK) {
         const int8_t *input = (const int8_t *)model.golden;
         float score;
-        uint32_t base = empty_region();
+        uint32_t base = vw_m4_empty_region();
         vw_m4_ticks_restart();
         uint32_t t0 = VW_M4_TICKS();
         st = vw_engine_run(&engine, input, output, &score);
         uint32_t t1 = VW_M4_TICKS();
-        run_count = region(base, t0, t1);
+        run_count = vw_m4_region(base, t0, t1);
         /* q = round(x * mul + add) gives back the input for x = (q - add) / mul */
         for (uint32_t i = 0; i < model.n_features; i++) {
             features[i] = ((float)input[i] - model.in_add[i]) / model.in_mul[i];
@@ -130,24 +91,23 @@ static void check_model(const vw_m4_model_t *m)
         t0 = VW_M4_TICKS();
         vw_status_t infer_st = vw_engine_infer(&engine, features, &score);
         t1 = VW_M4_TICKS();
-        infer_count = region(base, t0, t1);
+        infer_count = vw_m4_region(base, t0, t1);
         st = st != VW_OK ? st : infer_st;
     }
     int counted = run_count != UINT32_MAX && infer_count != UINT32_MAX;
-    verdict("model", m->name, st == VW_OK && counted);
+    vw_m4_verdict("model", m->name, st == VW_OK && counted);
     if (st != VW_OK) {
-        vw_m4_line_str(&line, " status=");
-        vw_m4_line_str(&line, vw_status_name(st));
+        vw_m4_status(st);
     } else if (!counted) {
-        vw_m4_line_str(&line, " status=count-overflow");
+        vw_m4_line_str(vw_m4_out, " status=count-overflow");
     } else {
-        field("golden", model.golden_count);
-        field("instructions", run_count);
-        field("infer", infer_count);
-        field("macs", model.macs);
-        field("ram", (uint32_t)vw_engine_required_bytes(&model));
+        vw_m4_field("golden", model.golden_count);
+        vw_m4_field("instructions", run_count);
+        vw_m4_field("infer", infer_count);
+        vw_m4_field("macs", model.macs);
+        vw_m4_field("ram", (uint32_t)vw_engine_required_bytes(&model));
     }
-    vw_m4_line_end(&line);
+    vw_m4_line_end(vw_m4_out);
 }
 
 int main(void)
@@ -159,11 +119,8 @@ int main(void)
     for (uint32_t i = 0; i < vw_m4_model_count; i++) {
         check_model(&vw_m4_models[i]);
     }
-    vw_m4_line_str(&line, "vw-m4: ");
-    vw_m4_line_u32(&line, passed);
-    vw_m4_line_str(&line, " passed, ");
-    vw_m4_line_u32(&line, failed);
-    vw_m4_line_str(&line, " failed");
-    vw_m4_line_end(&line);
-    return failed == 0u ? 0 : 1;
+    if (vw_m4_replay != NULL) {
+        vw_m4_device_replay(vw_m4_replay);
+    }
+    return vw_m4_tally() ? 0 : 1;
 }

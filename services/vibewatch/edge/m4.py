@@ -1,4 +1,4 @@
-"""The firmware core on an emulated Cortex-M4: golden vectors, instruction counts, code size.
+"""The firmware core on an emulated Cortex-M4: golden vectors, a device, instructions, size.
 
 The test image (``edge_firmware/m4``) is the firmware core built with ``arm-none-eabi-gcc``
 for a Cortex-M4 with FPU, with the DSP-extension kernel (``src/arm/vw_kernel_m4.c``) in
@@ -7,26 +7,37 @@ every model it parses the blob, binds an engine and reproduces all golden vector
 then counts the instructions of one ``vw_engine_run``; it also checks the kernel against
 sums computed here and checks the instruction count itself on runs of NOPs.
 
+With a :class:`DeviceReplay` it also runs the device layer: the replay's model is
+provisioned into storage in RAM, ``vw_ota`` and ``vw_device`` boot on it, and the recorded
+steps (windows of samples, downlink commands, polls, each with both clocks as the port
+gives them) run in order. The image prints every payload the device published, the
+instructions of every ``vw_device_window`` and the RAM one device needs
+(``edge_firmware/m4/vw_m4_device.c``); :func:`factory_replay` is the factory model's.
+
 Instruction counts are exact and deterministic: QEMU runs with ``-icount shift=7``, so
 every instruction advances virtual time by 128 ns, and the image reads SysTick (25 MHz
 processor clock, 40 ns a tick) around the measured call (``edge_firmware/m4/vw_m4.h``).
 
 Typical use (the benchmark and the tests)::
 
-    image = build_image(out_dir, {"small": blob_a, "mlperf-ad": blob_b})
-    result = run_image(image)           # RunResult: passed, failed, models, instructions
-    size = text_bytes(engine_dsp_objects(out_dir))
+    image = build_image(out_dir, {"small": blob_a}, replay=factory_replay())
+    result = run_image(image)           # RunResult: models, published payloads, counts
+    size = text_bytes(core_objects(out_dir))
 
-``python -m vibewatch.edge.m4 [--out DIR]`` builds the image with :func:`reference_models`,
-runs it and prints its report and the engine + DSP code size.
+``python -m vibewatch.edge.m4 [--out DIR]`` builds the image with :func:`reference_models`
+and :func:`factory_replay`, runs it and prints its report and the code sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
+import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +48,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from vibewatch.edge.vwm import encode
+from vibewatch.edge.device import DeviceSettings
+from vibewatch.edge.vwm import decode_header, encode
 from vibewatch.errors import EdgeError
+from vibewatch.protocol import Command, CommandName
+from vibewatch.signals import Fault, Machine, generate
 from vibewatch.testing.models import random_model
 
 #: The firmware tree (an editable install runs from the repository).
@@ -51,6 +65,8 @@ IMAGE_NAME = "vw_m4_test.elf"
 ICOUNT_SHIFT = 7
 #: Objects whose code is the engine and the DSP: the ``m4_text_bytes`` of the benchmark.
 ENGINE_DSP_OBJECTS = ("vw_engine.o", "vw_kernel_m4.o", "vw_dsp.o", "vw_model.o")
+#: The factory model (48 kHz, 1,024-sample windows): the model of :func:`factory_replay`.
+FACTORY_MODEL = FIRMWARE_DIR.parent / "models" / "factory" / "package" / "model.vwm"
 #: NOP-run lengths on which the image checks its own instruction count.
 CALIBRATION_NOPS = (1, 37, 1000)
 CROSS = "arm-none-eabi-"
@@ -59,6 +75,9 @@ QEMU = "qemu-system-arm"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _CHECK = re.compile(r"vw-m4: (\w+) ([A-Za-z0-9._-]+): (pass|fail)((?: [a-z_]+=\S+)*)")
 _TALLY = re.compile(r"vw-m4: (\d+) passed, (\d+) failed")
+_PUBLISH = re.compile(r"vw-m4: publish (\S+) (\S*)")
+_WINDOW = re.compile(r"vw-m4: window (\d+) instructions=(\d+) published=(\d+)")
+_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
 _INT16_SPAN = 255  # inputs of the kernel: int8 values minus an int8 zero point
 
 
@@ -90,18 +109,141 @@ class ModelCheck:
     ram_bytes: int = 0
 
 
+class StepKind(enum.IntEnum):
+    """What a step of a device replay does (``vw_m4_step_kind_t``)."""
+
+    CONNECTED = 0  #: the connection is up: the status message
+    WINDOW = 1  #: one window of samples
+    COMMAND = 2  #: one ``cmd`` payload
+    POLL = 3  #: time passes
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """One step of a device replay, with both clocks as the port gives them during it.
+
+    Attributes:
+        kind: What the step does.
+        now_ms: The port's ``now_ms``: milliseconds since boot (32 bits).
+        wall_ms: The port's ``time_ms``: the wall clock, milliseconds since the epoch.
+        index: The window (:attr:`DeviceReplay.windows`) or the command
+            (:attr:`DeviceReplay.commands`) of the step; 0 for the others.
+    """
+
+    kind: StepKind
+    now_ms: int
+    wall_ms: int
+    index: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceReplay:
+    """A recorded sequence for one device: its model, configuration, windows and steps.
+
+    The image provisions ``blob`` into slot A of erased storage (the OTA region of
+    ``slot_bytes`` slots, then the boot records), boots ``vw_ota`` and ``vw_device`` with the
+    clocks at ``boot_now_ms`` and ``boot_wall_ms``, and runs ``steps``; a
+    :class:`~vibewatch.edge.SlotDevice` and :class:`~vibewatch.edge.Device` with the same
+    arguments run the same code on the host.
+
+    Attributes:
+        name: The replay's name in the report (``[A-Za-z0-9._-]{1,32}``).
+        blob: The ``.vwm`` model.
+        windows: Windows of samples in g, float32, one per row (the model's window length).
+        commands: ``cmd`` payloads.
+        steps: What happens, in order.
+        settings: The device settings.
+        firmware: The firmware version the status message names.
+        capabilities: The capabilities the status message lists.
+        max_features: The device configuration's largest feature vector.
+        slot_bytes: Capacity of each model slot.
+        engine_work_bytes: Engine memory shared by ``vw_ota`` and ``vw_device`` (the
+            largest model the device accepts; the RAM figure counts what the model needs).
+        boot_now_ms: ``now_ms`` while the device boots.
+        boot_wall_ms: ``time_ms`` while the device boots.
+    """
+
+    name: str
+    blob: bytes
+    windows: npt.NDArray[np.float32]
+    commands: tuple[bytes, ...]
+    steps: tuple[ReplayStep, ...]
+    settings: DeviceSettings
+    firmware: str
+    capabilities: tuple[str, ...]
+    max_features: int
+    slot_bytes: int = 64 * 1024
+    engine_work_bytes: int = 8192
+    boot_now_ms: int = 0
+    boot_wall_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """What the image reports for the device replay.
+
+    Attributes:
+        name: The replay's name.
+        passed: Booted, and every step returned ``VW_OK``.
+        status: ``"ok"`` or the C status name of the failure.
+        step: The step that failed (``"boot"``, or its index); ``""`` when passed.
+        windows: Windows the device scored.
+        published: Payloads it published.
+        ram_bytes: ``device_bytes + ota_bytes + work_bytes + engine_bytes``: what one device
+            needs besides the model (read in place from storage) and the window.
+        device_bytes: ``sizeof(vw_device_t)``.
+        ota_bytes: ``sizeof(vw_ota_t)`` (the OTA bitmap and metadata records live in
+            storage).
+        work_bytes: ``vw_device_required_bytes`` for the replay's configuration with the
+            default settings.
+        engine_bytes: ``vw_engine_required_bytes`` of the model.
+    """
+
+    name: str
+    passed: bool
+    status: str
+    step: str = ""
+    windows: int = 0
+    published: int = 0
+    ram_bytes: int = 0
+    device_bytes: int = 0
+    ota_bytes: int = 0
+    work_bytes: int = 0
+    engine_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """One ``vw_device_window`` of the replay on the Cortex-M4.
+
+    Attributes:
+        index: The window (:attr:`DeviceReplay.windows`).
+        instructions: Instructions of the call: features, inference, anomaly state,
+            batching, the messages that fell due and the port's callbacks.
+        published: Payloads the call published.
+    """
+
+    index: int
+    instructions: int
+    published: int
+
+
 @dataclass(frozen=True)
 class RunResult:
     """The report of one run of the test image.
 
     Attributes:
         lines: The image's console output, line by line.
-        passed: Checks that passed (calibration runs, the kernel check, models).
+        passed: Checks that passed (calibration runs, the kernel check, models, replay).
         failed: Checks that failed.
         exit_status: QEMU's exit status: 0 if and only if nothing failed.
         models: Model checks by name, in image order.
         calibration: Instructions counted for each NOP run, by its length.
         kernel_ok: Whether the kernel reproduced every host-computed sum.
+        published: Every payload the device of the replay published, in order, as
+            (topic suffix, bytes).
+        windows: The replay's windows, in order.
+        replay: The replay's check; None when the image had no replay.
     """
 
     lines: tuple[str, ...]
@@ -111,11 +253,21 @@ class RunResult:
     models: dict[str, ModelCheck]
     calibration: dict[int, int]
     kernel_ok: bool
+    published: tuple[tuple[str, bytes], ...] = ()
+    windows: tuple[WindowCount, ...] = ()
+    replay: ReplayCheck | None = None
 
     @property
     def instructions(self) -> dict[str, int]:
         """Instructions of one inference for every model that passed, by name."""
         return {name: m.instructions for name, m in self.models.items() if m.passed}
+
+    @property
+    def instructions_per_window(self) -> int:
+        """Instructions of a window that publishes nothing (its reading joins the batch):
+        the median over the replay's such windows; 0 without one."""
+        quiet = [w.instructions for w in self.windows if w.published == 0]
+        return int(statistics.median_low(quiet)) if quiet else 0
 
 
 def _tool(name: str) -> str:
@@ -158,8 +310,87 @@ def kernel_sums(w: npt.NDArray[np.int8], x: npt.NDArray[np.int16]) -> list[int]:
     return [int(v) for v in np.einsum("grk,gk->r", rows, inputs)]
 
 
-def data_source(models: Mapping[str, bytes], seed: int = 0) -> str:
-    """The C source of the image's data: the model blobs and the kernel checks."""
+def _c_float(value: float) -> str:
+    """A float32 as an exact C literal (hexadecimal)."""
+    return float(np.float32(value)).hex() + "f"
+
+
+def _c_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=True)
+
+
+#: Fields of :class:`DeviceSettings` that live in ``vw_device_settings_t.anomaly``.
+_ANOMALY_FIELDS = ("k", "n", "m", "release_ratio")
+
+
+def _c_settings(settings: DeviceSettings) -> str:
+    """A ``vw_device_settings_t`` initializer with every field of ``settings``.
+
+    Fields the C struct has and the Python one lacks are zero, as in the host binding's
+    zeroed configuration; a Python field the C struct lacks does not compile.
+    """
+    items = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        path = f"anomaly.{f.name}" if f.name in _ANOMALY_FIELDS else f.name
+        literal = _c_float(value) if isinstance(value, float) else f"{int(value)}u"
+        items.append(f".{path} = {literal}")
+    return "{" + ", ".join(items) + "}"
+
+
+def _replay_source(replay: DeviceReplay) -> str:
+    """The replay's data: the ``vw_m4_replay`` the image runs."""
+    windows = np.ascontiguousarray(replay.windows, dtype=np.float32)
+    if windows.ndim != 2 or windows.shape[0] == 0:
+        raise EdgeError("arg", f"replay windows of shape {windows.shape}: one window a row")
+    parts = [_c_array("uint8_t", "replay_blob", replay.blob)]
+    rows = [",".join(_c_float(v) for v in row) for row in windows.tolist()]
+    parts.append("static const float replay_samples[] = {\n    " + ",\n    ".join(rows) + "\n};\n")
+    commands = "NULL, 0u"
+    if replay.commands:
+        entries = []
+        for i, payload in enumerate(replay.commands):
+            parts.append(_c_array("uint8_t", f"replay_command_{i}", payload or b"\0"))
+            entries.append(f"    {{replay_command_{i}, {len(payload)}u}},\n")
+        table = "".join(entries)
+        parts.append(f"static const vw_m4_bytes_t replay_commands[] = {{\n{table}}};\n")
+        commands = f"replay_commands, {len(entries)}u"
+    steps = "".join(
+        f"    {{{int(step.kind)}u, {step.index}u, {step.now_ms}u, UINT64_C({step.wall_ms})}},\n"
+        for step in replay.steps
+    )
+    parts.append("static const vw_m4_step_t replay_steps[] = {\n" + steps + "};\n")
+    fields = [
+        _c_string(replay.name),
+        "replay_blob",
+        f"{len(replay.blob)}u",
+        f"{replay.slot_bytes}u",
+        f"{decode_header(replay.blob).spec.sample_rate_hz}u",
+        f"{windows.shape[1]}u",
+        f"{replay.max_features}u",
+        f"{replay.engine_work_bytes}u",
+        _c_string(replay.firmware),
+        _c_string(",".join(replay.capabilities)),
+        _c_settings(replay.settings),
+        f"{replay.boot_now_ms}u",
+        f"UINT64_C({replay.boot_wall_ms})",
+        "replay_samples",
+        f"{windows.shape[1]}u",
+        f"{windows.shape[0]}u",
+        commands,
+        f"replay_steps, {len(replay.steps)}u",
+    ]
+    parts.append(
+        "static const vw_m4_replay_t replay = {\n    " + ",\n    ".join(fields) + ",\n};\n"
+    )
+    parts.append("const vw_m4_replay_t *const vw_m4_replay = &replay;\n")
+    return "".join(parts)
+
+
+def data_source(
+    models: Mapping[str, bytes], seed: int = 0, replay: DeviceReplay | None = None
+) -> str:
+    """The C source of the image's data: the model blobs, the kernel checks, the replay."""
     parts = ['/* Generated by vibewatch.edge.m4; not a source file. */\n#include "vw_m4.h"\n']
     entries = []
     for i, (name, blob) in enumerate(models.items()):
@@ -175,10 +406,20 @@ def data_source(models: Mapping[str, bytes], seed: int = 0) -> str:
         entries.append(f"    {{kernel_w_{i}, kernel_x_{i}, {len(x) // 4}u, {{{sums}}}}},\n")
     parts.append("const vw_m4_kernel_case_t vw_m4_kernel_cases[] = {\n" + "".join(entries) + "};\n")
     parts.append(f"const uint32_t vw_m4_kernel_case_count = {len(entries)}u;\n")
+    if replay is None:
+        parts.append("const vw_m4_replay_t *const vw_m4_replay = NULL;\n")
+    else:
+        parts.append(_replay_source(replay))
     return "".join(parts)
 
 
-def build_image(out_dir: Path, models: Mapping[str, bytes], *, seed: int = 0) -> Path:
+def build_image(
+    out_dir: Path,
+    models: Mapping[str, bytes],
+    *,
+    seed: int = 0,
+    replay: DeviceReplay | None = None,
+) -> Path:
     """Build the test image for ``models`` in ``out_dir`` (objects stay there).
 
     Args:
@@ -186,6 +427,7 @@ def build_image(out_dir: Path, models: Mapping[str, bytes], *, seed: int = 0) ->
         models: ``.vwm`` blobs by name (``[A-Za-z0-9._-]{1,32}``), at least one; each
             must carry golden vectors for its check to pass.
         seed: Seed of the random kernel checks.
+        replay: A device replay to run after the model checks; none when omitted.
 
     Returns:
         Path of the ELF image.
@@ -199,11 +441,13 @@ def build_image(out_dir: Path, models: Mapping[str, bytes], *, seed: int = 0) ->
     for name in models:
         if not _NAME.fullmatch(name):
             raise EdgeError("arg", f"model name {name!r} is not [A-Za-z0-9._-]{{1,32}}")
+    if replay is not None and not _NAME.fullmatch(replay.name):
+        raise EdgeError("arg", f"replay name {replay.name!r} is not [A-Za-z0-9._-]{{1,32}}")
     _tool(CROSS + "gcc")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data = out_dir / "vw_m4_data.c"
-    source = data_source(models, seed)
+    source = data_source(models, seed, replay)
     if not data.exists() or data.read_text() != source:  # keep make's timestamps useful
         data.write_text(source)
     proc = subprocess.run(
@@ -252,8 +496,22 @@ def _fields(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split())
 
 
+def _unescape(text: str) -> bytes:
+    """A payload as the image prints it: ``\\xHH`` for every byte but 0x21..0x7e and ``\\``."""
+    return _ESCAPE.sub(lambda m: chr(int(m[1], 16)), text).encode("latin-1")
+
+
+def _replay_check(name: str, ok: bool, fields: dict[str, str]) -> ReplayCheck:
+    if not ok:
+        return ReplayCheck(name, False, fields.get("status", "unknown"), fields.get("step", ""))
+    sizes = ("windows", "published", "ram", "device", "ota", "work", "engine")
+    windows, published, ram, device, ota, work, engine = (int(fields[k]) for k in sizes)
+    return ReplayCheck(name, True, "ok", "", windows, published, ram, device, ota, work, engine)
+
+
 def parse_output(lines: Sequence[str], exit_status: int) -> RunResult:
-    """Read the image's report (format: ``edge_firmware/m4/vw_m4_main.c``).
+    """Read the image's report (format: ``edge_firmware/m4/vw_m4_main.c`` and
+    ``vw_m4_device.c``).
 
     Raises:
         EdgeError: ``output`` if the tally is missing or disagrees with the exit status.
@@ -262,9 +520,16 @@ def parse_output(lines: Sequence[str], exit_status: int) -> RunResult:
     calibration: dict[int, int] = {}
     kernel_ok = False
     tally = None
+    published: list[tuple[str, bytes]] = []
+    windows: list[WindowCount] = []
+    replay = None
     for line in lines:
         if match := _TALLY.fullmatch(line):
             tally = int(match[1]), int(match[2])
+        elif match := _PUBLISH.fullmatch(line):
+            published.append((match[1], _unescape(match[2])))
+        elif match := _WINDOW.fullmatch(line):
+            windows.append(WindowCount(int(match[1]), int(match[2]), int(match[3])))
         elif match := _CHECK.fullmatch(line):
             kind, name, ok, fields = match[1], match[2], match[3] == "pass", _fields(match[4])
             if kind == "calibration":
@@ -284,10 +549,22 @@ def parse_output(lines: Sequence[str], exit_status: int) -> RunResult:
                 )
             elif kind == "model":
                 models[name] = ModelCheck(name, False, fields.get("status", "unknown"))
+            elif kind == "replay":
+                replay = _replay_check(name, ok, fields)
     if tally is None or (tally[1] == 0) != (exit_status == 0):
         shown = "\n".join(lines[-20:])
         raise EdgeError("output", f"the image ended (status {exit_status}) with:\n{shown}")
-    return RunResult(tuple(lines), *tally, exit_status, models, calibration, kernel_ok)
+    return RunResult(
+        tuple(lines),
+        *tally,
+        exit_status,
+        models,
+        calibration,
+        kernel_ok,
+        tuple(published),
+        tuple(windows),
+        replay,
+    )
 
 
 def run_image(image: Path, timeout: float = 120.0) -> RunResult:
@@ -325,12 +602,28 @@ def engine_dsp_objects(out_dir: Path) -> list[Path]:
     return [Path(out_dir) / name for name in ENGINE_DSP_OBJECTS]
 
 
-def text_bytes(objects: Iterable[Path]) -> int:
-    """Code and read-only data of ``objects``: the sum of ``arm-none-eabi-size``'s text column.
+def core_objects(out_dir: Path) -> list[Path]:
+    """The objects of the whole firmware core in a build directory: every ``src/*.c`` as
+    the image compiles it (the DSP-extension kernel in place of the portable one), not
+    the image's own files nor its data. The image's Makefile says which they are.
 
     Raises:
-        EdgeError: ``build`` if the tool is missing or cannot read an object.
+        EdgeError: ``build`` if ``make`` is missing or fails.
     """
+    build = f"BUILD={Path(out_dir).resolve()}"
+    proc = subprocess.run(
+        [_tool("make"), "-s", "-C", str(M4_DIR), build, "core-objects"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise EdgeError("build", f"the core's objects are unknown: {proc.stderr.strip()}")
+    return [Path(name) for name in proc.stdout.split()]
+
+
+def _size_rows(objects: Iterable[Path]) -> list[tuple[int, int, int]]:
+    """(text, data, bss) of each object, from ``arm-none-eabi-size``."""
     paths = [str(p) for p in objects]
     proc = subprocess.run(
         [_tool(CROSS + "size"), *paths], capture_output=True, text=True, check=False
@@ -338,7 +631,26 @@ def text_bytes(objects: Iterable[Path]) -> int:
     rows = proc.stdout.splitlines()[1:]
     if proc.returncode != 0 or len(rows) != len(paths):
         raise EdgeError("build", f"{CROSS}size failed: {proc.stderr.strip()}")
-    return sum(int(row.split()[0]) for row in rows)
+    return [(int(row.split()[0]), int(row.split()[1]), int(row.split()[2])) for row in rows]
+
+
+def text_bytes(objects: Iterable[Path]) -> int:
+    """Code and read-only data of ``objects``: the sum of ``arm-none-eabi-size``'s text column.
+
+    Raises:
+        EdgeError: ``build`` if the tool is missing or cannot read an object.
+    """
+    return sum(text for text, _, _ in _size_rows(objects))
+
+
+def static_ram_bytes(objects: Iterable[Path]) -> int:
+    """Static RAM of ``objects``: the sum of the data and bss columns (0 for the core,
+    whose memory is all the caller's).
+
+    Raises:
+        EdgeError: ``build`` if the tool is missing or cannot read an object.
+    """
+    return sum(data + bss for _, data, bss in _size_rows(objects))
 
 
 #: Layer widths of the issue's two reference autoencoders.
@@ -368,16 +680,111 @@ def reference_models(seed: int = 0) -> dict[str, bytes]:
     }
 
 
+#: 2025-12-01T00:00:00Z: the wall clock when a replay's device boots.
+REPLAY_WALL_MS = 1_764_547_200_000
+#: The settings of :func:`factory_replay`: small batches, frequent feature vectors and a
+#: short calibration, so that a few dozen windows publish every kind of message.
+REPLAY_SETTINGS = DeviceSettings(
+    k=3,
+    n=5,
+    m=4,
+    batch_windows=4,
+    batch_ms=3000,
+    features_every=5,
+    calibrate_windows=3,
+    calibrate_margin=1.5,
+)
+
+
+def recorded_windows(
+    blob: bytes, count: int, *faults: Fault, seed: int = 0
+) -> npt.NDArray[np.float32]:
+    """``count`` consecutive windows of the signal generator's machine, for ``blob``'s
+    feature spec (sample rate and window length), with ``faults``; one window a row."""
+    spec = decode_header(blob).spec
+    signal = generate(
+        Machine(),
+        duration_s=count * spec.window / spec.sample_rate_hz,
+        sample_rate_hz=spec.sample_rate_hz,
+        faults=faults,
+        seed=seed,
+    )
+    return signal.reshape(count, spec.window)
+
+
+def factory_replay(blob: bytes | None = None, *, seed: int = 0) -> DeviceReplay:
+    """The factory model's device replay (``blob``: :data:`FACTORY_MODEL` when omitted).
+
+    The device boots at :data:`REPLAY_WALL_MS` with :data:`REPLAY_SETTINGS`, connects
+    (``status``), scores 6 healthy windows, takes ``set_threshold`` 2.5, scores 6 windows
+    with an outer-race fault (an anomaly starts at the third), takes ``calibrate`` (over
+    the next 3 windows), scores 2 more faulty windows and 8 healthy ones (the anomaly
+    ends), and 5 s later a poll sends the last, partial batch. Windows come a second
+    apart by both clocks, commands a quarter of a second after the window before them.
+    """
+    blob = FACTORY_MODEL.read_bytes() if blob is None else blob
+    header = decode_header(blob)
+    fault = Fault("outer_race", 1.0)
+    windows = np.concatenate(
+        [
+            recorded_windows(blob, 6, seed=seed),
+            recorded_windows(blob, 8, fault, seed=seed + 1),
+            recorded_windows(blob, 8, seed=seed + 2),
+        ]
+    )
+    now, wall = 0, REPLAY_WALL_MS
+    steps = [ReplayStep(StepKind.CONNECTED, now, wall)]
+    commands: list[bytes] = []
+
+    def run_windows(first: int, count: int) -> None:
+        nonlocal now, wall
+        for index in range(first, first + count):
+            now, wall = now + 1000, wall + 1000
+            steps.append(ReplayStep(StepKind.WINDOW, now, wall, index))
+
+    def command(name: CommandName, threshold: float | None = None) -> None:
+        nonlocal now, wall
+        now, wall = now + 250, wall + 250
+        sent = Command(
+            device="m4", id=f"m4-{len(commands) + 1}", t=wall, cmd=name, threshold=threshold
+        )
+        steps.append(ReplayStep(StepKind.COMMAND, now, wall, len(commands)))
+        commands.append(sent.encode())
+
+    run_windows(0, 6)
+    command(CommandName.SET_THRESHOLD, 2.5)
+    run_windows(6, 6)
+    command(CommandName.CALIBRATE)
+    run_windows(12, 10)
+    steps.append(ReplayStep(StepKind.POLL, now + 5000, wall + 5000))
+    return DeviceReplay(
+        name="factory",
+        blob=blob,
+        windows=windows,
+        commands=tuple(commands),
+        steps=tuple(steps),
+        settings=REPLAY_SETTINGS,
+        firmware="1.0.0",
+        capabilities=("ota", "raw"),
+        max_features=header.spec.n_features,
+        boot_wall_ms=REPLAY_WALL_MS,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build and run the test image with the reference models; print its report."""
+    """Build and run the test image with the reference models and the factory replay;
+    print its report."""
     parser = argparse.ArgumentParser(prog="python -m vibewatch.edge.m4", description=__doc__)
     parser.add_argument("--out", type=Path, help="build directory (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random models")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vw-m4-") as tmp:
         out = args.out or Path(tmp)
-        result = run_image(build_image(out, reference_models(args.seed), seed=args.seed))
-        print("\n".join(result.lines))
+        image = build_image(
+            out, reference_models(args.seed), seed=args.seed, replay=factory_replay()
+        )
+        result = run_image(image)
+        print("\n".join(line for line in result.lines if not line.startswith("vw-m4: publish")))
         for name, check in result.models.items():
             if check.passed:
                 per_mac = check.instructions / check.macs
@@ -387,7 +794,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"({per_mac:.3f} per MAC), vw_engine_infer {check.infer_instructions} "
                     f"({infer_per_mac:.3f} per MAC)"
                 )
+        if result.replay is not None and result.replay.passed:
+            r = result.replay
+            print(
+                f"device: {len(result.published)} payloads published, "
+                f"{result.instructions_per_window} instructions per window (one that "
+                f"publishes nothing), {r.ram_bytes} bytes of RAM (vw_device_t {r.device_bytes}, "
+                f"vw_ota_t {r.ota_bytes}, working memory {r.work_bytes}, engine {r.engine_bytes})"
+            )
         print(f"engine + DSP text: {text_bytes(engine_dsp_objects(out))} bytes")
+        print(f"firmware core text: {text_bytes(core_objects(out))} bytes")
     return 0 if result.failed == 0 else 1
 
 
