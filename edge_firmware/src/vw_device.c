@@ -220,10 +220,9 @@ vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
     p += align4(vw_dsp_required_bytes(config->max_window));
     dev->features = (float *)(void *)p;
     p += align4((size_t)config->max_features * sizeof(float));
-    p += ((uintptr_t)p & 7u) != 0u ? READINGS_SLACK : 0u;
-    dev->batch = (vw_device_reading_t *)(void *)p;
-    p += (size_t)config->settings.batch_windows * sizeof(vw_device_reading_t);
-    p += ((uintptr_t)p & 7u) != 0u ? 0u : READINGS_SLACK; /* the slack not taken above */
+    const size_t slack = ((uintptr_t)p & 7u) != 0u ? READINGS_SLACK : 0u;
+    dev->batch = (vw_device_reading_t *)(void *)(p + slack);
+    p += READINGS_SLACK + (size_t)config->settings.batch_windows * sizeof(vw_device_reading_t);
     dev->payload = (char *)p;
     dev->payload_cap = payload_bytes(config);
     vw_status_t status = vw_anomaly_init(&dev->anomaly, &config->settings.anomaly);

@@ -643,6 +643,41 @@ static void test_ota_trial_confirmed(void)
                 "\"outcome\":\"refused\",\"detail\":\"no previous model to go back to\"}");
 }
 
+/* The device keeps to the bytes vw_device_required_bytes names, whether its memory starts
+   8-aligned or only 4-aligned: a raw upload fills the payload buffer to its last byte. */
+static void test_memory_stays_inside_what_it_asked_for(void)
+{
+    for (size_t offset = 0; offset <= 4; offset += 4) {
+        factory_fresh();
+        vw_device_config_t c = device_config();
+        c.max_window = 256; /* the model's: the raw message is the biggest payload */
+        vw_port_t port = device_port(&port_state);
+        size_t need = vw_device_required_bytes(&c);
+        VW_CHECK(need > 0 && need + offset + 16 <= sizeof work);
+        memset(work, 0xa5, sizeof work);
+        uint8_t *start = (uint8_t *)work + offset;
+        VW_CHECK_EQ(vw_device_init(&dev, &port, &c, &ota, start, need), VW_OK);
+        VW_CHECK_EQ(command("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\"}"), VW_OK);
+        int before = port_state.count;
+        for (int i = 0; i < 4; i++) { /* the raw window, a batch of telemetry, features */
+            VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+        }
+        int raw = 0;
+        for (int i = before; i < port_state.count; i++) {
+            raw += strcmp(port_state.suffix[i % 16], "raw") == 0;
+        }
+        VW_CHECK_EQ(raw, 1);
+        int intact = 1;
+        for (size_t i = 0; i < offset; i++) {
+            intact &= ((uint8_t *)work)[i] == 0xa5;
+        }
+        for (size_t i = 0; i < 16; i++) {
+            intact &= start[need + i] == 0xa5;
+        }
+        VW_CHECK(intact);
+    }
+}
+
 static void test_refusals(void)
 {
     factory_fresh();
@@ -683,6 +718,7 @@ int main(void)
     VW_CHECK(blob_v2_len > 0);
     test_ota_download_trial_and_rollback();
     test_ota_trial_confirmed();
+    test_memory_stays_inside_what_it_asked_for();
     test_refusals();
     return vw_test_report("test_device");
 }
