@@ -274,10 +274,7 @@ vw_status_t vw_device_last_will(const vw_device_t *dev, uint8_t *out, size_t cap
     }
     vw_jsonw_t w;
     vw_jsonw_init(&w, (char *)out, cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "state");
-    vw_jsonw_cstring(&w, "offline");
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, "{\"state\":\"offline\"}");
     return vw_jsonw_finish(&w, len);
 }
 
@@ -295,58 +292,39 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     if (status != VW_OK) {
         return status;
     }
-    static const char hex[] = "0123456789abcdef";
-    char sha[2u * VW_SHA256_DIGEST_BYTES];
     const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
-    for (size_t i = 0; i < VW_SHA256_DIGEST_BYTES; i++) {
-        sha[2u * i] = hex[active->sha256[i] >> 4];
-        sha[2u * i + 1u] = hex[active->sha256[i] & 15u];
-    }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "state");
-    vw_jsonw_cstring(&w, "online");
-    vw_jsonw_key(&w, "t");
-    vw_jsonw_uint(&w, now);
-    vw_jsonw_key(&w, "firmware");
-    vw_jsonw_cstring(&w, dev->config.firmware);
-    vw_jsonw_key(&w, "model_id");
-    vw_jsonw_cstring(&w, dev->model->id);
-    vw_jsonw_key(&w, "model_version");
-    vw_jsonw_uint(&w, dev->model->version);
-    vw_jsonw_key(&w, "model_sha256");
-    vw_jsonw_string(&w, sha, sizeof sha);
+    vw_jsonw_put(&w,
+                 "{\"state\":\"online\",\"t\":%u,\"firmware\":%s,\"model_id\":%s,"
+                 "\"model_version\":%u,\"model_sha256\":%x",
+                 now, dev->config.firmware, dev->model->id, (uint64_t)dev->model->version,
+                 active->sha256, (size_t)VW_SHA256_DIGEST_BYTES);
     const char *caps = dev->config.capabilities;
     if (caps != NULL && caps[0] != '\0') {
-        vw_jsonw_key(&w, "capabilities");
-        vw_jsonw_array_begin(&w);
+        const char *item = ",\"capabilities\":[%S"; /* then ",%S" for the others */
         for (const char *start = caps;;) {
             const char *comma = strchr(start, ',');
             size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
-            vw_jsonw_string(&w, start, n);
+            vw_jsonw_put(&w, item, start, n);
             if (comma == NULL) {
                 break;
             }
+            item = ",%S";
             start = comma + 1;
         }
-        vw_jsonw_array_end(&w);
+        vw_jsonw_put(&w, "]");
     }
-    vw_jsonw_key(&w, "slots");
-    vw_jsonw_object_begin(&w);
+    const char *names[2];
     for (unsigned i = 0; i < 2u; i++) {
         uint8_t state = info.slot[i].state;
-        const char *name = state < 3u ? SLOT_NAMES[state] : "invalid";
+        names[i] = state < 3u ? SLOT_NAMES[state] : "invalid";
         if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
-            name = "standby";
+            names[i] = "standby";
         }
-        vw_jsonw_key(&w, i == 0u ? "a" : "b");
-        vw_jsonw_cstring(&w, name);
     }
-    vw_jsonw_object_end(&w);
-    vw_jsonw_key(&w, "uptime_s");
-    vw_jsonw_uint(&w, uptime(dev) / 1000u);
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, ",\"slots\":{\"a\":%s,\"b\":%s},\"uptime_s\":%u}", names[0], names[1],
+                 uptime(dev) / 1000u);
     return send(dev, "status", &w);
 }
 
@@ -359,30 +337,15 @@ static void flush(vw_device_t *dev)
     }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "readings");
-    vw_jsonw_array_begin(&w);
+    vw_jsonw_put(&w, "{\"readings\":[");
     for (uint16_t i = 0; i < dev->batch_len; i++) {
         const vw_device_reading_t *r = &dev->batch[i];
-        vw_jsonw_object_begin(&w);
-        vw_jsonw_key(&w, "seq");
-        vw_jsonw_uint(&w, r->seq);
-        vw_jsonw_key(&w, "t");
-        vw_jsonw_uint(&w, r->t);
-        vw_jsonw_key(&w, "score");
-        vw_jsonw_float(&w, r->score);
-        vw_jsonw_key(&w, "rms");
-        vw_jsonw_float(&w, r->rms);
-        vw_jsonw_key(&w, "peak");
-        vw_jsonw_float(&w, r->peak);
-        vw_jsonw_key(&w, "crest");
-        vw_jsonw_float(&w, r->crest);
-        vw_jsonw_key(&w, "kurtosis");
-        vw_jsonw_float(&w, r->kurtosis);
-        vw_jsonw_object_end(&w);
+        static const char reading[] = ",{\"seq\":%u,\"t\":%u,\"score\":%f,\"rms\":%f,"
+                                      "\"peak\":%f,\"crest\":%f,\"kurtosis\":%f}";
+        vw_jsonw_put(&w, i == 0u ? reading + 1 : reading, r->seq, r->t, (double)r->score,
+                     (double)r->rms, (double)r->peak, (double)r->crest, (double)r->kurtosis);
     }
-    vw_jsonw_array_end(&w);
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, "]}");
     if (send(dev, "telemetry", &w) == VW_OK) {
         dev->batch_len = 0;
     }
@@ -392,22 +355,11 @@ static void publish_event(vw_device_t *dev, uint64_t seq, uint64_t t, int start,
 {
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "seq");
-    vw_jsonw_uint(&w, seq);
-    vw_jsonw_key(&w, "t");
-    vw_jsonw_uint(&w, t);
-    vw_jsonw_key(&w, "kind");
-    vw_jsonw_cstring(&w, start ? "start" : "end");
-    vw_jsonw_key(&w, "score");
-    vw_jsonw_float(&w, score);
-    vw_jsonw_key(&w, "threshold");
-    vw_jsonw_float(&w, dev->threshold);
-    vw_jsonw_key(&w, "model_id");
-    vw_jsonw_cstring(&w, dev->model->id);
-    vw_jsonw_key(&w, "model_version");
-    vw_jsonw_uint(&w, dev->model->version);
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w,
+                 "{\"seq\":%u,\"t\":%u,\"kind\":%s,\"score\":%f,\"threshold\":%f,"
+                 "\"model_id\":%s,\"model_version\":%u}",
+                 seq, t, start ? "start" : "end", (double)score, (double)dev->threshold,
+                 dev->model->id, (uint64_t)dev->model->version);
     send(dev, "event", &w);
 }
 
@@ -415,25 +367,12 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
 {
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "spec");
-    vw_jsonw_cstring(&w, dev->spec_id);
-    vw_jsonw_key(&w, "vectors");
-    vw_jsonw_array_begin(&w);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "seq");
-    vw_jsonw_uint(&w, seq);
-    vw_jsonw_key(&w, "t");
-    vw_jsonw_uint(&w, t);
-    vw_jsonw_key(&w, "x");
-    vw_jsonw_array_begin(&w);
+    vw_jsonw_put(&w, "{\"spec\":%s,\"vectors\":[{\"seq\":%u,\"t\":%u,\"x\":[", dev->spec_id,
+                 seq, t);
     for (uint16_t i = 0; i < dev->model->n_features; i++) {
-        vw_jsonw_float(&w, dev->features[i]);
+        vw_jsonw_put(&w, i == 0u ? "%f" : ",%f", (double)dev->features[i]);
     }
-    vw_jsonw_array_end(&w);
-    vw_jsonw_object_end(&w);
-    vw_jsonw_array_end(&w);
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, "]}]}");
     send(dev, "features", &w);
 }
 
@@ -455,26 +394,18 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
     }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "id");
-    vw_jsonw_cstring(&w, id);
-    vw_jsonw_key(&w, "t");
-    vw_jsonw_uint(&w, now);
+    vw_jsonw_put(&w, "{\"id\":%s,\"t\":%u", id, now);
     if (cmd != NULL) {
-        vw_jsonw_key(&w, "cmd");
-        vw_jsonw_cstring(&w, cmd);
+        vw_jsonw_put(&w, ",\"cmd\":%s", cmd);
     }
-    vw_jsonw_key(&w, "outcome");
-    vw_jsonw_cstring(&w, outcome);
+    vw_jsonw_put(&w, ",\"outcome\":%s", outcome);
     if (detail != NULL) {
-        vw_jsonw_key(&w, "detail");
-        vw_jsonw_cstring(&w, detail);
+        vw_jsonw_put(&w, ",\"detail\":%s", detail);
     }
     if (with_threshold) {
-        vw_jsonw_key(&w, "threshold");
-        vw_jsonw_float(&w, dev->threshold);
+        vw_jsonw_put(&w, ",\"threshold\":%f", (double)dev->threshold);
     }
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, "}");
     vw_status_t status = send(dev, "cmd/reply", &w);
     if (status == VW_OK) {
         dev->counters.commands++;
@@ -740,28 +671,18 @@ static vw_status_t ota_req(vw_device_t *dev, const char *job, const char *state,
     }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "t");
-    vw_jsonw_uint(&w, now);
-    vw_jsonw_key(&w, "job");
-    vw_jsonw_cstring(&w, job);
-    vw_jsonw_key(&w, "kind");
-    vw_jsonw_cstring(&w, state != NULL ? "state" : "chunk");
+    vw_jsonw_put(&w, "{\"t\":%u,\"job\":%s,\"kind\":", now, job);
     if (state != NULL) {
-        vw_jsonw_key(&w, "state");
-        vw_jsonw_cstring(&w, state);
+        vw_jsonw_put(&w, "\"state\",\"state\":%s", state);
         if (detail != NULL) {
-            vw_jsonw_key(&w, "detail");
-            vw_jsonw_cstring(&w, detail);
+            vw_jsonw_put(&w, ",\"detail\":%s", detail);
         }
     } else {
-        vw_jsonw_key(&w, "offset");
-        vw_jsonw_uint(&w, offset);
-        vw_jsonw_key(&w, "length");
-        vw_jsonw_uint(&w, len);
+        vw_jsonw_put(&w, "\"chunk\",\"offset\":%u,\"length\":%u", (uint64_t)offset,
+                     (uint64_t)len);
         dev->counters.chunk_requests++;
     }
-    vw_jsonw_object_end(&w);
+    vw_jsonw_put(&w, "}");
     return send(dev, "ota/req", &w);
 }
 

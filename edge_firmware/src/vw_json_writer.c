@@ -1,6 +1,7 @@
 /* JSON writer of the device's payloads: see vw_json_writer.h. */
 #include "vw_json_writer.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #include "vw_bignum.h"
@@ -8,7 +9,7 @@
 /* ------------------------------------------------------------------ buffer */
 
 /* Every error is kept only if it is the first: after it, nothing the writer does is
- * seen (vw_jsonw_finish returns the error), so the calls below need not stop early. */
+ * seen (vw_jsonw_finish returns the error), so the code below need not stop early. */
 static void fail(vw_jsonw_t *w, vw_status_t status)
 {
     if (w->status == VW_OK) {
@@ -29,90 +30,29 @@ static void put(vw_jsonw_t *w, const char *text, size_t n)
     w->len += n;
 }
 
-static void putc_(vw_jsonw_t *w, char c) { put(w, &c, 1); }
-
-/* Whether the innermost container is an object (never at depth 0). */
-static int in_object(const vw_jsonw_t *w) { return (int)((w->objects >> w->depth) & 1u); }
-
-/* The comma before a key or an array value, unless it is the first in its container. */
-static void comma(vw_jsonw_t *w)
-{
-    const uint32_t bit = 1u << w->depth;
-    if (w->nonempty & bit) {
-        putc_(w, ',');
-    }
-    w->nonempty |= bit;
-}
-
-/* Before a value: after its key; alone at the top level; or as an array's element. */
-static void value_prefix(vw_jsonw_t *w)
-{
-    if (w->after_key) {
-        w->after_key = 0;
-    } else if (w->depth == 0 ? w->len != 0 : in_object(w)) {
-        fail(w, VW_ERR_ARG); /* a second top-level value, or a value in an object without key */
-    } else if (w->depth != 0) {
-        comma(w);
-    }
-}
-
-/* A value's text (a number or a literal). */
-static void put_value(vw_jsonw_t *w, const char *text, size_t n)
-{
-    value_prefix(w);
-    put(w, text, n);
-}
-
 void vw_jsonw_init(vw_jsonw_t *w, char *buf, size_t cap)
 {
     if (w == NULL) {
         return;
     }
-    memset(w, 0, sizeof *w);
     w->buf = buf;
     w->cap = buf == NULL ? 0 : cap;
+    w->len = 0;
     w->status = (buf == NULL && cap != 0) ? VW_ERR_ARG : VW_OK;
 }
 
-/* Open (`{`, `[`) or close (`}`, `]`) a container: bit 1 of the character says which,
- * bit 5 whether it is an object. */
-static void container(vw_jsonw_t *w, char c)
+/* ----------------------------------------------------------------- strings */
+
+static const char HEX[] = "0123456789abcdef";
+
+/* A string value: ASCII, with `"`, `\` and control characters escaped. */
+static void put_string(vw_jsonw_t *w, const char *s, size_t len)
 {
-    if (w == NULL) {
-        return;
-    }
-    const uint32_t object = (c & 0x20) != 0;
-    if (c & 2) {
-        value_prefix(w);
-        if (w->depth >= VW_JSONW_MAX_DEPTH) {
-            fail(w, VW_ERR_ARG);
-            return;
-        }
-        putc_(w, c);
-        w->depth++;
-        const uint32_t bit = 1u << w->depth;
-        w->nonempty &= ~bit;
-        w->objects = (w->objects & ~bit) | (object << w->depth);
-        return;
-    }
-    if (w->depth == 0 || w->after_key || (uint32_t)in_object(w) != object) {
+    if (s == NULL) {
         fail(w, VW_ERR_ARG);
         return;
     }
-    putc_(w, c);
-    w->depth--;
-}
-
-void vw_jsonw_object_begin(vw_jsonw_t *w) { container(w, '{'); }
-void vw_jsonw_object_end(vw_jsonw_t *w) { container(w, '}'); }
-void vw_jsonw_array_begin(vw_jsonw_t *w) { container(w, '['); }
-void vw_jsonw_array_end(vw_jsonw_t *w) { container(w, ']'); }
-
-/* ----------------------------------------------------------------- strings */
-
-static void put_string(vw_jsonw_t *w, const char *s, size_t len)
-{
-    putc_(w, '"');
+    put(w, "\"", 1);
     size_t run = 0; /* bytes that need no escape, written in one go */
     for (size_t i = 0; i < len; i++) {
         const unsigned char c = (unsigned char)s[i];
@@ -127,99 +67,39 @@ static void put_string(vw_jsonw_t *w, const char *s, size_t len)
         put(w, s + i - run, run);
         run = 0;
         /* \" and \\, or \u00XX for a control character */
-        const unsigned lo = c & 15u;
         const char esc[6] = {'\\', c < 0x20 ? 'u' : (char)c, '0', '0', (char)('0' + (c >> 4)),
-                             (char)(lo < 10u ? '0' + lo : 'a' - 10u + lo)};
+                             HEX[c & 15u]};
         put(w, esc, c < 0x20 ? 6u : 2u);
     }
     put(w, s + len - run, run);
-    putc_(w, '"');
+    put(w, "\"", 1);
 }
 
-void vw_jsonw_key(vw_jsonw_t *w, const char *key)
+/* A string value of the bytes in lowercase hex. */
+static void put_hex(vw_jsonw_t *w, const uint8_t *bytes, size_t n)
 {
-    if (w == NULL) {
-        return;
-    }
-    if (key == NULL || w->after_key || !in_object(w)) {
+    if (bytes == NULL && n != 0) {
         fail(w, VW_ERR_ARG);
         return;
     }
-    comma(w);
-    put_string(w, key, strlen(key));
-    putc_(w, ':');
-    w->after_key = 1;
-}
-
-void vw_jsonw_string(vw_jsonw_t *w, const char *s, size_t len)
-{
-    if (w == NULL) {
-        return;
+    put(w, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        const char pair[2] = {HEX[bytes[i] >> 4], HEX[bytes[i] & 15u]};
+        put(w, pair, 2);
     }
-    if (s == NULL && len != 0) {
-        fail(w, VW_ERR_ARG);
-        return;
-    }
-    value_prefix(w);
-    put_string(w, s == NULL ? "" : s, len);
-}
-
-void vw_jsonw_cstring(vw_jsonw_t *w, const char *s)
-{
-    if (s == NULL) {
-        if (w != NULL) {
-            fail(w, VW_ERR_ARG);
-        }
-        return;
-    }
-    vw_jsonw_string(w, s, strlen(s));
+    put(w, "\"", 1);
 }
 
 /* ----------------------------------------------------------------- numbers */
 
-/* One copy of a helper with several callers: code size counts more than a call here. */
-#if defined(__GNUC__)
-#define VW_NOINLINE __attribute__((noinline))
-#else
-#define VW_NOINLINE
-#endif
-
 /* Decimal digits of v, right-aligned ending at end; returns the first. */
-static VW_NOINLINE char *digits_u64(uint64_t v, char *end)
+static char *digits_u64(uint64_t v, char *end)
 {
     do {
         *--end = (char)('0' + v % 10u);
         v /= 10u;
     } while (v != 0);
     return end;
-}
-
-/* An integer value: its magnitude, with a minus sign when neg. */
-static VW_NOINLINE void put_integer(vw_jsonw_t *w, uint64_t magnitude, int neg)
-{
-    if (w == NULL) {
-        return;
-    }
-    char text[21];
-    char *first = digits_u64(magnitude, text + sizeof text);
-    if (neg) {
-        *--first = '-';
-    }
-    put_value(w, first, (size_t)(text + sizeof text - first));
-}
-
-void vw_jsonw_uint(vw_jsonw_t *w, uint64_t v) { put_integer(w, v, 0); }
-
-void vw_jsonw_int(vw_jsonw_t *w, int64_t v)
-{
-    put_integer(w, v < 0 ? 0u - (uint64_t)v : (uint64_t)v, v < 0);
-}
-
-void vw_jsonw_bool(vw_jsonw_t *w, int v)
-{
-    if (w != NULL) {
-        put_value(w, v ? "true" : "false", v ? 4u : 5u);
-    }
 }
 
 /*
@@ -318,18 +198,63 @@ size_t vw_jsonw_format_float(float v, char *out)
     return (size_t)(o - out);
 }
 
-void vw_jsonw_float(vw_jsonw_t *w, float v)
+/* ---------------------------------------------------------------- template */
+
+void vw_jsonw_put(vw_jsonw_t *w, const char *template_, ...)
 {
     if (w == NULL) {
         return;
     }
-    char text[VW_JSONW_FLOAT_MAX];
-    size_t n = vw_jsonw_format_float(v, text);
-    if (n == 0) {
-        fail(w, VW_ERR_INPUT);
+    if (template_ == NULL) {
+        fail(w, VW_ERR_ARG);
         return;
     }
-    put_value(w, text, n);
+    va_list ap;
+    va_start(ap, template_);
+    const char *run = template_; /* text copied as it is, up to the next conversion */
+    for (const char *c = template_; *c != '\0'; c++) {
+        if (*c != '%') {
+            continue;
+        }
+        put(w, run, (size_t)(c - run));
+        run = c + 2;
+        char text[21]; /* a uint64_t's digits, or a float's text */
+        const char *first;
+        size_t n;
+        switch (*++c) {
+        case 's':
+            first = va_arg(ap, const char *);
+            put_string(w, first, first == NULL ? 0u : strlen(first));
+            break;
+        case 'S':
+            first = va_arg(ap, const char *);
+            n = va_arg(ap, size_t);
+            put_string(w, first, n);
+            break;
+        case 'x':
+            first = (const char *)va_arg(ap, const uint8_t *);
+            n = va_arg(ap, size_t);
+            put_hex(w, (const uint8_t *)first, n);
+            break;
+        case 'u':
+            first = digits_u64(va_arg(ap, uint64_t), text + sizeof text);
+            put(w, first, (size_t)(text + sizeof text - first));
+            break;
+        case 'f':
+            n = vw_jsonw_format_float((float)va_arg(ap, double), text);
+            if (n == 0) {
+                fail(w, VW_ERR_INPUT);
+            }
+            put(w, text, n);
+            break;
+        default: /* an unknown conversion, or the template ends after its '%' */
+            fail(w, VW_ERR_ARG);
+            va_end(ap);
+            return;
+        }
+    }
+    put(w, run, strlen(run));
+    va_end(ap);
 }
 
 vw_status_t vw_jsonw_finish(const vw_jsonw_t *w, size_t *len)
@@ -337,14 +262,8 @@ vw_status_t vw_jsonw_finish(const vw_jsonw_t *w, size_t *len)
     if (w == NULL) {
         return VW_ERR_ARG;
     }
-    if (w->status != VW_OK) {
-        return w->status;
-    }
-    if (w->depth != 0 || w->after_key || w->len == 0) {
-        return VW_ERR_ARG;
-    }
-    if (len != NULL) {
+    if (w->status == VW_OK && len != NULL) {
         *len = w->len;
     }
-    return VW_OK;
+    return w->status;
 }

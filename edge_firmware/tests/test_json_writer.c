@@ -1,4 +1,4 @@
-/* Host tests of the JSON writer: structure, escaping, integers, float32 round trips. */
+/* Host tests of the JSON writer: templates, escaping, integers, float32 round trips. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,75 +32,54 @@ static const char *result(const vw_jsonw_t *w)
         VW_CHECK(strcmp(got_, want) == 0);                                         \
     } while (0)
 
-static void test_structure(void)
+static void test_templates(void)
 {
-    char buf[128];
+    char buf[160];
     vw_jsonw_t w;
     vw_jsonw_init(&w, buf, sizeof buf);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "seq");
-    vw_jsonw_uint(&w, 18446744073709551615u);
-    vw_jsonw_key(&w, "a");
-    vw_jsonw_array_begin(&w);
-    vw_jsonw_int(&w, INT64_MIN);
-    vw_jsonw_bool(&w, 1);
-    vw_jsonw_bool(&w, 0);
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_object_end(&w);
-    vw_jsonw_array_begin(&w);
-    vw_jsonw_array_end(&w);
-    vw_jsonw_array_end(&w);
-    vw_jsonw_key(&w, "s");
-    vw_jsonw_cstring(&w, "q\"b\\\n\x01");
-    vw_jsonw_object_end(&w);
-    CHECK_TEXT(&w, "{\"seq\":18446744073709551615,\"a\":[-9223372036854775808,true,false,{},[]],"
-                   "\"s\":\"q\\\"b\\\\\\u000a\\u0001\"}");
+    static const uint8_t bytes[] = {0x00, 0x7f, 0xab, 0xff};
+    vw_jsonw_put(&w, "{\"seq\":%u,\"zero\":%u,\"s\":%s,\"n\":%S,\"h\":%x,\"f\":[%f,%f]",
+                 (uint64_t)UINT64_MAX, (uint64_t)0, "q\"b\\\n\x01\x1f", "ab\0cd", (size_t)5, bytes,
+                 sizeof bytes, 0.8125, (double)-1e-7f);
+    vw_jsonw_put(&w, ",\"e\":%s,\"none\":%x}", "", bytes, (size_t)0);
+    CHECK_TEXT(&w, "{\"seq\":18446744073709551615,\"zero\":0,\"s\":\"q\\\"b\\\\\\u000a\\u0001"
+                   "\\u001f\",\"n\":\"ab\\u0000cd\",\"h\":\"007fabff\","
+                   "\"f\":[0.8125,-1.00000001e-7],\"e\":\"\",\"none\":\"\"}");
 }
 
 static void test_misuse_is_refused(void)
 {
     char buf[64];
     vw_jsonw_t w;
-    vw_jsonw_init(&w, buf, sizeof buf); /* a value in an object without a key */
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_int(&w, 1);
-    vw_jsonw_object_end(&w);
-    CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* a key in an array */
-    vw_jsonw_array_begin(&w);
-    vw_jsonw_key(&w, "k");
-    CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* left open */
-    vw_jsonw_object_begin(&w);
-    CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* closed with the wrong bracket */
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_array_end(&w);
-    CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* a key without its value */
-    vw_jsonw_object_begin(&w);
-    vw_jsonw_key(&w, "k");
-    vw_jsonw_object_end(&w);
-    CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* two top-level values */
-    vw_jsonw_int(&w, 1);
-    vw_jsonw_int(&w, 2);
-    CHECK_TEXT(&w, "<arg>");
     vw_jsonw_init(&w, buf, sizeof buf); /* non-ASCII */
-    vw_jsonw_string(&w, "\xc3\xa9", 2);
+    vw_jsonw_put(&w, "%S", "\xc3\xa9", (size_t)2);
+    CHECK_TEXT(&w, "<arg>");
+    vw_jsonw_init(&w, buf, sizeof buf); /* a NULL string */
+    vw_jsonw_put(&w, "[%s]", (const char *)NULL);
+    CHECK_TEXT(&w, "<arg>");
+    vw_jsonw_init(&w, buf, sizeof buf);
+    vw_jsonw_put(&w, "%x", (const uint8_t *)NULL, (size_t)1);
     CHECK_TEXT(&w, "<arg>");
     vw_jsonw_init(&w, buf, sizeof buf); /* non-finite */
-    vw_jsonw_float(&w, NAN);
+    vw_jsonw_put(&w, "%f", (double)NAN);
     CHECK_TEXT(&w, "<input>");
     vw_jsonw_init(&w, buf, sizeof buf);
-    vw_jsonw_float(&w, -INFINITY);
+    vw_jsonw_put(&w, "[1,%f]", -(double)INFINITY);
     CHECK_TEXT(&w, "<input>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* nesting */
-    for (int i = 0; i < VW_JSONW_MAX_DEPTH + 1; i++) {
-        vw_jsonw_array_begin(&w);
-    }
+    vw_jsonw_init(&w, buf, sizeof buf); /* unknown conversions, a template ending in % */
+    vw_jsonw_put(&w, "{\"a\":%d}", 1);
     CHECK_TEXT(&w, "<arg>");
-    vw_jsonw_init(&w, buf, sizeof buf); /* nothing written */
+    vw_jsonw_init(&w, buf, sizeof buf);
+    vw_jsonw_put(&w, "100%");
+    CHECK_TEXT(&w, "<arg>");
+    vw_jsonw_init(&w, buf, sizeof buf); /* the first error stays */
+    vw_jsonw_put(&w, "%f", (double)NAN);
+    vw_jsonw_put(&w, "%s", (const char *)NULL);
+    CHECK_TEXT(&w, "<input>");
+    vw_jsonw_init(&w, buf, sizeof buf);
+    vw_jsonw_put(&w, NULL);
+    CHECK_TEXT(&w, "<arg>");
+    vw_jsonw_init(&w, NULL, 1);
     CHECK_TEXT(&w, "<arg>");
     VW_CHECK_EQ(vw_jsonw_finish(NULL, NULL), VW_ERR_ARG);
 }
@@ -108,22 +87,15 @@ static void test_misuse_is_refused(void)
 static void test_buffer_is_never_overrun(void)
 {
     /* every size below the payload's fails with VW_ERR_BUFFER and writes nothing beyond */
-    const char *want = "{\"id\":\"pump-7\",\"v\":[1,2.5,true]}";
+    const char *want = "{\"id\":\"pump-7\",\"v\":[1,2.5,\"0a\"]}";
+    static const uint8_t ten = 10;
     for (size_t cap = 0; cap <= strlen(want); cap++) {
         char buf[64];
         memset(buf, '#', sizeof buf);
         vw_jsonw_t w;
         vw_jsonw_init(&w, buf, cap);
-        vw_jsonw_object_begin(&w);
-        vw_jsonw_key(&w, "id");
-        vw_jsonw_cstring(&w, "pump-7");
-        vw_jsonw_key(&w, "v");
-        vw_jsonw_array_begin(&w);
-        vw_jsonw_int(&w, 1);
-        vw_jsonw_float(&w, 2.5f);
-        vw_jsonw_bool(&w, 1);
-        vw_jsonw_array_end(&w);
-        vw_jsonw_object_end(&w);
+        vw_jsonw_put(&w, "{\"id\":%s,\"v\":[%u,%f,%x]}", "pump-7", (uint64_t)1, 2.5, &ten,
+                     (size_t)1);
         size_t len = 0;
         vw_status_t status = vw_jsonw_finish(&w, &len);
         if (cap < strlen(want)) {
@@ -230,7 +202,7 @@ static void test_float_round_trips(void)
 
 int main(void)
 {
-    test_structure();
+    test_templates();
     test_misuse_is_refused();
     test_buffer_is_never_overrun();
     test_float_texts();
