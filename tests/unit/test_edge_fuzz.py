@@ -26,7 +26,7 @@ ROW = re.compile(r"^fuzz_(\w+)\s+(\d+)\s+[\d.]+\s+\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    """One smoke run of both targets (builds them and their seeds first)."""
+    """One smoke run of every target (builds them and their seeds first)."""
     work = tmp_path_factory.mktemp("fuzz")
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "fuzz"), "--runs", str(RUNS), "--work", str(work)],
@@ -42,18 +42,18 @@ def test_smoke_run_has_no_crash_and_runs_every_execution(
 ) -> None:
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     rows = {m[0]: (int(m[1]), int(m[2]), int(m[3])) for m in ROW.findall(smoke.stdout)}
-    assert set(rows) == {"model", "ota", "json"}, smoke.stdout
+    assert set(rows) == {"model", "ota", "json", "device"}, smoke.stdout
     for target, (executions, coverage, crashes) in rows.items():
         assert executions == RUNS, target
         assert coverage > 0, target
         assert crashes == 0, target
 
 
-def trace(smoke: subprocess.CompletedProcess[str], seed: str) -> str:
-    """The operation trace of ``fuzz_ota`` on one of its seeds."""
+def trace(smoke: subprocess.CompletedProcess[str], seed: str, target: str = "ota") -> str:
+    """The operation trace of ``fuzz_<target>`` on one of its seeds."""
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     done = subprocess.run(
-        [str(BUILD / "fuzz_ota"), str(BUILD / "seeds" / "ota" / seed)],
+        [str(BUILD / f"fuzz_{target}"), str(BUILD / "seeds" / target / seed)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -92,6 +92,29 @@ def test_ota_seeds_reach_every_refusal_and_power_cut(
     assert "  boot: ok, state 1, active slot 0, v1" in trace(smoke, "trial-rolls-back")
     for seed, op in [("cut-finish", "finish"), ("cut-confirm", "confirm"), ("resume", "chunk-all")]:
         assert f"{op}: storage (power cut)" in trace(smoke, seed)
+
+
+def test_device_seeds_install_a_model_and_answer_commands(
+    smoke: subprocess.CompletedProcess[str],
+) -> None:
+    install = trace(smoke, "ota-install", "device")
+    states = re.findall(r'"kind":"state","state":"(\w+)"', install)
+    assert states[:4] == ["downloading", "verifying", "activated", "installed"]
+    assert '"model_id":"fuzz.odd","model_version":2' in install
+    assert '"id":"rb-1","t":1764547206200,"cmd":"rollback","outcome":"done"' in install
+    commands = trace(smoke, "set-threshold", "device")
+    assert '"cmd":"set_threshold","outcome":"done","threshold":2.5}' in commands
+    assert '"outcome":"refused","detail":"threshold: missing or not in (0, 1e12]"' in commands
+    calibrate = trace(smoke, "calibrate", "device")
+    assert '"id":"cal-1","t":1764547200000,"cmd":"calibrate","outcome":"done"' in calibrate
+    refusals = trace(smoke, "refusals", "device")
+    for line in ["command: json", "command: message", "unknown command reboot"]:
+        assert line in refusals
+    upload = trace(smoke, "upload", "device").splitlines()
+    assert "  raw [1056 bytes]" in upload and "  raw (refused) [1056 bytes]" in upload
+    assert "window: input" in trace(smoke, "windows", "device")
+    reboots = trace(smoke, "reboots", "device")
+    assert "boot: storage, boot 0" in reboots and "window: storage" in reboots
 
 
 def test_seed_models_are_valid_blobs(smoke: subprocess.CompletedProcess[str]) -> None:
