@@ -10,11 +10,11 @@
  *     %S  const char *, size_t: a string of that many bytes
  *     %x  const uint8_t *, size_t: that many bytes as a string of lowercase hex
  *     %u  uint64_t (cast narrower integers): decimal
- *     %f  a float32 value (passed as double, as a float argument is)
+ *     %f  const float *: the float32 value it points to
  *
  *     vw_jsonw_t w;
  *     vw_jsonw_init(&w, buf, sizeof buf);
- *     vw_jsonw_put(&w, "{\"seq\":%u,\"score\":%f", seq, score);
+ *     vw_jsonw_put(&w, "{\"seq\":%u,\"score\":%f", seq, &score);
  *     vw_jsonw_put(&w, "}");
  *     status = vw_jsonw_finish(&w, &len);
  *

@@ -342,8 +342,8 @@ static void flush(vw_device_t *dev)
         const vw_device_reading_t *r = &dev->batch[i];
         static const char reading[] = ",{\"seq\":%u,\"t\":%u,\"score\":%f,\"rms\":%f,"
                                       "\"peak\":%f,\"crest\":%f,\"kurtosis\":%f}";
-        vw_jsonw_put(&w, i == 0u ? reading + 1 : reading, r->seq, r->t, (double)r->score,
-                     (double)r->rms, (double)r->peak, (double)r->crest, (double)r->kurtosis);
+        vw_jsonw_put(&w, i == 0u ? reading + 1 : reading, r->seq, r->t, &r->score, &r->rms,
+                     &r->peak, &r->crest, &r->kurtosis);
     }
     vw_jsonw_put(&w, "]}");
     if (send(dev, "telemetry", &w) == VW_OK) {
@@ -358,7 +358,7 @@ static void publish_event(vw_device_t *dev, uint64_t seq, uint64_t t, int start,
     vw_jsonw_put(&w,
                  "{\"seq\":%u,\"t\":%u,\"kind\":%s,\"score\":%f,\"threshold\":%f,"
                  "\"model_id\":%s,\"model_version\":%u}",
-                 seq, t, start ? "start" : "end", (double)score, (double)dev->threshold,
+                 seq, t, start ? "start" : "end", &score, &dev->threshold,
                  dev->model->id, (uint64_t)dev->model->version);
     send(dev, "event", &w);
 }
@@ -370,7 +370,7 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
     vw_jsonw_put(&w, "{\"spec\":%s,\"vectors\":[{\"seq\":%u,\"t\":%u,\"x\":[", dev->spec_id,
                  seq, t);
     for (uint16_t i = 0; i < dev->model->n_features; i++) {
-        vw_jsonw_put(&w, i == 0u ? "%f" : ",%f", (double)dev->features[i]);
+        vw_jsonw_put(&w, i == 0u ? "%f" : ",%f", &dev->features[i]);
     }
     vw_jsonw_put(&w, "]}]}");
     send(dev, "features", &w);
@@ -403,7 +403,7 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
         vw_jsonw_put(&w, ",\"detail\":%s", detail);
     }
     if (with_threshold) {
-        vw_jsonw_put(&w, ",\"threshold\":%f", (double)dev->threshold);
+        vw_jsonw_put(&w, ",\"threshold\":%f", &dev->threshold);
     }
     vw_jsonw_put(&w, "}");
     vw_status_t status = send(dev, "cmd/reply", &w);
@@ -522,36 +522,30 @@ static void calibrate(vw_device_t *dev, float score)
     }
 }
 
-static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
-{
-    for (unsigned i = 0; i < bytes; i++) {
-        p[i] = (uint8_t)(v >> (8u * i));
-    }
-}
-
 /* The raw window for the waiting upload_raw command, then its reply. */
 static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_t t)
 {
     const vw_feature_spec_t *spec = &dev->model->spec;
-    uint8_t *p = (uint8_t *)dev->payload;
     uint32_t ref = 0;
     vw_chunk_job_ref(dev->upload_id, strlen(dev->upload_id), &ref);
-    p[0] = 'V';
-    p[1] = 'R';
-    p[2] = 1u; /* format version */
-    p[3] = 0u;
-    put_le(p + 4, ref, 4);
-    put_le(p + 8, spec->sample_rate_hz, 4);
-    put_le(p + 12, spec->window, 4);
-    put_le(p + 16, seq, 8);
-    put_le(p + 24, t, 8);
-    for (uint16_t i = 0; i < spec->window; i++) {
-        uint32_t bits;
-        memcpy(&bits, &samples[i], sizeof bits);
-        put_le(p + RAW_HEADER_BYTES + 4u * i, bits, 4);
+    /* the header's little-endian words (magic "VR", format version 1), then the samples */
+    const uint32_t header[RAW_HEADER_BYTES / 4u] = {
+        0x00015256u, ref, spec->sample_rate_hz, spec->window, (uint32_t)seq,
+        (uint32_t)(seq >> 32), (uint32_t)t, (uint32_t)(t >> 32)};
+    uint8_t *p = (uint8_t *)dev->payload;
+    const size_t words = RAW_HEADER_BYTES / 4u + spec->window;
+    for (size_t i = 0; i < words; i++) {
+        uint32_t v;
+        if (i < RAW_HEADER_BYTES / 4u) {
+            v = header[i];
+        } else {
+            memcpy(&v, &samples[i - RAW_HEADER_BYTES / 4u], sizeof v);
+        }
+        for (unsigned b = 0; b < 4u; b++) {
+            p[4u * i + b] = (uint8_t)(v >> (8u * b));
+        }
     }
-    size_t len = RAW_HEADER_BYTES + 4u * (size_t)spec->window;
-    vw_status_t status = dev->port.publish(dev->port.ctx, "raw", p, len);
+    vw_status_t status = dev->port.publish(dev->port.ctx, "raw", p, 4u * words);
     if (status == VW_OK) {
         dev->counters.published++;
         reply(dev, dev->upload_id, "upload_raw", "done", NULL, 0);
@@ -595,7 +589,7 @@ vw_status_t vw_device_window(vw_device_t *dev, const float *samples)
     }
     uint64_t wall = dev->port.time_ms(dev->port.ctx);
     const vw_feature_spec_t *spec = &dev->model->spec;
-    uint64_t duration = (uint64_t)spec->window * 1000u / spec->sample_rate_hz;
+    uint32_t duration = (uint32_t)spec->window * 1000u / spec->sample_rate_hz; /* < 2^23 */
     if (wall <= duration) {
         dev->counters.unsynced_windows++;
         return VW_OK;

@@ -241,7 +241,7 @@ void vw_jsonw_put(vw_jsonw_t *w, const char *template_, ...)
             put(w, first, (size_t)(text + sizeof text - first));
             break;
         case 'f':
-            n = vw_jsonw_format_float((float)va_arg(ap, double), text);
+            n = vw_jsonw_format_float(*va_arg(ap, const float *), text);
             if (n == 0) {
                 fail(w, VW_ERR_INPUT);
             }

@@ -38,9 +38,10 @@ static void test_templates(void)
     vw_jsonw_t w;
     vw_jsonw_init(&w, buf, sizeof buf);
     static const uint8_t bytes[] = {0x00, 0x7f, 0xab, 0xff};
+    static const float f[] = {0.8125f, -1e-7f};
     vw_jsonw_put(&w, "{\"seq\":%u,\"zero\":%u,\"s\":%s,\"n\":%S,\"h\":%x,\"f\":[%f,%f]",
                  (uint64_t)UINT64_MAX, (uint64_t)0, "q\"b\\\n\x01\x1f", "ab\0cd", (size_t)5, bytes,
-                 sizeof bytes, 0.8125, (double)-1e-7f);
+                 sizeof bytes, &f[0], &f[1]);
     vw_jsonw_put(&w, ",\"e\":%s,\"none\":%x}", "", bytes, (size_t)0);
     CHECK_TEXT(&w, "{\"seq\":18446744073709551615,\"zero\":0,\"s\":\"q\\\"b\\\\\\u000a\\u0001"
                    "\\u001f\",\"n\":\"ab\\u0000cd\",\"h\":\"007fabff\","
@@ -49,6 +50,7 @@ static void test_templates(void)
 
 static void test_misuse_is_refused(void)
 {
+    static const float nan_ = NAN, minus_inf = -INFINITY;
     char buf[64];
     vw_jsonw_t w;
     vw_jsonw_init(&w, buf, sizeof buf); /* non-ASCII */
@@ -61,10 +63,10 @@ static void test_misuse_is_refused(void)
     vw_jsonw_put(&w, "%x", (const uint8_t *)NULL, (size_t)1);
     CHECK_TEXT(&w, "<arg>");
     vw_jsonw_init(&w, buf, sizeof buf); /* non-finite */
-    vw_jsonw_put(&w, "%f", (double)NAN);
+    vw_jsonw_put(&w, "%f", &nan_);
     CHECK_TEXT(&w, "<input>");
     vw_jsonw_init(&w, buf, sizeof buf);
-    vw_jsonw_put(&w, "[1,%f]", -(double)INFINITY);
+    vw_jsonw_put(&w, "[1,%f]", &minus_inf);
     CHECK_TEXT(&w, "<input>");
     vw_jsonw_init(&w, buf, sizeof buf); /* unknown conversions, a template ending in % */
     vw_jsonw_put(&w, "{\"a\":%d}", 1);
@@ -73,7 +75,7 @@ static void test_misuse_is_refused(void)
     vw_jsonw_put(&w, "100%");
     CHECK_TEXT(&w, "<arg>");
     vw_jsonw_init(&w, buf, sizeof buf); /* the first error stays */
-    vw_jsonw_put(&w, "%f", (double)NAN);
+    vw_jsonw_put(&w, "%f", &nan_);
     vw_jsonw_put(&w, "%s", (const char *)NULL);
     CHECK_TEXT(&w, "<input>");
     vw_jsonw_init(&w, buf, sizeof buf);
@@ -89,12 +91,13 @@ static void test_buffer_is_never_overrun(void)
     /* every size below the payload's fails with VW_ERR_BUFFER and writes nothing beyond */
     const char *want = "{\"id\":\"pump-7\",\"v\":[1,2.5,\"0a\"]}";
     static const uint8_t ten = 10;
+    static const float two_and_a_half = 2.5f;
     for (size_t cap = 0; cap <= strlen(want); cap++) {
         char buf[64];
         memset(buf, '#', sizeof buf);
         vw_jsonw_t w;
         vw_jsonw_init(&w, buf, cap);
-        vw_jsonw_put(&w, "{\"id\":%s,\"v\":[%u,%f,%x]}", "pump-7", (uint64_t)1, 2.5, &ten,
+        vw_jsonw_put(&w, "{\"id\":%s,\"v\":[%u,%f,%x]}", "pump-7", (uint64_t)1, &two_and_a_half, &ten,
                      (size_t)1);
         size_t len = 0;
         vw_status_t status = vw_jsonw_finish(&w, &len);
