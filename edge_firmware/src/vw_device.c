@@ -418,28 +418,42 @@ static vw_status_t refuse(vw_device_t *dev, const char *id, const char *cmd, con
     return reply(dev, id, cmd, "refused", detail, 0);
 }
 
-vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t len)
+/*
+ * A downlink message's JSON and its identifier (@p key: "id" of a command, "job" of an
+ * OTA job), a well-formed id: else VW_ERR_JSON or VW_ERR_MESSAGE, and nothing can be
+ * answered; nor while the wall clock is unknown (VW_ERR_STATE).
+ */
+static vw_status_t open_message(const vw_device_t *dev, const uint8_t *payload, size_t len,
+                                const char *key, vw_json_doc_t *doc,
+                                char id[VW_MODEL_MAX_ID + 1], size_t *id_len)
 {
     if (dev == NULL || (payload == NULL && len != 0u) || dev->model == NULL) {
         return VW_ERR_ARG;
     }
+    vw_status_t status = vw_json_parse(doc, (const char *)payload, len, VW_JSON_DEFAULT_DEPTH);
+    if (status == VW_OK) {
+        status = vw_json_get_string(doc, key, id, VW_MODEL_MAX_ID + 1, id_len, NULL);
+    }
+    if (status == VW_OK && !vw_model_id_valid(id, *id_len)) {
+        status = VW_ERR_MESSAGE;
+    }
+    if (status == VW_OK && dev->port.time_ms(dev->port.ctx) == 0u) {
+        status = VW_ERR_STATE;
+    }
+    return status;
+}
+
+vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t len)
+{
     vw_json_doc_t doc;
     char id[VW_MODEL_MAX_ID + 1];
     size_t id_len = 0;
-    vw_status_t status = vw_json_parse(&doc, (const char *)payload, len, VW_JSON_DEFAULT_DEPTH);
-    if (status == VW_OK) {
-        status = vw_json_get_string(&doc, "id", id, sizeof id, &id_len, NULL);
-    }
-    if (status == VW_OK && !vw_model_id_valid(id, id_len)) {
-        status = VW_ERR_MESSAGE;
-    }
+    vw_status_t status = open_message(dev, payload, len, "id", &doc, id, &id_len);
     if (status != VW_OK) {
-        dev->counters.commands_unanswered++;
+        if (status != VW_ERR_ARG) {
+            dev->counters.commands_unanswered++;
+        }
         return status;
-    }
-    if (dev->port.time_ms(dev->port.ctx) == 0u) {
-        dev->counters.commands_unanswered++;
-        return VW_ERR_STATE;
     }
     int64_t t;
     if (vw_json_get_int(&doc, "t", MIN_TIME_MS, INT64_MAX, &t, NULL) != VW_OK) {
@@ -813,24 +827,12 @@ static vw_status_t finish(vw_device_t *dev)
 
 vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t len)
 {
-    if (dev == NULL || (payload == NULL && len != 0u) || dev->model == NULL) {
-        return VW_ERR_ARG;
-    }
     vw_json_doc_t doc;
     char job[VW_MODEL_MAX_ID + 1];
     size_t job_len = 0;
-    vw_status_t status = vw_json_parse(&doc, (const char *)payload, len, VW_JSON_DEFAULT_DEPTH);
-    if (status == VW_OK) {
-        status = vw_json_get_string(&doc, "job", job, sizeof job, &job_len, NULL);
-    }
-    if (status == VW_OK && !vw_model_id_valid(job, job_len)) {
-        status = VW_ERR_MESSAGE;
-    }
+    vw_status_t status = open_message(dev, payload, len, "job", &doc, job, &job_len);
     if (status != VW_OK) {
         return status;
-    }
-    if (dev->port.time_ms(dev->port.ctx) == 0u) {
-        return VW_ERR_STATE;
     }
     vw_ota_manifest_t m;
     memset(&m, 0, sizeof m);
