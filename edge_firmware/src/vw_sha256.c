@@ -2,6 +2,9 @@
  * SHA-256 as specified in FIPS 180-4 (sections 4.1.2, 4.2.2, 5.1.1, 5.3.3, 6.2).
  * Message words are read big-endian byte by byte, so the code is independent
  * of the host's byte order and of the data's alignment.
+ *
+ * Written for size rather than speed: every byte, the padding included, enters the
+ * block buffer one at a time, and a full buffer is compressed.
  */
 #include "vw_sha256.h"
 
@@ -35,12 +38,12 @@ static uint32_t vw_rotr(uint32_t x, unsigned n)
     return (x >> n) | (x << (32u - n));
 }
 
-/* One application of the compression function to a 64-byte block (FIPS 180-4 6.2.2). */
-static void vw_sha256_block(uint32_t h[8], const uint8_t block[VW_SHA256_BLOCK_BYTES])
+/* One application of the compression function to ctx->block (FIPS 180-4 6.2.2). */
+static void vw_sha256_block(vw_sha256_t *ctx)
 {
     uint32_t w[64];
     for (unsigned t = 0; t < 16; t++) {
-        const uint8_t *p = block + 4u * t;
+        const uint8_t *p = ctx->block + 4u * t;
         w[t] = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
                (uint32_t)p[3];
     }
@@ -49,6 +52,7 @@ static void vw_sha256_block(uint32_t h[8], const uint8_t block[VW_SHA256_BLOCK_B
         uint32_t s1 = vw_rotr(w[t - 2], 17) ^ vw_rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
         w[t] = s1 + w[t - 7] + s0 + w[t - 16];
     }
+    uint32_t *h = ctx->h;
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
     uint32_t e = h[4], f = h[5], g = h[6], k = h[7];
     for (unsigned t = 0; t < 64; t++) {
@@ -77,6 +81,16 @@ static void vw_sha256_block(uint32_t h[8], const uint8_t block[VW_SHA256_BLOCK_B
     h[7] += k;
 }
 
+/* Append one byte to the message block, compressing the block when it is full. */
+static void vw_sha256_byte(vw_sha256_t *ctx, uint8_t byte)
+{
+    ctx->block[ctx->block_len++] = byte;
+    if (ctx->block_len == VW_SHA256_BLOCK_BYTES) {
+        vw_sha256_block(ctx);
+        ctx->block_len = 0;
+    }
+}
+
 vw_status_t vw_sha256_init(vw_sha256_t *ctx)
 {
     /* H(0): the first 32 bits of the fractional parts of the square roots of the first 8 primes. */
@@ -85,48 +99,20 @@ vw_status_t vw_sha256_init(vw_sha256_t *ctx)
     if (ctx == NULL) {
         return VW_ERR_ARG;
     }
+    memset(ctx, 0, sizeof *ctx);
     memcpy(ctx->h, h0, sizeof h0);
-    ctx->total_bytes = 0;
-    ctx->block_len = 0;
-    memset(ctx->block, 0, sizeof ctx->block);
     return VW_OK;
 }
 
 vw_status_t vw_sha256_update(vw_sha256_t *ctx, const void *data, size_t len)
 {
-    if (ctx == NULL || (data == NULL && len != 0) || ctx->block_len >= VW_SHA256_BLOCK_BYTES) {
+    if (ctx == NULL || (data == NULL && len != 0) || ctx->block_len >= VW_SHA256_BLOCK_BYTES ||
+        (uint64_t)len > VW_SHA256_MAX_BYTES - ctx->total_bytes) {
         return VW_ERR_ARG;
     }
-    if ((uint64_t)len > VW_SHA256_MAX_BYTES - ctx->total_bytes) {
-        return VW_ERR_ARG;
-    }
-    if (len == 0) {
-        return VW_OK;
-    }
-    const uint8_t *p = data;
     ctx->total_bytes += len;
-    if (ctx->block_len != 0) {
-        size_t take = VW_SHA256_BLOCK_BYTES - ctx->block_len;
-        if (take > len) {
-            take = len;
-        }
-        memcpy(ctx->block + ctx->block_len, p, take);
-        ctx->block_len += (uint32_t)take;
-        p += take;
-        len -= take;
-        if (ctx->block_len < VW_SHA256_BLOCK_BYTES) {
-            return VW_OK;
-        }
-        vw_sha256_block(ctx->h, ctx->block);
-        ctx->block_len = 0;
-    }
-    for (; len >= VW_SHA256_BLOCK_BYTES; len -= VW_SHA256_BLOCK_BYTES) {
-        vw_sha256_block(ctx->h, p);
-        p += VW_SHA256_BLOCK_BYTES;
-    }
-    if (len != 0) {
-        memcpy(ctx->block, p, len);
-        ctx->block_len = (uint32_t)len;
+    for (const uint8_t *p = data; len > 0; len--) {
+        vw_sha256_byte(ctx, *p++);
     }
     return VW_OK;
 }
@@ -138,23 +124,15 @@ vw_status_t vw_sha256_final(vw_sha256_t *ctx, uint8_t digest[VW_SHA256_DIGEST_BY
     }
     /* Padding (5.1.1): a 1 bit, zeros up to 56 bytes mod 64, the 64-bit bit length. */
     uint64_t bits = ctx->total_bytes * 8u;
-    uint32_t n = ctx->block_len;
-    ctx->block[n++] = 0x80u;
-    if (n > VW_SHA256_BLOCK_BYTES - 8u) {
-        memset(ctx->block + n, 0, VW_SHA256_BLOCK_BYTES - n);
-        vw_sha256_block(ctx->h, ctx->block);
-        n = 0;
+    vw_sha256_byte(ctx, 0x80u);
+    while (ctx->block_len != VW_SHA256_BLOCK_BYTES - 8u) {
+        vw_sha256_byte(ctx, 0);
     }
-    memset(ctx->block + n, 0, VW_SHA256_BLOCK_BYTES - 8u - n);
-    for (unsigned i = 0; i < 8; i++) {
-        ctx->block[VW_SHA256_BLOCK_BYTES - 1u - i] = (uint8_t)(bits >> (8u * i));
+    for (unsigned i = 0; i < 8; i++, bits <<= 8) {
+        vw_sha256_byte(ctx, (uint8_t)(bits >> 56));
     }
-    vw_sha256_block(ctx->h, ctx->block);
-    for (unsigned i = 0; i < 8; i++) {
-        digest[4u * i] = (uint8_t)(ctx->h[i] >> 24);
-        digest[4u * i + 1u] = (uint8_t)(ctx->h[i] >> 16);
-        digest[4u * i + 2u] = (uint8_t)(ctx->h[i] >> 8);
-        digest[4u * i + 3u] = (uint8_t)ctx->h[i];
+    for (unsigned i = 0; i < VW_SHA256_DIGEST_BYTES; i++) {
+        digest[i] = (uint8_t)(ctx->h[i / 4u] >> (24u - 8u * (i % 4u)));
     }
     ctx->block_len = VW_SHA256_FINISHED;
     return VW_OK;
@@ -163,12 +141,7 @@ vw_status_t vw_sha256_final(vw_sha256_t *ctx, uint8_t digest[VW_SHA256_DIGEST_BY
 vw_status_t vw_sha256(const void *data, size_t len, uint8_t digest[VW_SHA256_DIGEST_BYTES])
 {
     vw_sha256_t ctx;
-    vw_status_t status = vw_sha256_init(&ctx);
-    if (status == VW_OK) {
-        status = vw_sha256_update(&ctx, data, len);
-    }
-    if (status == VW_OK) {
-        status = vw_sha256_final(&ctx, digest);
-    }
-    return status;
+    (void)vw_sha256_init(&ctx); /* cannot fail: ctx is not NULL */
+    vw_status_t status = vw_sha256_update(&ctx, data, len);
+    return status == VW_OK ? vw_sha256_final(&ctx, digest) : status;
 }
