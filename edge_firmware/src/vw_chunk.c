@@ -16,7 +16,8 @@
 #define AT_OFFSET 8u
 #define AT_LENGTH 12u
 
-static uint32_t get32(const uint8_t *p)
+/* Always inlined: where unaligned loads are allowed (Cortex-M4) it is one instruction. */
+static inline __attribute__((always_inline)) uint32_t get32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
            ((uint32_t)p[3] << 24);
