@@ -3,45 +3,35 @@
  * docs/ota-slots.md).
  *
  * Every byte read from storage is untrusted: a metadata record is used only
- * after its CRC and every field's range have been checked, bitmap bits only
- * for chunk indices below the manifest's chunk count, and blobs only through
- * vw_model_parse.
+ * if it is exactly the record this code writes for the state it describes
+ * (which covers its magic, sizes, CRC and unused bytes) and every field is in
+ * range, bitmap bits only for chunk indices below the manifest's chunk count,
+ * and blobs only through vw_model_parse.
  */
 #include "vw_ota.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "vw_crc32.h"
 #include "vw_engine.h"
 
-#define META_MAGIC "VWOT"
-#define META_FORMAT 1u
 #define META_CRC_AT (VW_OTA_META_BYTES - 4u)
-#define META_SLOT_AT 20u     /* two slot entries of META_SLOT_BYTES */
-#define META_SLOT_BYTES 44u
-#define META_DOWNLOAD_AT 108u /* download manifest: 48 bytes, then the id (64) */
+#define META_ID_LEN_AT 121u /* download: the id's length, then its bytes (64) at META_ID_AT */
+#define META_ID_AT 156u
 #define IO_PIECE 256u         /* bytes per storage access when hashing, clearing, scanning */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
-    put16(p, (uint16_t)v);
-    put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
+    for (unsigned i = 0; i < 4u; i++) {
+        p[i] = (uint8_t)(v >> (8u * i));
+    }
 }
 
 static uint32_t get32(const uint8_t *p)
 {
-    return (uint32_t)get16(p) | ((uint32_t)get16(p + 2) << 16);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
 }
 
 static uint32_t min32(uint32_t a, uint32_t b)
@@ -152,95 +142,106 @@ vw_status_t vw_ota_signed_text(const vw_ota_manifest_t *manifest, char *text, si
 
 /* ---- metadata records --------------------------------------------------- */
 
+/* Magic "VWOT", format version 1, record size 256 (u16 little-endian each). */
+static const uint8_t meta_header[8] = {'V', 'W', 'O', 'T', 1, 0,
+                                       VW_OTA_META_BYTES & 0xffu, VW_OTA_META_BYTES >> 8};
+
+/*
+ * Where the fields of vw_ota_meta_t are in a record (docs/ota-slots.md): a field of
+ * 4 bytes is a uint32_t, little-endian in the record; any other is bytes as they are.
+ * The download's id and its length are written apart (encode_meta).
+ */
+typedef struct {
+    uint8_t at_meta, at_record, bytes;
+} meta_field_t;
+
+#define FIELD(member, at_record, bytes) {offsetof(vw_ota_meta_t, member), at_record, bytes}
+#define SLOT_FIELDS(i, at)                                                                   \
+    FIELD(slot[i].state, at, 1), FIELD(slot[i].version, (at) + 4u, 4),                      \
+        FIELD(slot[i].size, (at) + 8u, 4), FIELD(slot[i].sha256, (at) + 12u, 32)
+
+static const meta_field_t meta_fields[] = {
+    FIELD(seq, 8, 4),
+    FIELD(active, 12, 1),
+    FIELD(trial, 13, 1),
+    FIELD(downloading, 14, 1),
+    FIELD(last_event, 15, 1),
+    FIELD(last_status, 16, 1),
+    SLOT_FIELDS(0, 20),
+    SLOT_FIELDS(1, 64),
+    FIELD(download.model_version, 108, 4),
+    FIELD(download.size, 112, 4),
+    FIELD(download.chunk_size, 116, 4),
+    FIELD(download.rollback, 120, 1),
+    FIELD(download.sha256, 124, 32),
+};
+
+_Static_assert(sizeof(vw_ota_meta_t) <= UINT8_MAX, "field offsets are stored in a uint8_t");
+
+/* The record of @p m (whose download fields are zero unless it is downloading). */
 static void encode_meta(const vw_ota_meta_t *m, uint8_t rec[VW_OTA_META_BYTES])
 {
     memset(rec, 0, VW_OTA_META_BYTES);
-    memcpy(rec, META_MAGIC, 4);
-    put16(rec + 4, META_FORMAT);
-    put16(rec + 6, VW_OTA_META_BYTES);
-    put32(rec + 8, m->seq);
-    rec[12] = m->active;
-    rec[13] = m->trial;
-    rec[14] = m->downloading;
-    rec[15] = m->last_event;
-    rec[16] = m->last_status;
-    for (unsigned i = 0; i < 2; i++) {
-        uint8_t *p = rec + META_SLOT_AT + META_SLOT_BYTES * i;
-        p[0] = m->slot[i].state;
-        put32(p + 4, m->slot[i].version);
-        put32(p + 8, m->slot[i].size);
-        memcpy(p + 12, m->slot[i].sha256, VW_SHA256_DIGEST_BYTES);
+    memcpy(rec, meta_header, sizeof meta_header);
+    for (size_t i = 0; i < sizeof meta_fields / sizeof meta_fields[0]; i++) {
+        const meta_field_t *f = &meta_fields[i];
+        const uint8_t *from = (const uint8_t *)m + f->at_meta;
+        if (f->bytes == 4u) {
+            uint32_t v;
+            memcpy(&v, from, sizeof v);
+            put32(rec + f->at_record, v);
+        } else {
+            memcpy(rec + f->at_record, from, f->bytes);
+        }
     }
-    if (m->downloading) {
-        const vw_ota_manifest_t *d = &m->download;
-        uint8_t *p = rec + META_DOWNLOAD_AT;
-        size_t id_len = id_length(d->model_id, sizeof d->model_id);
-        put32(p, d->model_version);
-        put32(p + 4, d->size);
-        put32(p + 8, d->chunk_size);
-        p[12] = d->rollback;
-        p[13] = (uint8_t)id_len;
-        memcpy(p + 16, d->sha256, VW_SHA256_DIGEST_BYTES);
-        memcpy(p + 48, d->model_id, id_len);
-    }
+    size_t id_len = strlen(m->download.model_id);
+    rec[META_ID_LEN_AT] = (uint8_t)id_len;
+    memcpy(rec + META_ID_AT, m->download.model_id, id_len);
     put32(rec + META_CRC_AT, vw_crc32_update(0, rec, META_CRC_AT));
 }
 
-/* 1 if @p rec is an intact record whose every field is in range for @p cfg. */
+/* 1 if @p rec is the record of a state (into @p m) whose every field is in range for @p cfg. */
 static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config_t *cfg,
                        vw_ota_meta_t *m)
 {
+    uint8_t again[VW_OTA_META_BYTES];
     memset(m, 0, sizeof *m);
-    if (memcmp(rec, META_MAGIC, 4) != 0 || get16(rec + 4) != META_FORMAT ||
-        get16(rec + 6) != VW_OTA_META_BYTES ||
-        get32(rec + META_CRC_AT) != vw_crc32_update(0, rec, META_CRC_AT)) {
+    for (size_t i = 0; i < sizeof meta_fields / sizeof meta_fields[0]; i++) {
+        const meta_field_t *f = &meta_fields[i];
+        uint8_t *to = (uint8_t *)m + f->at_meta;
+        if (f->bytes == 4u) {
+            uint32_t v = get32(rec + f->at_record);
+            memcpy(to, &v, sizeof v);
+        } else {
+            memcpy(to, rec + f->at_record, f->bytes);
+        }
+    }
+    memcpy(m->download.model_id, rec + META_ID_AT, VW_MODEL_MAX_ID);
+    if (!m->downloading) {
+        memset(&m->download, 0, sizeof m->download);
+    }
+    /* Written back, the fields must give the same bytes: the magic, sizes and CRC are
+     * right, unused bytes are zero, the id's length is its length. */
+    encode_meta(m, again);
+    if (memcmp(rec, again, VW_OTA_META_BYTES) != 0) {
         return 0;
     }
-    m->seq = get32(rec + 8);
-    m->active = rec[12];
-    m->trial = rec[13];
-    m->downloading = rec[14];
-    m->last_event = rec[15];
-    m->last_status = rec[16];
-    if (m->active > 1u || m->trial > 1u || m->downloading > 1u ||
-        m->last_event > VW_OTA_EVENT_ROLLED_BACK || (m->trial && m->downloading)) {
+    /* trial + downloading > 1: either is above 1, or both are set */
+    if (m->active > 1u || m->trial + m->downloading > 1 ||
+        m->last_event > VW_OTA_EVENT_ROLLED_BACK) {
         return 0;
     }
     for (unsigned i = 0; i < 2; i++) {
-        const uint8_t *p = rec + META_SLOT_AT + META_SLOT_BYTES * i;
-        vw_ota_slot_info_t *s = &m->slot[i];
-        s->state = p[0];
-        s->version = get32(p + 4);
-        s->size = get32(p + 8);
-        memcpy(s->sha256, p + 12, VW_SHA256_DIGEST_BYTES);
+        const vw_ota_slot_info_t *s = &m->slot[i];
         if (s->state > VW_OTA_SLOT_INVALID || s->size > cfg->slot_bytes ||
-            (s->state == VW_OTA_SLOT_VALID && s->size == 0)) {
+            (s->state == VW_OTA_SLOT_VALID && s->size == 0) ||
+            (m->trial && s->state != VW_OTA_SLOT_VALID)) {
             return 0;
         }
     }
-    if (m->trial && (m->slot[0].state != VW_OTA_SLOT_VALID ||
-                     m->slot[1].state != VW_OTA_SLOT_VALID)) {
-        return 0;
-    }
-    if (m->downloading) {
-        const uint8_t *p = rec + META_DOWNLOAD_AT;
-        vw_ota_manifest_t *d = &m->download;
-        uint8_t id_len = p[13];
-        d->model_version = get32(p);
-        d->size = get32(p + 4);
-        d->chunk_size = get32(p + 8);
-        d->rollback = p[12];
-        memcpy(d->sha256, p + 16, VW_SHA256_DIGEST_BYTES);
-        if (id_len > VW_MODEL_MAX_ID) {
-            return 0;
-        }
-        memcpy(d->model_id, p + 48, id_len);
-        if (check_manifest(d) != VW_OK || id_length(d->model_id, sizeof d->model_id) != id_len ||
-            d->size > cfg->slot_bytes || m->slot[1u - m->active].state != VW_OTA_SLOT_EMPTY) {
-            return 0;
-        }
-    }
-    return 1;
+    return !m->downloading || (check_manifest(&m->download) == VW_OK &&
+                               m->download.size <= cfg->slot_bytes &&
+                               m->slot[1u - m->active].state == VW_OTA_SLOT_EMPTY);
 }
 
 /* Persist @p next as the newest record, in the area that does not hold the current one. */
@@ -260,28 +261,24 @@ static vw_status_t write_meta(vw_ota_t *o, vw_ota_meta_t *next)
     return VW_OK;
 }
 
-/* Load the newest valid record, if any. */
+/* Load the newest valid record, if any (have_meta stays 0 otherwise). */
 static vw_status_t read_meta(vw_ota_t *o)
 {
     uint8_t rec[VW_OTA_META_BYTES];
-    vw_ota_meta_t m[2];
-    int ok[2];
-    for (unsigned i = 0; i < 2; i++) {
+    vw_ota_meta_t m;
+    for (uint8_t i = 0; i < 2u; i++) {
         vw_status_t st = rd(o, o->layout.meta[i], rec, VW_OTA_META_BYTES);
         if (st != VW_OK) {
             return st;
         }
-        ok[i] = decode_meta(rec, &o->config, &m[i]);
+        /* Sequence numbers compare modulo 2^32, so they may wrap. */
+        if (decode_meta(rec, &o->config, &m) &&
+            (!o->have_meta || (int32_t)(m.seq - o->meta.seq) > 0)) {
+            o->meta = m;
+            o->meta_index = i;
+            o->have_meta = 1;
+        }
     }
-    if (!ok[0] && !ok[1]) {
-        o->have_meta = 0;
-        return VW_OK;
-    }
-    /* Sequence numbers compare modulo 2^32, so they may wrap. */
-    unsigned newest = !ok[0] || (ok[1] && (int32_t)(m[1].seq - m[0].seq) > 0) ? 1u : 0u;
-    o->meta = m[newest];
-    o->meta_index = (uint8_t)newest;
-    o->have_meta = 1;
     return VW_OK;
 }
 
