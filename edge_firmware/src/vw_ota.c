@@ -19,7 +19,7 @@
 #define META_CRC_AT (VW_OTA_META_BYTES - 4u)
 #define META_ID_LEN_AT 121u /* download: the id's length, then its bytes (64) at META_ID_AT */
 #define META_ID_AT 156u
-#define IO_PIECE 256u         /* bytes per storage access when hashing, clearing, scanning */
+#define IO_PIECE 256u /* bytes per storage access when hashing, clearing, scanning */
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -54,21 +54,16 @@ static vw_status_t wr(const vw_ota_t *o, uint32_t addr, const void *data, uint32
 /* Length of a well-formed model id in @p id (NUL within @p cap), or 0. */
 static size_t id_length(const char *id, size_t cap)
 {
-    size_t n = 0;
-    while (n < cap && id[n] != '\0') {
-        n++;
-    }
-    return (n < cap && vw_model_id_valid(id, n)) ? n : 0;
+    const char *end = memchr(id, '\0', cap);
+    return end != NULL && vw_model_id_valid(id, (size_t)(end - id)) ? (size_t)(end - id) : 0u;
 }
 
-static vw_status_t check_manifest(const vw_ota_manifest_t *m)
+/* A well-formed manifest of a blob of at most @p max_size bytes. */
+static int manifest_ok(const vw_ota_manifest_t *m, uint32_t max_size)
 {
-    if (id_length(m->model_id, sizeof m->model_id) == 0 || m->rollback > 1u || m->size == 0 ||
-        m->size > VW_MODEL_MAX_BYTES || m->chunk_size < VW_OTA_MIN_CHUNK ||
-        m->chunk_size > VW_OTA_MAX_CHUNK) {
-        return VW_ERR_ARG;
-    }
-    return VW_OK;
+    return id_length(m->model_id, sizeof m->model_id) != 0 && m->rollback <= 1u &&
+           m->size != 0 && m->size <= max_size && m->chunk_size >= VW_OTA_MIN_CHUNK &&
+           m->chunk_size <= VW_OTA_MAX_CHUNK;
 }
 
 static int same_manifest(const vw_ota_manifest_t *a, const vw_ota_manifest_t *b)
@@ -80,63 +75,63 @@ static int same_manifest(const vw_ota_manifest_t *a, const vw_ota_manifest_t *b)
 
 static uint32_t chunk_count(const vw_ota_manifest_t *m)
 {
-    return m->size / m->chunk_size + (m->size % m->chunk_size != 0u);
+    return (m->size + m->chunk_size - 1u) / m->chunk_size; /* no overflow: size <= 16 MiB */
 }
 
-/* Appends to a bounded text; remembers overflow instead of writing past the end. */
-typedef struct {
-    char *text;
-    size_t cap, len;
-    int overflow;
-} text_t;
-
-static void append(text_t *t, const char *s, size_t n)
+static char *put_text(char *p, const char *s, size_t n)
 {
-    if (n > t->cap - t->len) {
-        t->overflow = 1;
-        return;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* @p v in @p base (lowercase digits), at least @p width digits. Returns the end. */
+static char *put_number(char *p, uint32_t v, uint32_t base, unsigned width)
+{
+    unsigned n = 1;
+    for (uint32_t rest = v / base; rest != 0; rest /= base) {
+        n++;
     }
-    memcpy(t->text + t->len, s, n);
-    t->len += n;
+    n = n < width ? width : n;
+    for (char *q = p + n; q > p; v /= base) {
+        *--q = "0123456789abcdef"[v % base];
+    }
+    return p + n;
 }
 
-static void append_u32_line(text_t *t, uint32_t v)
+/* The signed text of a well-formed manifest (at most VW_OTA_SIGNED_TEXT_MAX bytes); its length. */
+static size_t signed_text(const vw_ota_manifest_t *m, char *text)
 {
-    char digits[11];
-    size_t n = sizeof digits;
-    digits[--n] = '\n';
-    do {
-        digits[--n] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0);
-    append(t, digits + n, sizeof digits - n);
+    char *p = put_text(text, "vw-model-v1\n", 12);
+    p = put_text(p, m->model_id, strlen(m->model_id));
+    *p++ = '\n';
+    p = put_number(p, m->model_version, 10, 1);
+    *p++ = '\n';
+    p = put_number(p, m->size, 10, 1);
+    *p++ = '\n';
+    for (size_t i = 0; i < VW_SHA256_DIGEST_BYTES; i++) {
+        p = put_number(p, m->sha256[i], 16, 2);
+    }
+    *p++ = '\n';
+    if (m->rollback) {
+        p = put_text(p, "rollback\n", 9);
+    }
+    return (size_t)(p - text);
 }
 
 vw_status_t vw_ota_signed_text(const vw_ota_manifest_t *manifest, char *text, size_t capacity,
                                size_t *text_len)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (manifest == NULL || text == NULL || text_len == NULL || check_manifest(manifest) != VW_OK) {
+    char buf[VW_OTA_SIGNED_TEXT_MAX];
+    if (manifest == NULL || text == NULL || text_len == NULL ||
+        !manifest_ok(manifest, VW_MODEL_MAX_BYTES)) {
         return VW_ERR_ARG;
     }
-    text_t t = {text, capacity, 0, 0};
-    append(&t, "vw-model-v1\n", 12);
-    append(&t, manifest->model_id, id_length(manifest->model_id, sizeof manifest->model_id));
-    append(&t, "\n", 1);
-    append_u32_line(&t, manifest->model_version);
-    append_u32_line(&t, manifest->size);
-    for (size_t i = 0; i < VW_SHA256_DIGEST_BYTES; i++) {
-        char pair[2] = {hex[manifest->sha256[i] >> 4], hex[manifest->sha256[i] & 15u]};
-        append(&t, pair, 2);
-    }
-    append(&t, "\n", 1);
-    if (manifest->rollback) {
-        append(&t, "rollback\n", 9);
-    }
-    if (t.overflow) {
+    size_t n = signed_text(manifest, buf);
+    if (n > capacity) {
         return VW_ERR_BUFFER;
     }
-    *text_len = t.len;
+    memcpy(text, buf, n);
+    *text_len = n;
     return VW_OK;
 }
 
@@ -239,8 +234,7 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
             return 0;
         }
     }
-    return !m->downloading || (check_manifest(&m->download) == VW_OK &&
-                               m->download.size <= cfg->slot_bytes &&
+    return !m->downloading || (manifest_ok(&m->download, cfg->slot_bytes) &&
                                m->slot[1u - m->active].state == VW_OTA_SLOT_EMPTY);
 }
 
@@ -286,8 +280,9 @@ static vw_status_t read_meta(vw_ota_t *o)
 
 static vw_status_t bitmap_clear(const vw_ota_t *o, uint32_t chunks)
 {
-    static const uint8_t zero[IO_PIECE] = {0};
-    uint32_t bytes = chunks / 8u + (chunks % 8u != 0u);
+    uint8_t zero[IO_PIECE];
+    uint32_t bytes = (chunks + 7u) / 8u;
+    memset(zero, 0, sizeof zero);
     for (uint32_t at = 0; at < bytes; at += IO_PIECE) {
         vw_status_t st = wr(o, o->layout.bitmap + at, zero, min32(IO_PIECE, bytes - at));
         if (st != VW_OK) {
@@ -298,32 +293,33 @@ static vw_status_t bitmap_clear(const vw_ota_t *o, uint32_t chunks)
 }
 
 /*
- * Scan the bits of chunks from..n-1: *missing is the first clear one (n if none);
- * with @p count_all the scan goes to the end and *marked counts the set bits.
+ * Scan the bits of chunks from..n-1 of the download: *missing is the first clear one
+ * (n if none); with @p count_all the scan goes to the end and *marked counts the set bits.
  */
-static vw_status_t bitmap_scan(const vw_ota_t *o, uint32_t from, int count_all, uint32_t *missing,
-                               uint32_t *marked)
+static vw_status_t bitmap_scan(const vw_ota_t *o, uint32_t from, int count_all,
+                               uint32_t *missing, uint32_t *marked)
 {
-    uint32_t n = chunk_count(&o->meta.download);
     uint8_t buf[IO_PIECE];
+    uint32_t n = chunk_count(&o->meta.download);
+    uint32_t base = 0, len = 0; /* buf holds bitmap bytes base..base+len-1 */
     *missing = n;
     *marked = 0;
-    uint32_t i = from;
-    while (i < n) {
+    for (uint32_t i = from; i < n; i++) {
         uint32_t byte = i / 8u;
-        uint32_t len = min32(IO_PIECE, (n - 1u) / 8u + 1u - byte);
-        vw_status_t st = rd(o, o->layout.bitmap + byte, buf, len);
-        if (st != VW_OK) {
-            return st;
+        if (byte - base >= len) {
+            base = byte;
+            len = min32(IO_PIECE, (n + 7u) / 8u - byte);
+            vw_status_t st = rd(o, o->layout.bitmap + base, buf, len);
+            if (st != VW_OK) {
+                return st;
+            }
         }
-        for (; i < n && i / 8u < byte + len; i++) {
-            if ((buf[i / 8u - byte] >> (i % 8u)) & 1u) {
-                (*marked)++;
-            } else if (*missing == n) {
-                *missing = i;
-                if (!count_all) {
-                    return VW_OK;
-                }
+        if ((buf[byte - base] >> (i % 8u)) & 1u) {
+            (*marked)++;
+        } else if (*missing == n) {
+            *missing = i;
+            if (!count_all) {
+                break;
             }
         }
     }

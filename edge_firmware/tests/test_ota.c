@@ -134,6 +134,15 @@ static void test_layout_and_text(void)
     VW_CHECK_EQ(vw_ota_signed_text(&m, text, sizeof text, &len), VW_OK);
     VW_CHECK(len == strlen(want) + 9 && memcmp(text + len - 9, "rollback\n", 9) == 0);
     VW_CHECK_EQ(vw_ota_signed_text(&m, text, 20, &len), VW_ERR_BUFFER);
+    VW_CHECK_EQ(vw_ota_signed_text(&m, text, strlen(want) + 8, &len), VW_ERR_BUFFER);
+    VW_CHECK_EQ(vw_ota_signed_text(&m, text, strlen(want) + 9, &len), VW_OK);
+    m.rollback = 0;
+    m.model_version = 0;
+    m.size = 1;
+    const char *zero = "vw-model-v1\npump-7\n0\n1\nab00000000000000000000000000000000000000"
+                       "00000000000000000000000f\n";
+    VW_CHECK_EQ(vw_ota_signed_text(&m, text, sizeof text, &len), VW_OK);
+    VW_CHECK(len == strlen(zero) && memcmp(text, zero, len) == 0);
     /* The longest manifest fits VW_OTA_SIGNED_TEXT_MAX. */
     memset(m.model_id, 'x', VW_MODEL_MAX_ID);
     m.model_version = UINT32_MAX;
