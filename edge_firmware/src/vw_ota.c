@@ -21,6 +21,9 @@
 #define META_ID_AT 156u
 #define IO_PIECE 256u /* bytes per storage access when hashing, clearing, scanning */
 
+/* The calls' states, as a mask for check_call(). */
+#define IN(state) (1u << (state))
+
 static void put32(uint8_t *p, uint32_t v)
 {
     for (unsigned i = 0; i < 4u; i++) {
@@ -47,6 +50,18 @@ static vw_status_t rd(const vw_ota_t *o, uint32_t addr, void *buf, uint32_t len)
 static vw_status_t wr(const vw_ota_t *o, uint32_t addr, const void *data, uint32_t len)
 {
     return o->port.storage_write(o->port.ctx, addr, data, len) == VW_OK ? VW_OK : VW_ERR_STORAGE;
+}
+
+/*
+ * The preamble of the calls: VW_ERR_ARG for a NULL @p o or when @p args_ok is 0,
+ * VW_ERR_STATE unless vw_ota_init succeeded and the state is one of @p states.
+ */
+static vw_status_t check_call(const vw_ota_t *o, int args_ok, unsigned states)
+{
+    if (o == NULL || !args_ok) {
+        return VW_ERR_ARG;
+    }
+    return o->ready && ((states >> o->state) & 1u) ? VW_OK : VW_ERR_STATE;
 }
 
 /* ---- manifests ---------------------------------------------------------- */
@@ -137,6 +152,13 @@ vw_status_t vw_ota_signed_text(const vw_ota_manifest_t *manifest, char *text, si
 
 /* ---- metadata records --------------------------------------------------- */
 
+/* No download in progress. */
+static void end_download(vw_ota_meta_t *m)
+{
+    m->downloading = 0;
+    memset(&m->download, 0, sizeof m->download);
+}
+
 /* Magic "VWOT", format version 1, record size 256 (u16 little-endian each). */
 static const uint8_t meta_header[8] = {'V', 'W', 'O', 'T', 1, 0,
                                        VW_OTA_META_BYTES & 0xffu, VW_OTA_META_BYTES >> 8};
@@ -213,7 +235,7 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
     }
     memcpy(m->download.model_id, rec + META_ID_AT, VW_MODEL_MAX_ID);
     if (!m->downloading) {
-        memset(&m->download, 0, sizeof m->download);
+        end_download(m);
     }
     /* Written back, the fields must give the same bytes: the magic, sizes and CRC are
      * right, unused bytes are zero, the id's length is its length. */
@@ -238,21 +260,22 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
                                m->slot[1u - m->active].state == VW_OTA_SLOT_EMPTY);
 }
 
-/* Persist @p next as the newest record, in the area that does not hold the current one. */
-static vw_status_t write_meta(vw_ota_t *o, vw_ota_meta_t *next)
+/* Persist @p next as the newest record (in the area that does not hold the current one),
+ * then enter @p state. */
+static vw_status_t write_meta(vw_ota_t *o, vw_ota_meta_t *next, uint8_t state)
 {
     uint8_t rec[VW_OTA_META_BYTES];
     uint8_t index = o->have_meta ? (uint8_t)(o->meta_index ^ 1u) : 0u;
     next->seq = o->have_meta ? o->meta.seq + 1u : 1u;
     encode_meta(next, rec);
     vw_status_t st = wr(o, o->layout.meta[index], rec, VW_OTA_META_BYTES);
-    if (st != VW_OK) {
-        return st;
+    if (st == VW_OK) {
+        o->meta = *next;
+        o->meta_index = index;
+        o->have_meta = 1;
+        o->state = state;
     }
-    o->meta = *next;
-    o->meta_index = index;
-    o->have_meta = 1;
-    return VW_OK;
+    return st;
 }
 
 /* Load the newest valid record, if any (have_meta stays 0 otherwise). */
@@ -344,37 +367,32 @@ static vw_status_t hash_slot(const vw_ota_t *o, unsigned slot, uint32_t size,
     return st == VW_OK ? vw_sha256_final(&sha, digest) : st;
 }
 
-/* Parse the @p size bytes of @p slot in place into models[slot]. */
-static vw_status_t parse_slot(vw_ota_t *o, unsigned slot, uint32_t size)
+/*
+ * Parse the @p size bytes of @p slot in place into models[slot]; it must be a whole
+ * blob, of @p version and @p id unless they are NULL, and fit the device.
+ */
+static vw_status_t parse_slot(vw_ota_t *o, unsigned slot, uint32_t size, const uint32_t *version,
+                              const char *id)
 {
+    const vw_ota_config_t *cfg = &o->config;
+    const vw_model_t *m = &o->models[slot];
     const uint8_t *blob = o->port.storage_map(o->port.ctx, o->layout.slot[slot], size);
     if (blob == NULL) {
         return VW_ERR_STORAGE;
     }
     vw_status_t st = vw_model_parse(&o->models[slot], blob, size);
-    if (st == VW_OK && o->models[slot].blob_bytes != size) {
-        st = VW_ERR_FORMAT; /* bytes after the blob's own end */
+    if (st != VW_OK) {
+        return st;
     }
-    return st;
-}
-
-static vw_status_t fits_device(const vw_ota_config_t *cfg, const vw_model_t *m)
-{
+    if (m->blob_bytes != size || (version != NULL && m->version != *version) ||
+        (id != NULL && strcmp(m->id, id) != 0)) {
+        return VW_ERR_FORMAT; /* bytes after the blob's own end, or not the model expected */
+    }
     if (m->spec.sample_rate_hz != cfg->sample_rate_hz || m->spec.window > cfg->max_window ||
         vw_engine_required_bytes(m) > cfg->engine_work_bytes) {
         return VW_ERR_SPEC;
     }
     return VW_OK;
-}
-
-static vw_status_t run_golden(const vw_ota_t *o, const vw_model_t *m)
-{
-    vw_engine_t engine;
-    if (m->golden_count == 0) {
-        return VW_ERR_GOLDEN; /* a model that proves nothing is not activated */
-    }
-    vw_status_t st = vw_engine_init(&engine, m, o->config.engine_work, o->config.engine_work_bytes);
-    return st == VW_OK ? vw_engine_check_golden(&engine) : st;
 }
 
 /*
@@ -385,6 +403,8 @@ static vw_status_t verify_slot(vw_ota_t *o, unsigned slot, uint32_t size,
                                const vw_ota_manifest_t *manifest,
                                uint8_t sha[VW_SHA256_DIGEST_BYTES])
 {
+    const vw_model_t *m = &o->models[slot];
+    vw_engine_t engine;
     vw_status_t st = hash_slot(o, slot, size, sha);
     if (st != VW_OK) {
         return st;
@@ -392,17 +412,15 @@ static vw_status_t verify_slot(vw_ota_t *o, unsigned slot, uint32_t size,
     if (manifest != NULL && memcmp(sha, manifest->sha256, VW_SHA256_DIGEST_BYTES) != 0) {
         return VW_ERR_HASH;
     }
-    st = parse_slot(o, slot, size);
-    if (st != VW_OK) {
-        return st;
+    st = parse_slot(o, slot, size, manifest != NULL ? &manifest->model_version : NULL,
+                    manifest != NULL ? manifest->model_id : NULL);
+    if (st == VW_OK && m->golden_count == 0) {
+        st = VW_ERR_GOLDEN; /* a model that proves nothing is not activated */
     }
-    const vw_model_t *m = &o->models[slot];
-    if (manifest != NULL &&
-        (strcmp(m->id, manifest->model_id) != 0 || m->version != manifest->model_version)) {
-        return VW_ERR_FORMAT;
+    if (st == VW_OK) {
+        st = vw_engine_init(&engine, m, o->config.engine_work, o->config.engine_work_bytes);
     }
-    st = fits_device(&o->config, m);
-    return st == VW_OK ? run_golden(o, m) : st;
+    return st == VW_OK ? vw_engine_check_golden(&engine) : st;
 }
 
 /* Can @p slot be booted: marked valid, parses, matches its record, fits the device. */
@@ -412,17 +430,26 @@ static vw_status_t load_slot(vw_ota_t *o, unsigned slot)
     if (s->state != VW_OTA_SLOT_VALID) {
         return VW_ERR_NO_MODEL;
     }
-    vw_status_t st = parse_slot(o, slot, s->size);
-    if (st != VW_OK) {
-        return st;
-    }
-    if (o->models[slot].version != s->version) {
-        return VW_ERR_FORMAT;
-    }
-    return fits_device(&o->config, &o->models[slot]);
+    return parse_slot(o, slot, s->size, &s->version, NULL);
+}
+
+/* Back to the other slot: the slot left is marked invalid, the last event is ROLLED_BACK. */
+static void fall_back(vw_ota_meta_t *next)
+{
+    next->slot[next->active].state = VW_OTA_SLOT_INVALID;
+    next->active ^= 1u;
+    next->trial = 0;
+    next->last_event = VW_OTA_EVENT_ROLLED_BACK;
+    end_download(next);
 }
 
 /* ---- the public calls --------------------------------------------------- */
+
+/* @p v rounded up to a multiple of VW_OTA_SLOT_ALIGN. */
+static uint32_t round_up(uint32_t v)
+{
+    return (v + VW_OTA_SLOT_ALIGN - 1u) / VW_OTA_SLOT_ALIGN * VW_OTA_SLOT_ALIGN;
+}
 
 vw_status_t vw_ota_layout(const vw_ota_config_t *config, vw_ota_layout_t *layout)
 {
@@ -431,84 +458,60 @@ vw_status_t vw_ota_layout(const vw_ota_config_t *config, vw_ota_layout_t *layout
         config->slot_bytes > VW_MODEL_MAX_BYTES) {
         return VW_ERR_ARG;
     }
-    uint32_t chunks = (config->slot_bytes - 1u) / VW_OTA_MIN_CHUNK + 1u;
-    uint32_t bitmap_bytes = (chunks - 1u) / 8u + 1u;
-    uint32_t slot_stride = (config->slot_bytes + VW_OTA_SLOT_ALIGN - 1u) / VW_OTA_SLOT_ALIGN *
-                           VW_OTA_SLOT_ALIGN;
-    uint32_t header = 2u * VW_OTA_META_BYTES + bitmap_bytes;
-    uint32_t slot0 = (header + VW_OTA_SLOT_ALIGN - 1u) / VW_OTA_SLOT_ALIGN * VW_OTA_SLOT_ALIGN;
-    uint64_t end = (uint64_t)config->storage_base + slot0 + slot_stride + config->slot_bytes;
-    if (end > UINT32_MAX) {
+    uint32_t base = config->storage_base;
+    uint32_t chunks = (config->slot_bytes + VW_OTA_MIN_CHUNK - 1u) / VW_OTA_MIN_CHUNK;
+    uint32_t bitmap_bytes = (chunks + 7u) / 8u;
+    uint32_t slot0 = round_up(2u * VW_OTA_META_BYTES + bitmap_bytes);
+    uint32_t slot1 = slot0 + round_up(config->slot_bytes);
+    if (slot1 + config->slot_bytes > UINT32_MAX - base) {
         return VW_ERR_ARG;
     }
-    layout->meta[0] = config->storage_base;
-    layout->meta[1] = config->storage_base + VW_OTA_META_BYTES;
-    layout->bitmap = config->storage_base + 2u * VW_OTA_META_BYTES;
+    layout->meta[0] = base;
+    layout->meta[1] = base + VW_OTA_META_BYTES;
+    layout->bitmap = base + 2u * VW_OTA_META_BYTES;
     layout->bitmap_bytes = bitmap_bytes;
-    layout->slot[0] = config->storage_base + slot0;
-    layout->slot[1] = layout->slot[0] + slot_stride;
-    layout->end = (uint32_t)end;
+    layout->slot[0] = base + slot0;
+    layout->slot[1] = base + slot1;
+    layout->end = base + slot1 + config->slot_bytes;
     return VW_OK;
 }
 
 /* The boot procedure of vw_ota_init, on a struct holding the port and config. */
-static vw_status_t boot(vw_ota_t *ota)
+static vw_status_t boot(vw_ota_t *o)
 {
-    vw_status_t st = read_meta(ota);
+    vw_status_t st = read_meta(o);
+    if (st != VW_OK || !o->have_meta) {
+        return st != VW_OK ? st : VW_ERR_NO_MODEL;
+    }
+    vw_ota_meta_t next = o->meta;
+    /* A trial not confirmed before this boot gives way to the previous slot. */
+    unsigned chosen = next.active ^ next.trial;
+    st = load_slot(o, chosen);
+    if (st != VW_OK && st != VW_ERR_STORAGE) {
+        next.slot[chosen].state = VW_OTA_SLOT_INVALID; /* the active slot, or a valid fallback */
+        chosen ^= 1u;
+        st = load_slot(o, chosen);
+        st = st == VW_OK || st == VW_ERR_STORAGE ? st : VW_ERR_NO_MODEL;
+    }
     if (st != VW_OK) {
         return st;
     }
-    if (!ota->have_meta) {
-        return VW_ERR_NO_MODEL;
+    if (chosen != next.active) {
+        fall_back(&next);
     }
-
-    /* A trial not confirmed before this boot gives way to the previous slot. */
-    const vw_ota_meta_t *cur = &ota->meta;
-    unsigned preferred = cur->trial ? 1u - cur->active : cur->active;
-    unsigned chosen = preferred;
-    vw_ota_meta_t next = *cur;
-    st = load_slot(ota, preferred);
-    if (st != VW_OK) {
-        if (st == VW_ERR_STORAGE) {
-            return st;
-        }
-        if (next.slot[preferred].state == VW_OTA_SLOT_VALID) {
-            next.slot[preferred].state = VW_OTA_SLOT_INVALID;
-        }
-        chosen = 1u - preferred;
-        st = load_slot(ota, chosen);
-        if (st != VW_OK) {
-            return st == VW_ERR_STORAGE ? st : VW_ERR_NO_MODEL;
-        }
-    }
-    if (chosen != cur->active) {
-        if (cur->trial) {
-            next.slot[cur->active].state = VW_OTA_SLOT_INVALID;
-        }
-        next.active = (uint8_t)chosen;
-        next.downloading = 0;
-        memset(&next.download, 0, sizeof next.download);
-        next.last_event = VW_OTA_EVENT_ROLLED_BACK;
-    }
-    next.trial = 0;
-    if (memcmp(next.slot, cur->slot, sizeof next.slot) != 0 || next.active != cur->active ||
-        next.trial != cur->trial || next.downloading != cur->downloading) {
-        st = write_meta(ota, &next);
+    if (o->meta.trial || chosen != o->meta.active) {
+        next.trial = 0;
+        st = write_meta(o, &next, VW_OTA_IDLE);
         if (st != VW_OK) {
             return st;
         }
     }
-    ota->state = VW_OTA_IDLE;
-    if (ota->meta.downloading) {
-        uint32_t missing = 0;
-        st = bitmap_scan(ota, 0, 1, &missing, &ota->received);
-        if (st != VW_OK) {
-            return st;
-        }
-        ota->first_missing = missing;
-        ota->state = VW_OTA_DOWNLOADING;
+    o->state = VW_OTA_IDLE;
+    if (o->meta.downloading) {
+        st = bitmap_scan(o, 0, 1, &o->first_missing, &o->received);
+        o->state = VW_OTA_DOWNLOADING;
     }
-    return VW_OK;
+    return st;
 }
 
 vw_status_t vw_ota_init(vw_ota_t *ota, const vw_port_t *port, const vw_ota_config_t *config)
@@ -536,18 +539,16 @@ vw_status_t vw_ota_init(vw_ota_t *ota, const vw_port_t *port, const vw_ota_confi
 
 vw_status_t vw_ota_provision(vw_ota_t *ota, const uint8_t *blob, uint32_t len)
 {
-    if (ota == NULL || blob == NULL || len == 0) {
-        return VW_ERR_ARG;
-    }
-    if (!ota->ready || ota->state != VW_OTA_NO_MODEL) {
-        return VW_ERR_STATE;
+    vw_ota_meta_t next;
+    vw_status_t st = check_call(ota, blob != NULL && len != 0, IN(VW_OTA_NO_MODEL));
+    if (st != VW_OK) {
+        return st;
     }
     if (len > ota->config.slot_bytes) {
         return VW_ERR_TOO_LARGE;
     }
-    vw_ota_meta_t next;
     memset(&next, 0, sizeof next);
-    vw_status_t st = wr(ota, ota->layout.slot[0], blob, len);
+    st = wr(ota, ota->layout.slot[0], blob, len);
     if (st == VW_OK) {
         st = verify_slot(ota, 0, len, NULL, next.slot[0].sha256);
     }
@@ -557,11 +558,7 @@ vw_status_t vw_ota_provision(vw_ota_t *ota, const uint8_t *blob, uint32_t len)
     next.slot[0].state = VW_OTA_SLOT_VALID;
     next.slot[0].version = ota->models[0].version;
     next.slot[0].size = len;
-    st = write_meta(ota, &next);
-    if (st == VW_OK) {
-        ota->state = VW_OTA_IDLE;
-    }
-    return st;
+    return write_meta(ota, &next, VW_OTA_IDLE);
 }
 
 vw_status_t vw_ota_model(const vw_ota_t *ota, const vw_model_t **model)
@@ -580,17 +577,15 @@ vw_status_t vw_ota_begin(vw_ota_t *ota, const vw_ota_manifest_t *manifest,
                          const uint8_t signature[VW_OTA_SIGNATURE_BYTES])
 {
     char text[VW_OTA_SIGNED_TEXT_MAX];
-    size_t text_len = 0;
-    if (ota == NULL || manifest == NULL || signature == NULL) {
-        return VW_ERR_ARG;
-    }
-    if (!ota->ready || ota->state == VW_OTA_NO_MODEL || ota->state == VW_OTA_TRIAL) {
-        return VW_ERR_STATE;
-    }
-    vw_status_t st = vw_ota_signed_text(manifest, text, sizeof text, &text_len);
+    vw_status_t st = check_call(ota, manifest != NULL && signature != NULL,
+                                IN(VW_OTA_IDLE) | IN(VW_OTA_DOWNLOADING));
     if (st != VW_OK) {
         return st;
     }
+    if (!manifest_ok(manifest, VW_MODEL_MAX_BYTES)) {
+        return VW_ERR_ARG;
+    }
+    size_t text_len = signed_text(manifest, text);
     if (ota->port.verify_signature(ota->port.ctx, (const uint8_t *)text, text_len, signature) !=
         1) {
         return VW_ERR_SIGNATURE;
@@ -611,34 +606,22 @@ vw_status_t vw_ota_begin(vw_ota_t *ota, const vw_ota_manifest_t *manifest,
         return st;
     }
     vw_ota_meta_t next = ota->meta;
-    unsigned target = 1u - next.active;
-    memset(&next.download, 0, sizeof next.download);
-    memcpy(next.download.model_id, manifest->model_id,
-           id_length(manifest->model_id, sizeof manifest->model_id));
-    next.download.rollback = manifest->rollback;
-    next.download.model_version = manifest->model_version;
-    next.download.size = manifest->size;
-    next.download.chunk_size = manifest->chunk_size;
-    memcpy(next.download.sha256, manifest->sha256, VW_SHA256_DIGEST_BYTES);
+    next.download = *manifest;
     next.downloading = 1;
-    memset(&next.slot[target], 0, sizeof next.slot[target]);
-    st = write_meta(ota, &next);
-    if (st != VW_OK) {
-        return st;
+    memset(&next.slot[1u - next.active], 0, sizeof next.slot[0]);
+    st = write_meta(ota, &next, VW_OTA_DOWNLOADING);
+    if (st == VW_OK) {
+        ota->received = 0;
+        ota->first_missing = 0;
     }
-    ota->state = VW_OTA_DOWNLOADING;
-    ota->received = 0;
-    ota->first_missing = 0;
-    return VW_OK;
+    return st;
 }
 
 vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, uint32_t len)
 {
-    if (ota == NULL || data == NULL) {
-        return VW_ERR_ARG;
-    }
-    if (!ota->ready || ota->state != VW_OTA_DOWNLOADING) {
-        return VW_ERR_STATE;
+    vw_status_t st = check_call(ota, data != NULL, IN(VW_OTA_DOWNLOADING));
+    if (st != VW_OK) {
+        return st;
     }
     const vw_ota_manifest_t *m = &ota->meta.download;
     if (offset >= m->size || offset % m->chunk_size != 0 ||
@@ -649,7 +632,7 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
     uint32_t mark_at = ota->layout.bitmap + index / 8u;
     uint8_t bit = (uint8_t)(1u << (index % 8u));
     uint8_t marks = 0;
-    vw_status_t st = rd(ota, mark_at, &marks, 1);
+    st = rd(ota, mark_at, &marks, 1);
     if (st != VW_OK || (marks & bit) != 0) {
         return st; /* a duplicate changes nothing */
     }
@@ -667,11 +650,9 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
 
 vw_status_t vw_ota_missing_from(vw_ota_t *ota, uint32_t from, uint32_t *offset, uint32_t *len)
 {
-    if (ota == NULL || offset == NULL || len == NULL) {
-        return VW_ERR_ARG;
-    }
-    if (!ota->ready || ota->state != VW_OTA_DOWNLOADING) {
-        return VW_ERR_STATE;
+    vw_status_t st = check_call(ota, offset != NULL && len != NULL, IN(VW_OTA_DOWNLOADING));
+    if (st != VW_OK) {
+        return st;
     }
     const vw_ota_manifest_t *m = &ota->meta.download;
     /* chunks before first_missing are all stored: start the scan at the later of the two */
@@ -680,20 +661,16 @@ vw_status_t vw_ota_missing_from(vw_ota_t *ota, uint32_t from, uint32_t *offset, 
         start = ota->first_missing;
     }
     uint32_t missing = 0, marked = 0;
-    vw_status_t st = bitmap_scan(ota, start, 0, &missing, &marked);
+    st = bitmap_scan(ota, start, 0, &missing, &marked);
     if (st != VW_OK) {
         return st;
     }
     if (start == ota->first_missing) {
         ota->first_missing = missing;
     }
-    if (missing == chunk_count(m)) {
-        *offset = m->size;
-        *len = 0;
-    } else {
-        *offset = missing * m->chunk_size;
-        *len = min32(m->chunk_size, m->size - *offset);
-    }
+    /* none missing: missing is the chunk count, the offset the size and the length 0 */
+    *offset = min32(missing * m->chunk_size, m->size);
+    *len = min32(m->chunk_size, m->size - *offset);
     return VW_OK;
 }
 
@@ -720,73 +697,47 @@ vw_status_t vw_ota_finish(vw_ota_t *ota)
     if (st == VW_ERR_STORAGE) {
         return st; /* nothing learnt about the blob: the download stays as it is */
     }
+    s->state = st == VW_OK ? VW_OTA_SLOT_VALID : VW_OTA_SLOT_INVALID;
     s->version = m->model_version;
     s->size = m->size;
     memcpy(s->sha256, m->sha256, VW_SHA256_DIGEST_BYTES);
-    next.downloading = 0;
-    memset(&next.download, 0, sizeof next.download);
+    end_download(&next);
     next.last_status = (uint8_t)st;
+    next.last_event = VW_OTA_EVENT_FAILED;
     if (st == VW_OK) {
-        s->state = VW_OTA_SLOT_VALID;
         next.active = (uint8_t)target;
         next.trial = 1;
         next.last_event = VW_OTA_EVENT_ACTIVATED;
-    } else {
-        s->state = VW_OTA_SLOT_INVALID;
-        next.last_event = VW_OTA_EVENT_FAILED;
     }
-    vw_status_t written = write_meta(ota, &next);
-    if (written != VW_OK) {
-        return written;
-    }
-    ota->state = st == VW_OK ? VW_OTA_TRIAL : VW_OTA_IDLE;
-    return st;
+    vw_status_t written = write_meta(ota, &next, st == VW_OK ? VW_OTA_TRIAL : VW_OTA_IDLE);
+    return written != VW_OK ? written : st;
 }
 
 vw_status_t vw_ota_confirm(vw_ota_t *ota)
 {
-    if (ota == NULL) {
-        return VW_ERR_ARG;
-    }
-    if (!ota->ready || ota->state != VW_OTA_TRIAL) {
-        return VW_ERR_STATE;
+    vw_status_t st = check_call(ota, 1, IN(VW_OTA_TRIAL));
+    if (st != VW_OK) {
+        return st;
     }
     vw_ota_meta_t next = ota->meta;
     next.trial = 0;
     next.last_event = VW_OTA_EVENT_CONFIRMED;
-    vw_status_t st = write_meta(ota, &next);
-    if (st == VW_OK) {
-        ota->state = VW_OTA_IDLE;
-    }
-    return st;
+    return write_meta(ota, &next, VW_OTA_IDLE);
 }
 
 vw_status_t vw_ota_rollback(vw_ota_t *ota)
 {
-    if (ota == NULL) {
-        return VW_ERR_ARG;
+    vw_status_t st = check_call(ota, 1, IN(VW_OTA_IDLE) | IN(VW_OTA_TRIAL));
+    if (st != VW_OK) {
+        return st;
     }
-    if (!ota->ready || (ota->state != VW_OTA_IDLE && ota->state != VW_OTA_TRIAL)) {
-        return VW_ERR_STATE;
-    }
-    unsigned previous = 1u - ota->meta.active;
-    if (ota->meta.slot[previous].state != VW_OTA_SLOT_VALID) {
-        return VW_ERR_NO_MODEL;
-    }
-    vw_status_t st = load_slot(ota, previous);
+    st = load_slot(ota, 1u - ota->meta.active);
     if (st != VW_OK) {
         return st == VW_ERR_STORAGE ? st : VW_ERR_NO_MODEL;
     }
     vw_ota_meta_t next = ota->meta;
-    next.slot[next.active].state = VW_OTA_SLOT_INVALID;
-    next.active = (uint8_t)previous;
-    next.trial = 0;
-    next.last_event = VW_OTA_EVENT_ROLLED_BACK;
-    st = write_meta(ota, &next);
-    if (st == VW_OK) {
-        ota->state = VW_OTA_IDLE;
-    }
-    return st;
+    fall_back(&next);
+    return write_meta(ota, &next, VW_OTA_IDLE);
 }
 
 vw_status_t vw_ota_info(const vw_ota_t *ota, vw_ota_info_t *info)
