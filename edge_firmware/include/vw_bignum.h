@@ -28,8 +28,8 @@ extern "C" {
  * @brief The 64 leading bits of w * 5^e5, rounded toward zero, with a sticky bit.
  *
  * Long division of two big integers (w * 5^e5, or w over 5^-e5) of at most 27 words of
- * 32 bits: about 230 bytes of stack. Time grows with |e5|: on a Cortex-M4 2,500 to
- * 7,500 instructions for |e5| up to 30, 40,000 to 53,000 at the ends of the range.
+ * 32 bits: about 230 bytes of stack. Time grows with |e5|: on a Cortex-M4 1,300 to
+ * 8,500 instructions for |e5| up to 30, 31,000 to 40,000 at the ends of the range.
  * @param w  > 0
  * @param e5 VW_BIGNUM_MIN_E5..VW_BIGNUM_MAX_E5
  * @param m  output: the bits, bit 63 set; bit 0 is also set when anything below the

@@ -3,108 +3,101 @@
  * w * 5^e5 is the quotient a / d of two big integers: a = w * 5^e5 and d = 1 when
  * e5 >= 0, a = w and d = 5^-e5 when e5 < 0. Long division gives its 64 leading bits.
  * Bounds: w < 2^64 and 5^310 < 2^720 make a at most 784 bits; 5^343 < 2^797 makes d
- * at most 797 bits, and a, kept below 2d, at most 798: 25 words of 32 bits. */
+ * at most 797 bits, and a, kept below 2d, at most 798: 25 words of 32 bits.
+ *
+ * Both numbers are little-endian arrays of 32-bit words, handled over the same count of
+ * n words: as many as the longer one has; the words above those in use are zero. */
 #include "vw_bignum.h"
 
 #define WORDS 27u
 
-typedef struct big {
-    uint32_t w[WORDS]; /* little endian */
-    unsigned n;        /* words in use; w[n - 1] != 0 */
-} big_t;
-
-/* b *= k (the bounds above say it fits). */
-static void mul(big_t *b, uint32_t k)
+/* x *= k over n words (the bounds above say it fits): the word count after. */
+static unsigned mul(uint32_t *x, unsigned n, uint32_t k)
 {
     uint64_t carry = 0;
-    for (unsigned i = 0; i < b->n; i++) {
-        carry += (uint64_t)b->w[i] * k;
-        b->w[i] = (uint32_t)carry;
+    for (unsigned i = 0; i < n; i++) {
+        carry += (uint64_t)x[i] * k;
+        x[i] = (uint32_t)carry;
         carry >>= 32;
     }
-    if (carry != 0) {
-        b->w[b->n++] = (uint32_t)carry;
-    }
+    x[n] = (uint32_t)carry;
+    return n + (carry != 0);
 }
 
-static int32_t bit_length(const big_t *b)
+/* The number of bits of x (not zero). */
+static int32_t bit_length(const uint32_t *x, unsigned n)
 {
-    int32_t len = 32 * (int32_t)(b->n - 1u);
-    for (uint32_t top = b->w[b->n - 1u]; top != 0; top >>= 1) {
+    while (x[n - 1u] == 0) {
+        n--;
+    }
+    int32_t len = 32 * (int32_t)(n - 1u);
+    for (uint32_t top = x[n - 1u]; top != 0; top >>= 1) {
         len++;
     }
     return len;
 }
 
-static int cmp(const big_t *a, const big_t *b)
+/* Whether a < b. */
+static int less(const uint32_t *a, const uint32_t *b, unsigned n)
 {
-    if (a->n != b->n) {
-        return a->n < b->n ? -1 : 1;
-    }
-    for (unsigned i = a->n; i-- > 0;) {
-        if (a->w[i] != b->w[i]) {
-            return a->w[i] < b->w[i] ? -1 : 1;
+    while (n-- > 0) {
+        if (a[n] != b[n]) {
+            return a[n] < b[n];
         }
     }
     return 0;
 }
 
-/* a -= b, for a >= b. */
-static void sub(big_t *a, const big_t *b)
-{
-    uint32_t borrow = 0;
-    for (unsigned i = 0; i < a->n; i++) {
-        const uint64_t diff = (uint64_t)a->w[i] - (i < b->n ? b->w[i] : 0u) - borrow;
-        a->w[i] = (uint32_t)diff;
-        borrow = (uint32_t)(diff >> 63);
-    }
-    while (a->n > 0 && a->w[a->n - 1] == 0) {
-        a->n--;
-    }
-}
-
 int vw_bignum_pow5(uint64_t w, int32_t e5, uint64_t *m, int32_t *e2)
 {
-    big_t a, d;
+    uint32_t words[2][WORDS] = {{0}};
+    uint32_t *const a = words[0], *const d = words[1];
     uint64_t bits = 0;
+    unsigned n = w >> 32 != 0 ? 2u : 1u;
     if (w == 0 || e5 < VW_BIGNUM_MIN_E5 || e5 > VW_BIGNUM_MAX_E5) {
         return 0;
     }
-    a.w[0] = (uint32_t)w;
-    a.w[1] = (uint32_t)(w >> 32);
-    a.n = a.w[1] != 0 ? 2u : 1u;
-    d.w[0] = 1u;
-    d.n = 1u;
+    a[0] = (uint32_t)w;
+    a[1] = (uint32_t)(w >> 32);
+    d[0] = 1u;
     /* 5^13 is the largest power of five in 32 bits */
     for (int32_t i = e5 < 0 ? -e5 : e5; i > 0; i -= 13) {
         uint32_t k = 1u;
         for (int32_t j = i < 13 ? i : 13; j > 0; j--) {
             k *= 5u;
         }
-        mul(e5 < 0 ? &d : &a, k);
+        n = mul(e5 < 0 ? d : a, n, k);
     }
-    /* Bring a into [d, 2d): double the shorter, up to 31 times at once, until both have
-     * the same length, then a once more if it is below d. */
-    int32_t shift = 0; /* a has been doubled this many times more than d */
-    for (int32_t gap; (gap = bit_length(&d) - bit_length(&a)) != 0;) {
-        const int32_t step = gap > 31 ? 31 : gap < -31 ? -31 : gap;
-        mul(step > 0 ? &a : &d, 1u << (step > 0 ? step : -step));
-        shift += step;
+    /* Bring a into (d / 2, 2d): double the shorter, up to 31 times at once, until both
+     * have the same length. */
+    int32_t shift = bit_length(d, n) - bit_length(a, n); /* a doubled more than d */
+    uint32_t *const shorter = shift > 0 ? a : d;
+    for (int32_t gap = shift > 0 ? shift : -shift; gap > 0; gap -= 31) {
+        n = mul(shorter, n, 1u << (gap < 31 ? gap : 31));
     }
-    if (cmp(&a, &d) < 0) {
-        mul(&a, 2u);
-        shift++;
-    }
-    /* 64 quotient bits, the first one set; a stays below 2d, so doubling it fits. */
-    for (unsigned i = 0; i < 64; i++) {
+    /* Quotient bits until the first one set reaches bit 63: 64 bits, or 65 when a < d
+     * (a first 0, and a doubled once more). a stays below 2d, so doubling it fits; once
+     * a is zero, every bit left is zero. */
+    uint32_t rest = 1; /* not zero while a is not: a only changes to zero where a -= d */
+    for (shift -= 64; (bits >> 63) == 0; shift++) { /* shift: plus the bits past 64 */
         bits <<= 1;
-        if (cmp(&a, &d) >= 0) {
-            sub(&a, &d);
+        if (rest == 0) {
+            continue;
+        }
+        if (!less(a, d, n)) { /* a -= d */
+            uint32_t borrow = 0;
+            rest = 0;
+            for (unsigned k = 0; k < n; k++) {
+                const uint64_t diff = (uint64_t)a[k] - d[k] - borrow;
+                a[k] = (uint32_t)diff;
+                borrow = (uint32_t)(diff >> 63);
+                rest |= a[k];
+            }
             bits |= 1u;
         }
-        mul(&a, 2u);
+        n = mul(a, n, 2u);
     }
-    *m = bits | (uint64_t)(a.n != 0);
+    *m = bits | (uint64_t)(rest != 0); /* the sticky bit: a remainder */
     *e2 = -shift;
     return 1;
 }
@@ -113,5 +106,6 @@ uint64_t vw_bignum_round(uint64_t m, unsigned cut)
 {
     const uint64_t q = (m >> 1) >> (cut - 1u); /* cut may be 64 */
     const uint64_t rest = m << (64u - cut), half = UINT64_C(1) << 63;
-    return q + (uint64_t)(rest > half || (rest == half && (q & 1u)));
+    /* above half, or exactly half and q odd (ties to even); bit 0 of half is clear */
+    return q + (uint64_t)((rest | (q & 1u)) > half);
 }
