@@ -42,7 +42,8 @@
  * never repeat a key, and the device refuses the message rather than choose one of
  * the values (repeats of keys nobody asks for are harmless and not looked for).
  *
- * Each getter scans the top-level object once: O(payload length), no state kept.
+ * Each getter walks the payload once, checking it again as vw_json_parse() did: O(payload
+ * length), no state kept.
  */
 #ifndef VW_JSON_READER_H
 #define VW_JSON_READER_H
@@ -63,14 +64,15 @@ extern "C" {
 
 /** A validated payload; fields are private (NULL buf: not parsed). */
 typedef struct vw_json_doc {
-    const char *buf; /**< the caller's payload */
-    size_t len;      /**< its length in bytes */
-    size_t first;    /**< offset of the top-level object's first member, or of its '}' */
+    const char *buf;    /**< the caller's payload */
+    size_t len;         /**< its length in bytes */
+    unsigned max_depth; /**< the nesting it was checked with */
 } vw_json_doc_t;
 
 /**
  * @brief Validate a payload (the rules in the file comment) and make it a document.
- * @param doc       output; on failure it is cleared, and every getter then returns VW_ERR_ARG
+ * @param doc       output; on failure it is marked not parsed, and every getter then returns
+ *                  VW_ERR_ARG
  * @param buf       @p len bytes, any alignment, not NUL-terminated; may be NULL only if len is 0
  * @param len       payload length in bytes
  * @param max_depth deepest nesting allowed, 1..VW_JSON_MAX_DEPTH (1: no nested object or array)
@@ -116,8 +118,8 @@ vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t m
  * The conversion is done here with integer arithmetic (no strtod: it depends on the
  * locale, newlib's allocates, and doubles are software on a Cortex-M4): the first 19
  * significant digits are scaled by the decimal exponent exactly, with the big integers
- * of vw_bignum.h on the stack (about 230 bytes; on a Cortex-M4, 3,000 to 6,000
- * instructions for values such as 0.8125 or 1e-07, 30,000 to 52,000 at the extremes of
+ * of vw_bignum.h on the stack (about 230 bytes; on a Cortex-M4, 2,000 to 5,000
+ * instructions for values such as 0.8125 or 1e-07, 27,000 to 48,000 at the extremes of
  * the exponent range), and rounded once, to nearest, ties to even, subnormals included.
  * So every number of up to 19 significant digits -- every double as JSON encoders
  * print it (at most 17), such as 0.8125, 1e-07 or 0.30000000000000004 -- reads as

@@ -1,390 +1,361 @@
 /* Strict, bounded JSON reader of the device's downlink payloads: see vw_json_reader.h.
  *
- * Positions are offsets into the payload. Every scanner takes the payload's end and
- * checks it before each read, so a byte past the end is never touched. The scanners
- * of vw_json_parse return the offset after what they scanned, or 0 when it is not
- * valid (no valid token ends at offset 0). The getters walk a payload that was
- * validated, with simpler scanners that are still bounded by the end. */
+ * One walker, walk(), both checks a whole payload (vw_json_parse) and finds a member of
+ * its top-level object (the getters, which walk the payload again): a getter reads
+ * nothing the validator has not checked the same way. Positions are offsets into the
+ * payload. Every scanner takes the payload's end and checks it before each read, so a
+ * byte past the end is never touched; scanners return the offset after what they
+ * scanned, or 0 when it is not valid (no valid token ends at offset 0). */
 #include "vw_json_reader.h"
 
 #include <string.h>
 
 #include "vw_bignum.h"
 
-/* ------------------------------------------------------------------ scanners */
-
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+/* A number literal of MAX_LITERAL characters or more is refused by the getters: below
+ * that, its digit counts cannot overflow, and its exponent, capped above them, still
+ * tells zero and overflow apart. */
+#define MAX_LITERAL 100000000
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static size_t skip_ws(const char *s, size_t p, size_t end)
+/* Skips whitespace from *p: the byte there, or 0 at the end (where a NUL byte is never
+ * valid either). */
+static char next(const char *s, size_t *p, size_t end)
 {
-    while (p < end && is_ws(s[p])) {
-        p++;
+    while (*p < end && (s[*p] == ' ' || s[*p] == '\t' || s[*p] == '\n' || s[*p] == '\r')) {
+        ++*p;
     }
-    return p;
+    return *p < end ? s[*p] : '\0';
 }
 
-static size_t skip_digits(const char *s, size_t p, size_t end)
+/* ------------------------------------------------------------------ strings */
+
+/* Where the unescaped bytes of a string go, one at a time: into out, compared with key,
+ * or, with no text_t at all, nowhere. A NUL, a byte past the first cap - 1, or a byte
+ * unlike the key's refuses the string: n is then cap, and stays so. */
+typedef struct text {
+    char *out;       /* NULL: not written */
+    const char *key; /* NULL: not compared */
+    size_t cap;      /* >= 1 */
+    size_t n;        /* bytes so far */
+} text_t;
+
+static void put(text_t *t, unsigned c)
 {
-    while (p < end && is_digit(s[p])) {
-        p++;
+    if (c == 0 || t->n >= t->cap - 1u || (t->key != NULL && (unsigned char)t->key[t->n] != c)) {
+        t->n = t->cap;
+        return;
     }
-    return p;
+    if (t->out != NULL) {
+        t->out[t->n] = (char)c;
+    }
+    t->n++;
 }
 
-/* The four hex digits at s[p..p+3] as a number, or -1. */
-static long hex4(const char *s, size_t p, size_t end)
+/* The continuation bytes of code point u in UTF-8 (its shortest form). */
+__attribute__((noinline)) static unsigned utf8_more(uint32_t u)
 {
-    long v = 0;
-    if (p >= end || end - p < 4) {
-        return -1;
+    return (unsigned)(u >= 0x80) + (u >= 0x800) + (u >= 0x10000);
+}
+
+/* The escape \uXXXX at s[p] (p <= end) as a number, or NOT_U: another escape, not four
+ * hex digits, or cut short. */
+#define NOT_U UINT32_MAX
+static uint32_t u_escape(const char *s, size_t p, size_t end)
+{
+    uint32_t v = 0;
+    if (end - p < 6 || s[p] != '\\' || s[p + 1] != 'u') {
+        return NOT_U;
     }
-    for (size_t i = p; i < p + 4; i++) {
-        const char c = s[i];
-        const char l = (char)(c | 0x20);
-        if (is_digit(c)) {
-            v = v * 16 + (c - '0');
-        } else if (l >= 'a' && l <= 'f') {
-            v = v * 16 + (l - 'a' + 10);
-        } else {
-            return -1;
+    for (size_t i = p + 2; i < p + 6; i++) {
+        const char c = s[i], l = (char)(c | 0x20);
+        unsigned x = (unsigned char)c - '0';
+        if (x > 9) {
+            x = (unsigned char)l - 'a';
+            if (x > 5) {
+                return NOT_U;
+            }
+            x += 10;
         }
+        v = v * 16u + x;
     }
     return v;
 }
 
-/* A string at s[p] == '"': escapes, UTF-8 (RFC 3629: no overlong form, no surrogate,
- * nothing above U+10FFFF) and no control character. */
-static size_t scan_string(const char *s, size_t p, size_t end)
+/* A string at s[p] == '"': escapes, of a surrogate only as a high-low pair; UTF-8 in its
+ * shortest form, with no surrogate and nothing above U+10FFFF (RFC 3629); no control
+ * character. Each character, unescaped, is put to t (may be NULL) as UTF-8 again. */
+static size_t scan_string(const char *s, size_t p, size_t end, text_t *t)
 {
-    p++;
-    while (p < end) {
+    /* The letters of the other escapes, then the characters they stand for. */
+    static const char escapes[16] = {'"', '\\', '/', 'b',  'f',  'n',  'r',  't',
+                                     '"', '\\', '/', '\b', '\f', '\n', '\r', '\t'};
+    static const unsigned char lead[4] = {0x00, 0xC0, 0xE0, 0xF0};
+    for (p++; p < end;) {
         const unsigned char c = (unsigned char)s[p];
+        uint32_t u = c;
         if (c == '"') {
             return p + 1;
         }
-        if (c < 0x20) {
-            return 0;
-        }
         if (c == '\\') {
-            if (end - p < 2) {
-                return 0;
-            }
-            const char e = s[p + 1];
-            if (e == 'u') {
-                const long u = hex4(s, p + 2, end);
+            u = u_escape(s, p, end);
+            if (u != NOT_U) {
                 p += 6;
-                if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) {
-                    return 0; /* not hex, or a low surrogate first */
-                }
-                if (u >= 0xD800 && u <= 0xDBFF) { /* a high surrogate: its low half follows */
-                    if (end - p < 2 || s[p] != '\\' || s[p + 1] != 'u') {
-                        return 0;
-                    }
-                    const long low = hex4(s, p + 2, end);
-                    if (low < 0xDC00 || low > 0xDFFF) {
-                        return 0;
-                    }
+                const uint32_t low = u >= 0xD800 && u <= 0xDBFF ? u_escape(s, p, end) : NOT_U;
+                if (low >= 0xDC00 && low <= 0xDFFF) { /* a surrogate pair */
+                    u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
                     p += 6;
                 }
-            } else if (e != '\0' && memchr("\"\\/bfnrt", e, 8) != NULL) {
-                p += 2;
             } else {
-                return 0;
+                const char *const hit = end - p >= 2 ? memchr(escapes, s[p + 1], 8) : NULL;
+                if (hit == NULL) {
+                    return 0;
+                }
+                u = (unsigned char)hit[8];
+                p += 2;
             }
-            continue;
-        }
-        if (c < 0x80) {
+        } else if (c < 0x80) {
+            if (c < 0x20) {
+                return 0; /* a control character */
+            }
             p++;
-            continue;
-        }
-        /* A lead byte, the number of continuation bytes, and the range of the first one. */
-        size_t more;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            more = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            more = 2;
-            lo = c == 0xE0 ? 0xA0 : 0x80; /* E0 80..9F: overlong */
-            hi = c == 0xED ? 0x9F : 0xBF; /* ED A0..BF: surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            more = 3;
-            lo = c == 0xF0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
-            hi = c == 0xF4 ? 0x8F : 0xBF; /* F4 90..: above U+10FFFF */
         } else {
-            return 0; /* continuation byte, C0/C1 (overlong), F5..FF */
-        }
-        if (end - p <= more) {
-            return 0;
-        }
-        for (size_t i = 1; i <= more; i++) {
-            const unsigned char t = (unsigned char)s[p + i];
-            if (t < lo || t > hi) {
+            /* A lead byte 110xxxxx, 1110xxxx or 11110xxx, and 10xxxxxx bytes after it. */
+            if (c < 0xC0 || c >= 0xF8) {
                 return 0;
             }
-            lo = 0x80;
-            hi = 0xBF;
+            const unsigned more = 1u + (c >= 0xE0) + (c >= 0xF0);
+            if (end - p <= more) {
+                return 0;
+            }
+            u &= 0x7Fu >> more; /* the lead's x bits (the bit above them is 0) */
+            for (unsigned i = 1; i <= more; i++) {
+                const unsigned char b = (unsigned char)s[p + i];
+                if ((b & 0xC0) != 0x80) {
+                    return 0;
+                }
+                u = u << 6 | (b & 0x3Fu);
+            }
+            if (utf8_more(u) != more) {
+                return 0; /* overlong */
+            }
+            p += more + 1;
         }
-        p += more + 1;
+        if ((u >= 0xD800 && u <= 0xDFFF) || u > 0x10FFFF) {
+            return 0; /* a surrogate (an escaped one not in a pair), or too big */
+        }
+        if (t != NULL) { /* u as UTF-8 again */
+            unsigned more = utf8_more(u);
+            put(t, lead[more] | (u >> (6u * more)));
+            while (more-- > 0) {
+                put(t, 0x80u | ((u >> (6u * more)) & 0x3Fu));
+            }
+        }
     }
     return 0;
 }
 
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at s[p], which is '-' or a digit. */
-static size_t scan_number(const char *s, size_t p, size_t end)
+/* ------------------------------------------------------------------ numbers */
+
+/* A number read as w * 10^e10 (a little more when sticky): its first 19 significant
+ * digits, and the decimal exponent of the last of them. */
+typedef struct decimal {
+    uint64_t w;
+    int32_t e10;
+    unsigned sticky;  /* a digit after the 19th is not zero */
+    unsigned neg;     /* a minus sign */
+    unsigned integer; /* no fraction, no exponent */
+} decimal_t;
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at s[p] (p < end), read into *d; 0 when
+ * there is no valid number there. d->e10 is 0 for a literal of MAX_LITERAL characters or
+ * more, which the getters refuse. */
+static size_t scan_number(const char *s, size_t p, size_t end, decimal_t *d)
 {
-    size_t q;
-    if (s[p] == '-') {
-        p++;
+    const size_t start = p;
+    const unsigned neg = s[p] == '-';
+    uint64_t w = 0;
+    size_t digits = 0;       /* of the part being read */
+    size_t up = 0, down = 0; /* digits past the 19th before the point, kept ones after it */
+    uint32_t exp = 0;
+    unsigned kept = 0, sticky = 0;
+    int frac = 0, exp_sign = 0; /* exp_sign: 0 without an exponent, else 1 or -1 */
+    p += (size_t)neg;
+    if (end - p >= 2 && s[p] == '0' && is_digit(s[p + 1])) {
+        return 0; /* a leading zero */
     }
-    if (p < end && s[p] == '0') {
-        p++;
-    } else {
-        q = skip_digits(s, p, end);
-        if (q == p) {
+    for (; p < end; p++) {
+        const char c = s[p];
+        if (c == '.' && !frac && digits != 0) {
+            frac = 1;
+            digits = 0;
+            continue;
+        }
+        if (!is_digit(c)) {
+            break;
+        }
+        digits++;
+        if (kept < 19) {
+            w = w * 10u + (unsigned)(c - '0');
+            kept += w != 0;
+            down += (size_t)frac;
+        } else {
+            up += (size_t)!frac;
+            sticky |= c != '0';
+        }
+    }
+    if (digits == 0) {
+        return 0; /* no digit, or none after the point */
+    }
+    if (p < end && (s[p] | 0x20) == 'e') {
+        exp_sign = 1;
+        if (++p < end && (s[p] == '-' || s[p] == '+')) {
+            exp_sign = s[p++] == '-' ? -1 : 1;
+        }
+        for (digits = 0; p < end && is_digit(s[p]); p++, digits++) {
+            if (exp < MAX_LITERAL) { /* beyond this: zero or too large anyway */
+                exp = exp * 10u + (unsigned)(s[p] - '0');
+            }
+        }
+        if (digits == 0) {
             return 0;
         }
-        p = q;
     }
-    if (p < end && s[p] == '.') {
-        q = skip_digits(s, p + 1, end);
-        if (q == p + 1) {
-            return 0;
-        }
-        p = q;
+    d->w = w;
+    d->e10 = 0;
+    if (p - start < MAX_LITERAL) { /* then none of these overflows */
+        d->e10 = (int32_t)up - (int32_t)down + exp_sign * (int32_t)exp;
     }
-    if (p < end && (s[p] == 'e' || s[p] == 'E')) {
-        p++;
-        if (p < end && (s[p] == '+' || s[p] == '-')) {
-            p++;
-        }
-        q = skip_digits(s, p, end);
-        if (q == p) {
-            return 0;
-        }
-        p = q;
-    }
+    d->sticky = sticky;
+    d->neg = neg;
+    d->integer = !frac && !exp_sign;
     return p;
 }
+
+/* ------------------------------------------------------------------ the walker */
 
 /* A string, number, true, false or null at s[p] (p < end). */
 static size_t scan_scalar(const char *s, size_t p, size_t end)
 {
-    static const char *const words[3] = {"true", "false", "null"};
+    decimal_t d;
     const char c = s[p];
     if (c == '"') {
-        return scan_string(s, p, end);
+        return scan_string(s, p, end, NULL);
     }
-    if (c == '-' || is_digit(c)) {
-        return scan_number(s, p, end);
+    const char *word = c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : NULL;
+    if (word == NULL) {
+        return scan_number(s, p, end, &d);
     }
-    for (unsigned i = 0; i < 3; i++) {
-        const size_t n = strlen(words[i]);
-        if (end - p >= n && memcmp(s + p, words[i], n) == 0) {
-            return p + n;
-        }
+    while (*word != '\0' && p < end && s[p] == *word) {
+        p++;
+        word++;
     }
-    return 0;
+    return *word == '\0' ? p : 0;
 }
 
-/* A member's key and its colon, whitespace before each: the offset after the colon. */
-static size_t scan_key(const char *s, size_t p, size_t end)
+/* Checks the whole payload of doc (the rules of vw_json_reader.h, nesting at most
+ * doc->max_depth deep, 1..32) without recursion: a bit stack says which of the open
+ * containers are objects. With a key, *at is where the value of the top-level member of
+ * that name starts (0: there is none). VW_OK; VW_ERR_JSON (not valid); VW_ERR_MESSAGE (the
+ * key is there twice). */
+static vw_status_t walk(const vw_json_doc_t *doc, const char *key, size_t *at)
 {
-    p = skip_ws(s, p, end);
-    if (p >= end || s[p] != '"') {
-        return 0;
-    }
-    p = scan_string(s, p, end);
-    if (p == 0) {
-        return 0;
-    }
-    p = skip_ws(s, p, end);
-    if (p >= end || s[p] != ':') {
-        return 0;
-    }
-    return p + 1;
-}
-
-/* One value at s[p] (whitespace before it allowed), containers nested at most max_depth
- * deep (1..32), checked without recursion: a bit stack says which containers are objects. */
-static size_t scan_value(const char *s, size_t p, size_t end, unsigned max_depth)
-{
-    uint32_t objects = 0; /* bit d: the container at depth d + 1 is an object */
+    const char *const s = doc->buf;
+    const size_t end = doc->len;
+    uint32_t objects = 0; /* bit 0: the innermost open container is an object; bit 1: the
+                             one around it, ... */
     unsigned depth = 0;
+    size_t p = 0;
+    *at = 0;
+    if (next(s, &p, end) != '{') {
+        return VW_ERR_JSON; /* empty, or a top level that is not an object */
+    }
     for (;;) {
-        /* At a value. */
-        p = skip_ws(s, p, end);
-        if (p >= end) {
-            return 0;
+        /* At a value; in an object, at the member's key first. */
+        int matched = 0;
+        if (objects & 1u) {
+            const int top = depth == 1 && key != NULL;
+            text_t name = {NULL, key, SIZE_MAX, 0};
+            if (next(s, &p, end) != '"' || (p = scan_string(s, p, end, top ? &name : NULL)) == 0 ||
+                next(s, &p, end) != ':') {
+                return VW_ERR_JSON;
+            }
+            p++;
+            matched = top && name.n != name.cap && key[name.n] == '\0';
         }
-        const char open = s[p];
-        if (open == '{' || open == '[') {
-            if (depth == max_depth) {
-                return 0;
+        const char c = next(s, &p, end);
+        if (matched) {
+            if (*at != 0) {
+                return VW_ERR_MESSAGE; /* the key is repeated */
             }
-            objects = open == '{' ? objects | (1u << depth) : objects & ~(1u << depth);
+            *at = p;
+        }
+        if (c == '{' || c == '[') {
+            if (depth == doc->max_depth) {
+                return VW_ERR_JSON;
+            }
             depth++;
-            p = skip_ws(s, p + 1, end);
-            if (p < end && s[p] == (open == '{' ? '}' : ']')) {
-                p++;
-                depth--; /* empty: the value is complete */
-            } else {
-                if (open == '{') {
-                    p = scan_key(s, p, end);
-                    if (p == 0) {
-                        return 0;
-                    }
-                }
-                continue;
+            objects = objects << 1 | (c == '{');
+            p++;
+            if (next(s, &p, end) != c + 2) { /* '}' or ']' */
+                continue; /* not empty: at its first member or element */
             }
-        } else {
-            p = scan_scalar(s, p, end);
-            if (p == 0) {
-                return 0;
-            }
+        } else if (c == '\0' || (p = scan_scalar(s, p, end)) == 0) {
+            return VW_ERR_JSON;
         }
         /* After a value: close containers until a comma starts the next value. */
         for (;;) {
+            const char after = next(s, &p, end);
             if (depth == 0) {
-                return p;
+                return p == end ? VW_OK : VW_ERR_JSON; /* something after the top level */
             }
-            p = skip_ws(s, p, end);
-            if (p >= end) {
-                return 0;
-            }
-            const int in_object = (int)((objects >> (depth - 1)) & 1u);
-            const char c = s[p++];
-            if (c == ',') {
-                if (in_object) {
-                    p = scan_key(s, p, end);
-                    if (p == 0) {
-                        return 0;
-                    }
-                }
+            p++;
+            if (after == ',') {
                 break;
             }
-            if (c != (in_object ? '}' : ']')) {
-                return 0;
+            if (after != ((objects & 1u) ? '}' : ']')) {
+                return VW_ERR_JSON; /* a wrong or missing bracket, or the end */
             }
             depth--;
+            objects >>= 1;
         }
     }
 }
 
 vw_status_t vw_json_parse(vw_json_doc_t *doc, const char *buf, size_t len, unsigned max_depth)
 {
+    size_t at;
     if (doc == NULL) {
         return VW_ERR_ARG;
     }
-    memset(doc, 0, sizeof *doc);
-    if ((buf == NULL && len != 0) || max_depth < 1 || max_depth > VW_JSON_MAX_DEPTH) {
-        return VW_ERR_ARG;
-    }
-    const size_t p = skip_ws(buf, 0, len);
-    if (p >= len || buf[p] != '{') {
-        return VW_ERR_JSON; /* empty, or a top level that is not an object */
-    }
-    const size_t q = scan_value(buf, p, len, max_depth);
-    if (q == 0 || skip_ws(buf, q, len) != len) {
-        return VW_ERR_JSON; /* invalid, or something after the top-level object */
-    }
     doc->buf = buf;
     doc->len = len;
-    doc->first = skip_ws(buf, p + 1, len);
-    return VW_OK;
+    doc->max_depth = max_depth;
+    vw_status_t status = VW_ERR_ARG;
+    if ((buf != NULL || len == 0) && max_depth >= 1 && max_depth <= VW_JSON_MAX_DEPTH) {
+        status = walk(doc, NULL, &at);
+    }
+    if (status != VW_OK) {
+        doc->buf = NULL; /* not parsed: the getters refuse it */
+    }
+    return status;
 }
 
-/* ------------------------------------------------------------------ lookups */
+/* ------------------------------------------------------------------ getters */
 
-/* The getters walk a validated document with the same scanners, which cannot fail
- * there; if one does (a payload changed after vw_json_parse, against the contract),
- * the walk stops, and nothing is read out of bounds either way. */
-
-/* The unit of a validated string at s[*p] (a byte, or an escape) as 1..4 bytes of UTF-8. */
-static size_t string_unit(const char *s, size_t *p, size_t end, unsigned char out[4])
+/* Where the value of top-level member @p key starts: *at = 0 when absent (and optional).
+ * VW_ERR_ARG for a NULL doc, key or out (the getter's output), or a doc not parsed. A
+ * walk that fails (only if the payload changed after vw_json_parse, against the
+ * contract) is VW_ERR_MESSAGE too. */
+static vw_status_t find(const vw_json_doc_t *doc, const char *key, const void *out, size_t *at,
+                        int *found)
 {
-    const size_t at = *p;
-    if (s[at] != '\\' || end - at < 2) {
-        out[0] = (unsigned char)s[at];
-        *p = at + 1;
-        return 1;
-    }
-    const char e = s[at + 1];
-    if (e != 'u') {
-        const char *const in = "bfnrt", *const as = "\b\f\n\r\t";
-        const char *const hit = memchr(in, e, 5);
-        out[0] = (unsigned char)(hit != NULL ? as[hit - in] : e);
-        *p = at + 2;
-        return 1;
-    }
-    uint32_t u = (uint32_t)hex4(s, at + 2, end);
-    *p = at + 6;
-    if (u >= 0xD800 && u <= 0xDBFF) {
-        u = 0x10000 + ((u - 0xD800) << 10) + ((uint32_t)hex4(s, at + 8, end) - 0xDC00);
-        *p = at + 12;
-    }
-    if (u < 0x80) {
-        out[0] = (unsigned char)u;
-        return 1;
-    }
-    size_t n = u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
-    static const unsigned char lead[5] = {0, 0, 0xC0, 0xE0, 0xF0};
-    for (size_t i = n - 1; i > 0; i--) {
-        out[i] = (unsigned char)(0x80 | (u & 0x3F));
-        u >>= 6;
-    }
-    out[0] = (unsigned char)(lead[n] | u);
-    return n;
-}
-
-/* Whether the (validated) string at s[p] == '"' is @p key once unescaped. */
-static int key_equals(const char *s, size_t p, size_t end, const char *key)
-{
-    unsigned char u[4];
-    for (p++; p < end && s[p] != '"';) {
-        const size_t n = string_unit(s, &p, end, u);
-        for (size_t i = 0; i < n; i++, key++) {
-            if (*key == '\0' || (unsigned char)*key != u[i]) {
-                return 0;
-            }
-        }
-    }
-    return *key == '\0';
-}
-
-/* Where the value of top-level member @p key starts: *at = 0 when absent (and optional). */
-static vw_status_t find(const vw_json_doc_t *doc, const char *key, size_t *at, int *found)
-{
-    if (doc == NULL || doc->buf == NULL || key == NULL) {
+    if (doc == NULL || doc->buf == NULL || key == NULL || out == NULL) {
         return VW_ERR_ARG;
     }
-    const char *const s = doc->buf;
-    const size_t end = doc->len;
-    size_t p = doc->first;
-    *at = 0;
-    while (p < end && s[p] == '"') {
-        const size_t name = p;
-        p = scan_key(s, p, end);
-        if (p == 0) {
-            break;
-        }
-        p = skip_ws(s, p, end);
-        if (key_equals(s, name, end, key)) {
-            if (*at != 0) {
-                return VW_ERR_MESSAGE; /* the key is repeated */
-            }
-            *at = p;
-        }
-        p = scan_value(s, p, end, VW_JSON_MAX_DEPTH);
-        if (p == 0) {
-            break;
-        }
-        p = skip_ws(s, p, end);
-        if (p >= end || s[p] != ',') {
-            break;
-        }
-        p = skip_ws(s, p + 1, end);
+    if (walk(doc, key, at) != VW_OK) {
+        return VW_ERR_MESSAGE; /* the key is repeated (or the payload changed) */
     }
     if (found != NULL) {
         *found = *at != 0;
@@ -397,150 +368,76 @@ static vw_status_t find(const vw_json_doc_t *doc, const char *key, size_t *at, i
 vw_status_t vw_json_get_string(const vw_json_doc_t *doc, const char *key, char *out,
                                size_t out_size, size_t *out_len, int *found)
 {
-    size_t p, n = 0;
-    if (out == NULL || out_size == 0) {
+    size_t at;
+    if (out_size == 0) {
         return VW_ERR_ARG;
     }
-    vw_status_t status = find(doc, key, &p, found);
-    if (status != VW_OK || p == 0) {
-        if (status == VW_ERR_MESSAGE) {
-            out[0] = '\0';
-        }
-        return status;
-    }
-    const char *const s = doc->buf;
-    const size_t end = doc->len;
-    unsigned char u[4];
-    if (s[p] != '"') {
-        out[0] = '\0';
-        return VW_ERR_MESSAGE;
-    }
-    for (p++; p < end && s[p] != '"';) {
-        const size_t k = string_unit(s, &p, end, u);
-        for (size_t i = 0; i < k; i++) {
-            if (u[i] == 0 || n + 1 >= out_size) {
-                out[0] = '\0'; /* \u0000, or longer than the caller's buffer */
-                return VW_ERR_MESSAGE;
+    vw_status_t status = find(doc, key, out, &at, found);
+    if (status == VW_OK && at != 0) {
+        text_t value = {out, NULL, out_size, 0};
+        if (doc->buf[at] != '"' || scan_string(doc->buf, at, doc->len, &value) == 0 ||
+            value.n == out_size) {
+            status = VW_ERR_MESSAGE; /* not a string, \u0000, longer than the buffer */
+        } else {
+            out[value.n] = '\0';
+            if (out_len != NULL) {
+                *out_len = value.n;
             }
-            out[n++] = (char)u[i];
         }
     }
-    out[n] = '\0';
-    if (out_len != NULL) {
-        *out_len = n;
+    if (status == VW_ERR_MESSAGE) {
+        out[0] = '\0';
     }
-    return VW_OK;
+    return status;
 }
 
 vw_status_t vw_json_get_bool(const vw_json_doc_t *doc, const char *key, int *out, int *found)
 {
-    size_t p;
-    if (out == NULL) {
-        return VW_ERR_ARG;
-    }
-    vw_status_t status = find(doc, key, &p, found);
-    if (status != VW_OK || p == 0) {
+    size_t at;
+    vw_status_t status = find(doc, key, out, &at, found);
+    if (status != VW_OK || at == 0) {
         return status;
     }
-    if (doc->buf[p] != 't' && doc->buf[p] != 'f') {
+    const char c = doc->buf[at];
+    if (c != 't' && c != 'f') {
         return VW_ERR_MESSAGE;
     }
-    *out = doc->buf[p] == 't';
+    *out = c == 't';
     return VW_OK;
 }
 
-/* ------------------------------------------------------------------ numbers */
-
-/* A number member is read as w * 10^e10 (+ a little more when sticky): its first 19
- * significant digits, and the decimal exponent of the last of them. Beyond
- * [MIN_EXP10, MAX_EXP10] the value is zero or too large whatever the digits are; a
- * literal of MAX_LITERAL characters or more is refused: below that, the digit counts
- * cannot overflow, and the exponent, capped above them, still tells zero and overflow
- * apart. */
-#define MAX_EXP10 VW_BIGNUM_MAX_E5
-#define MIN_EXP10 VW_BIGNUM_MIN_E5
-#define MAX_LITERAL 100000000
-
-typedef struct decimal {
-    uint64_t w;     /* its first 19 significant digits */
-    int32_t e10;    /* the decimal exponent of w's last digit */
-    int sticky;     /* a digit after the 19th is not zero */
-    int neg;        /* a minus sign */
-    int integer;    /* no fraction, no exponent */
-} decimal_t;
-
-/* find(), then the number there: VW_ERR_MESSAGE when it is not a number or too long;
- * *at = 0 when the member is absent (and optional). */
-static vw_status_t find_decimal(const vw_json_doc_t *doc, const char *key, size_t *at,
-                                int *found, decimal_t *d)
+/* find(), then the number there: VW_ERR_MESSAGE when it is not a number or its literal
+ * is too long; *at = 0 when the member is absent (and optional). */
+static vw_status_t find_number(const vw_json_doc_t *doc, const char *key, const void *out,
+                               size_t *at, int *found, decimal_t *d)
 {
-    vw_status_t status = find(doc, key, at, found);
+    vw_status_t status = find(doc, key, out, at, found);
     if (status != VW_OK || *at == 0) {
         return status;
     }
-    const char *const s = doc->buf;
-    size_t p = *at, end = doc->len;
-    uint64_t w = 0;
-    int32_t e10 = 0;
-    unsigned kept = 0;
-    int frac = 0, sticky = 0, exp_neg = 0;
-    if (end - p > MAX_LITERAL) {
-        end = p + MAX_LITERAL;
-    }
-    d->neg = s[p] == '-';
-    p += (size_t)d->neg;
-    if (p >= end || !is_digit(s[p])) {
-        return VW_ERR_MESSAGE;
-    }
-    for (; p < end && (is_digit(s[p]) || s[p] == '.'); p++) {
-        if (s[p] == '.') {
-            frac = 1;
-        } else if (kept < 19) {
-            w = w * 10u + (unsigned)(s[p] - '0');
-            kept += w != 0;
-            e10 -= frac;
-        } else {
-            e10 += !frac;
-            sticky |= s[p] != '0';
-        }
-    }
-    d->integer = !frac;
-    if (p < end && (s[p] | 0x20) == 'e') {
-        int32_t exp = 0;
-        d->integer = 0;
-        if (++p < end && (s[p] == '-' || s[p] == '+')) {
-            exp_neg = s[p++] == '-';
-        }
-        for (; p < end && is_digit(s[p]); p++) {
-            if (exp < MAX_LITERAL) { /* beyond this: zero or too large anyway */
-                exp = exp * 10 + (s[p] - '0');
-            }
-        }
-        e10 += exp_neg ? -exp : exp;
-    }
-    d->w = w;
-    d->e10 = e10;
-    d->sticky = sticky;
-    return p - *at < MAX_LITERAL ? VW_OK : VW_ERR_MESSAGE;
+    const size_t q = scan_number(doc->buf, *at, doc->len, d);
+    return q != 0 && q - *at < MAX_LITERAL ? VW_OK : VW_ERR_MESSAGE;
 }
 
 vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t min,
                             int64_t max, int64_t *out, int *found)
 {
-    size_t p;
+    size_t at;
     decimal_t d;
-    if (out == NULL || min > max) {
+    int64_t v;
+    if (min > max) {
         return VW_ERR_ARG;
     }
-    vw_status_t status = find_decimal(doc, key, &p, found, &d);
-    if (status != VW_OK || p == 0) {
+    vw_status_t status = find_number(doc, key, out, &at, found, &d);
+    if (status != VW_OK || at == 0) {
         return status;
     }
     /* An integer of more than 19 digits (e10 > 0) is beyond int64 anyway. */
     if (!d.integer || d.e10 != 0 || d.w > (uint64_t)INT64_MAX + (uint64_t)d.neg) {
         return VW_ERR_MESSAGE;
     }
-    const int64_t v = !d.neg ? (int64_t)d.w : d.w == 0 ? 0 : -(int64_t)(d.w - 1u) - 1;
+    const uint64_t bits = d.neg ? 0u - d.w : d.w; /* two's complement */
+    memcpy(&v, &bits, sizeof v);
     if (v < min || v > max) {
         return VW_ERR_MESSAGE;
     }
@@ -550,45 +447,40 @@ vw_status_t vw_json_get_int(const vw_json_doc_t *doc, const char *key, int64_t m
 
 /* Decimal to double, correctly rounded: w * 10^e10 is w * 5^e10 * 2^e10, whose 64
  * leading bits (and a sticky bit) vw_bignum_pow5 gives exactly; then one rounding to
- * nearest, ties to even, subnormals included. */
+ * nearest, ties to even, subnormals included. The rounded significand is added to the
+ * biased exponent field less one, so that its leading bit makes up the one, and a
+ * carry out of it (rounding up to a power of two, or a subnormal up to the smallest
+ * normal) moves the exponent up. */
 vw_status_t vw_json_get_number(const vw_json_doc_t *doc, const char *key, double *out,
                                int *found)
 {
-    size_t p;
+    size_t at;
     decimal_t d;
-    uint64_t m = 0;
-    int32_t e = 0;
-    if (out == NULL) {
-        return VW_ERR_ARG;
-    }
-    vw_status_t status = find_decimal(doc, key, &p, found, &d);
-    if (status != VW_OK || p == 0) {
+    uint64_t m, bits = 0;
+    int32_t e;
+    vw_status_t status = find_number(doc, key, out, &at, found, &d);
+    if (status != VW_OK || at == 0) {
         return status;
     }
-    uint64_t bits = (uint64_t)d.neg << 63; /* 0, -0, or an underflow */
-    if (d.w != 0 && d.e10 > MAX_EXP10) {
-        return VW_ERR_MESSAGE; /* beyond the largest double */
-    }
-    if (d.w != 0 && d.e10 >= MIN_EXP10) {
-        (void)vw_bignum_pow5(d.w, d.e10, &m, &e);
-        m |= (uint64_t)d.sticky; /* below the rounding bit: only breaks ties */
-        e += d.e10;              /* exponent of m's leading bit */
-        int32_t cut = 11;        /* bits of m below the 53 of a normal double */
-        if (e < -1022) {         /* subnormal: fewer bits */
-            cut += -1022 - e;
-            e = -1022;
+    if (vw_bignum_pow5(d.w, d.e10, &m, &e)) {
+        /* The value is m * 2^(e + e10 - 63): the exponent field of its leading bit, less
+         * one, and the bits of m below the 53 of a normal double (more if subnormal). */
+        int32_t field = e + d.e10 + 1022, cut = 11;
+        if (field < 0) {
+            cut -= field;
+            field = 0;
         }
-        uint64_t mant = cut > 64 ? 0u : vw_bignum_round(m, (unsigned)cut);
-        if (mant >> 53) { /* rounded up to the next power of two */
-            mant >>= 1;
-            e++;
+        if (cut <= 64) { /* else below half the least subnormal: zero */
+            /* the sticky digits are below the rounding bit: they only break ties */
+            bits = ((uint64_t)field << 52) + vw_bignum_round(m | (uint64_t)d.sticky, (unsigned)cut);
         }
-        const uint64_t biased = (mant >> 52) ? (uint64_t)(e + 1023) : 0u;
-        if (biased >= 2047u) {
+        if (bits >= UINT64_C(0x7FF) << 52) {
             return VW_ERR_MESSAGE; /* beyond the largest double */
         }
-        bits |= (biased << 52) | (mant & 0xFFFFFFFFFFFFFu);
+    } else if (d.w != 0 && d.e10 > 0) {
+        return VW_ERR_MESSAGE; /* beyond the largest double, whatever the digits */
     }
+    bits |= (uint64_t)d.neg << 63; /* 0, -0, or an underflow when nothing else */
     memcpy(out, &bits, sizeof bits);
     return VW_OK;
 }
