@@ -54,6 +54,8 @@ vw_status_t vw_engine_init(vw_engine_t *engine, const vw_model_t *model, void *w
 /**
  * @brief Quantise features with the model's folded normalisation:
  *        q = clamp(round_half_even(x * mul + add), -128, 127) in float32.
+ * It quantises into the engine's working memory, as vw_engine_infer does, and reads q
+ * back from there.
  * @param features n_features floats (input)
  * @param q        n_features int8 (output)
  * @return VW_OK, VW_ERR_ARG, or VW_ERR_INPUT if a feature is not finite (q is then

@@ -1,6 +1,7 @@
 #include "vw_engine.h"
 
 #include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "vw_kernel.h"
@@ -34,22 +35,28 @@ vw_status_t vw_engine_init(vw_engine_t *engine, const vw_model_t *model, void *w
     if (((uintptr_t)work & 3u) != 0) {
         return VW_ERR_ALIGN;
     }
-    if (work_bytes < vw_engine_required_bytes(model)) {
+    const size_t need = vw_engine_required_bytes(model);
+    if (work_bytes < need) {
         return VW_ERR_BUFFER;
     }
-    memset(work, 0, vw_engine_required_bytes(model));
+    /* Zero: the input's padding stays so, which run_last relies on. */
+    memset(work, 0, need);
+    const size_t in_pad = model->layers[0].in_pad;
     engine->model = model;
     engine->input = (int16_t *)work;
-    engine->ping = engine->input + model->layers[0].in_pad;
-    engine->pong = engine->ping + hidden_pad(model);
+    engine->ping = engine->input + in_pad;
+    engine->pong = engine->ping + (need / sizeof(int16_t) - in_pad) / 2u; /* ping, pong alike */
     return VW_OK;
 }
 
-/* The requantisation runs once per output: inline it even at -Os (GCC and Clang). */
+/* The requantisation runs once per output: inline it even at -Os (GCC and Clang); what
+ * rarely runs stays out of the loops. */
 #if defined(__GNUC__)
 #define VW_HOT_INLINE inline __attribute__((always_inline))
+#define VW_NOINLINE __attribute__((noinline))
 #else
 #define VW_HOT_INLINE inline
+#define VW_NOINLINE
 #endif
 
 /* Memory position of input c in a pair-interleaved buffer (vw_kernel.h). */
@@ -68,24 +75,25 @@ static VW_HOT_INLINE void put_group(int16_t *dst, int32_t v0, int32_t v1, int32_
 }
 
 /* TFLite's fixed-point requantisation, the "double rounding" variant of
- * MultiplyByQuantizedMultiplier, exactly, with no 64-bit division or shift:
- * - x = acc * 2^shift for shift > 0 (in int32, wrapping as TFLite's x * (1 << left));
+ * MultiplyByQuantizedMultiplier, exactly, with no 64-bit division or shift and no branch:
+ * - x = acc * 2^left for left = max(shift, 0) (in int32, wrapping as TFLite's x * (1 << left));
  * - gemmlowp's SaturatingRoundingDoublingHighMul(x, mult) is
  *   (x*mult + (x*mult >= 0 ? 2^30 : 1 - 2^30)) / 2^31 truncated towards zero, which is
  *   floor((x*mult + 2^30) / 2^31) for either sign; its saturating case (both operands
  *   INT32_MIN) cannot occur, since vw_model_parse admits only mult in {0} u [2^30, 2^31);
- * - RoundingDivideByPOT(h, n) for n = -shift > 0 rounds half away from zero:
- *   (h + 2^(n-1) - [h < 0]) >> n. That sum cannot overflow: |h| <= |acc| < 2^30
- *   (VW_MODEL_MAX_BIAS) and 2^(n-1) <= 2^30.
+ * - RoundingDivideByPOT(h, n) for n = max(-shift, 0) rounds half away from zero:
+ *   (h + 2^(n-1) - [h < 0]) >> n for n > 0, h for n = 0; both are
+ *   (h + ((2^n - [h < 0]) >> 1)) >> n. That sum cannot overflow: for n > 0,
+ *   |h| <= |acc| < 2^30 (VW_MODEL_MAX_BIAS) and the rounding term is at most 2^30.
  * (>> of a negative value is arithmetic on every target we build.) */
-static VW_HOT_INLINE int32_t requantize(int32_t acc, int32_t mult, int shift)
+static VW_HOT_INLINE int32_t requantize(int32_t acc, int32_t mult, int32_t shift)
 {
-    if (shift >= 0) {
-        int32_t x = (int32_t)((uint32_t)acc << shift);
-        return (int32_t)(((int64_t)x * mult + (1 << 30)) >> 31);
-    }
-    int32_t high = (int32_t)(((int64_t)acc * mult + (1 << 30)) >> 31);
-    return (high + (1 << (-shift - 1)) - (high < 0)) >> -shift;
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = left - shift;
+    const int64_t p = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
+    const int32_t high = (int32_t)((p >> 31) + ((p >> 30) & 1)); /* floor((p + 2^30) / 2^31) */
+    const uint32_t round = ((1u << right) - (uint32_t)(high < 0)) >> 1;
+    return (high + (int32_t)round) >> right;
 }
 
 /* Float arithmetic must be done in float, not in a wider type, for the same bits everywhere. */
@@ -93,48 +101,59 @@ static VW_HOT_INLINE int32_t requantize(int32_t acc, int32_t mult, int shift)
 #error "vw_engine needs FLT_EVAL_METHOD == 0 (float arithmetic in float)"
 #endif
 
-/* Feature i: clamp(round_half_even(x * mul + add), -128, 127), NaN giving -128. Adding and
- * subtracting 1.5 * 2^23 rounds to the nearest integer, ties to even (IEEE's default mode),
- * in two float operations. *finite gains x - x: 0 for every finite x, NaN otherwise. */
-static VW_HOT_INLINE int32_t quantize_one(const vw_model_t *m, const float *features, uint32_t i,
-                                          float *finite)
+static VW_HOT_INLINE int32_t clamp(int32_t y, int32_t lo, int32_t hi)
 {
-    float x = features[i];
-    *finite = *finite + (x - x);
-    float t = x * m->in_mul[i];
-    t = t + m->in_add[i];
-    t = t >= -128.0f ? t : -128.0f;
-    t = t <= 127.0f ? t : 127.0f;
-    t = t + 12582912.0f;
-    t = t - 12582912.0f;
-    return (int32_t)t;
+    return y < lo ? lo : y > hi ? hi : y;
 }
 
-/* Quantise every feature into q (int8) or straight into the engine's input buffer
- * (interleaved, zero point removed); VW_ERR_INPUT if a feature is not finite. */
-static vw_status_t quantize_all(const vw_model_t *m, const float *features, int8_t *q, int16_t *in16)
+/* quantize_one for t = x * mul + add outside (-2^22, 2^22): the end of [-128, 127] on t's side,
+ * -128 for NaN. t is not finite when x is not, which sets *bad. Rare, so kept out of line. */
+static VW_NOINLINE int32_t quantize_far(float x, float t, int *bad)
 {
+    if (!(x - x == 0.0f)) { /* NaN and +-Inf give NaN */
+        *bad = 1;
+    }
+    return t > 0.0f ? 127 : -128;
+}
+
+/* clamp(round_half_even(x * mul + add), -128, 127) in float32. Inside (-2^22, 2^22), adding and
+ * subtracting 1.5 * 2^23 rounds to the nearest integer, ties to even (IEEE's default mode), in
+ * two float operations, and the clamp is an integer one; x is then finite. */
+static VW_HOT_INLINE int32_t quantize_one(float x, float mul, float add, int *bad)
+{
+    float t = x * mul;
+    t = t + add;
+    if (fabsf(t) < 4194304.0f) {
+        t = t + 12582912.0f;
+        t = t - 12582912.0f;
+        const int32_t q = (int32_t)t;
+        return q < -128 ? -128 : q > 127 ? 127 : q;
+    }
+    return quantize_far(x, t, bad);
+}
+
+/* Quantise every feature into the engine's input buffer (interleaved, zero point removed;
+ * padding keeps its zeros); VW_ERR_INPUT if a feature is not finite. */
+static vw_status_t quantize_all(const vw_engine_t *engine, const float *features)
+{
+    const vw_model_t *m = engine->model;
+    const float *mul = m->in_mul, *add = m->in_add;
     const uint32_t n = m->n_features;
     const int32_t zp = m->in_zero_point;
-    float finite = 0.0f;
+    int16_t *in16 = engine->input;
+    int bad = 0;
     uint32_t i = 0;
-    if (q != NULL) {
-        for (; i < n; i++) {
-            q[i] = (int8_t)quantize_one(m, features, i, &finite);
-        }
-    } else {
-        for (; i + 4u <= n; i += 4u) {
-            int32_t q0 = quantize_one(m, features, i, &finite);
-            int32_t q1 = quantize_one(m, features, i + 1u, &finite);
-            int32_t q2 = quantize_one(m, features, i + 2u, &finite);
-            int32_t q3 = quantize_one(m, features, i + 3u, &finite);
-            put_group(in16 + i, q0 - zp, q1 - zp, q2 - zp, q3 - zp);
-        }
-        for (; i < n; i++) {
-            in16[interleaved(i)] = (int16_t)(quantize_one(m, features, i, &finite) - zp);
-        }
+    for (; i + 4u <= n; i += 4u) {
+        int32_t q0 = quantize_one(features[i], mul[i], add[i], &bad);
+        int32_t q1 = quantize_one(features[i + 1u], mul[i + 1u], add[i + 1u], &bad);
+        int32_t q2 = quantize_one(features[i + 2u], mul[i + 2u], add[i + 2u], &bad);
+        int32_t q3 = quantize_one(features[i + 3u], mul[i + 3u], add[i + 3u], &bad);
+        put_group(in16 + i, q0 - zp, q1 - zp, q2 - zp, q3 - zp);
     }
-    return finite == 0.0f ? VW_OK : VW_ERR_INPUT;
+    for (; i < n; i++) {
+        in16[interleaved(i)] = (int16_t)(quantize_one(features[i], mul[i], add[i], &bad) - zp);
+    }
+    return bad ? VW_ERR_INPUT : VW_OK;
 }
 
 vw_status_t vw_engine_quantize(const vw_engine_t *engine, const float *features, int8_t *q)
@@ -142,66 +161,59 @@ vw_status_t vw_engine_quantize(const vw_engine_t *engine, const float *features,
     if (engine == NULL || engine->model == NULL || features == NULL || q == NULL) {
         return VW_ERR_ARG;
     }
-    return quantize_all(engine->model, features, q, NULL);
-}
-
-static VW_HOT_INLINE int32_t clamp(int32_t y, int32_t lo, int32_t hi)
-{
-    return y < lo ? lo : y > hi ? hi : y;
+    const vw_model_t *m = engine->model;
+    vw_status_t st = quantize_all(engine, features);
+    for (uint32_t i = 0; i < m->n_features; i++) {
+        q[i] = (int8_t)(engine->input[interleaved(i)] + m->in_zero_point);
+    }
+    return st;
 }
 
 /* Outputs per kernel call: 4 blocks of 4 rows. */
 #define CHUNK 16u
 
-/* Outputs c0 .. c0 + rows - 1 of layer l from their sums v, in place, zero point
- * removed: clamp(requantised, act - zp) is what the next layer reads and what the
- * score needs (the last layer's zero point is the model's output zero point). */
-static void requantize_rows(const vw_layer_t *l, uint32_t c0, uint32_t rows, int32_t *v)
+/* Outputs c0 .. c0 + CHUNK - 1 of layer l (fewer at its end) into v: the kernel's sums,
+ * requantised, clamped and with the zero point removed, which is what the next layer reads
+ * and what the score needs (the last layer's zero point is the model's output zero point).
+ * Returns how many outputs are real; those of the last group of 4 past them are 0. */
+static uint32_t chunk(const vw_layer_t *l, const int16_t *x, uint32_t c0, int32_t v[CHUNK])
 {
+    const uint32_t groups = l->in_pad / 4u;
+    const uint32_t padded = l->out_pad - c0 < CHUNK ? l->out_pad - c0 : CHUNK;
+    const uint32_t rows = l->out_dim - c0 < CHUNK ? l->out_dim - c0 : CHUNK;
+    vw_kernel_rows(l->weights + (size_t)c0 * 4u * groups, x, groups, padded / 4u, v);
     const int32_t *bias = l->bias + c0;
     const int32_t lo = l->act_min - l->out_zero_point;
     const int32_t hi = l->act_max - l->out_zero_point;
+    int32_t *y = v, *const end = v + rows; /* rows >= 1 */
     if (l->per_channel) {
         const int32_t *mult = l->mult + c0;
         const int8_t *shift = l->shift + c0;
-        for (uint32_t r = 0; r < rows; r++) {
-            v[r] = clamp(requantize(v[r] + bias[r], mult[r], shift[r]), lo, hi);
-        }
+        do {
+            *y = clamp(requantize(*y + *bias++, *mult++, *shift++), lo, hi);
+        } while (++y != end);
     } else {
         const int32_t mult = l->mult[0];
-        const int shift = l->shift[0];
-        for (uint32_t r = 0; r < rows; r++) {
-            v[r] = clamp(requantize(v[r] + bias[r], mult, shift), lo, hi);
-        }
+        const int32_t shift = l->shift[0];
+        do {
+            *y = clamp(requantize(*y + *bias++, mult, shift), lo, hi);
+        } while (++y != end);
     }
-}
-
-/* The sums of outputs c0 .. c0 + CHUNK - 1 (fewer at the end) into v, requantised;
- * returns how many outputs are real (not padding). */
-static uint32_t chunk(const vw_layer_t *l, const int16_t *x, uint32_t c0, int32_t v[CHUNK])
-{
-    uint32_t groups = l->in_pad / 4u;
-    uint32_t padded = l->out_pad - c0 < CHUNK ? l->out_pad - c0 : CHUNK;
-    uint32_t rows = l->out_dim - c0 < CHUNK ? l->out_dim - c0 : CHUNK;
-    vw_kernel_rows(l->weights + (size_t)c0 * 4u * groups, x, groups, padded / 4u, v);
-    requantize_rows(l, c0, rows, v);
+    if (rows < padded) { /* a partial last group of 4 */
+        memset(end, 0, (padded - rows) * sizeof *end);
+    }
     return rows;
 }
 
-/* A hidden layer: x -> y, both interleaved with the zero point removed. Padding outputs
- * are never written; whatever they hold meets zero weights in the next layer. */
+/* A hidden layer: x -> y, both interleaved with the zero point removed; padding outputs 0. */
 static void run_hidden(const vw_layer_t *l, const int16_t *x, int16_t *y)
 {
     for (uint32_t c0 = 0; c0 < l->out_dim; c0 += CHUNK) {
         int32_t v[CHUNK];
         uint32_t rows = chunk(l, x, c0, v);
         int16_t *out = y + c0; /* c0 is a multiple of 4: interleave within the chunk */
-        uint32_t r = 0;
-        for (; r + 4u <= rows; r += 4u) {
+        for (uint32_t r = 0; r < rows; r += 4u) {
             put_group(out + r, v[r], v[r + 1u], v[r + 2u], v[r + 3u]);
-        }
-        for (; r < rows; r++) {
-            out[interleaved(r)] = (int16_t)v[r];
         }
     }
 }
@@ -214,7 +226,8 @@ static VW_HOT_INLINE float squared_error(float out_scale, int32_t y, float in_sc
     return d * d;
 }
 
-/* The last layer, folded into the sum of squared differences (and output, if not NULL). */
+/* The last layer, folded into the sum of squared differences (and output, if not NULL).
+ * Outputs past the last real one are 0 and meet the input's padding, 0: they add +0. */
 static float run_last(const vw_layer_t *l, const int16_t *x, const vw_model_t *m,
                       const int16_t *input, int8_t *output)
 {
@@ -224,15 +237,11 @@ static float run_last(const vw_layer_t *l, const int16_t *x, const vw_model_t *m
         int32_t v[CHUNK];
         uint32_t rows = chunk(l, x, c0, v);
         const int16_t *in = input + c0; /* output c0 + r meets in[interleaved(r)] */
-        uint32_t r = 0;
-        for (; r + 4u <= rows; r += 4u) {
+        for (uint32_t r = 0; r < rows; r += 4u) {
             sum = sum + squared_error(out_scale, v[r], in_scale, in[r]);
             sum = sum + squared_error(out_scale, v[r + 1u], in_scale, in[r + 2u]);
             sum = sum + squared_error(out_scale, v[r + 2u], in_scale, in[r + 1u]);
             sum = sum + squared_error(out_scale, v[r + 3u], in_scale, in[r + 3u]);
-        }
-        for (; r < rows; r++) {
-            sum = sum + squared_error(out_scale, v[r], in_scale, in[interleaved(r)]);
         }
         if (output != NULL) {
             for (uint32_t k = 0; k < rows; k++) {
@@ -285,7 +294,7 @@ vw_status_t vw_engine_infer(vw_engine_t *engine, const float *features, float *s
     if (engine == NULL || engine->model == NULL || features == NULL) {
         return VW_ERR_ARG;
     }
-    vw_status_t st = quantize_all(engine->model, features, NULL, engine->input);
+    vw_status_t st = quantize_all(engine, features);
     if (st == VW_OK) {
         run_layers(engine, NULL, score);
     }

@@ -31,8 +31,16 @@ static uint8_t *put16(uint8_t *p, uint16_t v)
     return p;
 }
 
-/* One layer 5 -> 5 (padded 8 x 8), identity-like weights, per-tensor scale 1/2. */
-static size_t build(uint32_t *storage)
+/* The requantisation of the one layer: per-tensor (mult[0], shift[0]) or per-channel. */
+typedef struct {
+    uint8_t per_channel;
+    int32_t mult[8];
+    int8_t shift[8];
+    int32_t bias[8];
+} requant_t;
+
+/* One layer 5 -> 5 (padded 8 x 8), weights 2 on the diagonal, requantised by q. */
+static size_t build_with(uint32_t *storage, const requant_t *q)
 {
     uint8_t *b = (uint8_t *)storage;
     memset(b, 0, 1024);
@@ -69,7 +77,7 @@ static size_t build(uint32_t *storage)
     p = put16(p, N);
     *p++ = (uint8_t)-128;
     *p++ = 127;
-    *p++ = 0;
+    *p++ = q->per_channel;
     *p++ = 0;
     p = put32(p, 1); /* output zero point */
     p = put32(p, 0);
@@ -80,15 +88,127 @@ static size_t build(uint32_t *storage)
     }
     p += 64;
     for (int c = 0; c < 8; c++) {
-        p = put32(p, c < N ? (uint32_t)(c * 4) : 0u); /* bias */
+        p = put32(p, (uint32_t)q->bias[c]);
     }
-    p = put32(p, 1u << 30); /* multiplier 0.5 ... */
-    *p = (uint8_t)0;        /* ... shift 0: y = round(acc / 2) */
-    p += 4;
+    int n_q = q->per_channel ? 8 : 1;
+    for (int c = 0; c < n_q; c++) {
+        p = put32(p, (uint32_t)q->mult[c]);
+    }
+    for (int c = 0; c < n_q; c++) {
+        p[c] = (uint8_t)q->shift[c];
+    }
+    p += q->per_channel ? 8 : 4;
     size_t total = (size_t)(p - b);
     put32(b + 8, (uint32_t)total);
     put32(b + 12, vw_crc32_update(0, b, total));
     return total;
+}
+
+/* Bias 4c, multiplier 0.5, shift 0: y = round(acc / 2). */
+static size_t build(uint32_t *storage)
+{
+    requant_t q = {0, {1 << 30}, {0}, {0, 4, 8, 12, 16}};
+    return build_with(storage, &q);
+}
+
+/* TFLite's MultiplyByQuantizedMultiplier as its reference code writes it. */
+static int32_t tflite_requantize(int32_t acc, int32_t mult, int shift)
+{
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
+    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    int32_t high = (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+    int32_t remainder = high & mask, threshold = (mask >> 1) + (high < 0);
+    return (high >> right) + (remainder > threshold);
+}
+
+/* Every output against tflite_requantize, for random multipliers, every shift from -31
+ * to 30, biases up to the bound, per-tensor and per-channel. */
+static void test_requantization(void)
+{
+    static uint32_t blob[256];
+    uint32_t seed = 1u;
+    int mismatches = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        requant_t q;
+        memset(&q, 0, sizeof q);
+        q.per_channel = (uint8_t)(trial & 1);
+        for (int c = 0; c < 8; c++) {
+            seed = seed * 1664525u + 1013904223u;
+            q.mult[c] = (seed & 7u) == 0 ? 0 : (int32_t)((1u << 30) | (seed >> 2));
+            q.shift[c] = (int8_t)((int)((seed >> 8) % 62u) - 31);
+            const uint32_t span = 2u * VW_MODEL_MAX_BIAS + 1u;
+            int32_t bias = (int32_t)((seed >> 3) % span) - VW_MODEL_MAX_BIAS;
+            q.bias[c] = c >= N ? 0 : (trial & 2) ? bias >> ((seed >> 20) % 31u) : bias;
+        }
+        size_t len = build_with(blob, &q);
+        vw_model_t m;
+        vw_engine_t e;
+        uint32_t work[16];
+        if (vw_model_parse(&m, (const uint8_t *)blob, len) != VW_OK ||
+            vw_engine_init(&e, &m, work, sizeof work) != VW_OK) {
+            VW_CHECK(0);
+            return;
+        }
+        int8_t in[N], out[N];
+        for (int c = 0; c < N; c++) {
+            seed = seed * 1664525u + 1013904223u;
+            in[c] = (int8_t)(seed >> 24);
+        }
+        VW_CHECK_EQ(vw_engine_run(&e, in, out, NULL), VW_OK);
+        for (int c = 0; c < N; c++) {
+            int k = q.per_channel ? c : 0;
+            int32_t acc = q.bias[c] + 2 * (in[c] + 2); /* input zero point -2 */
+            int32_t y = tflite_requantize(acc, q.mult[k], q.shift[k]) + 1;
+            y = y < -128 ? -128 : y > 127 ? 127 : y;
+            if (out[c] != y && mismatches++ < 5) {
+                fprintf(stderr, "acc %d mult %d shift %d: %d, want %d\n", (int)acc,
+                        (int)q.mult[k], q.shift[k], out[c], (int)y);
+            }
+        }
+    }
+    VW_CHECK_EQ(mismatches, 0);
+}
+
+/* q = clamp(round_half_even(x * 2 - 2), -128, 127), also far outside int8 and for values
+ * that are not finite; a non-finite feature is refused, a finite one never is. */
+static void test_quantization(vw_engine_t *e)
+{
+    static const struct {
+        float x;
+        int8_t q;
+    } cases[] = {
+        {1.25f, 0},          {1.75f, 2},          {0.75f, 0},          {0.25f, -2},
+        {-0.0f, -2},         {64.25f, 126},       {64.75f, 127},       {65.0f, 127},
+        {-62.25f, -126},     {-62.75f, -128},     {-100.0f, -128},     {2097153.0f, 127},
+        {-2097151.0f, -128}, {2097152.5f, 127},   {1e30f, 127},        {-1e30f, -128},
+        {3e38f, 127},        {-3e38f, -128},      {1e-40f, -2},        {0.5f + 0x1p-23f, -1},
+    };
+    const size_t n_cases = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n_cases; i++) {
+        float features[N];
+        int8_t q[N];
+        for (size_t k = 0; k < N; k++) {
+            features[k] = cases[(i + k) % n_cases].x;
+        }
+        VW_CHECK_EQ(vw_engine_quantize(e, features, q), VW_OK);
+        for (size_t k = 0; k < N; k++) {
+            VW_CHECK_EQ(q[k], cases[(i + k) % n_cases].q);
+        }
+    }
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t at = 0; at < N; at++) {
+            float features[N] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+            features[at] = bad[i];
+            int8_t q[N];
+            float score;
+            VW_CHECK_EQ(vw_engine_quantize(e, features, q), VW_ERR_INPUT);
+            VW_CHECK_EQ(q[at], i == 1 ? 127 : -128);
+            VW_CHECK_EQ(vw_engine_infer(e, features, &score), VW_ERR_INPUT);
+        }
+    }
 }
 
 int main(void)
@@ -155,5 +275,7 @@ int main(void)
     features[2] = INFINITY;
     VW_CHECK_EQ(vw_engine_infer(&e, features, &score), VW_ERR_INPUT);
     VW_CHECK_EQ(vw_engine_check_golden(&e), VW_OK); /* no golden vectors: nothing to miss */
+    test_quantization(&e);
+    test_requantization();
     return vw_test_report("test_engine");
 }
