@@ -4,6 +4,35 @@
 
 #include "vw_crc32.h"
 
+/* The 64-byte header, field by field (docs/vwm-format.md), read in place like the rest of
+ * the blob: it is little endian, as every target of the core, and 4-byte aligned. */
+typedef struct {
+    char magic[4];
+    uint16_t format_version, header_bytes;
+    uint32_t total_bytes, crc, version, sample_rate_hz;
+    uint16_t window, n_bands, n_features, n_layers;
+    float in_scale;
+    int32_t in_zero_point;
+    float out_scale;
+    int32_t out_zero_point;
+    float threshold;
+    uint16_t golden_count;
+    uint8_t id_len, reserved8;
+    uint32_t reserved[2];
+} header_t;
+
+/* A layer's 16-byte header. */
+typedef struct {
+    uint16_t in_dim, out_dim;
+    int8_t act_min, act_max;
+    uint8_t per_channel, reserved8;
+    int32_t out_zero_point;
+    uint32_t reserved;
+} layer_header_t;
+
+_Static_assert(sizeof(header_t) == VW_MODEL_HEADER_BYTES, "the header is 64 bytes");
+_Static_assert(sizeof(layer_header_t) == 16u, "a layer header is 16 bytes");
+
 /* A bounds-checked reader over the blob: nothing is dereferenced before take() said yes. */
 typedef struct {
     const uint8_t *base;
@@ -28,27 +57,15 @@ static const uint8_t *take(cursor_t *c, size_t n)
     return p;
 }
 
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static float rdf32(const uint8_t *p)
-{
-    uint32_t bits = rd32(p);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 static int is_finite(float x)
 {
     return x - x == 0.0f; /* NaN and +-Inf give NaN */
+}
+
+/* A finite scale > 0 (NaN fails both tests). */
+static int is_scale(float x)
+{
+    return is_finite(x) && x > 0.0f;
 }
 
 static int is_zero_point(int32_t zp)
@@ -76,94 +93,87 @@ size_t vw_model_golden_record_bytes(const vw_model_t *model)
     return model == NULL ? 0u : 2u * pad4(model->n_features) + 4u;
 }
 
-static vw_status_t parse_header(vw_model_t *m, const uint8_t *h, uint8_t *id_len)
+static vw_status_t parse_header(vw_model_t *m, const header_t *h)
 {
-    if (rd16(h + 4) != VW_MODEL_FORMAT_VERSION) {
+    if (h->format_version != VW_MODEL_FORMAT_VERSION) {
         return VW_ERR_VERSION;
     }
-    if (rd16(h + 6) != VW_MODEL_HEADER_BYTES || rd32(h + 56) != 0 || rd32(h + 60) != 0 ||
-        h[55] != 0) {
+    if (h->header_bytes != VW_MODEL_HEADER_BYTES || h->reserved[0] != 0 || h->reserved[1] != 0 ||
+        h->reserved8 != 0 || h->n_bands == 0 || h->n_bands > VW_DSP_MAX_BANDS ||
+        h->n_features != h->n_bands + VW_DSP_N_STATS || h->n_layers == 0) {
         return VW_ERR_FORMAT;
     }
-    m->version = rd32(h + 16);
-    m->spec.sample_rate_hz = rd32(h + 20);
-    m->spec.window = rd16(h + 24);
-    m->spec.n_bands = rd16(h + 26);
-    m->n_features = rd16(h + 28);
-    m->n_layers = rd16(h + 30);
-    m->in_scale = rdf32(h + 32);
-    m->in_zero_point = (int32_t)rd32(h + 36);
-    m->out_scale = rdf32(h + 40);
-    m->out_zero_point = (int32_t)rd32(h + 44);
-    m->threshold = rdf32(h + 48);
-    m->golden_count = rd16(h + 52);
-    *id_len = h[54];
-
-    if (m->spec.n_bands == 0 || m->spec.n_bands > VW_DSP_MAX_BANDS ||
-        m->n_features != m->spec.n_bands + VW_DSP_N_STATS || m->n_layers == 0) {
-        return VW_ERR_FORMAT;
-    }
-    if (m->n_layers > VW_MODEL_MAX_LAYERS || m->golden_count > VW_MODEL_MAX_GOLDEN) {
+    if (h->n_layers > VW_MODEL_MAX_LAYERS || h->golden_count > VW_MODEL_MAX_GOLDEN) {
         return VW_ERR_UNSUPPORTED;
     }
-    if (!is_finite(m->in_scale) || !(m->in_scale > 0.0f) || !is_finite(m->out_scale) ||
-        !(m->out_scale > 0.0f) || !is_finite(m->threshold) || m->threshold < 0.0f ||
-        !is_zero_point(m->in_zero_point) || !is_zero_point(m->out_zero_point) || *id_len == 0 ||
-        *id_len > VW_MODEL_MAX_ID) {
+    if (!is_scale(h->in_scale) || !is_scale(h->out_scale) || !is_finite(h->threshold) ||
+        h->threshold < 0.0f || !is_zero_point(h->in_zero_point) ||
+        !is_zero_point(h->out_zero_point) || h->id_len == 0 || h->id_len > VW_MODEL_MAX_ID) {
         return VW_ERR_FORMAT;
     }
+    m->version = h->version;
+    m->spec.sample_rate_hz = h->sample_rate_hz;
+    m->spec.window = h->window;
+    m->spec.n_bands = h->n_bands;
+    m->n_features = h->n_features;
+    m->n_layers = h->n_layers;
+    m->in_scale = h->in_scale;
+    m->in_zero_point = h->in_zero_point;
+    m->out_scale = h->out_scale;
+    m->out_zero_point = h->out_zero_point;
+    m->threshold = h->threshold;
+    m->golden_count = h->golden_count;
     return VW_OK;
 }
 
 static vw_status_t parse_layer(cursor_t *c, vw_layer_t *l, uint16_t in_dim, int32_t in_zp)
 {
-    const uint8_t *h = take(c, 16);
+    const layer_header_t *h = (const layer_header_t *)(const void *)take(c, sizeof *h);
     if (h == NULL) {
         return VW_ERR_TRUNCATED;
     }
-    l->in_dim = rd16(h);
-    l->out_dim = rd16(h + 2);
-    l->act_min = (int8_t)h[4];
-    l->act_max = (int8_t)h[5];
-    l->per_channel = h[6];
-    l->in_zero_point = in_zp;
-    l->out_zero_point = (int32_t)rd32(h + 8);
-    if (l->in_dim != in_dim || l->out_dim == 0 || l->act_min > l->act_max || l->per_channel > 1 ||
-        h[7] != 0 || rd32(h + 12) != 0 || !is_zero_point(l->out_zero_point)) {
+    if (h->in_dim != in_dim || h->out_dim == 0 || h->act_min > h->act_max || h->per_channel > 1 ||
+        h->reserved8 != 0 || h->reserved != 0 || !is_zero_point(h->out_zero_point)) {
         return VW_ERR_FORMAT;
     }
-    if (l->out_dim > VW_MODEL_MAX_DIM) {
+    if (h->out_dim > VW_MODEL_MAX_DIM) {
         return VW_ERR_UNSUPPORTED;
     }
-    l->in_pad = (uint16_t)pad4(l->in_dim);
-    l->out_pad = (uint16_t)pad4(l->out_dim);
-    size_t n_q = l->per_channel ? l->out_pad : 1u;
-
-    const uint8_t *w = take(c, (size_t)l->out_pad * l->in_pad);
-    const uint8_t *bias = take(c, 4u * l->out_pad);
-    const uint8_t *mult = take(c, 4u * n_q);
-    const uint8_t *shift = take(c, n_q);
-    if (w == NULL || bias == NULL || mult == NULL || shift == NULL) {
+    const size_t in_pad = pad4(h->in_dim), out_pad = pad4(h->out_dim);
+    const size_t n_q = h->per_channel ? out_pad : 1u;
+    /* weights, bias, multipliers and shifts follow each other, each padded to 4 */
+    const uint8_t *w = take(c, out_pad * in_pad + 4u * out_pad + 4u * n_q + n_q);
+    if (w == NULL) {
         return VW_ERR_TRUNCATED;
     }
-    l->weights = (const int8_t *)w;
-    l->bias = (const int32_t *)(const void *)bias;
-    l->mult = (const int32_t *)(const void *)mult;
-    l->shift = (const int8_t *)shift;
+    const int32_t *bias = (const int32_t *)(const void *)(w + out_pad * in_pad);
+    const int32_t *mult = bias + out_pad;
+    const int8_t *shift = (const int8_t *)(mult + n_q);
     /* |bias| <= VW_MODEL_MAX_BIAS keeps |bias + sum| (in_dim <= 2048, |x - zp| <= 255,
      * |w| <= 128) below 2^30: no sum overflows, nor the engine's rounding (vw_engine.c). */
-    for (size_t i = 0; i < l->out_pad; i++) {
-        int32_t b = l->bias[i];
-        if (b > VW_MODEL_MAX_BIAS || b < -VW_MODEL_MAX_BIAS) {
+    for (size_t i = 0; i < out_pad; i++) {
+        if (bias[i] > VW_MODEL_MAX_BIAS || bias[i] < -VW_MODEL_MAX_BIAS) {
             return VW_ERR_FORMAT;
         }
     }
     for (size_t i = 0; i < n_q; i++) {
-        int32_t m = l->mult[i];
-        if ((m != 0 && m < (1 << 30)) || l->shift[i] < -31 || l->shift[i] > 30) {
+        if ((mult[i] != 0 && mult[i] < (1 << 30)) || shift[i] < -31 || shift[i] > 30) {
             return VW_ERR_FORMAT;
         }
     }
+    l->in_dim = h->in_dim;
+    l->out_dim = h->out_dim;
+    l->in_pad = (uint16_t)in_pad;
+    l->out_pad = (uint16_t)out_pad;
+    l->act_min = h->act_min;
+    l->act_max = h->act_max;
+    l->per_channel = h->per_channel;
+    l->in_zero_point = in_zp;
+    l->out_zero_point = h->out_zero_point;
+    l->weights = (const int8_t *)w;
+    l->bias = bias;
+    l->mult = mult;
+    l->shift = shift;
     return VW_OK;
 }
 
@@ -179,10 +189,11 @@ vw_status_t vw_model_parse(vw_model_t *model, const uint8_t *blob, size_t len)
     if (len < VW_MODEL_HEADER_BYTES) {
         return VW_ERR_TRUNCATED;
     }
-    if (memcmp(blob, VW_MODEL_MAGIC, 4) != 0) {
+    const header_t *h = (const header_t *)(const void *)blob;
+    if (memcmp(h->magic, VW_MODEL_MAGIC, 4) != 0) {
         return VW_ERR_MAGIC;
     }
-    uint32_t total = rd32(blob + 8);
+    const uint32_t total = h->total_bytes;
     if (total > VW_MODEL_MAX_BYTES) {
         return VW_ERR_UNSUPPORTED;
     }
@@ -196,49 +207,47 @@ vw_status_t vw_model_parse(vw_model_t *model, const uint8_t *blob, size_t len)
     uint32_t crc = vw_crc32_update(0, blob, 12);
     crc = vw_crc32_update(crc, zero, 4);
     crc = vw_crc32_update(crc, blob + 16, total - 16u);
-    if (crc != rd32(blob + 12)) {
+    if (crc != h->crc) {
         return VW_ERR_CRC;
     }
 
-    uint8_t id_len = 0;
-    vw_status_t st = parse_header(model, blob, &id_len);
+    vw_status_t st = parse_header(model, h);
     if (st != VW_OK) {
         return st;
     }
     model->blob_bytes = total;
     cursor_t c = {blob, total, VW_MODEL_HEADER_BYTES};
 
-    const uint8_t *id = take(&c, id_len);
-    const uint8_t *bins = take(&c, 2u * (model->spec.n_bands + 1u));
+    const uint8_t *id = take(&c, h->id_len);
+    const uint8_t *bins = take(&c, 2u * (h->n_bands + 1u));
     if (id == NULL || bins == NULL) {
         return VW_ERR_TRUNCATED;
     }
-    if (!vw_model_id_valid((const char *)id, id_len)) {
+    if (!vw_model_id_valid((const char *)id, h->id_len)) {
         return VW_ERR_FORMAT;
     }
-    memcpy(model->id, id, id_len);
+    memcpy(model->id, id, h->id_len);
     model->spec.band_bins = (const uint16_t *)(const void *)bins;
     st = vw_dsp_check_spec(&model->spec);
     if (st != VW_OK) {
         return VW_ERR_FORMAT;
     }
 
-    const uint8_t *mul = take(&c, 4u * model->n_features);
-    const uint8_t *add = take(&c, 4u * model->n_features);
-    if (mul == NULL || add == NULL) {
+    const float *mul = (const float *)(const void *)take(&c, 8u * h->n_features);
+    if (mul == NULL) {
         return VW_ERR_TRUNCATED;
     }
-    model->in_mul = (const float *)(const void *)mul;
-    model->in_add = (const float *)(const void *)add;
-    for (size_t i = 0; i < model->n_features; i++) {
-        if (!is_finite(model->in_mul[i]) || !is_finite(model->in_add[i])) {
+    model->in_mul = mul;
+    model->in_add = mul + h->n_features; /* the add terms follow the multipliers */
+    for (size_t i = 0; i < 2u * h->n_features; i++) {
+        if (!is_finite(mul[i])) {
             return VW_ERR_FORMAT;
         }
     }
 
-    uint16_t dim = model->n_features;
-    int32_t zp = model->in_zero_point;
-    for (size_t i = 0; i < model->n_layers; i++) {
+    uint16_t dim = h->n_features;
+    int32_t zp = h->in_zero_point;
+    for (size_t i = 0; i < h->n_layers; i++) {
         vw_layer_t *l = &model->layers[i];
         st = parse_layer(&c, l, dim, zp);
         if (st != VW_OK) {
@@ -247,18 +256,16 @@ vw_status_t vw_model_parse(vw_model_t *model, const uint8_t *blob, size_t len)
         dim = l->out_dim;
         zp = l->out_zero_point;
         model->macs += (uint32_t)l->in_dim * l->out_dim;
-        if (l->in_pad > model->max_pad) {
-            model->max_pad = l->in_pad;
-        }
+        /* every in_pad is an out_pad too: the previous layer's, layer 0's the last layer's */
         if (l->out_pad > model->max_pad) {
             model->max_pad = l->out_pad;
         }
     }
-    if (dim != model->n_features || zp != model->out_zero_point) {
+    if (dim != h->n_features || zp != h->out_zero_point) {
         return VW_ERR_FORMAT;
     }
 
-    model->golden = take(&c, model->golden_count * vw_model_golden_record_bytes(model));
+    model->golden = take(&c, h->golden_count * vw_model_golden_record_bytes(model));
     if (model->golden == NULL) {
         return VW_ERR_TRUNCATED;
     }
