@@ -4,7 +4,8 @@
  *
  * No function aborts or asserts on bad input: each returns a status, and
  * VW_OK (zero) is the only success value. The numeric values are part of the
- * Python binding's contract; append new codes, never renumber.
+ * Python binding's contract; append new codes, never renumber, and append
+ * their names to the string in vw_status.c.
  */
 #ifndef VW_STATUS_H
 #define VW_STATUS_H

@@ -1,32 +1,19 @@
 #include "vw_status.h"
 
+/* The names in the order of the codes, each ending in a NUL, and last the name of every
+ * other value: one string, no table of pointers. */
+static const char names[] = "ok\0arg\0buffer\0align\0magic\0version\0truncated\0crc\0format\0"
+                            "unsupported\0input\0golden\0signature\0downgrade\0hash\0spec\0"
+                            "state\0range\0storage\0too_large\0incomplete\0no_model\0json\0"
+                            "message\0unknown";
+
 const char *vw_status_name(vw_status_t status)
 {
-    switch (status) {
-    case VW_OK: return "ok";
-    case VW_ERR_ARG: return "arg";
-    case VW_ERR_BUFFER: return "buffer";
-    case VW_ERR_ALIGN: return "align";
-    case VW_ERR_MAGIC: return "magic";
-    case VW_ERR_VERSION: return "version";
-    case VW_ERR_TRUNCATED: return "truncated";
-    case VW_ERR_CRC: return "crc";
-    case VW_ERR_FORMAT: return "format";
-    case VW_ERR_UNSUPPORTED: return "unsupported";
-    case VW_ERR_INPUT: return "input";
-    case VW_ERR_GOLDEN: return "golden";
-    case VW_ERR_SIGNATURE: return "signature";
-    case VW_ERR_DOWNGRADE: return "downgrade";
-    case VW_ERR_HASH: return "hash";
-    case VW_ERR_SPEC: return "spec";
-    case VW_ERR_STATE: return "state";
-    case VW_ERR_RANGE: return "range";
-    case VW_ERR_STORAGE: return "storage";
-    case VW_ERR_TOO_LARGE: return "too_large";
-    case VW_ERR_INCOMPLETE: return "incomplete";
-    case VW_ERR_NO_MODEL: return "no_model";
-    case VW_ERR_JSON: return "json";
-    case VW_ERR_MESSAGE: return "message";
+    const char *const unknown = names + sizeof names - sizeof "unknown";
+    const char *name = names;
+    for (unsigned skip = (unsigned)status; skip > 0u && name != unknown; skip--) {
+        while (*name++ != '\0') {
+        }
     }
-    return "unknown";
+    return name;
 }
