@@ -50,6 +50,7 @@ typedef enum vw_anomaly_event {
 typedef struct vw_anomaly {
     vw_anomaly_config_t config;
     uint32_t history; /**< bit i: the window i windows ago was at or above the threshold */
+    uint8_t above;    /**< how many of bits 0 .. n - 1 of history are set */
     uint8_t below;    /**< consecutive windows below the release level (during an anomaly) */
     uint8_t active;   /**< 1 while an anomaly is open */
 } vw_anomaly_t;
@@ -80,9 +81,6 @@ vw_status_t vw_anomaly_init(vw_anomaly_t *state, const vw_anomaly_config_t *conf
  */
 vw_status_t vw_anomaly_update(vw_anomaly_t *state, float score, float threshold,
                               vw_anomaly_event_t *event);
-
-/** @brief 1 while an anomaly is open, else 0 (0 for NULL). */
-int vw_anomaly_active(const vw_anomaly_t *state);
 
 #ifdef __cplusplus
 }

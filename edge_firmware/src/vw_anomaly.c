@@ -33,18 +33,10 @@ vw_status_t vw_anomaly_init(vw_anomaly_t *state, const vw_anomaly_config_t *conf
     }
     state->config = *config;
     state->history = 0u;
+    state->above = 0u;
     state->below = 0u;
     state->active = 0u;
     return VW_OK;
-}
-
-static unsigned popcount32(uint32_t v)
-{
-    unsigned count = 0;
-    for (; v != 0u; v &= v - 1u) {
-        count++;
-    }
-    return count;
 }
 
 vw_status_t vw_anomaly_update(vw_anomaly_t *state, float score, float threshold,
@@ -59,29 +51,25 @@ vw_status_t vw_anomaly_update(vw_anomaly_t *state, float score, float threshold,
     *event = VW_ANOMALY_NONE;
     const vw_anomaly_config_t *c = &state->config;
     if (state->active) {
-        if (score < c->release_ratio * threshold) {
-            if (++state->below >= c->m) {
-                state->active = 0u;
-                state->below = 0u;
-                state->history = 0u;
-                            *event = VW_ANOMALY_END;
-            }
-        } else {
+        if (score >= c->release_ratio * threshold) {
             state->below = 0u;
+        } else if (++state->below >= c->m) {
+            state->active = 0u;
+            state->below = 0u;
+            state->history = 0u;
+            state->above = 0u;
+            *event = VW_ANOMALY_END;
         }
         return VW_OK;
     }
-    uint32_t mask = c->n >= 32u ? 0xffffffffu : (1u << c->n) - 1u;
-    state->history = ((state->history << 1) | (score >= threshold ? 1u : 0u)) & mask;
-    if (popcount32(state->history) >= c->k) {
+    const uint32_t leaving = (state->history >> (c->n - 1u)) & 1u; /* no longer in the last n */
+    const uint32_t high = score >= threshold;
+    state->history = (state->history << 1) | high;
+    state->above = (uint8_t)(state->above + high - leaving);
+    if (state->above >= c->k) {
         state->active = 1u;
         state->below = 0u;
         *event = VW_ANOMALY_START;
     }
     return VW_OK;
-}
-
-int vw_anomaly_active(const vw_anomaly_t *state)
-{
-    return state != NULL && state->active;
 }

@@ -69,12 +69,12 @@ static void test_threshold_changes_apply_at_once(void)
     for (int i = 0; i < 3; i++) {
         vw_anomaly_update(&state, 0.5f, 1.0f, &event);
     }
-    VW_CHECK(!vw_anomaly_active(&state));
+    VW_CHECK(!state.active);
     vw_anomaly_update(&state, 0.5f, 0.4f, &event); /* a lower threshold: three more */
     vw_anomaly_update(&state, 0.5f, 0.4f, &event);
     vw_anomaly_update(&state, 0.5f, 0.4f, &event);
     VW_CHECK_EQ(event, VW_ANOMALY_START);
-    VW_CHECK(vw_anomaly_active(&state));
+    VW_CHECK(state.active);
 }
 
 static void test_refusals(void)
@@ -98,7 +98,58 @@ static void test_refusals(void)
     VW_CHECK_EQ(vw_anomaly_update(&state, 1.0f, -1.0f, &event), VW_ERR_INPUT);
     VW_CHECK_EQ(vw_anomaly_update(&state, 1.0f, 1.0f, NULL), VW_ERR_ARG);
     VW_CHECK_EQ(state.history, 0u); /* refused windows change nothing */
-    VW_CHECK(!vw_anomaly_active(NULL));
+}
+
+/* The rules of vw_anomaly.h written out with the last n windows in an array, against the
+ * detector, on pseudo-random scores: K of N, M below, n up to 32. */
+static void test_against_reference(void)
+{
+    const vw_anomaly_config_t configs[] = {
+        {3u, 5u, 5u, 0.8f}, {1u, 1u, 1u, 1.0f}, {2u, 3u, 2u, 0.5f}, {7u, 32u, 3u, 0.9f},
+        {32u, 32u, 1u, 0.5f}, {5u, 31u, 4u, 1.0f},
+    };
+    uint32_t seed = 12345u;
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        const vw_anomaly_config_t *config = &configs[c];
+        vw_anomaly_t state;
+        VW_CHECK_EQ(vw_anomaly_init(&state, config), VW_OK);
+        int high[VW_ANOMALY_MAX_N] = {0};
+        int active = 0, below = 0;
+        for (uint32_t w = 0; w < 20000u; w++) {
+            seed = seed * 1103515245u + 12345u;
+            /* long runs of one kind, so that anomalies start and end */
+            float score = (float)((seed >> 16) % 100u) / 100.0f + ((w / 64u) % 2u ? 0.3f : 0.0f);
+            int want = VW_ANOMALY_NONE;
+            if (active) {
+                below = score < config->release_ratio ? below + 1 : 0;
+                if (below >= config->m) {
+                    active = 0;
+                    below = 0;
+                    memset(high, 0, sizeof high);
+                    want = VW_ANOMALY_END;
+                }
+            } else {
+                memmove(high + 1, high, (config->n - 1u) * sizeof high[0]);
+                high[0] = score >= 1.0f;
+                unsigned count = 0;
+                for (unsigned i = 0; i < config->n; i++) {
+                    count += (unsigned)high[i];
+                }
+                if (count >= config->k) {
+                    active = 1;
+                    want = VW_ANOMALY_START;
+                }
+            }
+            vw_anomaly_event_t event;
+            VW_CHECK_EQ(vw_anomaly_update(&state, score, 1.0f, &event), VW_OK);
+            if ((int)event != want) {
+                fprintf(stderr, "config %zu, window %u: event %d, want %d\n", c, (unsigned)w,
+                        (int)event, want);
+                VW_CHECK_EQ((int)event, want);
+                break;
+            }
+        }
+    }
 }
 
 int main(void)
@@ -107,5 +158,6 @@ int main(void)
     test_other_settings();
     test_threshold_changes_apply_at_once();
     test_refusals();
+    test_against_reference();
     return vw_test_report("test_anomaly");
 }
