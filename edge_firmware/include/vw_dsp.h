@@ -114,6 +114,22 @@ vw_status_t vw_dsp_init(vw_dsp_t *dsp, const vw_feature_spec_t *spec, void *work
  */
 vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features);
 
+/*
+ * The DSP's own sine and logarithm, in place of the C library's (whose last bits differ
+ * between libraries): float32 +, -, *, / and bit operations only, so every IEEE 754
+ * build computes the same bits. Exposed for their unit tests.
+ */
+
+/** @brief sin x for |x| <= pi/2, within 2 ulp (the cosine table is read from it). */
+float vw_dsp_sin(float x);
+
+/**
+ * @brief log10 x for a positive normal x (FLT_MIN..FLT_MAX), within 0.84 ulp.
+ * +inf and NaN are returned unchanged; zero, subnormal and negative x are outside the
+ * domain (the band energies are at least 1e-12).
+ */
+float vw_dsp_log10(float x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,11 @@
  * The mean-removed window is scaled by 1/peak before the moments and the FFT,
  * so neither x^4 nor |X|^2 over- or underflows float32 for any sensible
  * amplitude; the scale is put back into the features at the end.
+ *
+ * The cosine table and the band logarithms come from vw_dsp_sin and
+ * vw_dsp_log10 below, not from the C library: float32 +, -, *, / and bit
+ * operations only, which IEEE 754 rounds the same way everywhere, so the host
+ * and the Cortex-M4 compute the same bits (the builds keep -ffp-contract=off).
  */
 #include "vw_dsp.h"
 
@@ -43,17 +48,45 @@ static float vw_dsp_cos(const float *q, uint32_t quarter, uint32_t k)
 }
 
 /*
- * X[k] = E + W^k O with E = (a + conj(b)) / 2, O = (a - conj(b)) / 2i,
- * W = exp(-2 pi i / N), a = Z[k], b = Z[N/2 - k].
+ * sin x for |x| <= pi/2 (float(pi/2), a little more, included), within 2 ulp:
+ * x + x z P(z), z = x^2, P a minimax polynomial of degree 3.
  */
-static void vw_dsp_split(float *out, float ar, float ai, float br, float bi, const float *q,
-                         uint32_t quarter, uint32_t k)
+float vw_dsp_sin(float x)
 {
-    const float er = 0.5f * (ar + br), ei = 0.5f * (ai - bi);
-    const float or_ = 0.5f * (ai + bi), oi = 0.5f * (br - ar);
-    const float wr = vw_dsp_cos(q, quarter, k), wi = -vw_dsp_cos(q, quarter, k + 3u * quarter);
-    out[0] = er + (wr * or_ - wi * oi);
-    out[1] = ei + (wr * oi + wi * or_);
+    const float z = x * x;
+    return x + x * z * (((2.605776172e-06f * z - 1.980960100e-04f) * z + 8.333066222e-03f) * z -
+                        1.666665955e-01f);
+}
+
+/*
+ * log10 x for a positive normal x, within 0.84 ulp (fdlibm's and musl's log10f with
+ * a shorter polynomial); +inf and NaN are returned as they are. x = 2^k (1 + f) with
+ * 1 + f in [sqrt(2)/2, sqrt(2)), log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with
+ * s = f / (2 + f) and R a minimax polynomial; hi, f - f^2/2 cut to 12 bits, and k are
+ * multiplied exactly by the leading bits of 1/ln 10 and log10 2.
+ */
+float vw_dsp_log10(float x)
+{
+    uint32_t ix;
+    memcpy(&ix, &x, sizeof ix);
+    if (ix >= VW_DSP_EXP_MASK) {
+        return x;
+    }
+    const int32_t k = (int32_t)((ix + (0x3f800000u - 0x3f3504f3u)) >> 23) - 127;
+    ix -= (uint32_t)k << 23;
+    float f, hi;
+    memcpy(&f, &ix, sizeof f);
+    f -= 1.0f;
+    const float s = f / (2.0f + f), z = s * s, hfsq = 0.5f * f * f;
+    const float r = s * (hfsq + z * ((2.987179768e-01f * z + 3.997753920e-01f) * z +
+                                     6.666677640e-01f));
+    hi = f - hfsq;
+    memcpy(&ix, &hi, sizeof ix);
+    ix &= 0xfffff000u;
+    memcpy(&hi, &ix, sizeof hi);
+    const float lo = ((f - hi) - hfsq) + r, dk = (float)k;
+    return (dk * 7.9034151668e-07f + (lo + hi) * -3.1689971365e-05f + lo * 4.3432617188e-01f) +
+           hi * 4.3432617188e-01f + dk * 3.0102920532e-01f;
 }
 
 /* In-place radix-2 FFT of half = N/2 interleaved complex values. */
@@ -77,15 +110,17 @@ static void vw_dsp_fft(float *z, uint32_t half, const float *q, uint32_t quarter
     for (uint32_t len = 2u; len <= half; len <<= 1) {
         const uint32_t step = 4u * quarter / len;
         for (uint32_t j = 0; j < len / 2u; j++) {
+            /* W^(j step) = wr - i ws */
             const float wr = vw_dsp_cos(q, quarter, j * step);
-            const float wi = -vw_dsp_cos(q, quarter, j * step + 3u * quarter);
+            const float ws = vw_dsp_cos(q, quarter, j * step + 3u * quarter);
             for (uint32_t a = j; a < half; a += len) {
                 float *u = z + 2u * a, *v = u + len;
-                const float tr = wr * v[0] - wi * v[1], ti = wr * v[1] + wi * v[0];
-                v[0] = u[0] - tr;
-                v[1] = u[1] - ti;
-                u[0] += tr;
-                u[1] += ti;
+                const float ur = u[0], ui = u[1];
+                const float tr = wr * v[0] + ws * v[1], ti = wr * v[1] - ws * v[0];
+                v[0] = ur - tr;
+                v[1] = ui - ti;
+                u[0] = ur + tr;
+                u[1] = ui + ti;
             }
         }
     }
@@ -156,11 +191,13 @@ vw_status_t vw_dsp_init(vw_dsp_t *dsp, const vw_feature_spec_t *spec, void *work
         return VW_ERR_BUFFER;
     }
     const uint32_t n = spec->window;
+    float *table = (float *)work + n + 2u;
     dsp->spec = *spec;
     dsp->work = work;
-    dsp->cos_table = dsp->work + n + 2u;
+    dsp->cos_table = table;
+    /* cos(2 pi k / N) as sin(2 pi (N/4 - k) / N): exactly 0 at k = N/4 */
     for (uint32_t k = 0; k <= n / 4u; k++) {
-        dsp->cos_table[k] = cosf((float)k * (6.28318531f / (float)n));
+        table[n / 4u - k] = vw_dsp_sin((float)k * (6.28318531f / (float)n));
     }
     return VW_OK;
 }
@@ -178,12 +215,13 @@ vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features
     /* Shifting by the first sample keeps the float32 mean accurate under a large offset
        and makes a constant window exactly zero; the second pass removes what the rounding
        of the first mean left (a DC error would show in bins 0 and 1). */
+    const float first = samples[0];
     float sum = 0.0f, residual = 0.0f;
     for (uint32_t i = 0; i < n; i++) {
         if (!vw_dsp_finite(samples[i])) {
             return VW_ERR_INPUT;
         }
-        x[i] = samples[i] - samples[0];
+        x[i] = samples[i] - first;
         sum += x[i];
     }
     const float mean = sum / (float)n;
@@ -214,27 +252,40 @@ vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features
     x[1] = 0.0f;
     x[n] = z0r - z0i;
     x[n + 1u] = 0.0f;
-    for (uint32_t k = 1; k <= half / 2u; k++) {
+    /* a = Z[k], b = Z[N/2 - k], E = (a + conj(b)) / 2, O = (a - conj(b)) / 2i,
+       T = W^k O with W = exp(-2 pi i / N): X[k] = E + T, X[N/2 - k] = conj(E - T). */
+    for (uint32_t k = 1; k <= quarter; k++) {
         float *a = x + 2u * k, *b = x + 2u * (half - k);
-        const float ar = a[0], ai = a[1], br = b[0], bi = b[1];
-        vw_dsp_split(a, ar, ai, br, bi, q, quarter, k);
-        vw_dsp_split(b, br, bi, ar, ai, q, quarter, half - k);
+        const float er = 0.5f * (a[0] + b[0]), ei = 0.5f * (a[1] - b[1]);
+        const float or_ = 0.5f * (a[1] + b[1]), oi = 0.5f * (b[0] - a[0]);
+        const float wr = q[k], ws = q[quarter - k]; /* W^k = wr - i ws */
+        const float tr = wr * or_ + ws * oi, ti = wr * oi - ws * or_;
+        b[0] = er - tr;
+        b[1] = ti - ei;
+        a[0] = er + tr;
+        a[1] = ei + ti;
     }
 
     /* P[k] = |X[k]|^2 / N^2 of the unscaled window: (peak / N)^2 times that of the scaled one. */
     const float gain = peak / (float)n;
+    const uint16_t *bins = dsp->spec.band_bins;
     for (uint32_t b = 0; b < n_bands; b++) {
         float power = 0.0f;
-        for (uint32_t k = dsp->spec.band_bins[b]; k < dsp->spec.band_bins[b + 1u]; k++) {
+        for (uint32_t k = bins[b]; k < bins[b + 1u]; k++) {
             power += x[2u * k] * x[2u * k] + x[2u * k + 1u] * x[2u * k + 1u];
         }
-        features[b] = log10f(power * gain * gain + 1e-12f);
+        features[b] = vw_dsp_log10(power * gain * gain + 1e-12f);
     }
-    const float m2 = s2 / (float)n;
-    features[n_bands] = peak * sqrtf(m2);
-    features[n_bands + 1u] = peak;
-    features[n_bands + 2u] = peak > 0.0f ? 1.0f / sqrtf(m2) : 0.0f;
-    features[n_bands + 3u] = peak > 0.0f ? (s4 / (float)n) / (m2 * m2) : 0.0f;
+    const float m2 = s2 / (float)n, rms = sqrtf(m2);
+    float *stats = features + n_bands;
+    stats[0] = peak * rms;
+    stats[1] = peak;
+    stats[2] = 0.0f;
+    stats[3] = 0.0f;
+    if (peak > 0.0f) {
+        stats[2] = 1.0f / rms;
+        stats[3] = (s4 / (float)n) / (m2 * m2);
+    }
 
     /* Finite samples beyond about 1e19 overflow the band powers. */
     for (uint32_t i = 0; i < n_bands + VW_DSP_N_STATS; i++) {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import struct
 import subprocess
 from pathlib import Path
@@ -108,38 +107,20 @@ def host(replay: m4.DeviceReplay) -> list[tuple[str, bytes]]:
     return host_replay(replay)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vw_dsp.c takes cosf (its cosine table) and log10f (the band energies) from the "
-    "platform's libm: newlib and glibc differ in the last bit of some results, so some "
-    "feature values differ by an ulp or two between the Cortex-M4 and the host",
-)
 def test_device_publishes_the_same_bytes_on_the_cortex_m4_as_on_the_host(
     run: m4.RunResult, host: list[tuple[str, bytes]]
 ) -> None:
+    # feature values included: the DSP's sine and logarithm are its own float32 arithmetic,
+    # not the C library's (newlib and glibc round some results differently)
     assert run.published == tuple(host)
 
 
-def _ulps(a: list[float], b: list[float]) -> int:
-    x, y = np.float32(a).view(np.int32).astype(np.int64), np.float32(b).view(np.int32)
-    return int(np.max(np.abs(x - y)))
-
-
-def test_device_publishes_as_on_the_host_but_the_last_bits_of_feature_values(
+def test_device_replay_publishes_every_kind_and_replies_on_the_cortex_m4(
     run: m4.RunResult, replay: m4.DeviceReplay, host: list[tuple[str, bytes]]
 ) -> None:
     assert run.replay is not None and run.replay.passed, run.replay
     kinds = {"status", "telemetry", "event", "features", "cmd/reply"}
     assert {suffix for suffix, _ in host} == kinds
-    assert [suffix for suffix, _ in run.published] == [suffix for suffix, _ in host]
-    for (suffix, ours), (_, theirs) in zip(run.published, host, strict=True):
-        if suffix != "features":
-            assert ours == theirs, suffix  # scores, statistics, times, replies: every byte
-            continue
-        a, b = json.loads(ours), json.loads(theirs)
-        (va,), (vb,) = a.pop("vectors"), b.pop("vectors")
-        assert a == b and (va["seq"], va["t"]) == (vb["seq"], vb["t"])
-        assert _ulps(va["x"], vb["x"]) <= 2
     assert run.replay.published == len(host)
     window_steps = [s.index for s in replay.steps if s.kind is m4.StepKind.WINDOW]
     assert run.replay.windows == len(window_steps) == len(replay.windows)
