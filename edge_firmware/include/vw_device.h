@@ -110,7 +110,7 @@ typedef struct vw_device_settings {
 /** What the device is: fixed at build or provisioning time. */
 typedef struct vw_device_config {
     const char *firmware;     /**< 1..VW_DEVICE_FIRMWARE_MAX printable ASCII characters, no
-                                   space; must outlive the device */
+                                   space, `"` or `\`; must outlive the device */
     const char *capabilities; /**< comma-separated names of [A-Za-z0-9._-] ("ota,raw"), at
                                    most VW_DEVICE_CAPABILITIES_MAX characters; NULL or "" for
                                    none; must outlive the device */

@@ -24,9 +24,9 @@
  * message is built with plain calls and checked once. The templates are the caller's:
  * the device's are fixed texts its tests read back with a JSON parser.
  *
- * Strings are ASCII: the device only ever sends ids, version strings and fixed texts;
- * `"`, `\` and control characters are escaped, a byte of 0x80 or above is refused
- * (VW_ERR_ARG).
+ * Strings are printable ASCII (0x20..0x7e) but `"` and `\`: the device only ever sends
+ * ids, version strings and fixed texts, none of which needs an escape, so the writer
+ * writes none; a string with any other byte is refused (VW_ERR_ARG).
  *
  * Floats are float32 values written with 9 significant digits, correctly rounded
  * (round half to even) from their exact binary value, so that every value reads back

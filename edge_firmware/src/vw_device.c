@@ -39,7 +39,7 @@ static int printable(const char *s, size_t max)
 {
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
-        if (n >= max || s[n] <= ' ' || s[n] > '~') {
+        if (n >= max || s[n] <= ' ' || s[n] > '~' || s[n] == '"' || s[n] == '\\') {
             return 0;
         }
     }

@@ -45,33 +45,21 @@ void vw_jsonw_init(vw_jsonw_t *w, char *buf, size_t cap)
 
 static const char HEX[] = "0123456789abcdef";
 
-/* A string value: ASCII, with `"`, `\` and control characters escaped. */
+/* A string value: printable ASCII but `"` and `\`, which need no escapes; else refused. */
 static void put_string(vw_jsonw_t *w, const char *s, size_t len)
 {
     if (s == NULL) {
         fail(w, VW_ERR_ARG);
         return;
     }
-    put(w, "\"", 1);
-    size_t run = 0; /* bytes that need no escape, written in one go */
     for (size_t i = 0; i < len; i++) {
-        const unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80) {
+        if (s[i] < ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\') {
             fail(w, VW_ERR_ARG);
             return;
         }
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        put(w, s + i - run, run);
-        run = 0;
-        /* \" and \\, or \u00XX for a control character */
-        const char esc[6] = {'\\', c < 0x20 ? 'u' : (char)c, '0', '0', (char)('0' + (c >> 4)),
-                             HEX[c & 15u]};
-        put(w, esc, c < 0x20 ? 6u : 2u);
     }
-    put(w, s + len - run, run);
+    put(w, "\"", 1);
+    put(w, s, len);
     put(w, "\"", 1);
 }
 

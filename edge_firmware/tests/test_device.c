@@ -688,6 +688,8 @@ static void test_refusals(void)
     vw_device_config_t bad = c;
     bad.firmware = "1.2 beta";
     VW_CHECK_EQ(vw_device_init(&dev, &port, &bad, &ota, work, sizeof work), VW_ERR_ARG);
+    bad.firmware = "1.2\"beta"; /* the status message writes no escapes */
+    VW_CHECK_EQ(vw_device_init(&dev, &port, &bad, &ota, work, sizeof work), VW_ERR_ARG);
     bad = c;
     bad.capabilities = "ota,,raw";
     VW_CHECK_EQ(vw_device_required_bytes(&bad), 0);

@@ -1,4 +1,4 @@
-/* Host tests of the JSON writer: templates, escaping, integers, float32 round trips. */
+/* Host tests of the JSON writer: templates, refused strings, integers, float32 round trips. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,12 +40,12 @@ static void test_templates(void)
     static const uint8_t bytes[] = {0x00, 0x7f, 0xab, 0xff};
     static const float f[] = {0.8125f, -1e-7f};
     vw_jsonw_put(&w, "{\"seq\":%u,\"zero\":%u,\"s\":%s,\"n\":%S,\"h\":%x,\"f\":[%f,%f]",
-                 (uint64_t)UINT64_MAX, (uint64_t)0, "q\"b\\\n\x01\x1f", "ab\0cd", (size_t)5, bytes,
+                 (uint64_t)UINT64_MAX, (uint64_t)0, " a-Z~{}[]:,'/", "abcdef", (size_t)3, bytes,
                  sizeof bytes, &f[0], &f[1]);
     vw_jsonw_put(&w, ",\"e\":%s,\"none\":%x}", "", bytes, (size_t)0);
-    CHECK_TEXT(&w, "{\"seq\":18446744073709551615,\"zero\":0,\"s\":\"q\\\"b\\\\\\u000a\\u0001"
-                   "\\u001f\",\"n\":\"ab\\u0000cd\",\"h\":\"007fabff\","
-                   "\"f\":[0.8125,-1.00000001e-7],\"e\":\"\",\"none\":\"\"}");
+    CHECK_TEXT(&w, "{\"seq\":18446744073709551615,\"zero\":0,\"s\":\" a-Z~{}[]:,'/\","
+                   "\"n\":\"abc\",\"h\":\"007fabff\",\"f\":[0.8125,-1.00000001e-7],\"e\":\"\","
+                   "\"none\":\"\"}");
 }
 
 static void test_misuse_is_refused(void)
@@ -53,8 +53,15 @@ static void test_misuse_is_refused(void)
     static const float nan_ = NAN, minus_inf = -INFINITY;
     char buf[64];
     vw_jsonw_t w;
-    vw_jsonw_init(&w, buf, sizeof buf); /* non-ASCII */
-    vw_jsonw_put(&w, "%S", "\xc3\xa9", (size_t)2);
+    /* strings that would need an escape, or are not ASCII */
+    static const char *const refused[] = {"q\"b", "a\\b", "\n", "\x01", "\x7f", "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        vw_jsonw_init(&w, buf, sizeof buf);
+        vw_jsonw_put(&w, "[%s]", refused[i]);
+        CHECK_TEXT(&w, "<arg>");
+    }
+    vw_jsonw_init(&w, buf, sizeof buf); /* a NUL byte inside a counted string */
+    vw_jsonw_put(&w, "%S", "ab\0cd", (size_t)5);
     CHECK_TEXT(&w, "<arg>");
     vw_jsonw_init(&w, buf, sizeof buf); /* a NULL string */
     vw_jsonw_put(&w, "[%s]", (const char *)NULL);

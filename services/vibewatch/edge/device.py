@@ -158,7 +158,8 @@ class Device:
 
     Args:
         slots: The device's model slots and storage, booted with a model.
-        firmware: Firmware version, 1..32 printable ASCII characters without space.
+        firmware: Firmware version, 1..32 printable ASCII characters without space, ``"``
+            or ``\\``.
         publish: Receives every uplink message; returns whether it was taken.
         clock_ms: Milliseconds since boot (the port's ``now_ms``; wraps at 2**32).
         wall_ms: Wall-clock milliseconds since the epoch; 0 while unknown.
