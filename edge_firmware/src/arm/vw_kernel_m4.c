@@ -6,9 +6,10 @@
  *   LDM   the 4 weight words, one per row: W = (w0, w1, w2, w3) as bytes
  *   per row: SXTB16 W gives (w0, w2), SXTB16 W ROR 8 gives (w1, w3), and two SMLAD
  *   add w0*x0 + w2*x2 and w1*x1 + w3*x3 to the row's sum.
- * The n_groups % 8 leftovers run one at a time first, the rest eight to a loop
- * iteration: 2 loop instructions per 128 MACs (sixteen to an iteration would save one
- * per 256 MACs, 0.5 % of an MLPerf-sized inference, for 576 more bytes of code).
+ * The n_groups % 4 leftovers run one at a time first, the rest four to a loop
+ * iteration: 2 loop instructions per 64 MACs (eight to an iteration would save one per
+ * 128 MACs, about 1 % of an MLPerf-sized inference, for 272 more bytes of code; the
+ * firmware core's code budget is the tighter one).
  *
  * Registers: r0 weights, r1 inputs, r2 groups left, r3-r6 the four sums, r7-r10 the
  * weight words, r11/r12 the input pairs, lr the sign-extended (w0, w2) of the row.
@@ -54,15 +55,15 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    movs   r4, #0\n"
         "    movs   r5, #0\n"
         "    movs   r6, #0\n"
-        "    tst    r2, #7\n"
+        "    tst    r2, #3\n"
         "    beq    2f\n"
         "1:  vw_group\n"
         "    subs   r2, r2, #1\n"
-        "    tst    r2, #7\n"
+        "    tst    r2, #3\n"
         "    bne    1b\n"
-        "2:  lsrs   r2, r2, #3\n"
+        "2:  lsrs   r2, r2, #2\n"
         "    beq    4f\n"
-        "3:  .rept  8\n"
+        "3:  .rept  4\n"
         "    vw_group\n"
         "    .endr\n"
         "    subs   r2, r2, #1\n"
