@@ -287,7 +287,7 @@ def _c_array(ctype: str, name: str, values: Iterable[int]) -> str:
 def kernel_cases(seed: int) -> list[tuple[npt.NDArray[np.int8], npt.NDArray[np.int16]]]:
     """Weights and interleaved inputs of the kernel checks: random, and the extremes.
 
-    Group counts cover the one-group path (1-15 groups), the sixteen-group loop, both
+    Group counts cover the one-group path (1-3 groups), the four-group loop, both
     together, and the largest layer (``VW_MODEL_MAX_DIM`` inputs); the last cases hold
     the extreme values (``-128`` weights against ``-255`` and ``+255`` inputs).
     """
