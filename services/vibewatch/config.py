@@ -61,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "config_reference_markdown",
     "load_config",
+    "toml_type",
 ]
 
 ENV_PREFIX: Final = "VIBEWATCH_"
@@ -648,7 +649,8 @@ class _BadValueError(Exception):
     """A value cannot be converted to its key's type; the message says why."""
 
 
-def _toml_type(value: object) -> str:
+def toml_type(value: object) -> str:
+    """How a TOML value's type reads in an error message (``an integer``, ``a table``)."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -725,7 +727,7 @@ class _StrKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, str):
-            raise _BadValueError(f"expected a string, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a string, got {toml_type(value)}")
         return _check_utf8(value)
 
 
@@ -741,7 +743,7 @@ class _IntKind(_Kind):
     def from_toml(self, value: object) -> object:
         # bool is a subclass of int in Python, but `port = true` is a mistake.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _BadValueError(f"expected an integer, got {_toml_type(value)}")
+            raise _BadValueError(f"expected an integer, got {toml_type(value)}")
         return value
 
 
@@ -757,7 +759,7 @@ class _FloatKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _BadValueError(f"expected a number, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a number, got {toml_type(value)}")
         return self._finite(float(value))
 
     @staticmethod
@@ -779,7 +781,7 @@ class _BoolKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, bool):
-            raise _BadValueError(f"expected a boolean, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a boolean, got {toml_type(value)}")
         return value
 
 
@@ -797,7 +799,7 @@ class _PathKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, str):
-            raise _BadValueError(f"expected a path string, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a path string, got {toml_type(value)}")
         if value == "":
             if self.empty is self.REQUIRED:
                 raise _BadValueError("must not be empty")
@@ -814,7 +816,7 @@ class _SecretKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, str):
-            raise _BadValueError(f"expected a string, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a string, got {toml_type(value)}")
         return Secret(_check_utf8(value))
 
     def plain(self, value: object) -> object:
@@ -848,7 +850,7 @@ class _ChoiceKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, str):
-            raise _BadValueError(f"expected a string, got {_toml_type(value)}")
+            raise _BadValueError(f"expected a string, got {toml_type(value)}")
         if value not in self.choices:
             raise _BadValueError("must be one of " + ", ".join(_quote(c) for c in self.choices))
         return value
@@ -1004,7 +1006,7 @@ def _file_values(document: dict[str, Any], path: str, problems: list[str]) -> di
             values[name] = raw
         elif name in _SECTIONS:
             if not isinstance(raw, dict):
-                problems.append(f"{name} in {path} must be a table [{name}], not {_toml_type(raw)}")
+                problems.append(f"{name} in {path} must be a table [{name}], not {toml_type(raw)}")
                 continue
             known = {key.name for key in grouped[name]}
             for key_name, key_raw in raw.items():

@@ -1,6 +1,27 @@
 """The fleet simulator: devices that run the firmware's C device layer, each with its own
-MQTT connection (:class:`~vibewatch.sim.link.DeviceLink`)."""
+MQTT connection (:class:`~vibewatch.sim.link.DeviceLink`), in a scenario
+(:class:`~vibewatch.sim.scenario.Scenario`: the fleet, developing faults, link and power
+knobs)."""
 
 from vibewatch.sim.link import DeviceLink, LinkFaults
+from vibewatch.sim.scenario import (
+    FaultPlan,
+    LinkPlan,
+    PowerPlan,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_fault,
+)
 
-__all__ = ["DeviceLink", "LinkFaults"]
+__all__ = [
+    "DeviceLink",
+    "FaultPlan",
+    "LinkFaults",
+    "LinkPlan",
+    "PowerPlan",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "parse_fault",
+]
