@@ -2,31 +2,35 @@
 
 :class:`DeviceLink` is what a board's MQTT client is to the firmware: it connects with
 the device's last will registered on ``status`` (retained), subscribes to the device's
-three downlink topics, publishes what the device publishes (QoS 1, ``status`` retained)
-and hands downlink messages to the device. The device layer is single-threaded, so
-downlink messages are queued by paho's network thread and handed over by
-:meth:`DeviceLink.deliver`, called from the thread that also feeds the device its
-windows. A :class:`LinkFaults` makes the downlink lossy, duplicating and reordering,
-as a radio link can be::
+three downlink topics, publishes what the device publishes (QoS 1, ``status`` retained),
+hands downlink messages to the device, and connects again when the connection is lost.
+Its input and output run on a :class:`~vibewatch.sim.network.Network`, shared by all the
+links of a fleet (or one of its own). The device layer is single-threaded, so downlink
+messages are queued by the network thread and handed over by :meth:`DeviceLink.deliver`,
+called from the thread that also feeds the device its windows; after a reconnection,
+that call also has the device publish its birth message again. A :class:`LinkFaults`
+makes the downlink lossy, duplicating and reordering, as a radio link can be::
 
-    link = DeviceLink("pump-7", port=broker_port)
+    link = DeviceLink("pump-7", port=broker_port, network=network)
     device = Device(slots, firmware="1.0.0", publish=link.publish, ...)
     link.connect(device)            # last will, subscriptions
     device.connected()              # the retained birth message
     while running:
-        link.deliver()              # commands, OTA jobs and chunks
+        link.deliver()              # commands, OTA jobs and chunks; a birth after reconnecting
         device.window(next_window())
         device.poll()
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -34,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from vibewatch.edge.device import Device
 from vibewatch.errors import EdgeError
 from vibewatch.protocol import DEFAULT_PREFIX, Kind, topic_for
+from vibewatch.sim.network import Network
 
 __all__ = ["DeviceLink", "LinkFaults"]
 
@@ -83,6 +88,8 @@ class DeviceLink:
         prefix: str = DEFAULT_PREFIX,
         faults: LinkFaults = LinkFaults(),
         keepalive: int = 30,
+        network: Network | None = None,
+        reconnect_s: float = 1.0,
     ) -> None:
         """Prepare the client; :meth:`connect` connects.
 
@@ -93,6 +100,9 @@ class DeviceLink:
             prefix: Topic prefix of the wire contract.
             faults: What the downlink does to messages.
             keepalive: MQTT keepalive in seconds.
+            network: The network thread its input and output run on; one of its own
+                when None (stopped by :meth:`close` and :meth:`drop`).
+            reconnect_s: Seconds before connecting again after a lost connection.
 
         Raises:
             ProtocolError: ``bad_device_id``.
@@ -108,6 +118,11 @@ class DeviceLink:
         self._held: tuple[Kind, bytes] | None = None
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._disconnected = threading.Event()
+        self._reborn = False  # connected again: the device owes its birth message
+        self._ever_connected = False
+        self._closing = False
+        self._reconnect_s = reconnect_s
         self._device: Device | None = None
         self.delivered = 0
         self.lost = 0
@@ -120,6 +135,12 @@ class DeviceLink:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._own_network = network is None
+        self._network = network or Network(name=f"vibewatch-link-{device_id}")
+        if self._own_network:
+            self._network.start()
+        self._network.attach(self._client)
 
     def connect(self, device: Device, timeout: float = 10.0) -> None:
         """Register the device's last will, connect, subscribe to its downlink topics.
@@ -132,21 +153,48 @@ class DeviceLink:
         status = topic_for(self._prefix, self.device_id, Kind.STATUS)
         self._client.will_set(status, device.last_will(), qos=1, retain=True)
         self._client.connect(self._host, self._port, keepalive=self._keepalive)
-        self._client.loop_start()
         if not self._subscribed.wait(timeout):
             raise TimeoutError(f"{self.device_id}: no SUBACK within {timeout:g}s")
 
-    def close(self) -> None:
-        """Disconnect cleanly (no last will) and stop the network thread."""
-        self._client.disconnect()
-        self._client.loop_stop()
+    @property
+    def connected(self) -> bool:
+        """Whether the link is up and its subscriptions granted."""
+        return self._subscribed.is_set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly (no last will); no reconnection."""
+        self._closing = True
+        if self._client.disconnect() == paho.MQTT_ERR_SUCCESS:
+            self._disconnected.wait(timeout)
+        self._finish()
 
     def drop(self) -> None:
-        """Lose the connection without a DISCONNECT: the broker publishes the last will."""
-        self._client.loop_stop()
+        """Lose the connection without a DISCONNECT, for good (a device that died): the
+        broker publishes the last will."""
+        self._closing = True
+        self._cut()
+        self._finish()
+
+    def interrupt(self) -> None:
+        """Lose the connection without a DISCONNECT (the radio link broke): the broker
+        publishes the last will, and the link connects again after ``reconnect_s``."""
+        self._cut()
+
+    def _cut(self) -> None:
         sock = self._client.socket()
+
+        def shut() -> None:
+            # read as the end of the stream: paho closes the connection as lost
+            with contextlib.suppress(OSError):
+                cast(socket.socket, sock).shutdown(socket.SHUT_RDWR)
+
         if sock is not None:
-            sock.close()
+            self._network.call(shut)
+
+    def _finish(self) -> None:
+        self._network.detach(self._client)
+        if self._own_network:
+            self._network.stop()
 
     # ---- uplink ----
 
@@ -164,11 +212,38 @@ class DeviceLink:
         if reason.is_failure:
             log.error("%s: connection refused: %s", self.device_id, reason)
             return
+        self._disconnected.clear()
         client.subscribe([(topic, 1) for topic in self._topics])
 
     def _on_subscribe(self, _c: paho.Client, _u: Any, _m: int, reasons: Any, _p: Any) -> None:
-        if not any(reason.is_failure for reason in reasons):
-            self._subscribed.set()
+        if any(reason.is_failure for reason in reasons):
+            log.error("%s: subscriptions refused: %s", self.device_id, reasons)
+            return
+        with self._lock:
+            self._reborn = self._ever_connected
+            self._ever_connected = True
+        self._subscribed.set()
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._subscribed.clear()
+        self._disconnected.set()
+        if self._closing:
+            return
+        log.info(
+            "%s: connection lost (%s), again in %gs", self.device_id, reason, self._reconnect_s
+        )
+        self._network.call_later(self._reconnect_s, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self._closing:
+            return
+        try:
+            self._client.reconnect()
+        except OSError as exc:
+            log.info(
+                "%s: cannot connect (%s), again in %gs", self.device_id, exc, self._reconnect_s
+            )
+            self._network.call_later(self._reconnect_s, self._reconnect)
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         kind = self._topics.get(message.topic)
@@ -178,7 +253,8 @@ class DeviceLink:
             self._inbox.append((kind, bytes(message.payload)))
 
     def deliver(self) -> int:
-        """Hand the queued downlink messages to the device, through the link's faults.
+        """Hand the queued downlink messages to the device, through the link's faults;
+        after a reconnection, first have the device publish its birth message.
 
         Returns:
             Messages handed over (duplicates included).
@@ -186,6 +262,9 @@ class DeviceLink:
         with self._lock:
             queued = list(self._inbox)
             self._inbox.clear()
+            reborn, self._reborn = self._reborn, False
+        if reborn and self._device is not None:
+            self._device.connected()  # the retained status again, over the last will
         handed = 0
         for message in queued:
             if self._rng.random() < self._faults.loss:

@@ -59,6 +59,7 @@ from typing import Any, ClassVar, Final, Self
 from vibewatch.errors import VibewatchError, WriteError
 from vibewatch.influx.query import InfluxQL, QueryError, Series, quote_identifier
 from vibewatch.influx.writers import InfluxV1Writer
+from vibewatch.sim.network import raise_open_files_limit
 
 __all__ = [
     "NO_LOSS_SETTINGS",
@@ -119,6 +120,9 @@ _FALLBACK_DIRS: Final = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local
 
 DEFAULT_START_TIMEOUT: Final = 15.0
 DEFAULT_STOP_TIMEOUT: Final = 15.0
+#: Open files a server may hold (the limit is raised to it, or to the hard limit, before
+#: a server starts): a simulated fleet of thousands of devices, a socket each.
+OPEN_FILES: Final = 16384
 
 
 class LocalServerError(VibewatchError):
@@ -422,6 +426,8 @@ class LocalServer:
 
     def _spawn_and_wait(self, binary: str) -> None:
         self._write_config()
+        # A broker of a thousand simulated devices holds a thousand sockets.
+        raise_open_files_limit(OPEN_FILES)
         with self.log_path.open("ab") as handle:
             self._log_offset = handle.tell()
             began = time.monotonic()
