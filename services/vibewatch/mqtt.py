@@ -115,6 +115,27 @@ class BrokerSettings:
     tls_ca_file: str = ""
 
 
+def new_client(settings: BrokerSettings, *, manual_ack: bool = False) -> paho.Client:
+    """An MQTT 5 client of ``settings``: its client id, credentials and TLS (the broker's
+    address and keepalive are for ``connect``).
+
+    Args:
+        settings: Where and how to connect.
+        manual_ack: Acknowledge received messages only when told (``client.ack``).
+    """
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=paho.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password or None)
+    if settings.tls_ca_file:
+        client.tls_set(ca_certs=settings.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
 class DurableSubscriber:
     """A persistent-session QoS 1 subscriber with manual, generation-checked acks.
 
@@ -164,16 +185,7 @@ class DurableSubscriber:
         self._connect_failures = 0
         self.stale_acks = 0
         self.connects = 0
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=paho.MQTTv5,
-            manual_ack=True,
-        )
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password or None)
-        if settings.tls_ca_file:
-            client.tls_set(ca_certs=settings.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client = new_client(settings, manual_ack=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from vibewatch.edge.device import Device
 from vibewatch.errors import EdgeError
+from vibewatch.mqtt import BrokerSettings, new_client
 from vibewatch.protocol import DEFAULT_PREFIX, Kind, topic_for
 from vibewatch.sim.network import Network
 
@@ -85,6 +85,9 @@ class DeviceLink:
         *,
         port: int,
         host: str = "127.0.0.1",
+        username: str = "",
+        password: str = "",
+        tls_ca_file: str = "",
         prefix: str = DEFAULT_PREFIX,
         faults: LinkFaults = LinkFaults(),
         keepalive: int = 30,
@@ -97,6 +100,9 @@ class DeviceLink:
             device_id: The device id (the topic level and the MQTT client id).
             port: Broker port.
             host: Broker address.
+            username: User name at the broker; empty for none.
+            password: Password at the broker (with a user name).
+            tls_ca_file: CA bundle of the broker's certificate: TLS; empty for plain TCP.
             prefix: Topic prefix of the wire contract.
             faults: What the downlink does to messages.
             keepalive: MQTT keepalive in seconds.
@@ -127,10 +133,13 @@ class DeviceLink:
         self.delivered = 0
         self.lost = 0
         self.refused = 0
-        self._client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=device_id,
-            protocol=paho.MQTTv5,
+        self._client = new_client(
+            BrokerSettings(
+                client_id=device_id,
+                username=username,
+                password=password,
+                tls_ca_file=tls_ca_file,
+            )
         )
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -155,6 +164,10 @@ class DeviceLink:
         self._client.connect(self._host, self._port, keepalive=self._keepalive)
         if not self._subscribed.wait(timeout):
             raise TimeoutError(f"{self.device_id}: no SUBACK within {timeout:g}s")
+
+    def replace_device(self, device: Device) -> None:
+        """Hand downlink messages to ``device`` from now on (the same device, rebooted)."""
+        self._device = device
 
     @property
     def connected(self) -> bool:
