@@ -15,6 +15,7 @@ from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, load
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
+from vibewatch.sim.cli import sim_command
 from vibewatch.train.cli import dataset_app
 from vibewatch.train.commands import evaluate_command, train_command
 
@@ -28,6 +29,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("sim")(sim_command)
 
 
 def main() -> None:

@@ -1,0 +1,295 @@
+"""A simulation run: a scenario's fleet, each device with its MQTT link, on one network.
+
+:class:`Simulation` connects every device of a :class:`~vibewatch.sim.fleet.Fleet` to the
+broker through its :class:`~vibewatch.sim.link.DeviceLink` (all of them on one
+:class:`~vibewatch.sim.network.Network`), has each publish its birth message, and then,
+step after step, hands the devices their downlink messages and the windows that fell
+due, and carries out the scenario's link and power knobs: a link that breaks (the last
+will, then a reconnection and a new birth), a device that loses power (a reboot with what
+its storage holds). :meth:`Simulation.progress` says where the run is;
+:meth:`Simulation.summary` what it did.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from vibewatch.edge.device import DeviceSettings
+from vibewatch.protocol import DEFAULT_PREFIX
+from vibewatch.sim.fleet import Clock, Fleet
+from vibewatch.sim.link import DeviceLink, LinkFaults
+from vibewatch.sim.network import Network, raise_open_files_limit
+from vibewatch.sim.scenario import Scenario
+
+__all__ = ["Progress", "Simulation", "Summary"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is.
+
+    Attributes:
+        simulated_s: Simulated seconds since the start.
+        connected: Devices whose link is up.
+        devices: Devices in the fleet.
+        windows: Windows scored so far.
+        windows_per_s: Windows per real second since the previous progress.
+        events: Anomaly events started so far.
+        published: Messages the devices published.
+        disconnects: Links broken on purpose.
+        power_losses: Devices rebooted on purpose.
+    """
+
+    simulated_s: float
+    connected: int
+    devices: int
+    windows: int
+    windows_per_s: float
+    events: int
+    published: int
+    disconnects: int
+    power_losses: int
+
+    def line(self) -> str:
+        """The progress as one line of text."""
+        return (
+            f"t={self.simulated_s:7.0f}s  connected {self.connected}/{self.devices}  "
+            f"{self.windows_per_s:7.0f} windows/s  events {self.events}  "
+            f"published {self.published}  disconnects {self.disconnects}  "
+            f"power losses {self.power_losses}"
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did (``--json`` prints it).
+
+    Attributes:
+        devices: Devices in the fleet.
+        simulated_s: Simulated seconds run.
+        seconds: Real seconds run.
+        windows: Windows scored.
+        windows_per_s: Windows per real second, over the run.
+        realtime: Every device scored at least one window per real second.
+        published: Messages published.
+        events: Anomaly events started, by device.
+        faults: The faults of each faulty device.
+        disconnects: Links broken on purpose.
+        power_losses: Devices rebooted on purpose.
+    """
+
+    devices: int
+    simulated_s: float
+    seconds: float
+    windows: int
+    windows_per_s: float
+    realtime: bool
+    published: int
+    events: dict[str, int]
+    faults: dict[str, list[str]]
+    disconnects: int
+    power_losses: int
+
+
+class Simulation:
+    """A scenario's fleet on a broker (see the module documentation).
+
+    Args:
+        scenario: What to simulate.
+        blob: The factory model of every device.
+        public_key: The fleet's OTA key.
+        host: Broker address.
+        port: Broker port.
+        username: User name at the broker; empty for none.
+        password: Password at the broker.
+        tls_ca_file: CA bundle of the broker's certificate: TLS; empty for plain TCP.
+        prefix: Topic prefix of the wire contract.
+        settings: The device layer's settings (the defaults when None).
+        clock: Simulated time; real time at the scenario's speedup when None.
+        window_period_s: Simulated seconds between two windows of a device.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        blob: bytes,
+        public_key: Ed25519PublicKey,
+        *,
+        host: str,
+        port: int,
+        username: str = "",
+        password: str = "",
+        tls_ca_file: str = "",
+        prefix: str = DEFAULT_PREFIX,
+        settings: DeviceSettings | None = None,
+        clock: Clock | None = None,
+        window_period_s: float = 1.0,
+    ) -> None:
+        self.scenario = scenario
+        self._links: dict[str, DeviceLink] = {}
+        self._events: dict[str, int] = {}
+        self._published = 0
+        self.fleet = Fleet(
+            scenario,
+            blob,
+            public_key,
+            publish=self._publish,
+            clock=clock,
+            settings=settings,
+            window_period_s=window_period_s,
+        )
+        self._network = Network()
+        faults = scenario.link
+        for index, device_id in enumerate(scenario.device_ids()):
+            self._links[device_id] = DeviceLink(
+                device_id,
+                host=host,
+                port=port,
+                username=username,
+                password=password,
+                tls_ca_file=tls_ca_file,
+                prefix=prefix,
+                faults=LinkFaults(
+                    loss=faults.loss,
+                    duplicate=faults.duplicate,
+                    reorder=faults.reorder,
+                    seed=scenario.seed * 7_919 + index,
+                ),
+                network=self._network,
+            )
+        self._rng = random.Random(scenario.seed)
+        self._windows = 0
+        self._disconnects = 0
+        self._power_losses = 0
+        self._last_step_s = 0.0
+        self._started = 0.0
+        self._last_progress = (0.0, 0)
+
+    def _publish(self, device_id: str, suffix: str, payload: bytes) -> bool:
+        if self.scenario.link.loss and self._rng.random() < self.scenario.link.loss:
+            return False  # the radio lost it: the device keeps what it could not send
+        taken = self._links[device_id].publish(suffix, payload)
+        if taken:
+            self._published += 1
+            if suffix == "event" and b'"kind":"start"' in payload:
+                self._events[device_id] = self._events.get(device_id, 0) + 1
+        return taken
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect every device and have it publish its birth message.
+
+        Raises:
+            TimeoutError: A device's subscriptions were not granted within ``timeout``.
+            OSError: The broker cannot be reached.
+        """
+        raise_open_files_limit(4 * len(self._links) + 256)
+        self._network.start()
+        for device_id, link in self._links.items():
+            link.connect(self.fleet.devices[device_id].device, timeout)
+            self.fleet.devices[device_id].device.connected()
+        self._started = time.monotonic()
+        self._last_step_s = self.fleet.clock.now_s()
+        self._last_progress = (self._started, 0)
+
+    def step(self) -> int:
+        """Downlink messages, the windows that fell due, the link and power knobs;
+        returns the windows scored."""
+        for link in self._links.values():
+            link.deliver()
+        ran = self.fleet.run_due()
+        self._windows += ran
+        now_s = self.fleet.clock.now_s()
+        elapsed, self._last_step_s = now_s - self._last_step_s, now_s
+        self._knobs(elapsed)
+        return ran
+
+    def _knobs(self, elapsed_s: float) -> None:
+        """Break links and cut power at the scenario's mean intervals (Poisson)."""
+        plans = (
+            (self.scenario.link.disconnect_mean_s, self._disconnect),
+            (self.scenario.power.loss_mean_s, self._power_loss),
+        )
+        for mean_s, act in plans:
+            if mean_s <= 0 or elapsed_s <= 0:
+                continue
+            chance = elapsed_s / mean_s
+            for device_id in self._links:
+                if self._rng.random() < chance:
+                    act(device_id)
+
+    def _disconnect(self, device_id: str) -> None:
+        link = self._links[device_id]
+        if link.connected:
+            link.interrupt()
+            self._disconnects += 1
+
+    def _power_loss(self, device_id: str) -> None:
+        link = self._links[device_id]
+        if not link.connected:
+            return
+        device = self.fleet.devices[device_id]
+        device.reboot()
+        link.replace_device(device.device)
+        link.interrupt()  # the connection goes with the power: the last will, then back
+        self._power_losses += 1
+
+    def run(self, stop: Callable[[], bool], on_progress: Callable[[Progress], None]) -> None:
+        """Step until the scenario's span is over or ``stop()`` says so, reporting progress
+        every real second."""
+        next_progress = time.monotonic() + 1.0
+        while not stop() and not self.fleet.finished():
+            if self.step() == 0:
+                time.sleep(0.01)
+            if time.monotonic() >= next_progress:
+                on_progress(self.progress())
+                next_progress = time.monotonic() + 1.0
+
+    def progress(self) -> Progress:
+        """Where the run is now."""
+        now = time.monotonic()
+        then, windows = self._last_progress
+        self._last_progress = (now, self._windows)
+        return Progress(
+            simulated_s=self.fleet.clock.now_s(),
+            connected=sum(link.connected for link in self._links.values()),
+            devices=len(self._links),
+            windows=self._windows,
+            windows_per_s=(self._windows - windows) / (now - then) if now > then else 0.0,
+            events=sum(self._events.values()),
+            published=self._published,
+            disconnects=self._disconnects,
+            power_losses=self._power_losses,
+        )
+
+    def summary(self) -> Summary:
+        """What the run did so far."""
+        seconds = time.monotonic() - self._started
+        per_s = self._windows / seconds if seconds > 0 else 0.0
+        return Summary(
+            devices=len(self._links),
+            simulated_s=round(self.fleet.clock.now_s(), 3),
+            seconds=round(seconds, 3),
+            windows=self._windows,
+            windows_per_s=round(per_s, 1),
+            realtime=all(d.windows >= int(seconds) * 0.95 for d in self.fleet.devices.values()),
+            published=self._published,
+            events=dict(sorted(self._events.items())),
+            faults={
+                device_id: [plan.kind for plan in device.faults]
+                for device_id, device in self.fleet.devices.items()
+                if device.faults
+            },
+            disconnects=self._disconnects,
+            power_losses=self._power_losses,
+        )
+
+    def close(self) -> None:
+        """Disconnect every device cleanly and stop the network."""
+        for link in self._links.values():
+            link.close(timeout=1.0)
+        self._network.stop()
