@@ -165,6 +165,12 @@ class DeviceLink:
         if not self._subscribed.wait(timeout):
             raise TimeoutError(f"{self.device_id}: no SUBACK within {timeout:g}s")
 
+    def announce(self) -> None:
+        """Have the device publish its birth message at the next :meth:`deliver`, and at
+        the ones after until it is taken."""
+        with self._lock:
+            self._reborn = True
+
     def replace_device(self, device: Device) -> None:
         """Hand downlink messages to ``device`` from now on (the same device, rebooted)."""
         self._device = device
@@ -267,7 +273,8 @@ class DeviceLink:
 
     def deliver(self) -> int:
         """Hand the queued downlink messages to the device, through the link's faults;
-        after a reconnection, first have the device publish its birth message.
+        after a reconnection (or :meth:`announce`), first have the device publish its birth
+        message.
 
         Returns:
             Messages handed over (duplicates included).
@@ -277,7 +284,12 @@ class DeviceLink:
             self._inbox.clear()
             reborn, self._reborn = self._reborn, False
         if reborn and self._device is not None:
-            self._device.connected()  # the retained status again, over the last will
+            try:
+                self._device.connected()  # the retained status again, over the last will
+            except EdgeError as exc:  # not taken (the link broke again): at the next call
+                log.debug("%s: birth message not sent: %s", self.device_id, exc)
+                with self._lock:
+                    self._reborn = True
         handed = 0
         for message in queued:
             if self._rng.random() < self._faults.loss:

@@ -112,6 +112,7 @@ class Simulation:
         settings: The device layer's settings (the defaults when None).
         clock: Simulated time; real time at the scenario's speedup when None.
         window_period_s: Simulated seconds between two windows of a device.
+        reconnect_s: Real seconds before a broken link connects again.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class Simulation:
         settings: DeviceSettings | None = None,
         clock: Clock | None = None,
         window_period_s: float = 1.0,
+        reconnect_s: float = 1.0,
     ) -> None:
         self.scenario = scenario
         self._links: dict[str, DeviceLink] = {}
@@ -161,6 +163,7 @@ class Simulation:
                     seed=scenario.seed * 7_919 + index,
                 ),
                 network=self._network,
+                reconnect_s=reconnect_s,
             )
         self._rng = random.Random(scenario.seed)
         self._windows = 0
@@ -181,7 +184,7 @@ class Simulation:
         return taken
 
     def start(self, timeout: float = 30.0) -> None:
-        """Connect every device and have it publish its birth message.
+        """Connect every device; each publishes its birth message at the first step.
 
         Raises:
             TimeoutError: A device's subscriptions were not granted within ``timeout``.
@@ -191,7 +194,7 @@ class Simulation:
         self._network.start()
         for device_id, link in self._links.items():
             link.connect(self.fleet.devices[device_id].device, timeout)
-            self.fleet.devices[device_id].device.connected()
+            link.announce()  # the birth message, at the first step
         self._started = time.monotonic()
         self._last_step_s = self.fleet.clock.now_s()
         self._last_progress = (self._started, 0)
