@@ -42,7 +42,6 @@ disconnect_mean_s = 120
 
 [power]
 loss_mean_s = 900
-during_install = 0.5
 """
 
 
@@ -59,7 +58,7 @@ def test_a_file_gives_its_scenario(tmp_path: Path) -> None:
     assert s.faults[0] == FaultPlan("outer_race", 3, (), 60.0, 300.0, 0.8)
     assert s.faults[1].devices == ("pump-0002",) and s.faults[1].severity == 0.5
     assert s.link == LinkPlan(loss=0.01, disconnect_mean_s=120)
-    assert (s.power.loss_mean_s, s.power.during_install) == (900, 0.5)
+    assert s.power.loss_mean_s == 900
     chosen = s.faulty_devices()
     assert sum(any(f.kind == "outer_race" for f in fs) for fs in chosen.values()) == 3
     assert any(f.kind == "imbalance" for f in chosen["pump-0002"])

@@ -26,7 +26,6 @@ a TOML file; every field has a default, so an empty file is a healthy fleet of 5
 
     [power]
     loss_mean_s = 0       # mean time between power losses of a device; 0: never
-    during_install = 0.0  # share of power losses aimed into a model install
 
 A bad file is refused with :class:`~vibewatch.errors.ConfigError` naming the file, the
 line and the field (``scenario.toml:14: fault[2].severity: 1.5 is not in (0, 1]``).
@@ -126,12 +125,9 @@ class PowerPlan:
 
     Attributes:
         loss_mean_s: Mean simulated time between power losses of a device; 0: never.
-        during_install: Share of power losses aimed into a model install (between two
-            storage writes of the download or the activation).
     """
 
     loss_mean_s: float = 0.0
-    during_install: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +240,6 @@ def _check_scenario(s: Scenario) -> list[tuple[str, str]]:
     checks = (
         ("link.disconnect_mean_s", _non_negative(s.link.disconnect_mean_s)),
         ("power.loss_mean_s", _non_negative(s.power.loss_mean_s)),
-        ("power.during_install", _probability(s.power.during_install)),
     )
     problems += [(name, problem) for name, problem in checks if problem]
     return problems
@@ -256,7 +251,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "fleet": ("devices", "id_prefix", "seed", "speedup", "duration_s"),
     "fault": ("kind", "count", "devices", "onset_s", "growth_s", "severity"),
     "link": ("loss", "duplicate", "reorder", "disconnect_mean_s"),
-    "power": ("loss_mean_s", "during_install"),
+    "power": ("loss_mean_s",),
 }
 _INTS = {"devices", "seed", "count"}
 _STRINGS = {"id_prefix", "kind"}
