@@ -20,8 +20,8 @@ a TOML file; every field has a default, so an empty file is a healthy fleet of 5
 
     [link]                # what each device's radio link does
     loss = 0.01           # share of messages lost, each way
-    duplicate = 0.0       # share delivered twice
-    reorder = 0.0         # share held back behind the next one
+    duplicate = 0.0       # share of downlink messages delivered twice
+    reorder = 0.0         # share of downlink messages held back behind the next one
     disconnect_mean_s = 0 # mean time between dropped connections; 0: never
 
     [power]
@@ -108,8 +108,8 @@ class LinkPlan:
 
     Attributes:
         loss: Share of messages lost, each way.
-        duplicate: Share delivered twice.
-        reorder: Share held back behind the next message.
+        duplicate: Share of downlink messages delivered twice.
+        reorder: Share of downlink messages held back behind the next one.
         disconnect_mean_s: Mean simulated time between dropped connections; 0: never.
     """
 
