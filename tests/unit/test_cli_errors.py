@@ -58,6 +58,11 @@ BAD_KEYS = {
     "text.npy": "does not hold a PEM public key",
     "folder": "is not a regular file",
 }
+BAD_MODELS = {
+    "missing.vwm": "cannot read the model",
+    "folder": "Is a directory",
+    "text.npy": "is not a model the devices can run: truncated",
+}
 BAD_PRIVATE_KEYS = {
     "missing.key": "does not exist",
     "folder": "is not a regular file",
@@ -134,6 +139,21 @@ def _rows() -> Iterator[object]:
         yield pytest.param(
             ["keys", "export-c", "--public", bad], name, problem, id=f"keys-export-c-{name}"
         )
+    for name, problem in BAD_MODELS.items():
+        bad = "{" + name + "}"
+        yield pytest.param(["sim", "--model", bad], name, problem, id=f"sim-model-{name}")
+    for name, problem in BAD_KEYS.items():
+        bad = "{" + name + "}"
+        yield pytest.param(["sim", "--public", bad], name, problem, id=f"sim-public-{name}")
+    yield pytest.param(
+        ["sim", "--scenario", "{missing.toml}"],
+        "missing.toml",
+        "does not exist",
+        id="sim-scenario-missing",
+    )
+    yield pytest.param(
+        ["sim", "--scenario", "{text.npy}"], "text.npy", "invalid TOML", id="sim-scenario-text"
+    )
     for name, problem in BAD_PRIVATE_KEYS.items():
         bad = "{" + name + "}"
         yield pytest.param(
@@ -202,6 +222,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         names[missing] = str(where / missing)
     names["missing.key"] = str(where / "missing.key")
     names["missing.toml"] = str(where / "missing.toml")
+    names["missing.vwm"] = str(where / "missing.vwm")
     names["good.npy@7"] = f"{where / 'good.npy'}@7"
     return names
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from vibewatch.cliutil import ConfigOption, JsonOption, exits, fail, load
-from vibewatch.errors import ConfigError, KeyFileError
+from vibewatch.errors import ConfigError, EdgeError, KeyFileError
 from vibewatch.logs import setup_logging
 
 log = logging.getLogger("vibewatch.sim")
@@ -105,6 +105,7 @@ def sim_command(
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from vibewatch.edge.engine import Model
     from vibewatch.edge.m4 import FACTORY_MODEL
     from vibewatch.models.keys import load_public_key
     from vibewatch.sim.run import Progress, Simulation
@@ -129,12 +130,15 @@ def sim_command(
     blob_path = model or FACTORY_MODEL
     try:
         blob = blob_path.read_bytes()
+        Model(blob)  # the checks the devices make, before a thousand of them make them
     except OSError as exc:
         fail(f"cannot read the model {blob_path}: {exc.strerror}", 2)
+    except EdgeError as exc:
+        fail(f"{blob_path} is not a model the devices can run: {exc}", 2)
     key_path = public if public is not None else cfg.train.verify_key
     if public is None and not key_path.exists():
         log.warning(
-            "no fleet key at %s: the devices verify OTA jobs with a key of this run", key_path
+            "no fleet key at %s: the devices check OTA jobs with a key of this run", key_path
         )
         key = Ed25519PrivateKey.generate().public_key()
     else:
