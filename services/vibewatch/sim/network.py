@@ -63,6 +63,7 @@ class Network:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full buffer already means "woken"
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
         self._calls: list[Callable[[], None]] = []
@@ -90,7 +91,8 @@ class Network:
     @property
     def connections(self) -> int:
         """Sockets the network watches (connected clients)."""
-        return len(self._selector.get_map()) - 1
+        watched = self._selector.get_map()
+        return 0 if watched is None else len(watched) - 1  # the wake-up socket aside; stopped: 0
 
     def attach(self, client: paho.Client) -> None:
         """Run ``client``'s input and output on this network from now on (before it
