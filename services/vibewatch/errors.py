@@ -8,6 +8,8 @@ and chained with ``from``::
     ├── ConfigError          invalid configuration key or value
     ├── ProtocolError        a message or topic that breaks the wire contract
     │                        (``reason`` is a short stable code used in counters)
+    ├── MqttError            the broker refused a connection or a subscription
+    │                        (``reason_code``: the MQTT 5 reason code)
     ├── PointError           a value that cannot be written as line protocol
     ├── WriteError           InfluxDB refused or could not take a write
     │   ├── RetryableWriteError   connection errors and 5xx: try again later
@@ -54,6 +56,20 @@ class ProtocolError(VibewatchError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class MqttError(VibewatchError):
+    """The broker refused something: a connection (CONNACK) or a subscription (SUBACK).
+
+    Attributes:
+        reason_code: The MQTT 5 reason code (``0x87`` Not authorized, ...).
+        reason: Its name, as the specification gives it.
+    """
+
+    def __init__(self, message: str, reason_code: int, reason: str) -> None:
+        super().__init__(f"{message}: {reason} (reason code {reason_code:#04x})")
+        self.reason_code = reason_code
+        self.reason = reason
 
 
 class PointError(VibewatchError):

@@ -1,16 +1,21 @@
 """Many simulated devices' MQTT connections on one network thread, through real Mosquitto:
 a thousand connect (paho's own select() loop stops at about 340), messages flow both ways,
-a broken link publishes the last will and comes back with the device's birth message."""
+a broken link publishes the last will and comes back with the device's birth message; a
+refused connection is an error with the broker's reason code."""
 
 from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from vibewatch.edge import Device, DeviceCapabilities, SlotDevice
 from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.errors import MqttError
 from vibewatch.protocol import Kind, topic_for
 from vibewatch.sim import DeviceLink, Fleet, ManualClock, Scenario
 from vibewatch.sim.network import Network, raise_open_files_limit
@@ -107,3 +112,20 @@ def test_a_thousand_devices_share_one_network_thread(mosquitto: LocalMosquitto) 
             link.close(timeout=1.0)
         network.stop()
         watcher.close()
+
+
+def test_a_refused_connection_is_an_mqtt_error_with_its_reason_code(tmp_path: Path) -> None:
+    slots = SlotDevice(
+        Ed25519PrivateKey.generate().public_key(), DeviceCapabilities(sample_rate_hz=48_000)
+    )
+    slots.boot()
+    slots.provision(FACTORY_MODEL.read_bytes())
+    device = Device(
+        slots, firmware="1.0.0", publish=lambda s, p: True, clock_ms=lambda: 0, wall_ms=lambda: 0
+    )
+    with LocalMosquitto(workdir=tmp_path / "broker", extra_conf="allow_anonymous false") as broker:
+        link = DeviceLink("sim-0001", port=broker.port)
+        with pytest.raises(MqttError) as caught:
+            link.connect(device, timeout=10)
+    assert caught.value.reason_code in (0x86, 0x87)  # bad user name or password / not authorized
+    assert str(caught.value).startswith("sim-0001: the broker refused the connection: ")

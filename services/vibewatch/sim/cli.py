@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from vibewatch.cliutil import ConfigOption, JsonOption, exits, fail, load
-from vibewatch.errors import ConfigError, EdgeError, KeyFileError
+from vibewatch.errors import ConfigError, EdgeError, KeyFileError, MqttError
 from vibewatch.logs import setup_logging
 
 log = logging.getLogger("vibewatch.sim")
@@ -161,7 +161,7 @@ def sim_command(
         signal.signal(signum, lambda *_: stop.set())
     try:
         simulation.start()
-    except (TimeoutError, OSError) as exc:
+    except (MqttError, TimeoutError, OSError) as exc:
         simulation.close()
         fail(f"cannot connect the fleet to {cfg.mqtt.host}:{cfg.mqtt.port}: {exc}", 1)
     tty = sys.stderr.isatty()

@@ -35,7 +35,7 @@ from typing import Any, cast
 import paho.mqtt.client as paho
 
 from vibewatch.edge.device import Device
-from vibewatch.errors import EdgeError
+from vibewatch.errors import EdgeError, MqttError
 from vibewatch.mqtt import BrokerSettings, new_client
 from vibewatch.protocol import DEFAULT_PREFIX, Kind, topic_for
 from vibewatch.sim.network import Network
@@ -124,6 +124,8 @@ class DeviceLink:
         self._held: tuple[Kind, bytes] | None = None
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._refused: MqttError | None = None  # what the broker refused, while connecting
+        self._answered = threading.Event()  # subscribed, or refused
         self._disconnected = threading.Event()
         self._reborn = False  # connected again: the device owes its birth message
         self._ever_connected = False
@@ -155,15 +157,21 @@ class DeviceLink:
         """Register the device's last will, connect, subscribe to its downlink topics.
 
         Raises:
-            TimeoutError: The broker did not grant the subscriptions within ``timeout``.
+            MqttError: The broker refused the connection or a subscription.
+            TimeoutError: The broker did not answer within ``timeout``.
             OSError: The broker cannot be reached.
         """
         self._device = device
         status = topic_for(self._prefix, self.device_id, Kind.STATUS)
         self._client.will_set(status, device.last_will(), qos=1, retain=True)
         self._client.connect(self._host, self._port, keepalive=self._keepalive)
-        if not self._subscribed.wait(timeout):
+        if not self._answered.wait(timeout):
             raise TimeoutError(f"{self.device_id}: no SUBACK within {timeout:g}s")
+        if self._refused is not None:
+            self._closing = True
+            self._client.disconnect()
+            self._finish()
+            raise self._refused
 
     def announce(self) -> None:
         """Have the device publish its birth message at the next :meth:`deliver`, and at
@@ -229,19 +237,27 @@ class DeviceLink:
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.error("%s: connection refused: %s", self.device_id, reason)
+            self._refuse(f"{self.device_id}: the broker refused the connection", reason)
             return
         self._disconnected.clear()
         client.subscribe([(topic, 1) for topic in self._topics])
 
     def _on_subscribe(self, _c: paho.Client, _u: Any, _m: int, reasons: Any, _p: Any) -> None:
-        if any(reason.is_failure for reason in reasons):
-            log.error("%s: subscriptions refused: %s", self.device_id, reasons)
+        refused = [reason for reason in reasons if reason.is_failure]
+        if refused:
+            self._refuse(f"{self.device_id}: the broker refused a subscription", refused[0])
             return
         with self._lock:
             self._reborn = self._ever_connected
             self._ever_connected = True
         self._subscribed.set()
+        self._answered.set()
+
+    def _refuse(self, what: str, reason: Any) -> None:
+        error = MqttError(what, int(reason.value), str(reason))
+        log.error("%s", error)
+        self._refused = error
+        self._answered.set()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._subscribed.clear()

@@ -187,6 +187,7 @@ class Simulation:
         """Connect every device; each publishes its birth message at the first step.
 
         Raises:
+            MqttError: The broker refused a device's connection or subscriptions.
             TimeoutError: A device's subscriptions were not granted within ``timeout``.
             OSError: The broker cannot be reached.
         """
