@@ -66,7 +66,7 @@
  * Downlink payloads are passed in heap blocks of exactly their length, and the device's
  * working memory is one block of exactly vw_device_required_bytes, so AddressSanitizer
  * reports any access past either. The port's signature check accepts the SHA-256 of the
- * signed text followed by its complement (as fuzz_ota.c's), so the harness signs the jobs
+ * signed text followed by its complement (vw_fuzz.h), so the harness signs the jobs
  * it makes. The harness reads two private fields of vw_device_t (threshold, batch_len) and
  * writes one (window, see R). VW_FUZZ_TRACE=1 prints each operation, its status and every
  * payload published (for reading a reproducer).
@@ -125,6 +125,7 @@
 #include "vw_ota.h"
 #include "vw_sha256.h"
 
+#include "vw_fuzz.h"
 #include "vw_fuzz_models.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -148,29 +149,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define MAX_CALL_REPLIES 4u
 #define MAX_CALL_REPORTS 8u
 
-/* An invariant: on violation, name it and abort (the fuzzer keeps the input). */
-#define require(condition) ((condition) ? (void)0 : violated(__LINE__, #condition))
-
-static void violated(int line, const char *what)
-{
-    fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, line, what);
-    abort();
-}
-
 /* VW_FUZZ_TRACE=1 prints each operation, its status and every payload. */
 static int trace;
 
 /* ---- input reader ---- */
-
-typedef struct {
-    const uint8_t *data;
-    size_t len, pos;
-} reader_t;
-
-static uint8_t u8(reader_t *r)
-{
-    return r->pos < r->len ? r->data[r->pos++] : 0u;
-}
 
 /* The bytes up to the next newline (consumed, not included) or the end of the input. */
 static size_t line(reader_t *r, const uint8_t **start)
@@ -361,23 +343,6 @@ static const uint8_t *port_map(void *ctx, uint32_t addr, uint32_t len)
     port_state_t *p = ctx;
     require(addr <= layout.end && len <= layout.end - addr);
     return p->storage + addr;
-}
-
-static void sign(const uint8_t *msg, size_t len, uint8_t signature[VW_OTA_SIGNATURE_BYTES])
-{
-    require(vw_sha256(msg, len, signature) == VW_OK);
-    for (size_t i = 0; i < 32u; i++) {
-        signature[32u + i] = (uint8_t)~signature[i];
-    }
-}
-
-static int port_verify(void *ctx, const uint8_t *msg, size_t len, const uint8_t signature[64])
-{
-    (void)ctx;
-    require(msg != NULL && signature != NULL);
-    uint8_t expected[VW_OTA_SIGNATURE_BYTES];
-    sign(msg, len, expected);
-    return memcmp(expected, signature, sizeof expected) == 0;
 }
 
 static uint32_t port_now(void *ctx)
@@ -965,7 +930,7 @@ static void signed_job(uint8_t cand_sel, uint8_t flags)
     size_t signed_len = 0;
     require(vw_ota_signed_text(&m, signed_text, sizeof signed_text, &signed_len) == VW_OK);
     uint8_t signature[VW_OTA_SIGNATURE_BYTES];
-    sign((const uint8_t *)signed_text, signed_len, signature);
+    vw_fuzz_sign((const uint8_t *)signed_text, signed_len, signature);
     if (flags & 16u) {
         signature[flags % VW_OTA_SIGNATURE_BYTES] ^= 0x10u;
     }
@@ -1426,7 +1391,7 @@ static vw_ota_config_t ota_config(void)
 static vw_port_t make_port(void)
 {
     return (vw_port_t){&port_state, port_now,     port_read, port_write, port_map,
-                       port_verify, port_publish, port_wall};
+                       vw_fuzz_verify, port_publish, port_wall};
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -35,16 +35,9 @@
 
 #include "vw_json_reader.h"
 
+#include "vw_fuzz.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* An invariant: on violation, name it and abort (the fuzzer keeps the input). */
-#define require(condition) ((condition) ? (void)0 : violated(__LINE__, #condition))
-
-static void violated(int line, const char *what)
-{
-    fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, line, what);
-    abort();
-}
 
 /* The keys looked up: the protocol's downlink fields, and short ones for the fuzzer. */
 static const char *const KEYS[] = {"id",  "t",         "cmd", "threshold", "model_version",

@@ -30,19 +30,12 @@
 #include "vw_engine.h"
 #include "vw_model.h"
 
+#include "vw_fuzz.h"
+
 #define MODE_FIX_SIZE 0x01u
 #define MODE_FIX_CRC 0x02u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* An invariant: on violation, name it and abort (the fuzzer keeps the input). */
-#define require(condition) ((condition) ? (void)0 : violated(__LINE__, #condition))
-
-static void violated(int line, const char *what)
-{
-    fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, line, what);
-    abort();
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {

@@ -83,6 +83,7 @@
 #include "vw_ota.h"
 #include "vw_sha256.h"
 
+#include "vw_fuzz.h"
 #include "vw_fuzz_models.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -116,26 +117,7 @@ static int trace;
 #define MAX_OPS 48u
 #define SAMPLE_RATE_HZ 1600u
 
-/* An invariant: on violation, name it and abort (the fuzzer keeps the input). */
-#define require(condition) ((condition) ? (void)0 : violated(__LINE__, #condition))
-
-static void violated(int line, const char *what)
-{
-    fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, line, what);
-    abort();
-}
-
 /* ---- input reader ---- */
-
-typedef struct {
-    const uint8_t *data;
-    size_t len, pos;
-} reader_t;
-
-static uint8_t u8(reader_t *r)
-{
-    return r->pos < r->len ? r->data[r->pos++] : 0u;
-}
 
 static uint16_t u16(reader_t *r)
 {
@@ -225,24 +207,6 @@ static const uint8_t *flash_map(void *ctx, uint32_t addr, uint32_t len)
     require_inside(f, addr, len);
     require(((uintptr_t)(f->mem + addr) & 3u) == 0 || len == 0);
     return f->mem + addr;
-}
-
-static void sign(const uint8_t *msg, size_t len, uint8_t signature[VW_OTA_SIGNATURE_BYTES])
-{
-    require(vw_sha256(msg, len, signature) == VW_OK);
-    for (size_t i = 0; i < 32u; i++) {
-        signature[32u + i] = (uint8_t)~signature[i];
-    }
-}
-
-static int check_signature(void *ctx, const uint8_t *msg, size_t len,
-                           const uint8_t signature[64])
-{
-    (void)ctx;
-    require(msg != NULL && signature != NULL);
-    uint8_t expected[VW_OTA_SIGNATURE_BYTES];
-    sign(msg, len, expected);
-    return memcmp(expected, signature, sizeof expected) == 0;
 }
 
 static uint32_t no_clock(void *ctx)
@@ -611,7 +575,7 @@ static vw_status_t op_begin(reader_t *r)
         free(short_text);
     }
     if (!raw_sig) {
-        sign((const uint8_t *)text, text_ok ? text_len : 0u, signature);
+        vw_fuzz_sign((const uint8_t *)text, text_ok ? text_len : 0u, signature);
     }
 
     dev.attempt = m;
@@ -622,7 +586,7 @@ static vw_status_t op_begin(reader_t *r)
     vw_status_t st = vw_ota_begin(&dev.ota, &m, signature);
     if (st == VW_OK) {
         require(before.state == VW_OTA_IDLE || before.state == VW_OTA_DOWNLOADING);
-        require(text_ok && check_signature(NULL, (const uint8_t *)text, text_len, signature));
+        require(text_ok && vw_fuzz_verify(NULL, (const uint8_t *)text, text_len, signature));
         require(m.rollback || m.model_version > version);
         require(m.size >= 1 && m.size <= dev.config.slot_bytes);
         require(!resume || dev.flash.writes == 0);
@@ -918,7 +882,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dev.flash.lo = dev.config.storage_base;
     dev.flash.hi = dev.layout.end;
     dev.port = (vw_port_t){&dev.flash, no_clock, flash_read, flash_write, flash_map,
-                           check_signature, no_publish, NULL};
+                           vw_fuzz_verify, no_publish, NULL};
 
     boot();
     require(info_of().state == VW_OTA_NO_MODEL);
