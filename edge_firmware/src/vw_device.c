@@ -112,18 +112,19 @@ size_t vw_device_required_bytes(const vw_device_config_t *config)
 
 /* -------------------------------------------------------------- boot count */
 
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (unsigned b = 0; b < 4u; b++) {
+        p[b] = (uint8_t)(v >> (8u * b));
+    }
+}
+
 static void record_encode(uint32_t boot, uint8_t out[VW_DEVICE_RECORD_BYTES])
 {
-    const uint32_t words[3] = {RECORD_MAGIC, boot, 0u};
-    for (int i = 0; i < 3; i++) {
-        for (int b = 0; b < 4; b++) {
-            out[4 * i + b] = (uint8_t)(words[i] >> (8 * b));
-        }
-    }
-    uint32_t crc = vw_crc32_update(0u, out, 12u);
-    for (int b = 0; b < 4; b++) {
-        out[12 + b] = (uint8_t)(crc >> (8 * b));
-    }
+    put_le32(out, RECORD_MAGIC);
+    put_le32(out + 4, boot);
+    put_le32(out + 8, 0u);
+    put_le32(out + 12, vw_crc32_update(0u, out, 12u));
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -555,9 +556,7 @@ static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_
         } else {
             memcpy(&v, &samples[i - RAW_HEADER_BYTES / 4u], sizeof v);
         }
-        for (unsigned b = 0; b < 4u; b++) {
-            p[4u * i + b] = (uint8_t)(v >> (8u * b));
-        }
+        put_le32(p + 4u * i, v);
     }
     vw_status_t status = dev->port.publish(dev->port.ctx, "raw", p, 4u * words);
     if (status == VW_OK) {
@@ -799,8 +798,6 @@ static vw_status_t request_more(vw_device_t *dev)
     return finish(dev);
 }
 
-static const char *status_detail(vw_status_t status) { return vw_status_name(status); }
-
 static vw_status_t finish(vw_device_t *dev)
 {
     report(dev, dev->job, "verifying", NULL);
@@ -810,13 +807,13 @@ static vw_status_t finish(vw_device_t *dev)
         return status;
     }
     if (status != VW_OK) {
-        report(dev, dev->job, "failed", status_detail(status));
+        report(dev, dev->job, "failed", vw_status_name(status));
         dev->job[0] = '\0';
         return VW_OK;
     }
     status = bind_model(dev);
     if (status != VW_OK) { /* cannot happen for a model vw_ota_finish accepted */
-        report(dev, dev->job, "failed", status_detail(status));
+        report(dev, dev->job, "failed", vw_status_name(status));
         return status;
     }
     dev->on_trial = 1u;
@@ -881,7 +878,7 @@ vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t l
         if (info.last_event == VW_OTA_EVENT_ROLLED_BACK) {
             report(dev, job, "rolled_back", "the model did not complete its trial");
         } else {
-            report(dev, job, "failed", status_detail((vw_status_t)info.last_status));
+            report(dev, job, "failed", vw_status_name((vw_status_t)info.last_status));
         }
         return VW_OK;
     }
@@ -894,7 +891,7 @@ vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t l
         return status;
     }
     if (status != VW_OK) {
-        report(dev, job, "failed", status_detail(status));
+        report(dev, job, "failed", vw_status_name(status));
         return VW_OK;
     }
     int same = strcmp(dev->job, job) == 0;
