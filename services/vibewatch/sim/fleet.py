@@ -263,7 +263,7 @@ class Fleet:
                 machine=device_machine(rng),
                 faults=tuple(faulty.get(device_id, ())),
                 seed=scenario.seed * 100_003 + index,
-                settings=settings or DeviceSettings(),
+                settings=settings,
                 window_period_s=window_period_s,
             )
 
