@@ -10,6 +10,7 @@ from vibewatch.errors import ConfigError
 from vibewatch.sim.scenario import (
     FaultPlan,
     LinkPlan,
+    PowerPlan,
     Scenario,
     ScenarioError,
     load_scenario,
@@ -42,6 +43,7 @@ disconnect_mean_s = 120
 
 [power]
 loss_mean_s = 900
+during_install = 0.5
 """
 
 
@@ -58,7 +60,7 @@ def test_a_file_gives_its_scenario(tmp_path: Path) -> None:
     assert s.faults[0] == FaultPlan("outer_race", 3, (), 60.0, 300.0, 0.8)
     assert s.faults[1].devices == ("pump-0002",) and s.faults[1].severity == 0.5
     assert s.link == LinkPlan(loss=0.01, disconnect_mean_s=120)
-    assert s.power.loss_mean_s == 900
+    assert s.power == PowerPlan(loss_mean_s=900, during_install=0.5)
     chosen = s.faulty_devices()
     assert sum(any(f.kind == "outer_race" for f in fs) for fs in chosen.values()) == 3
     assert any(f.kind == "imbalance" for f in chosen["pump-0002"])
@@ -91,6 +93,15 @@ def test_severity_grows_from_the_onset() -> None:
         (('id_prefix = "pump-"', 'id_prefix = "a b"'), 4, "fleet.id_prefix: 'a b' does not"),
         (("count = 3", "count = 30"), 11, "fault[1].count: 30 is not in [1, 20] (the fleet)"),
         (("count = 3", 'count = 3\ndevices = ["pump-0001"]'), 11, "fault[1].count: give count"),
+        (("during_install = 0.5", "during_install = 1.5"), 26, "power.during_install: 1.5 is"),
+        (("during_install = 0.5", "during_install = -0.1"), 26, "power.during_install: -0.1 "),
+        (("during_install = 0.5", "during_install = nan"), 26, "power.during_install: nan is"),
+        (
+            ("during_install = 0.5", "during_install = true"),
+            26,
+            "power.during_install: must be a number, not a boolean",
+        ),
+        (("during_install", "during_instal"), 26, "power.during_instal: unknown field (expected"),
     ],
 )
 def test_a_bad_file_names_the_line_and_the_field(
@@ -116,6 +127,15 @@ def test_a_scenario_made_in_code_is_checked() -> None:
     with pytest.raises(ScenarioError) as caught:
         Scenario(devices=5, faults=(FaultPlan("ball", count=6),))
     assert caught.value.problems == [("fault[1].count", "6 is not in [1, 5] (the fleet)")]
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(power=PowerPlan(during_install=2))
+    assert caught.value.problems == [("power.during_install", "2 is not in [0, 1]")]
+
+
+@pytest.mark.parametrize("share", [0, 0.25, 1])
+def test_every_install_or_none_may_lose_power(tmp_path: Path, share: float) -> None:
+    s = load_scenario(write(tmp_path, f"[power]\nduring_install = {share}\n"))
+    assert s.power == PowerPlan(during_install=share)
 
 
 @pytest.mark.parametrize(

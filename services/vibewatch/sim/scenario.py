@@ -26,6 +26,7 @@ a TOML file; every field has a default, so an empty file is a healthy fleet of 5
 
     [power]
     loss_mean_s = 0       # mean time between power losses of a device; 0: never
+    during_install = 0.0  # chance that a model install loses power once, in [0, 1]
 
 A bad file is refused with :class:`~vibewatch.errors.ConfigError` naming the file, the
 line and the field (``scenario.toml:14: fault[2].severity: 1.5 is not in (0, 1]``).
@@ -125,9 +126,14 @@ class PowerPlan:
 
     Attributes:
         loss_mean_s: Mean simulated time between power losses of a device; 0: never.
+        during_install: Probability, in [0, 1], that a model install (from the device's
+            acceptance of a signed ``ota/job`` to its confirmation or its fallback) loses
+            power once, at a random point: while a chunk is written, while the complete
+            blob is verified, or during the trial (see :mod:`vibewatch.sim.run`).
     """
 
     loss_mean_s: float = 0.0
+    during_install: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,10 @@ def _probability(value: float) -> str | None:
     return None if 0 <= value < 1 else f"{value} is not in [0, 1)"
 
 
+def _share(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"{value} is not in [0, 1]"
+
+
 def _non_negative(value: float) -> str | None:
     return None if math.isfinite(value) and value >= 0 else f"{value} is not a number >= 0"
 
@@ -242,6 +252,7 @@ def _check_scenario(s: Scenario) -> list[tuple[str, str]]:
     checks = (
         ("link.disconnect_mean_s", _non_negative(s.link.disconnect_mean_s)),
         ("power.loss_mean_s", _non_negative(s.power.loss_mean_s)),
+        ("power.during_install", _share(s.power.during_install)),
     )
     problems += [(name, problem) for name, problem in checks if problem]
     return problems
@@ -253,7 +264,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "fleet": ("devices", "id_prefix", "seed", "speedup", "duration_s"),
     "fault": ("kind", "count", "devices", "onset_s", "growth_s", "severity"),
     "link": ("loss", "duplicate", "reorder", "disconnect_mean_s"),
-    "power": ("loss_mean_s",),
+    "power": ("loss_mean_s", "during_install"),
 }
 _INTS = {"devices", "seed", "count"}
 _STRINGS = {"id_prefix", "kind"}
