@@ -6,27 +6,74 @@ broker through its :class:`~vibewatch.sim.link.DeviceLink` (all of them on one
 step after step, hands the devices their downlink messages and the windows that fell
 due, and carries out the scenario's link and power knobs: a link that breaks (the last
 will, then a reconnection and a new birth), a device that loses power (a reboot with what
-its storage holds). :meth:`Simulation.progress` says where the run is;
-:meth:`Simulation.summary` what it did.
+its storage holds), at random or aimed into a model install.
+:meth:`Simulation.progress` says where the run is; :meth:`Simulation.summary` what it did.
+
+A model install is followed through what the device layer reports on ``ota/req``: it
+starts with ``downloading`` for a job (the device accepted the signed ``ota/job``) and
+ends with ``installed``, ``failed`` or ``rolled_back`` for that job, or with a power loss
+during its trial (the boot falls back to the previous model). With ``[power]
+during_install = P``, an install loses power with probability P, once, at one of three
+points drawn with equal chances:
+
+- ``download``: at the k-th storage write from the first ``downloading`` report, k drawn
+  from 1 to the number of chunks still missing (each chunk is at least one write, so the
+  cut falls inside the download); a prefix of the write shorter than the smallest chunk
+  reaches storage (:meth:`~vibewatch.edge.ota.SlotDevice.inject_reset`);
+- ``verify``: when the device reports ``verifying`` (the last chunk is stored), at its
+  next storage write, of which nothing reaches storage: the activation record;
+- ``trial``: at a time drawn within the trial that follows ``activated`` (``trial_ms``
+  of the device's settings), if the model is still on trial.
+
+A device whose storage write cut the power is rebooted before it scores another window.
+What the device does next (resume the download, verify again, fall back) is the device
+layer's.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vibewatch.edge.device import DeviceSettings
-from vibewatch.protocol import DEFAULT_PREFIX
+from vibewatch.protocol import DEFAULT_PREFIX, MIN_CHUNK_SIZE
 from vibewatch.sim.fleet import Clock, Fleet
 from vibewatch.sim.link import DeviceLink, LinkFaults
 from vibewatch.sim.network import Network, raise_open_files_limit
 from vibewatch.sim.scenario import Scenario
 
 __all__ = ["Progress", "Simulation", "Summary"]
+
+#: Where ``[power] during_install`` cuts the power of an install (the module documentation).
+_InstallPoint = Literal["download", "verify", "trial"]
+_INSTALL_POINTS: tuple[_InstallPoint, ...] = ("download", "verify", "trial")
+#: The ``ota/req`` states that end an install.
+_INSTALL_ENDS = ("installed", "failed", "rolled_back")
+
+
+@dataclass
+class _Install:
+    """A model install in progress on a device, and where its power is to go.
+
+    Attributes:
+        job: The job id its reports name.
+        point: Where the power goes; None: it does not.
+        share: How far into the point's span, in [0, 1).
+        cut_at_s: Simulated time of a ``trial`` cut, once the trial started.
+        done: The planned cut is armed or timed (an install loses power once).
+    """
+
+    job: str
+    point: _InstallPoint | None
+    share: float
+    cut_at_s: float | None = None
+    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +90,7 @@ class Progress:
         published: Messages the devices published.
         disconnects: Links broken on purpose.
         power_losses: Devices rebooted on purpose.
+        install_power_losses: Of those, the ones during a model install.
     """
 
     simulated_s: float
@@ -54,6 +102,7 @@ class Progress:
     published: int
     disconnects: int
     power_losses: int
+    install_power_losses: int
 
     def line(self) -> str:
         """The progress as one line of text."""
@@ -61,7 +110,7 @@ class Progress:
             f"t={self.simulated_s:7.0f}s  connected {self.connected}/{self.devices}  "
             f"{self.windows_per_s:7.0f} windows/s  events {self.events}  "
             f"published {self.published}  disconnects {self.disconnects}  "
-            f"power losses {self.power_losses}"
+            f"power losses {self.power_losses} ({self.install_power_losses} mid-install)"
         )
 
 
@@ -81,6 +130,7 @@ class Summary:
         faults: The faults of each faulty device.
         disconnects: Links broken on purpose.
         power_losses: Devices rebooted on purpose.
+        install_power_losses: Of those, the ones during a model install.
     """
 
     devices: int
@@ -94,6 +144,7 @@ class Summary:
     faults: dict[str, list[str]]
     disconnects: int
     power_losses: int
+    install_power_losses: int
 
 
 class Simulation:
@@ -166,14 +217,25 @@ class Simulation:
                 reconnect_s=reconnect_s,
             )
         self._rng = random.Random(scenario.seed)
+        self._trial_s = (settings or DeviceSettings()).trial_ms / 1000
+        # each device's own draws for its installs: the same whatever the timing of others
+        self._install_rngs = {
+            device_id: random.Random(scenario.seed * 104_729 + index)
+            for index, device_id in enumerate(scenario.device_ids())
+        }
+        self._installs: dict[str, _Install] = {}
+        self._cuts_armed: set[str] = set()  # devices a storage write will cut the power of
         self._windows = 0
         self._disconnects = 0
         self._power_losses = 0
+        self._install_power_losses = 0
         self._last_step_s = 0.0
         self._started = 0.0
         self._last_progress = (0.0, 0)
 
     def _publish(self, device_id: str, suffix: str, payload: bytes) -> bool:
+        if suffix == "ota/req" and b'"kind":"state"' in payload:
+            self._ota_report(device_id, payload)  # what the device did, sent or not
         if self.scenario.link.loss and self._rng.random() < self.scenario.link.loss:
             return False  # the radio lost it: the device keeps what it could not send
         taken = self._links[device_id].publish(suffix, payload)
@@ -205,6 +267,7 @@ class Simulation:
         returns the windows scored."""
         for link in self._links.values():
             link.deliver()
+        self._install_cuts()
         ran = self.fleet.run_due()
         self._windows += ran
         now_s = self.fleet.clock.now_s()
@@ -233,14 +296,70 @@ class Simulation:
             self._disconnects += 1
 
     def _power_loss(self, device_id: str) -> None:
+        if self._links[device_id].connected and device_id not in self._cuts_armed:
+            self._reboot(device_id)
+
+    def _reboot(self, device_id: str) -> None:
+        """The device lost power: it boots again with what its storage holds."""
         link = self._links[device_id]
-        if not link.connected:
-            return
         device = self.fleet.devices[device_id]
         device.reboot()
         link.replace_device(device.device)
         link.interrupt()  # the connection goes with the power: the last will, then back
         self._power_losses += 1
+        if device_id in self._installs:
+            self._install_power_losses += 1
+            if device.slots.state.state != "downloading":  # a trial fell back at this boot
+                del self._installs[device_id]
+
+    def _ota_report(self, device_id: str, payload: bytes) -> None:
+        """Follow a device's installs through its ``ota/req`` state reports; arm the
+        storage-write cuts (called from the device layer: nothing here calls into it but
+        to read its state)."""
+        report = json.loads(payload)
+        job, state = report["job"], report["state"]
+        install = self._installs.get(device_id)
+        if state == "downloading" and (install is None or install.job != job):
+            rng = self._install_rngs[device_id]
+            hit = rng.random() < self.scenario.power.during_install
+            install = _Install(job, rng.choice(_INSTALL_POINTS) if hit else None, rng.random())
+            self._installs[device_id] = install
+        if install is None or install.job != job:
+            return  # a report on a job that is not being installed (refused, or done before)
+        if state in _INSTALL_ENDS:
+            del self._installs[device_id]
+        elif install.done:
+            return
+        elif install.point == "download" and state == "downloading":
+            slots = self.fleet.devices[device_id].slots
+            ota = slots.state
+            missing = ota.total_chunks - ota.received_chunks
+            if missing > 0:
+                torn = self._install_rngs[device_id].randrange(MIN_CHUNK_SIZE)
+                slots.inject_reset(1 + int(install.share * missing), torn_bytes=torn)
+                self._cuts_armed.add(device_id)
+                install.done = True
+        elif install.point == "verify" and state == "verifying":
+            self.fleet.devices[device_id].slots.inject_reset(1, torn_bytes=0)
+            self._cuts_armed.add(device_id)
+            install.done = True
+        elif install.point == "trial" and state == "activated":
+            install.cut_at_s = self.fleet.clock.now_s() + install.share * self._trial_s
+            install.done = True
+
+    def _install_cuts(self) -> None:
+        """Reboot the devices a storage write cut the power of, and cut the power of those
+        whose trial reached its planned cut."""
+        for device_id in list(self._cuts_armed):
+            if not self.fleet.devices[device_id].slots.powered:
+                self._cuts_armed.discard(device_id)
+                self._reboot(device_id)
+        now_s = self.fleet.clock.now_s()
+        for device_id, install in list(self._installs.items()):
+            if install.cut_at_s is not None and now_s >= install.cut_at_s:
+                install.cut_at_s = None
+                if self.fleet.devices[device_id].slots.state.state == "trial":
+                    self._reboot(device_id)
 
     def run(self, stop: Callable[[], bool], on_progress: Callable[[Progress], None]) -> None:
         """Step until the scenario's span is over or ``stop()`` says so, reporting progress
@@ -268,6 +387,7 @@ class Simulation:
             published=self._published,
             disconnects=self._disconnects,
             power_losses=self._power_losses,
+            install_power_losses=self._install_power_losses,
         )
 
     def summary(self) -> Summary:
@@ -290,6 +410,7 @@ class Simulation:
             },
             disconnects=self._disconnects,
             power_losses=self._power_losses,
+            install_power_losses=self._install_power_losses,
         )
 
     def close(self) -> None:
