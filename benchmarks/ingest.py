@@ -60,7 +60,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 from paho.mqtt.enums import CallbackAPIVersion
 
 from vibewatch.influx.schema import point_time_ns
-from vibewatch.testing.ingest import IngestProcess, ingest_env
+from vibewatch.testing.ingest import ServiceProcess, ingest_env
 from vibewatch.testing.load import (
     DAY_MS,
     READINGS_PER_MESSAGE,
@@ -238,7 +238,7 @@ def naive_main(conn: Connection, mqtt_port: int, influx_port: int, db: str, pref
 _SUMMARY: Final = re.compile(r"ingest stopped .*?, spooled (\d+), replayed (\d+)")
 
 
-def stop_ingest(ingest: IngestProcess) -> tuple[int | None, int | None]:
+def stop_ingest(ingest: ServiceProcess) -> tuple[int | None, int | None]:
     """Stop ingest with SIGTERM (it flushes) and wait; its peak RSS is read on the way.
 
     Returns:
@@ -561,7 +561,7 @@ class Bench:
     results: Results
     py_spy: Path | None = None
 
-    def ingest(self, name: str, db: str, prefix: str) -> IngestProcess:
+    def ingest(self, name: str, db: str, prefix: str) -> ServiceProcess:
         """An ingest process for one phase (not started)."""
         env = ingest_env(
             mqtt_port=self.broker.port,
@@ -572,7 +572,7 @@ class Bench:
             topic_prefix=prefix,
             settings=self.overrides,  # the service's defaults unless --ingest-env says
         )
-        return IngestProcess(env, self.workdir, name=f"ingest-{name}", ready_timeout=60)
+        return ServiceProcess(env, self.workdir, name=f"ingest-{name}", ready_timeout=60)
 
     def publisher(self, name: str, prefix: str, messages: int, rate: float = 0) -> LoadProcess:
         """Start a load-generator process (it builds its payloads at once)."""

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from typing import Annotated
 
 import typer
 
 from vibewatch import __version__
-from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, load
+from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, exits, fail, load
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
+from vibewatch.serve import SERVICES, build_services, run_services
 from vibewatch.sim.cli import sim_command
 from vibewatch.train.cli import dataset_app
 from vibewatch.train.commands import evaluate_command, train_command
@@ -120,24 +119,47 @@ def ingest(
     log.info(
         "vibewatch %s ingest starting; configuration: %s", __version__, json.dumps(config_json(cfg))
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    with exits():
+        service = IngestService.from_config(cfg)
+    if not retire:
+        raise typer.Exit(run_services([service]))
     try:
-        service = IngestService(cfg)
         service.start()
-    except TimeoutError as exc:
-        if retire:
-            log.error("cannot retire the session: %s", exc)
-            service.stop()
-            raise typer.Exit(1) from exc
-        log.warning("%s", exc)
-    except (VibewatchError, OSError) as exc:
-        log.error("cannot start: %s", exc)
+    except (VibewatchError, OSError, TimeoutError) as exc:
+        log.error("cannot retire the session: %s", exc)
+        service.stop()
         raise typer.Exit(1) from exc
-    if retire:
-        raise typer.Exit(0 if service.retire() else 1)
-    stop.wait()
-    log.info("stopping: flushing buffered points")
-    clean = service.stop()
-    raise typer.Exit(0 if clean else 1)
+    raise typer.Exit(0 if service.retire() else 1)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="SERVICE",
+            help=f"Run only this service ({', '.join(SERVICES)}); repeat for more "
+            "[default: all of them].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the back end's services in one process: today ingest (MQTT into InfluxDB).
+
+    Services start in order and stop in reverse order; readiness is reported on
+    $NOTIFY_SOCKET (systemd Type=notify). SIGTERM or Ctrl-C flushes everything and exits
+    0 when every service stopped clean.
+    """
+    cfg = load(config)
+    setup_logging(cfg.log.level, cfg.log.format)
+    log.info(
+        "vibewatch %s serve starting; configuration: %s", __version__, json.dumps(config_json(cfg))
+    )
+    try:
+        with exits():
+            services = build_services(cfg, only or ())
+    except ValueError as exc:
+        fail(str(exc), 2)
+    raise typer.Exit(run_services(services))

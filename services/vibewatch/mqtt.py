@@ -1,10 +1,14 @@
 """The MQTT adapter: the one module that talks to paho-mqtt.
 
-:class:`DurableSubscriber` holds a persistent MQTT 5 session (stable client id,
-``clean_start=False``, a session expiry interval) and subscribes at QoS 1. It
-acknowledges a message only when the application says so (paho's manual ack),
-which is how the ingestion service holds a PUBACK back until the message's
-points are durable.
+:class:`MqttSession` holds a persistent MQTT 5 session (stable client id,
+``clean_start=False``, a session expiry interval) and goes both ways. It
+subscribes at QoS 1 and acknowledges a message only when the application says
+so (paho's manual ack), which is how the ingestion service holds a PUBACK back
+until the message's points are durable; it publishes at QoS 1 (retained when
+asked) and returns once the broker's PUBACK accepted the message. It is ready
+when the broker's SUBACK granted its subscriptions, reconnects with
+resubscription, and raises :class:`~vibewatch.errors.MqttError` with the MQTT 5
+reason code when the broker refuses a connection, a subscription or a message.
 
 Acknowledgement tokens carry the connection generation they were received on.
 The generation changes as soon as a connection is lost, and tokens from an
@@ -21,13 +25,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from vibewatch.errors import MqttError
+
+if TYPE_CHECKING:
+    from vibewatch.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,29 @@ MessageHandler = Callable[[str | None, bytes, AckToken | None], None]
 """Called on paho's network thread with (topic or None if not UTF-8, payload, token)."""
 
 
+class Subscription(Protocol):
+    """What a service subscribes through: :class:`MqttSession`, or an in-memory one in tests."""
+
+    stale_acks: int
+    """Acknowledgements dropped because their connection was lost."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the subscriptions stand on the current connection."""
+
+    def start(self, on_message: MessageHandler | None = None, timeout: float = 30.0) -> None:
+        """Connect, subscribe, and hand every message to ``on_message``."""
+
+    def ack(self, tokens: Sequence[AckToken]) -> None:
+        """Acknowledge received messages."""
+
+    def unsubscribe_all(self, timeout: float = 10.0) -> bool:
+        """Stop new messages from being routed here; whether the broker confirmed."""
+
+    def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect (ending the persistent session when asked)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BrokerSettings:
     """Where and how to connect.
@@ -115,6 +147,21 @@ class BrokerSettings:
     tls_ca_file: str = ""
 
 
+def broker_settings(mqtt: MqttConfig) -> BrokerSettings:
+    """The connection settings of the ``[mqtt]`` configuration."""
+    return BrokerSettings(
+        host=mqtt.host,
+        port=mqtt.port,
+        client_id=mqtt.client_id,
+        username=mqtt.username,
+        password=mqtt.password.reveal(),
+        keepalive=mqtt.keepalive,
+        session_expiry=mqtt.session_expiry,
+        receive_maximum=mqtt.receive_maximum,
+        tls_ca_file=str(mqtt.tls_ca_file or ""),
+    )
+
+
 def new_client(settings: BrokerSettings, *, manual_ack: bool = False) -> paho.Client:
     """An MQTT 5 client of ``settings``: its client id, credentials and TLS (the broker's
     address and keepalive are for ``connect``).
@@ -136,8 +183,9 @@ def new_client(settings: BrokerSettings, *, manual_ack: bool = False) -> paho.Cl
     return client
 
 
-class DurableSubscriber:
-    """A persistent-session QoS 1 subscriber with manual, generation-checked acks.
+class MqttSession:
+    """A persistent-session MQTT 5 client: QoS 1 subscriptions with manual, generation-checked
+    acknowledgements, and QoS 1 publishing that waits for the PUBACK.
 
     On every connect it subscribes to its filters and, once the broker's SUBACK grants
     them, unsubscribes from ``stale_filters``: what the persistent session may still
@@ -149,8 +197,7 @@ class DurableSubscriber:
     def __init__(
         self,
         settings: BrokerSettings,
-        filters: Sequence[str],
-        on_message: MessageHandler,
+        filters: Sequence[str] = (),
         *,
         stale_filters: Sequence[str] = (),
         on_subscribed: Callable[[Sequence[str]], None] | None = None,
@@ -159,8 +206,8 @@ class DurableSubscriber:
 
         Args:
             settings: Connection settings.
-            filters: Topic filters to subscribe at QoS 1 (``$share/...`` allowed).
-            on_message: Receives every message; must not raise.
+            filters: Topic filters to subscribe at QoS 1 (``$share/...`` allowed); none
+                for a session that only publishes.
             stale_filters: Filters to unsubscribe after each successful subscription
                 (those in ``filters`` are ignored).
             on_subscribed: Called on paho's network thread with ``filters`` once the
@@ -171,13 +218,18 @@ class DurableSubscriber:
         self._settings = settings
         self._filters = list(filters)
         self._stale = [f for f in dict.fromkeys(stale_filters) if f not in self._filters]
-        self._handler = on_message
+        self._handler: MessageHandler | None = None
         self._on_subscribed = on_subscribed
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = threading.Event()
         self._ready = threading.Event()
+        self._answered = threading.Event()  # ready, or refused
+        self._refused: MqttError | None = None
         self._unsubscribed = threading.Event()
+        self._pubacks = threading.Condition()
+        self._puback_reasons: dict[int, Any] = {}
+        self._abandoned: set[int] = set()
         self._retiring = False
         self._stopping = False
         self._connected_at = 0.0
@@ -194,22 +246,34 @@ class DurableSubscriber:
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         self._client = client
 
     @property
     def _address(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Connect and wait up to ``timeout`` for the broker to grant the subscriptions.
+    def start(self, on_message: MessageHandler | None = None, timeout: float = 30.0) -> None:
+        """Connect and wait up to ``timeout`` for the broker to grant the subscriptions
+        (for a session without filters: to accept the connection).
 
         A broker that cannot be reached is reported at once, with the cause; the client
         keeps trying in the background (at most 30 s apart) until :meth:`stop`.
 
+        Args:
+            on_message: Receives every message on paho's network thread; must not raise.
+                Required when the session has filters.
+            timeout: Seconds to wait for readiness.
+
         Raises:
-            TimeoutError: No granted subscription within ``timeout``; the client keeps
-                trying until :meth:`stop`.
+            MqttError: The broker refused the connection (bad credentials, client id
+                not accepted, banned ...) or a subscription; the session is stopped.
+            TimeoutError: Not ready within ``timeout``; the client keeps trying until
+                :meth:`stop`.
         """
+        if self._filters and on_message is None:
+            raise ValueError("a session with subscriptions needs an on_message handler")
+        self._handler = on_message
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._settings.session_expiry
         properties.ReceiveMaximum = self._settings.receive_maximum
@@ -230,9 +294,14 @@ class DurableSubscriber:
             )
             self._client.connect_async(*args, **kwargs)
         self._client.loop_start()
-        if not self._ready.wait(timeout):
+        self._answered.wait(timeout)
+        if self._refused is not None:
+            self.stop()
+            raise self._refused
+        if not self._ready.is_set():
+            what = "subscription granted" if self._filters else "connection accepted"
             raise TimeoutError(
-                f"no subscription granted by the MQTT broker at {self._address} "
+                f"no {what} by the MQTT broker at {self._address} "
                 f"within {timeout:.0f}s; still retrying"
             )
 
@@ -243,21 +312,29 @@ class DurableSubscriber:
 
     @property
     def ready(self) -> bool:
-        """Whether the broker has granted the subscriptions on the current connection."""
+        """Whether the session holds exactly its filters on the current connection: the
+        broker granted them and dropped the stale ones."""
         return self._ready.is_set()
+
+    def _refuse(self, error: MqttError) -> None:
+        log.error("%s", error)
+        self._refused = error
+        self._answered.set()
 
     def _on_connect(
         self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
     ) -> None:
         if reason.is_failure:
-            log.error(
-                "the MQTT broker at %s refused the connection as %r: %s (reason code %d)%s",
-                self._address,
-                self._settings.client_id,
-                reason,
-                reason.value,
-                _CONNACK_HINTS.get(reason.value, ""),
+            error = MqttError(
+                f"the MQTT broker at {self._address} refused the connection as "
+                f"{self._settings.client_id!r}{_CONNACK_HINTS.get(reason.value, '')}",
+                int(reason.value),
+                str(reason),
             )
+            if reason.value in _CONNACK_TRANSIENT:
+                log.error("%s; retrying", error)
+            else:
+                self._refuse(error)
             return
         with self._lock:
             self._generation += 1
@@ -265,8 +342,9 @@ class DurableSubscriber:
             self._connect_failures = 0
         self._connected_at = time.monotonic()
         self._connected.set()
-        if not self._filters:  # retiring: only what the session queued still arrives
+        if not self._filters:  # publishing only, or retiring: nothing to subscribe
             self._ready.set()
+            self._answered.set()
             return
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in self._filters])
@@ -291,16 +369,19 @@ class DurableSubscriber:
         self, client: paho.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
     ) -> None:
         refused = [
-            f"{topic} ({reason}, reason code {reason.value})"
+            (topic, reason)
             for topic, reason in zip(self._filters, reasons, strict=False)
             if reason.is_failure
         ]
         if refused:
-            log.error(
-                "the MQTT broker at %s refused the subscription to %s; no messages arrive "
-                "through it",
-                self._address,
-                "; ".join(refused),
+            reason = refused[0][1]
+            self._refuse(
+                MqttError(
+                    f"the MQTT broker at {self._address} refused the subscription to "
+                    + "; ".join(f"{t} ({r})" for t, r in refused),
+                    int(reason.value),
+                    str(reason),
+                )
             )
             return
         log.info(
@@ -310,14 +391,12 @@ class DurableSubscriber:
         )
         if self._stale:
             try:
-                client.unsubscribe(self._stale)
+                client.unsubscribe(self._stale)  # ready once the UNSUBACK is in
+                return
             except ValueError as exc:  # a filter paho cannot send (from a damaged record)
                 log.error("cannot unsubscribe from %r: %s", self._stale, exc)
                 self._stale = []
-                self._subscribed()
-        else:
-            self._subscribed()
-        self._ready.set()
+        self._subscribed()
 
     def _on_unsubscribe(
         self, _client: paho.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
@@ -338,8 +417,11 @@ class DurableSubscriber:
         self._unsubscribed.set()
 
     def _subscribed(self) -> None:
+        """The session holds exactly the filters: record it, and the session is ready."""
         if self._on_subscribed is not None:
             self._on_subscribed(list(self._filters))
+        self._ready.set()
+        self._answered.set()
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -377,6 +459,10 @@ class DurableSubscriber:
         except UnicodeDecodeError:
             topic = None
         token = AckToken(self._generation, message.mid) if message.qos > 0 else None
+        if self._handler is None:  # a message routed to a publishing-only session
+            if token is not None:
+                self.ack([token])
+            return
         self._handler(topic, bytes(message.payload), token)
 
     def ack(self, tokens: Sequence[AckToken]) -> None:
@@ -387,6 +473,57 @@ class DurableSubscriber:
                     self._client.ack(token.mid, 1)
                 else:
                     self.stale_acks += 1
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 30.0
+    ) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK.
+
+        A message published while the connection is down is sent once it is back (and
+        again after a connection lost before its PUBACK, as MQTT asks).
+
+        Args:
+            topic: Topic name (no wildcards).
+            payload: Message bytes.
+            retain: Ask the broker to keep the message for future subscribers.
+            timeout: Seconds to wait for the PUBACK.
+
+        Raises:
+            MqttError: The broker refused the message (PUBACK reason code >= 0x80: not
+                authorized, quota exceeded, payload format invalid ...).
+            TimeoutError: No PUBACK within ``timeout``; the message stays queued and
+                may still be delivered.
+            ValueError: ``topic`` is not a valid topic name.
+        """
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        deadline = time.monotonic() + timeout
+        with self._pubacks:
+            while info.mid not in self._puback_reasons:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._abandoned.add(info.mid)
+                    raise TimeoutError(
+                        f"the MQTT broker at {self._address} did not acknowledge the message "
+                        f"on {topic!r} within {timeout:g}s"
+                    )
+                self._pubacks.wait(left)
+            reason = self._puback_reasons.pop(info.mid)
+        if reason.is_failure:
+            raise MqttError(
+                f"the MQTT broker at {self._address} refused the message on {topic!r}",
+                int(reason.value),
+                str(reason),
+            )
+
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any
+    ) -> None:
+        with self._pubacks:
+            if mid in self._abandoned:
+                self._abandoned.discard(mid)
+                return
+            self._puback_reasons[mid] = reason
+            self._pubacks.notify_all()
 
     def unsubscribe_all(self, timeout: float = 10.0) -> bool:
         """Unsubscribe from every filter (current and stale), so no new message is routed here.
@@ -426,12 +563,14 @@ _SESSION_TAKEN_OVER: Final = 142
 #: A broker-closed connection shorter than this counts towards the takeover diagnosis
 #: (brokers that close the old connection without a DISCONNECT packet, Mosquitto 2.0).
 _SHORT_SESSION_S: Final = 10.0
+#: CONNACK reason codes worth retrying: Server unavailable, Server busy, Quota exceeded,
+#: Connection rate exceeded. Every other refusal needs a change of configuration.
+_CONNACK_TRANSIENT: Final = frozenset({136, 137, 151, 159})
 #: What to change for the CONNACK reason codes a user can fix.
 _CONNACK_HINTS: Final = {
     133: "; the client id is not accepted: set mqtt.client_id",
     134: "; check mqtt.username and mqtt.password",
     135: "; check mqtt.username, mqtt.password and the broker's access control list",
-    136: "; the broker is unavailable, retrying",
     138: "; the client is banned by the broker",
     140: "; the authentication method is not supported: check mqtt.username/mqtt.password",
 }

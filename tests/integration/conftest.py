@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vibewatch.testing.ingest import IngestProcess, Publisher, ingest_env
+from vibewatch.testing.ingest import Publisher, ServiceProcess, ingest_env
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
 
 _ids = itertools.count()
@@ -17,17 +17,17 @@ _ids = itertools.count()
 @pytest.fixture
 def start_ingest(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
-) -> Iterator[Callable[..., IngestProcess]]:
+) -> Iterator[Callable[..., ServiceProcess]]:
     """Start ``vibewatch ingest`` processes; they are stopped after the test.
 
     The factory takes the command's arguments, ``client_id``, ``wait`` (``False``: do
     not wait for the subscription) and ``VIBEWATCH_*`` variables as keywords.
     """
-    started: list[IngestProcess] = []
+    started: list[ServiceProcess] = []
 
     def factory(
         *args: str, client_id: str = "ingest-test", wait: bool = True, **env: str
-    ) -> IngestProcess:
+    ) -> ServiceProcess:
         workdir = tmp_path / f"ingest-{next(_ids)}"
         workdir.mkdir()
         environment = ingest_env(
@@ -38,7 +38,7 @@ def start_ingest(
             client_id=client_id,
         )
         environment.update(env)
-        process = IngestProcess(environment, workdir, args)
+        process = ServiceProcess(environment, workdir, args)
         process.start(wait=wait)
         started.append(process)
         return process

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from vibewatch.errors import PointError, RejectedWriteError, RetryableWriteError
 from vibewatch.influx.lineprotocol import Point, encode_batch, encode_point
 from vibewatch.influx.writers import InfluxV1Writer
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.load import telemetry
 from vibewatch.testing.servers import LocalInfluxDB, free_port, rows
 
@@ -85,7 +85,7 @@ def test_server_down_is_retryable() -> None:
 
 
 def test_refused_point_is_isolated_and_its_batch_neighbours_are_written(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
 ) -> None:

@@ -15,13 +15,13 @@ from vibewatch.protocol import (
     SlotState,
     Status,
 )
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.load import telemetry
 from vibewatch.testing.servers import LocalInfluxDB, rows
 
 
 def test_every_message_type_lands_with_exact_values(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -125,7 +125,7 @@ def test_every_message_type_lands_with_exact_values(
 
 
 def test_redelivery_rewrites_the_same_points(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -143,7 +143,7 @@ def test_redelivery_rewrites_the_same_points(
 
 
 def test_sigterm_flushes_the_open_batch(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

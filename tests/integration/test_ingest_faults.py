@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.load import DAY_MS, Background, telemetry_stream
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
 
@@ -19,7 +19,7 @@ def landed(influxdb: LocalInfluxDB, db: str) -> int:
 def stream_through(
     fault: Callable[[], None],
     *,
-    ingest: IngestProcess,
+    ingest: ServiceProcess,
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     db: str,
@@ -40,7 +40,7 @@ def stream_through(
 
 
 def test_influxdb_killed_for_20s_mid_stream(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -71,7 +71,7 @@ def test_influxdb_killed_for_20s_mid_stream(
 
 
 def test_broker_restarted_mid_stream(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     mosquitto: LocalMosquitto,
     influxdb: LocalInfluxDB,
@@ -97,7 +97,7 @@ def test_broker_restarted_mid_stream(
 
 
 def test_ingest_killed_with_sigkill_mid_stream(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -122,7 +122,7 @@ def test_ingest_killed_with_sigkill_mid_stream(
 
 
 def test_sigkill_while_spooling_keeps_the_spool(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -142,7 +142,7 @@ def test_sigkill_while_spooling_keeps_the_spool(
 
 
 def test_two_processes_in_a_share_group_split_the_load(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

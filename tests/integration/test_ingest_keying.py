@@ -18,7 +18,7 @@ from vibewatch.protocol import (
     Reading,
     Telemetry,
 )
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, rows
 
 
@@ -40,7 +40,7 @@ def _event(seq: int, t: int, kind: EventKind) -> AnomalyEvent:
 
 
 def test_same_time_different_sequence_numbers_are_different_points(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

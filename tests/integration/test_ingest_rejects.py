@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.load import telemetry
 from vibewatch.testing.servers import LocalInfluxDB, rows
 
@@ -102,7 +102,7 @@ CASES: list[tuple[str, str, bytes]] = [
 
 
 def test_malformed_matrix_rejects_each_with_its_reason_and_keeps_good_data(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

@@ -13,7 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from vibewatch.protocol import DeviceState, Status
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.load import DAY_MS, Background, telemetry_stream
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port, rows
 
@@ -48,7 +48,7 @@ def queued_for(port: int, client_id: str, quiet: float = 2.0) -> int:
     return received
 
 
-def received(ingest: IngestProcess) -> int:
+def received(ingest: ServiceProcess) -> int:
     """Messages the process received, from the summary it logged when it stopped."""
     found = re.findall(r"ingest stopped .*?messages in (\d+),", ingest.log())
     assert found, ingest.log()
@@ -56,7 +56,7 @@ def received(ingest: IngestProcess) -> int:
 
 
 def test_sigterm_while_influxdb_is_down_spools_and_acknowledges_everything(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     mosquitto: LocalMosquitto,
     influxdb: LocalInfluxDB,
@@ -87,7 +87,7 @@ def test_sigterm_while_influxdb_is_down_spools_and_acknowledges_everything(
 
 
 def test_joining_a_group_drops_the_plain_subscription(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,
@@ -112,7 +112,7 @@ def test_joining_a_group_drops_the_plain_subscription(
 
 
 def test_leaving_a_group_drops_the_shared_subscription(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     mosquitto: LocalMosquitto,
     influxdb: LocalInfluxDB,
@@ -137,7 +137,7 @@ def test_leaving_a_group_drops_the_shared_subscription(
 
 
 def test_retiring_a_group_member_drains_its_queue_and_ends_its_session(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     mosquitto: LocalMosquitto,
     influxdb: LocalInfluxDB,
@@ -171,7 +171,7 @@ def test_retiring_a_group_member_drains_its_queue_and_ends_its_session(
 
 
 def test_two_processes_with_one_client_id_are_told_why_they_keep_disconnecting(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
 ) -> None:
     a = start_ingest(client_id="same-id")
     b = start_ingest(client_id="same-id", wait=False)
@@ -183,7 +183,7 @@ def test_two_processes_with_one_client_id_are_told_why_they_keep_disconnecting(
 
 
 def test_an_unreachable_broker_is_reported_at_once(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
 ) -> None:
     port = free_port()
     ingest = start_ingest(VIBEWATCH_MQTT_PORT=str(port), wait=False)
@@ -197,7 +197,7 @@ def test_an_unreachable_broker_is_reported_at_once(
 
 
 def test_an_empty_retained_status_clears_it_without_a_rejection(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

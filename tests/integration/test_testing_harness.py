@@ -12,9 +12,8 @@ import pytest
 
 from vibewatch.protocol import Limits, Telemetry
 from vibewatch.testing.ingest import (
-    READY_MARKER,
-    IngestProcess,
     Publisher,
+    ServiceProcess,
     ingest_env,
     wait_for,
 )
@@ -201,10 +200,10 @@ def test_ingest_process_starts_ready_stops_and_restarts(
         data_home=tmp_path / "home",
         client_id="harness",
     )
-    ingest = IngestProcess(env, tmp_path, name="svc")
+    ingest = ServiceProcess(env, tmp_path, name="svc")
     ingest.start()
     assert ingest.running and ingest.starts == 1
-    assert READY_MARKER in ingest.log() or "subscribed to" in ingest.log()
+    assert "MQTT subscribed:" in ingest.log()  # READY=1 came after the SUBACK
     # ready means subscribed: a message published now is not lost
     publisher.publish("vw/v1/pump-1/telemetry", telemetry("pump-1", 0, T0).encode())
     publisher.publish("vw/v1/pump-1/telemetry", b"not json")
@@ -234,7 +233,7 @@ def test_ingest_that_cannot_start_fails_with_its_log(tmp_path: Path) -> None:
         client_id="broken",
         settings={"VIBEWATCH_INGEST_BATCH_MAX_AGE": "soon"},
     )
-    ingest = IngestProcess(env, tmp_path)
+    ingest = ServiceProcess(env, tmp_path)
     with pytest.raises(LocalServerError, match=r"exited with status [1-9](.|\n)*BATCH_MAX_AGE"):
         ingest.start()
     assert not ingest.running
@@ -250,7 +249,7 @@ def test_ingest_started_without_waiting_is_waited_for_on_request(
         data_home=tmp_path / "home",
         client_id="no-wait",
     )
-    ingest = IngestProcess(env, tmp_path)
+    ingest = ServiceProcess(env, tmp_path)
     ingest.start(wait=False)
     assert ingest.running
     with pytest.raises(LocalServerError, match=r"still runs after 0\.2s"):

@@ -36,7 +36,7 @@ from vibewatch.influx.query import InfluxQL, QueryError
 from vibewatch.models.keys import load_public_key
 from vibewatch.models.package import MIN_GOLDEN, verify_package
 from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
-from vibewatch.testing.ingest import IngestProcess, Publisher, wait_for
+from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, free_port
 from vibewatch.train.influx_source import load_training_features
 
@@ -220,7 +220,7 @@ def publish_scenario(
 
 @pytest.fixture
 def scenario(
-    start_ingest: Callable[..., IngestProcess],
+    start_ingest: Callable[..., ServiceProcess],
     publisher: Publisher,
     influxdb: LocalInfluxDB,
     influx_db: str,

@@ -165,11 +165,18 @@ def test_ingest_logs_its_configuration_with_top_level_keys_at_the_top_level(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored_process_state: None
 ) -> None:
     class Refusing:
-        def __init__(self, config: object) -> None:
-            pass
+        name = "ingest"
+        ready = False
 
-        def start(self) -> None:
+        @classmethod
+        def from_config(cls, config: object) -> object:
+            return cls()
+
+        def start(self, timeout: float = 30.0) -> None:
             raise SpoolError("the spool is full")
+
+        def stop(self, timeout: float = 30.0) -> bool:
+            return True
 
     service = types.ModuleType("vibewatch.ingest.service")
     service.IngestService = Refusing  # type: ignore[attr-defined]
@@ -185,7 +192,7 @@ def test_ingest_logs_its_configuration_with_top_level_keys_at_the_top_level(
     assert "" not in logged
     assert logged["data_home"] == str(tmp_path)
     assert logged["mqtt"]["host"] == "127.0.0.1"
-    assert "cannot start: the spool is full" in result.stderr
+    assert "ingest cannot start: the spool is full" in result.stderr
 
 
 # --- model packages ----------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vibewatch.config import Config
+from vibewatch.config import Config, IngestConfig
 from vibewatch.errors import PointError, ProtocolError
 from vibewatch.influx.lineprotocol import encode_point
 from vibewatch.influx.writers import InfluxV1Writer, PointWriter, make_writer
@@ -30,7 +30,7 @@ from vibewatch.ingest.pipeline import BatchPolicy, Pipeline
 from vibewatch.ingest.points import lines_for
 from vibewatch.ingest.spool import Spool
 from vibewatch.ingest.stats import IngestStats, stats_point
-from vibewatch.mqtt import AckToken, BrokerSettings, DurableSubscriber
+from vibewatch.mqtt import AckToken, MqttSession, Subscription, broker_settings
 from vibewatch.protocol import Kind, Limits, decode_message, parse_topic, subscription_filters
 
 log = logging.getLogger(__name__)
@@ -77,38 +77,53 @@ class _RateLimitedLog:
 
 
 class IngestService:
-    """MQTT in, InfluxDB out: one process of ``vibewatch ingest``."""
+    """MQTT in, InfluxDB out: one process of ``vibewatch ingest``.
+
+    It receives its collaborators: the MQTT session it subscribes through, the writer,
+    the spool and the dead-letter log (:meth:`from_config` builds them from the
+    configuration), so tests can hand it real or in-memory ones.
+    """
+
+    #: The service's name in ``vibewatch serve`` and in its log.
+    name = "ingest"
 
     def __init__(
         self,
-        config: Config,
+        settings: IngestConfig,
         *,
-        writer: PointWriter | None = None,
+        session: Subscription,
+        writer: PointWriter,
+        spool: Spool,
+        deadletter: DeadLetterLog,
+        topic_prefix: str,
+        instance: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Build the service from configuration (nothing connects until :meth:`start`).
+        """Assemble the service (nothing connects until :meth:`start`).
 
         Args:
-            config: Validated configuration.
-            writer: Writer to use instead of the one ``config.influx`` selects.
+            settings: The ``[ingest]`` settings.
+            session: The MQTT session subscribed to the ingested topics.
+            writer: Where points go.
+            spool: Where points wait while the writer cannot take them.
+            deadletter: Where rejected messages are recorded.
+            topic_prefix: Topic prefix of the wire contract.
+            instance: Name of this process in its statistics (its MQTT client id).
             clock: Wall clock in seconds (for timestamp checks and statistics).
         """
-        self._config = config
-        ingest = config.ingest
+        self._settings = settings
         self._clock = clock
-        self._prefix = config.mqtt.topic_prefix
-        self._site = ingest.site
-        self._instance = config.mqtt.client_id
+        self._prefix = topic_prefix
+        self._site = settings.site
+        self._instance = instance
         self._limits = Limits(
-            max_payload_bytes=ingest.max_payload_bytes,
-            max_future_ms=ingest.max_future_seconds * 1000,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_future_ms=settings.max_future_seconds * 1000,
         )
         self.stats = IngestStats()
-        self._writer = writer or make_writer(config.influx)
-        self._spool = Spool(ingest.spool_dir, max_bytes=ingest.spool_max_bytes)
-        self._deadletter = DeadLetterLog(
-            ingest.deadletter_path, max_bytes=ingest.deadletter_max_bytes
-        )
+        self._writer = writer
+        self._spool = spool
+        self._deadletter = deadletter
         self._dead_dirty = False
         self._reject_log = _RateLimitedLog()
         self._pipeline: Pipeline[AckToken] = Pipeline(
@@ -118,52 +133,76 @@ class IngestService:
             on_ack=self._ack,
             on_reject=self._influx_rejected,
             policy=BatchPolicy(
-                batch_max_points=ingest.batch_max_points,
-                batch_max_age=ingest.batch_max_age,
-                buffer_max_points=ingest.buffer_max_points,
-                retry_initial=ingest.retry_initial,
-                retry_max=ingest.retry_max,
-                retry_budget=ingest.retry_budget,
-                write_concurrency=ingest.write_concurrency,
+                batch_max_points=settings.batch_max_points,
+                batch_max_age=settings.batch_max_age,
+                buffer_max_points=settings.buffer_max_points,
+                retry_initial=settings.retry_initial,
+                retry_max=settings.retry_max,
+                retry_budget=settings.retry_budget,
+                write_concurrency=settings.write_concurrency,
             ),
         )
-        mqtt = config.mqtt
-        plain = subscription_filters(self._prefix, INGESTED_KINDS)
-        filters = [f"$share/{mqtt.group}/{f}" for f in plain] if mqtt.group else plain
-        self._subscriptions = SubscriptionRecord(config.data_home / SUBSCRIPTIONS_FILE)
-        # What the session may hold beyond what is asked now: what it held last time,
-        # and, in a group, the plain filters of a start before the group was joined.
-        stale = [*self._subscriptions.get(mqtt.client_id), *(plain if mqtt.group else ())]
-        self._subscriber = DurableSubscriber(
-            BrokerSettings(
-                host=mqtt.host,
-                port=mqtt.port,
-                client_id=mqtt.client_id,
-                username=mqtt.username,
-                password=mqtt.password.reveal(),
-                keepalive=mqtt.keepalive,
-                session_expiry=mqtt.session_expiry,
-                receive_maximum=mqtt.receive_maximum,
-                tls_ca_file=str(mqtt.tls_ca_file or ""),
-            ),
-            filters,
-            self.handle,
-            stale_filters=stale,
-            on_subscribed=lambda held: self._subscriptions.put(mqtt.client_id, held),
-        )
+        self._session = session
         self._stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        writer: PointWriter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> IngestService:
+        """The service as the configuration describes it.
+
+        Its MQTT session subscribes to the ingested kinds (through ``$share/GROUP/`` in a
+        group) and unsubscribes what the session held under an earlier configuration,
+        as recorded in the data home.
+
+        Args:
+            config: Validated configuration.
+            writer: Writer to use instead of the one ``config.influx`` selects.
+            clock: Wall clock in seconds.
+        """
+        mqtt, ingest = config.mqtt, config.ingest
+        plain = subscription_filters(mqtt.topic_prefix, INGESTED_KINDS)
+        filters = [f"$share/{mqtt.group}/{f}" for f in plain] if mqtt.group else plain
+        record = SubscriptionRecord(config.data_home / SUBSCRIPTIONS_FILE)
+        # What the session may hold beyond what is asked now: what it held last time,
+        # and, in a group, the plain filters of a start before the group was joined.
+        stale = [*record.get(mqtt.client_id), *(plain if mqtt.group else ())]
+        session = MqttSession(
+            broker_settings(mqtt),
+            filters,
+            stale_filters=stale,
+            on_subscribed=lambda held: record.put(mqtt.client_id, held),
+        )
+        return cls(
+            ingest,
+            session=session,
+            writer=writer or make_writer(config.influx),
+            spool=Spool(ingest.spool_dir, max_bytes=ingest.spool_max_bytes),
+            deadletter=DeadLetterLog(ingest.deadletter_path, max_bytes=ingest.deadletter_max_bytes),
+            topic_prefix=mqtt.topic_prefix,
+            instance=mqtt.client_id,
+            clock=clock,
+        )
+
     # ----------------------------------------------------------------- running
-    def start(self, connect_timeout: float = 30.0) -> None:
-        """Start writing, then connect to the broker and subscribe."""
+    def start(self, timeout: float = 30.0) -> None:
+        """Start writing, then connect to the broker and subscribe.
+
+        Raises:
+            MqttError: The broker refused the connection or the subscriptions.
+            TimeoutError: The subscriptions were not granted within ``timeout``; the
+                session keeps trying and the service runs on.
+        """
         if isinstance(self._writer, InfluxV1Writer):
             try:
                 self._writer.ensure_database()
             except Exception as exc:  # the spool covers a database that is down or locked
-                log.warning(
-                    "could not ensure database %r exists: %s", self._config.influx.database, exc
-                )
+                log.warning("could not ensure the database exists: %s", exc)
         if self._spool.records:
             log.info("spool holds %d batches from before; replaying", self._spool.records)
         self._pipeline.start()
@@ -171,7 +210,12 @@ class IngestService:
             target=self._stats_loop, name="vibewatch-stats", daemon=True
         )
         self._stats_thread.start()
-        self._subscriber.start(connect_timeout)
+        self._session.start(self.handle, timeout)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the broker granted the subscriptions on the current connection."""
+        return self._session.ready
 
     def stop(self, timeout: float = 30.0, *, retire: bool = False, quiet: float = 0.5) -> bool:
         """Flush everything, acknowledge what is durable, disconnect.
@@ -196,7 +240,7 @@ class IngestService:
         self._pipeline.submit(self._stats_lines(), None)
         self._pipeline.drain(quiet=quiet, timeout=max(0.0, deadline - time.monotonic() - 1))
         clean = self._pipeline.close(max(1.0, deadline - time.monotonic()))
-        self._subscriber.stop(end_session=retire)
+        self._session.stop(end_session=retire)
         left = self._pipeline.unacknowledged
         self._deadletter.close()
         self._spool.close()
@@ -222,7 +266,7 @@ class IngestService:
         Returns:
             ``True`` when everything the broker held was ingested and acknowledged.
         """
-        if not self._subscriber.unsubscribe_all():
+        if not self._session.unsubscribe_all():
             log.error("the broker did not confirm the unsubscription; the session is kept")
             self.stop(timeout)
             return False
@@ -278,7 +322,7 @@ class IngestService:
         if self._dead_dirty:
             self._dead_dirty = False
             self._deadletter.sync()
-        self._subscriber.ack(tokens)
+        self._session.ack(tokens)
 
     # -------------------------------------------------------------- statistics
     def _stats_lines(self) -> list[str]:
@@ -286,7 +330,7 @@ class IngestService:
             self.stats.spool_records = self._spool.records
             self.stats.spool_bytes = self._spool.size_bytes
             self.stats.buffer_points = self._pipeline.buffered_points
-            self.stats.stale_acks = self._subscriber.stale_acks
+            self.stats.stale_acks = self._session.stale_acks
         values = self.stats.snapshot()
         point = stats_point(
             values, instance=self._instance, site=self._site, time_ms=int(self._clock() * 1000)
@@ -302,7 +346,7 @@ class IngestService:
         )
 
     def _stats_loop(self) -> None:
-        interval = self._config.ingest.stats_interval
+        interval = self._settings.stats_interval
         while not self._stop.wait(interval):
             self._pipeline.submit(self._stats_lines(), None)
             log.info("ingest: %s", self._summary())

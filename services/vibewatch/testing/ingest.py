@@ -1,15 +1,16 @@
-"""``python -m vibewatch ingest`` as a real process, and the publisher its tests use.
+"""``python -m vibewatch ingest`` (or ``serve``) as a real process, and the publisher its
+tests use.
 
-:class:`IngestProcess` starts the service with an environment (:func:`ingest_env` points
-it at local servers), waits until its subscription stands, and stops it with SIGTERM (it
-flushes and exits 0), kills it with SIGKILL (as a crash or power cut would) or starts it
-again with the same data home. Each start logs into a file of its own; the dead-letter
-log is read back as JSON.
+:class:`ServiceProcess` starts the service with an environment (:func:`ingest_env` points
+it at local servers), waits until it is ready, and stops it with SIGTERM (it flushes and
+exits 0), kills it with SIGKILL (as a crash or power cut would) or starts it again with
+the same data home. Each start logs into a file of its own; the dead-letter log is read
+back as JSON.
 
-Readiness is the service's own report that the broker granted its subscriptions
-(:data:`READY_MARKER`, logged on the SUBACK), not a line logged before the SUBSCRIBE
-packet has even left: a message published after :meth:`IngestProcess.start` returns
-reaches the service.
+Readiness is the service's own report, sent the way systemd's ``Type=notify`` expects
+(``READY=1`` on ``$NOTIFY_SOCKET``, see :func:`vibewatch.serve.notify`) once the broker's
+SUBACK granted its subscriptions: a message published after
+:meth:`ServiceProcess.start` returns reaches the service.
 
 :class:`Publisher` is a :class:`~vibewatch.testing.load.LoadGenerator` that publishes
 every message again until the broker acknowledges it, so it survives broker restarts.
@@ -20,9 +21,11 @@ with the tail of the service's log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,17 +39,12 @@ from vibewatch.testing.load import LoadGenerator
 from vibewatch.testing.servers import LocalServerError
 
 __all__ = [
-    "READY_MARKER",
     "TEST_SETTINGS",
-    "IngestProcess",
     "Publisher",
+    "ServiceProcess",
     "ingest_env",
     "wait_for",
 ]
-
-READY_MARKER: Final = "MQTT subscribed:"
-"""Logged by the service once the broker's SUBACK granted its subscriptions."""
-
 
 TEST_SETTINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -132,12 +130,13 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-class IngestProcess:
-    """One ``python -m vibewatch ingest`` process with its own data home and log files.
+class ServiceProcess:
+    """One ``python -m vibewatch ingest`` (or ``serve``) process with its own data home and
+    log files.
 
     Example::
 
-        ingest = IngestProcess(ingest_env(...), workdir)
+        ingest = ServiceProcess(ingest_env(...), workdir)
         ingest.start()          # returns once the broker granted the subscriptions
         ...
         assert ingest.stop() == 0
@@ -149,7 +148,8 @@ class IngestProcess:
         workdir: Path,
         args: Sequence[str] = (),
         *,
-        name: str = "ingest",
+        command: str = "ingest",
+        name: str = "",
         ready_timeout: float = 30.0,
     ) -> None:
         """Configure the process; nothing runs until :meth:`start`.
@@ -157,14 +157,18 @@ class IngestProcess:
         Args:
             env: Its whole environment (see :func:`ingest_env`).
             workdir: Directory of its log files (must exist).
-            args: Arguments after ``ingest`` on the command line.
-            name: Start of the log file names, ``<name>-<start>.log``.
+            args: Arguments after the command on the command line.
+            command: The ``vibewatch`` command that runs the service: ``ingest`` or
+                ``serve``.
+            name: Start of the log file names, ``<name>-<start>.log`` [default: the
+                command].
             ready_timeout: Seconds :meth:`start` waits for readiness.
         """
         self.env = dict(env)
         self.workdir = Path(workdir)
         self.args = tuple(args)
-        self.name = name
+        self.command = command
+        self.name = name or command
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         #: How many times :meth:`start` started the process.
@@ -199,7 +203,8 @@ class IngestProcess:
         return self.proc.pid
 
     def start(self, timeout: float | None = None, *, wait: bool = True) -> None:
-        """Start the process and wait until the broker granted its subscriptions.
+        """Start the process and wait until it reports that it is ready (the broker granted
+        its subscriptions).
 
         Args:
             timeout: Seconds to wait for readiness; ``ready_timeout`` when ``None``.
@@ -215,22 +220,37 @@ class IngestProcess:
             raise LocalServerError(f"{self.name} is already running (pid {self.pid})")
         self.starts += 1
         self.peak_rss_mb = 0.0
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vibewatch", "ingest", *self.args],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if not wait:
-            return
-        limit = self.ready_timeout if timeout is None else timeout
+        with contextlib.ExitStack() as stack:
+            env = dict(self.env)
+            notices: socket.socket | None = None
+            if wait:  # its readiness comes as a datagram on an abstract socket of its own
+                notices = stack.enter_context(
+                    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                )
+                name = f"vibewatch-test-{os.getpid()}-{id(self):x}-{self.starts}"
+                notices.bind("\0" + name)
+                env["NOTIFY_SOCKET"] = "@" + name
+            with self.log_path.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "vibewatch", self.command, *self.args],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            if notices is not None:
+                self._wait_ready(notices, self.ready_timeout if timeout is None else timeout)
+
+    def _wait_ready(self, notices: socket.socket, limit: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + limit
+        notices.settimeout(0.05)
         while True:
-            text = self.log()
-            if READY_MARKER in text:
-                return
+            try:
+                if b"READY=1" in notices.recv(4096).split(b"\n"):
+                    return
+            except TimeoutError:
+                pass
             code = self.proc.poll()
             if code is not None:
                 raise LocalServerError(
@@ -239,9 +259,8 @@ class IngestProcess:
             if time.monotonic() > deadline:
                 self.kill()
                 raise LocalServerError(
-                    f"{self.name} did not subscribe within {limit:g}s\n{self._tail()}"
+                    f"{self.name} was not ready within {limit:g}s\n{self._tail()}"
                 )
-            time.sleep(0.05)
 
     def log(self) -> str:
         """The log of the current (or last) start so far ('' before the first)."""
@@ -326,7 +345,7 @@ class IngestProcess:
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
-        return f"IngestProcess({self.name}, {state}, workdir={self.workdir})"
+        return f"ServiceProcess({self.name}, {state}, workdir={self.workdir})"
 
 
 class Publisher(LoadGenerator):
