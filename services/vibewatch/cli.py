@@ -10,6 +10,7 @@ import typer
 
 from vibewatch import __version__
 from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, exits, fail, load
+from vibewatch.demo.cli import demo_command
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
@@ -29,6 +30,7 @@ app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("sim")(sim_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ Errors are mapped to exit codes here, at the command-line boundary, by :func:`fa
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -264,3 +267,37 @@ def check_key_for(package: Path, key_path: Path) -> None:
         hint = signer_key_hint(package, key_path)
         if hint is not None:
             fail(f"the signature of {package} does not verify with {key_path}; it is {hint}", 2)
+
+
+class ProgressLine:
+    """Progress on standard error: one line rewritten in place on a terminal; elsewhere (a
+    log file, a pipe) a new line at most every ``every`` seconds."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        """Write to standard error; ``every``: seconds between lines when it is no terminal."""
+        self._tty = sys.stderr.isatty()
+        self._every = every
+        self._last = -math.inf
+        self._open = False
+
+    def show(self, text: str) -> None:
+        """Show ``text`` as the current progress."""
+        if self._tty:
+            sys.stderr.write("\r\033[K" + text)
+            self._open = True
+        elif time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def say(self, text: str) -> None:
+        """Print ``text`` on a line of its own (a step done), above the progress line."""
+        self.end()
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        """End the progress line on a terminal (the next output starts on a new line)."""
+        if self._open:
+            sys.stderr.write("\n")
+            self._open = False

@@ -6,22 +6,17 @@ import dataclasses
 import json
 import logging
 import signal
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import ConfigOption, JsonOption, exits, fail, load
+from vibewatch.cliutil import ConfigOption, JsonOption, ProgressLine, exits, fail, load
 from vibewatch.errors import ConfigError, EdgeError, KeyFileError, MqttError
 from vibewatch.logs import setup_logging
 
 log = logging.getLogger("vibewatch.sim")
-
-#: Seconds between two progress lines when standard error is not a terminal.
-LOG_PROGRESS_S = 10.0
 
 
 def sim_command(
@@ -108,7 +103,7 @@ def sim_command(
     from vibewatch.edge.engine import Model
     from vibewatch.edge.m4 import FACTORY_MODEL
     from vibewatch.models.keys import load_public_key
-    from vibewatch.sim.run import Progress, Simulation
+    from vibewatch.sim.run import Simulation
     from vibewatch.sim.scenario import Scenario, load_scenario, parse_fault
 
     cfg = load(config)
@@ -164,24 +159,13 @@ def sim_command(
     except (MqttError, TimeoutError, OSError) as exc:
         simulation.close()
         fail(f"cannot connect the fleet to {cfg.mqtt.host}:{cfg.mqtt.port}: {exc}", 1)
-    tty = sys.stderr.isatty()
-    last_line = [0.0]
-
-    def show(progress: Progress) -> None:
-        if tty:
-            sys.stderr.write("\r" + progress.line())
-            sys.stderr.flush()
-        elif time.monotonic() - last_line[0] >= LOG_PROGRESS_S:
-            last_line[0] = time.monotonic()
-            sys.stderr.write(progress.line() + "\n")
-
+    line = ProgressLine()
     try:
-        simulation.run(stop.is_set, show)
+        simulation.run(stop.is_set, lambda progress: line.show(progress.line()))
     finally:
         summary = simulation.summary()
         simulation.close()
-    if tty:
-        sys.stderr.write("\n")
+    line.end()
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(summary)))
         return

@@ -42,11 +42,21 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vibewatch.edge.device import DeviceSettings
-from vibewatch.protocol import DEFAULT_PREFIX, MIN_CHUNK_SIZE
+from vibewatch.protocol import (
+    DEFAULT_PREFIX,
+    MIN_CHUNK_SIZE,
+    Kind,
+    Limits,
+    Telemetry,
+    decode_message,
+)
 from vibewatch.sim.fleet import Clock, Fleet
 from vibewatch.sim.link import DeviceLink, LinkFaults
 from vibewatch.sim.network import Network, raise_open_files_limit
 from vibewatch.sim.scenario import Scenario
+
+#: The wire contract's bounds, with which the devices' telemetry is counted.
+LIMITS = Limits()
 
 __all__ = ["Progress", "Simulation", "Summary"]
 
@@ -126,6 +136,7 @@ class Summary:
         windows_per_s: Windows per real second, over the run.
         realtime: Every device scored at least one window per real second.
         published: Messages published.
+        readings_published: Telemetry readings in the published messages.
         events: Anomaly events started, by device.
         faults: The faults of each faulty device.
         disconnects: Links broken on purpose.
@@ -140,6 +151,7 @@ class Summary:
     windows_per_s: float
     realtime: bool
     published: int
+    readings_published: int
     events: dict[str, int]
     faults: dict[str, list[str]]
     disconnects: int
@@ -187,6 +199,7 @@ class Simulation:
         self._links: dict[str, DeviceLink] = {}
         self._events: dict[str, int] = {}
         self._published = 0
+        self._readings = 0
         self.fleet = Fleet(
             scenario,
             blob,
@@ -233,6 +246,13 @@ class Simulation:
         self._started = 0.0
         self._last_progress = (0.0, 0)
 
+    def _decode_telemetry(self, device_id: str, payload: bytes) -> Telemetry:
+        """A telemetry message as the wire contract reads it (the device wrote it)."""
+        now_ms = self.fleet.clock.wall_ms()
+        message = decode_message(Kind.TELEMETRY, device_id, payload, now_ms=now_ms, limits=LIMITS)
+        assert isinstance(message, Telemetry)
+        return message
+
     def _publish(self, device_id: str, suffix: str, payload: bytes) -> bool:
         if suffix == "ota/req" and b'"kind":"state"' in payload:
             self._ota_report(device_id, payload)  # what the device did, sent or not
@@ -241,7 +261,9 @@ class Simulation:
         taken = self._links[device_id].publish(suffix, payload)
         if taken:
             self._published += 1
-            if suffix == "event" and b'"kind":"start"' in payload:
+            if suffix == "telemetry":
+                self._readings += len(self._decode_telemetry(device_id, payload).readings)
+            elif suffix == "event" and b'"kind":"start"' in payload:
                 self._events[device_id] = self._events.get(device_id, 0) + 1
         return taken
 
@@ -297,10 +319,20 @@ class Simulation:
 
     def _power_loss(self, device_id: str) -> None:
         if self._links[device_id].connected and device_id not in self._cuts_armed:
-            self._reboot(device_id)
+            self.cut_power(device_id)
 
-    def _reboot(self, device_id: str) -> None:
-        """The device lost power: it boots again with what its storage holds."""
+    def kill(self, device_id: str) -> None:
+        """The device dies for good: its connection ends without a DISCONNECT (the broker
+        publishes its last will) and it scores no more windows."""
+        self._links[device_id].drop()
+        del self.fleet.devices[device_id]
+        self._cuts_armed.discard(device_id)
+        self._installs.pop(device_id, None)
+
+    def cut_power(self, device_id: str) -> None:
+        """The device loses power now (what the power knobs do at random): it boots again
+        with what its storage holds, and its connection goes with the power (the last will,
+        then a reconnection and a new birth message)."""
         link = self._links[device_id]
         device = self.fleet.devices[device_id]
         device.reboot()
@@ -353,13 +385,13 @@ class Simulation:
         for device_id in list(self._cuts_armed):
             if not self.fleet.devices[device_id].slots.powered:
                 self._cuts_armed.discard(device_id)
-                self._reboot(device_id)
+                self.cut_power(device_id)
         now_s = self.fleet.clock.now_s()
         for device_id, install in list(self._installs.items()):
             if install.cut_at_s is not None and now_s >= install.cut_at_s:
                 install.cut_at_s = None
                 if self.fleet.devices[device_id].slots.state.state == "trial":
-                    self._reboot(device_id)
+                    self.cut_power(device_id)
 
     def run(self, stop: Callable[[], bool], on_progress: Callable[[Progress], None]) -> None:
         """Step until the scenario's span is over or ``stop()`` says so, reporting progress
@@ -402,6 +434,7 @@ class Simulation:
             windows_per_s=round(per_s, 1),
             realtime=all(d.windows >= int(seconds) * 0.95 for d in self.fleet.devices.values()),
             published=self._published,
+            readings_published=self._readings,
             events=dict(sorted(self._events.items())),
             faults={
                 device_id: [plan.kind for plan in device.faults]

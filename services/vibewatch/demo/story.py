@@ -1,0 +1,369 @@
+"""``vibewatch demo``: the whole system on embedded defaults, as one story.
+
+Chapter one, detection: a broker and a database (Mosquitto and InfluxDB started from the
+system with temporary data on free loopback ports, unless the configuration points at
+running ones), ``vibewatch serve`` as a process of its own, and a simulated fleet whose
+devices run the firmware's C device layer. A few devices develop bearing faults; the
+story ends with what the back end stored: which faults were injected, which were
+detected and when, which healthy devices raised false alarms, and whether every
+telemetry reading the devices published reached InfluxDB. Nothing is left running.
+
+Later chapters (alerts, rollouts, retraining) add their part to the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vibewatch.config import Config, load_config
+from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.influx import schema
+from vibewatch.influx.query import InfluxQL, quote_identifier, quote_string
+from vibewatch.sim.fleet import SimClock
+from vibewatch.sim.run import Progress, Simulation
+from vibewatch.sim.scenario import FaultPlan, Scenario
+from vibewatch.testing.ingest import ServiceProcess, wait_for
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
+
+__all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+#: The faults chapter one injects, one device each.
+BEARING_FAULTS: Final = ("outer_race", "inner_race", "ball")
+
+#: Device ids of the demo's fleet start with this, so its points are told apart from
+#: those of a real fleet on configured servers.
+ID_PREFIX: Final = "demo-"
+
+
+#: The settings ``serve`` runs with in the demo: batches leave quickly, and the broker
+#: forgets the demo's session soon after it ends.
+SERVE_SETTINGS: Final[Mapping[str, str]] = {
+    "VIBEWATCH_MQTT_CLIENT_ID": "vibewatch-demo",
+    "VIBEWATCH_MQTT_SESSION_EXPIRY": "60",
+    "VIBEWATCH_INGEST_BATCH_MAX_AGE": "0.2",
+    "VIBEWATCH_INGEST_STATS_INTERVAL": "5",
+}
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo runs.
+
+    Attributes:
+        devices: Devices in the fleet.
+        faulty: Devices that develop a bearing fault (at most one per kind in
+            :data:`BEARING_FAULTS`, then the kinds again).
+        duration_s: Simulated seconds.
+        speedup: Simulated seconds per real second.
+        onset_s: Simulated second at which the faults appear.
+        growth_s: Seconds over which they grow to full severity.
+        seed: Seed of the machines and of which devices become faulty.
+    """
+
+    devices: int = 50
+    faulty: int = 3
+    duration_s: float = 300.0
+    speedup: float = 10.0
+    onset_s: float = 60.0
+    growth_s: float = 120.0
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        """What is wrong with the plan (empty when it can run)."""
+        out = []
+        if self.devices < 1:
+            out.append(f"devices must be >= 1, not {self.devices}")
+        if not 0 <= self.faulty <= self.devices:
+            out.append(f"faulty must be between 0 and devices ({self.devices}), not {self.faulty}")
+        if not self.duration_s > 0:
+            out.append(f"duration must be > 0 simulated seconds, not {self.duration_s:g}")
+        if not self.speedup > 0:
+            out.append(f"speedup must be > 0, not {self.speedup:g}")
+        if not 0 <= self.onset_s < self.duration_s:
+            out.append(
+                f"onset must be in [0, duration = {self.duration_s:g}) s, not {self.onset_s:g}"
+            )
+        if self.growth_s < 0:
+            out.append(f"growth must be >= 0 s, not {self.growth_s:g}")
+        return out
+
+    def scenario(self) -> Scenario:
+        """The simulator's scenario: the fleet, and the faults on devices the seed picks."""
+        base = Scenario(
+            devices=self.devices,
+            id_prefix=ID_PREFIX,
+            seed=self.seed,
+            speedup=self.speedup,
+            duration_s=self.duration_s,
+        )
+        chosen = sorted(random.Random(self.seed).sample(base.device_ids(), self.faulty))
+        faults = tuple(
+            FaultPlan(
+                kind=BEARING_FAULTS[index % len(BEARING_FAULTS)],
+                devices=(device_id,),
+                onset_s=self.onset_s,
+                growth_s=self.growth_s,
+                severity=1.0,
+            )
+            for index, device_id in enumerate(chosen)
+        )
+        return dataclasses.replace(base, faults=faults)
+
+
+@dataclass(frozen=True)
+class DetectedFault:
+    """An injected fault and what the back end stored about it.
+
+    Attributes:
+        device: The device.
+        kind: The fault.
+        onset_s: Simulated second the fault appeared.
+        detected_s: Simulated second of the device's first anomaly event in InfluxDB
+            (``None``: not detected).
+    """
+
+    device: str
+    kind: str
+    onset_s: float
+    detected_s: float | None
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """How the story ended (``vibewatch demo --json`` prints it).
+
+    Attributes:
+        devices: Devices in the fleet.
+        simulated_s: Simulated seconds run.
+        seconds: Real seconds the fleet ran.
+        servers: ``local`` (started by the demo) or ``configured``.
+        faults_injected: Every injected fault, with its detection.
+        faults_detected: Injected faults with an anomaly event after their onset.
+        false_alarm_devices: Healthy devices with an anomaly event.
+        events: Anomaly events stored (starts).
+        windows: Windows the devices scored.
+        readings_published: Telemetry readings the devices' messages carried.
+        readings_stored: Telemetry readings in InfluxDB.
+        lost: Readings published but not stored.
+        ok: Every fault detected, no false alarm, nothing lost.
+    """
+
+    devices: int
+    simulated_s: float
+    seconds: float
+    servers: str
+    faults_injected: list[DetectedFault]
+    faults_detected: int
+    false_alarm_devices: list[str]
+    events: int
+    windows: int
+    readings_published: int
+    readings_stored: int
+    lost: int
+    ok: bool
+
+    def lines(self) -> list[str]:
+        """The report as text, one line each."""
+        out = [
+            f"{self.devices} devices, {self.simulated_s:.0f} simulated s in {self.seconds:.0f} s "
+            f"({self.servers} servers): {self.windows} windows scored on the devices",
+            f"faults injected {len(self.faults_injected)}, detected {self.faults_detected}:",
+        ]
+        for fault in self.faults_injected:
+            when = (
+                f"detected at {fault.detected_s:.0f} s, {fault.detected_s - fault.onset_s:.0f} s "
+                "after its onset"
+                if fault.detected_s is not None
+                else "NOT detected"
+            )
+            out.append(f"  {fault.device}  {fault.kind:<10}  onset {fault.onset_s:.0f} s, {when}")
+        alarms = ", ".join(self.false_alarm_devices) or "none"
+        out.append(f"false alarms on healthy devices: {alarms}")
+        out.append(
+            f"telemetry: {self.readings_published} readings published, {self.readings_stored} "
+            f"in InfluxDB, {self.lost} lost; {self.events} anomaly events stored"
+        )
+        return out
+
+
+@contextlib.contextmanager
+def _local_servers(workdir: Path, say: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """Mosquitto and InfluxDB in ``workdir``; yields the settings that point at them."""
+    with LocalMosquitto(workdir=workdir / "mosquitto") as broker:
+        say(f"Mosquitto on {broker.host}:{broker.port}")
+        with LocalInfluxDB(workdir=workdir / "influxdb") as influxdb:
+            say(f"InfluxDB on {influxdb.url}")
+            yield {
+                "VIBEWATCH_MQTT_HOST": broker.host,
+                "VIBEWATCH_MQTT_PORT": str(broker.port),
+                "VIBEWATCH_MQTT_USERNAME": "",
+                "VIBEWATCH_MQTT_TLS_CA_FILE": "",
+                "VIBEWATCH_INFLUX_API": "v1",
+                "VIBEWATCH_INFLUX_URL": influxdb.url,
+                "VIBEWATCH_INFLUX_USERNAME": "",
+            }
+
+
+@dataclass(frozen=True)
+class _Stored:
+    readings: dict[str, int]  # telemetry readings per device
+    events_ms: dict[str, list[int]]  # the times of anomaly starts per device, wall ms
+
+
+def _stored(config: Config, since_ms: int) -> _Stored:
+    """What InfluxDB holds of the demo's devices since ``since_ms``."""
+    client = InfluxQL.from_config(config.influx)
+    device = quote_identifier(schema.DEVICE)
+    where = f"time >= {since_ms}ms AND {device} =~ /^{ID_PREFIX}/"
+    starts = f"{where} AND {quote_identifier(schema.KIND)} = {quote_string('start')}"
+    reading, anomaly = quote_identifier(schema.READING), quote_identifier(schema.ANOMALY)
+    seq, score = quote_identifier(schema.SEQ), quote_identifier(schema.SCORE)
+    # quoted names; the prefix and the time are the demo's own
+    statements = (
+        f"SELECT count({seq}) AS readings FROM {reading} WHERE {where} GROUP BY {device}; "  # noqa: S608
+        f"SELECT {score} FROM {anomaly} WHERE {starts} GROUP BY {device}"
+    )
+    stored = _Stored({}, {})
+    for series in client.query(statements):
+        name = series.tags[schema.DEVICE]
+        if series.columns[1] == "readings":
+            stored.readings[name] = int(series.values[0][1])
+        else:
+            stored.events_ms[name] = sorted(int(row[0]) for row in series.values)
+    return stored
+
+
+def run_demo(
+    plan: DemoPlan,
+    *,
+    config_path: Path | None = None,
+    servers: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+    stop: threading.Event | None = None,
+) -> DemoReport:
+    """Run chapter one (see the module documentation) and report what the back end stored.
+
+    Args:
+        plan: What to run.
+        config_path: Configuration file of ``serve`` and the fleet (``None``: defaults and
+            the environment).
+        servers: ``VIBEWATCH_*`` settings naming running servers; ``None`` starts local
+            ones with temporary data.
+        say: Receives a line for each step (servers up, serve ready, fleet connected).
+        on_progress: Receives the fleet's progress every second.
+        stop: Ends the run early (Ctrl-C); the report covers what ran.
+
+    Raises:
+        LocalServerError: A local server or ``serve`` could not start.
+        MqttError: The broker refused the fleet.
+        QueryError: InfluxDB could not be queried.
+    """
+    stop = stop if stop is not None else threading.Event()
+    scenario = plan.scenario()
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vibewatch-demo-")))
+        if servers is None:
+            servers = stack.enter_context(_local_servers(workdir, say))
+            where = "local"
+        else:
+            where = "configured"
+        settings = {**servers, **SERVE_SETTINGS, "VIBEWATCH_DATA_HOME": str(workdir / "home")}
+        environ = {**os.environ, **settings}
+        if config_path is not None:
+            environ["VIBEWATCH_CONFIG"] = str(config_path)
+        config = load_config(config_path, environ)
+        serve = ServiceProcess(environ, workdir, command="serve", ready_timeout=60)
+        stack.callback(serve.close)
+        serve.start()
+        say(f"vibewatch serve ready (pid {serve.pid}), ingesting into {config.influx.url}")
+        since_ms = int(time.time() * 1000 - plan.duration_s * 1000)
+        simulation = Simulation(
+            scenario,
+            FACTORY_MODEL.read_bytes(),
+            Ed25519PrivateKey.generate().public_key(),
+            host=config.mqtt.host,
+            port=config.mqtt.port,
+            username=config.mqtt.username,
+            password=config.mqtt.password.reveal(),
+            tls_ca_file=str(config.mqtt.tls_ca_file or ""),
+            prefix=config.mqtt.topic_prefix,
+            clock=SimClock(plan.speedup, start_wall_ms=since_ms),
+        )
+        try:
+            simulation.start()
+            say(f"{plan.devices} devices connected; {plan.faulty} develop bearing faults")
+            simulation.run(stop.is_set, on_progress)
+        finally:
+            summary = simulation.summary()
+            simulation.close()
+
+        def all_stored() -> bool:
+            return sum(_stored(config, since_ms).readings.values()) >= summary.readings_published
+
+        with contextlib.suppress(TimeoutError):  # what is missing then is reported as lost
+            wait_for(all_stored, 30, "the readings in InfluxDB")
+        if serve.stop() != 0:
+            log.warning("vibewatch serve did not stop clean:\n%s", serve.log_tail())
+        stored = _stored(config, since_ms)
+    faulty = scenario.faulty_devices()
+    injected = [
+        DetectedFault(
+            device=device_id,
+            kind=fault.kind,
+            onset_s=fault.onset_s,
+            detected_s=_detected_s(stored, device_id, since_ms, fault.onset_s),
+        )
+        for device_id, plans in sorted(faulty.items())
+        for fault in plans
+    ]
+    detected = sum(fault.detected_s is not None for fault in injected)
+    onsets = {device_id: min(f.onset_s for f in plans) for device_id, plans in faulty.items()}
+    alarms = sorted(  # events on healthy devices, and on faulty ones before the fault
+        device_id
+        for device_id, times in stored.events_ms.items()
+        if (times[0] - since_ms) / 1000 < onsets.get(device_id, math.inf)
+    )
+    readings = sum(stored.readings.values())
+    lost = max(0, summary.readings_published - readings)
+    return DemoReport(
+        devices=summary.devices,
+        simulated_s=summary.simulated_s,
+        seconds=summary.seconds,
+        servers=where,
+        faults_injected=injected,
+        faults_detected=detected,
+        false_alarm_devices=alarms,
+        events=sum(map(len, stored.events_ms.values())),
+        windows=summary.windows,
+        readings_published=summary.readings_published,
+        readings_stored=readings,
+        lost=lost,
+        ok=detected == len(injected) and not alarms and lost == 0,
+    )
+
+
+def _detected_s(stored: _Stored, device: str, since_ms: int, onset_s: float) -> float | None:
+    """Simulated second of the device's first anomaly event at or after ``onset_s``."""
+    after = [
+        (ms - since_ms) / 1000
+        for ms in stored.events_ms.get(device, [])
+        if (ms - since_ms) / 1000 >= onset_s
+    ]
+    return round(after[0], 1) if after else None

@@ -1,0 +1,149 @@
+"""Fifty simulated devices through real Mosquitto into ``vibewatch serve`` (a process of its
+own) and real InfluxDB: everything lands exactly once, faults raise events and healthy
+devices none, a killed device goes offline through its last will, a rebooted one counts
+its sequence numbers on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vibewatch.edge.device import DeviceSettings
+from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.sim import FaultPlan, ManualClock, Scenario
+from vibewatch.sim.run import Simulation
+from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
+
+FAULTY = {"sim-0007": "outer_race", "sim-0021": "inner_race", "sim-0042": "ball"}
+REBOOTED, KILLED = "sim-0013", "sim-0030"
+
+
+class Watcher:
+    """Every uplink message through the broker, by device and kind, as a third party sees it."""
+
+    def __init__(self, port: int) -> None:
+        self.seen: dict[tuple[str, str], list[bytes]] = {}
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("vw/v1/+/+", qos=1)
+        self.client.loop_start()
+
+    def on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        _, _, device, kind = message.topic.split("/", 3)
+        with self.lock:
+            self.seen.setdefault((device, kind), []).append(bytes(message.payload))
+
+    def payloads(self, kind: str) -> dict[str, list[dict[str, Any]]]:
+        with self.lock:
+            return {
+                device: [json.loads(p) for p in dict.fromkeys(payloads) if p]  # distinct
+                for (device, k), payloads in self.seen.items()
+                if k == kind
+            }
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_fifty_devices_through_serve_into_influxdb(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    env = ingest_env(
+        mqtt_port=mosquitto.port,
+        influx_url=influxdb.url,
+        database=influx_db,
+        data_home=tmp_path / "home",
+        client_id="serve-fleet",
+    )
+    serve = ServiceProcess(env, tmp_path, command="serve")
+    serve.start()
+    watcher = Watcher(mosquitto.port)
+    faults = tuple(
+        FaultPlan(kind, devices=(device,), onset_s=30, growth_s=40, severity=1.0)  # type: ignore[arg-type]
+        for device, kind in FAULTY.items()
+    )
+    clock = ManualClock()
+    simulation = Simulation(
+        Scenario(devices=50, seed=5, faults=faults),
+        FACTORY_MODEL.read_bytes(),
+        Ed25519PrivateKey.generate().public_key(),
+        host="127.0.0.1",
+        port=mosquitto.port,
+        settings=DeviceSettings(batch_windows=5, features_every=20),
+        clock=clock,
+        reconnect_s=0.05,
+    )
+    simulation.start()
+    try:
+        for second in range(1, 151):
+            clock.advance(1.0)
+            simulation.step()
+            if second == 60:
+                simulation.cut_power(REBOOTED)
+            if second == 100:
+                simulation.kill(KILLED)
+            time.sleep(0.005)  # the network thread's turn
+        wait_for(lambda: simulation.progress().connected == 49, 10, "every live device back")
+        simulation.step()
+        summary = simulation.summary()
+    finally:
+        simulation.close()
+    assert summary.power_losses == 1
+
+    def stored(measurement: str, where: str = "") -> list[dict[str, Any]]:
+        condition = f" WHERE {where}" if where else ""
+        return rows(influxdb, influx_db, f'SELECT * FROM "{measurement}"{condition}')
+
+    wait_for(
+        lambda: len(stored("reading")) >= summary.readings_published, 30, "every published reading"
+    )
+    time.sleep(1.0)  # anything more would be a duplicate: give it the time to show up
+    assert serve.stop() == 0
+    watcher.close()
+
+    # telemetry: each reading once, per device exactly what the broker carried
+    readings = stored("reading")
+    assert len(readings) == summary.readings_published
+    carried = watcher.payloads("telemetry")
+    for device, messages in carried.items():
+        seqs = {r["seq"] for m in messages for r in m["readings"]}
+        assert sum(1 for r in readings if r["device"] == device) == len(seqs), device
+    assert len(carried) == 50
+
+    # events: every faulty device raised one after its fault grew, no healthy device any
+    starts = [row for row in stored("anomaly") if row["kind"] == "start"]
+    assert {row["device"] for row in starts} == set(FAULTY)
+    assert all(row["time"] >= 1_764_547_200_000 + 30_000 for row in starts)
+    events = watcher.payloads("event")
+    assert len(stored("anomaly")) == sum(map(len, events.values()))
+
+    # features and status, once each
+    features = watcher.payloads("features")
+    assert len(stored("features")) == sum(map(len, features.values())) > 0
+    statuses = watcher.payloads("status")
+    assert len(stored("device_status")) == sum(map(len, statuses.values()))
+
+    # the killed device went offline through its last will; the rebooted one came back (in
+    # the order the broker carried them; a last will has no device time, InfluxDB keys it
+    # by its arrival, not by the simulated clock)
+    def states(device: str) -> tuple[list[str], list[str]]:
+        in_db = [row["state"] for row in stored("device_status", f"device = '{device}'")]
+        return [m["state"] for m in statuses[device]], sorted(in_db)
+
+    assert states(KILLED) == (["online", "offline"], ["offline", "online"])
+    assert states(REBOOTED) == (["online", "offline", "online"], ["offline", "online", "online"])
+
+    # the rebooted device counted its sequence numbers upward, into a new boot
+    seqs = [row["seq"] for row in stored("reading", f"device = '{REBOOTED}'")]  # time order
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [seq >> 32 for seq in (seqs[0], seqs[-1])] == [1, 2]
