@@ -141,10 +141,16 @@ def test_power_lost_mid_install_resumes_or_falls_back(mosquitto: LocalMosquitto)
                     signature=signature,
                 )
             )
+        ota_seen: set[str] = set()
         for _ in range(300):
             step()
+            progress = simulation.progress()
+            ota_seen |= set(progress.ota)
+            assert sum(progress.ota.values()) <= len(devices)
             if all(back_end.ended(device) for device in devices):
                 break
+        assert {"downloading", "trial"} <= ota_seen  # the progress line shows the installs
+        assert "OTA idle" in simulation.progress().line()
         for _ in range(20):
             step()  # windows after the install
         wait_for(lambda: simulation.progress().connected == 6, 10, "every device connected")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -101,6 +102,8 @@ class Progress:
         disconnects: Links broken on purpose.
         power_losses: Devices rebooted on purpose.
         install_power_losses: Of those, the ones during a model install.
+        ota: Devices in each OTA state but ``idle`` (``downloading``, ``trial``,
+            ``no_model``), as their slots report it.
     """
 
     simulated_s: float
@@ -113,13 +116,15 @@ class Progress:
     disconnects: int
     power_losses: int
     install_power_losses: int
+    ota: dict[str, int]
 
     def line(self) -> str:
         """The progress as one line of text."""
+        ota = ", ".join(f"{count} {state}" for state, count in sorted(self.ota.items()))
         return (
             f"t={self.simulated_s:7.0f}s  connected {self.connected}/{self.devices}  "
             f"{self.windows_per_s:7.0f} windows/s  events {self.events}  "
-            f"published {self.published}  disconnects {self.disconnects}  "
+            f"published {self.published}  OTA {ota or 'idle'}  disconnects {self.disconnects}  "
             f"power losses {self.power_losses} ({self.install_power_losses} mid-install)"
         )
 
@@ -420,6 +425,13 @@ class Simulation:
             disconnects=self._disconnects,
             power_losses=self._power_losses,
             install_power_losses=self._install_power_losses,
+            ota=dict(
+                Counter(
+                    state
+                    for device in self.fleet.devices.values()
+                    if (state := device.slots.state.state) != "idle"
+                )
+            ),
         )
 
     def summary(self) -> Summary:
