@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
-from vibewatch.sim import FaultPlan, ManualClock, Scenario
+from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, PowerPlan, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
@@ -55,9 +57,10 @@ class Watcher:
         self.client.loop_stop()
 
 
-def test_fifty_devices_through_serve_into_influxdb(
+@pytest.fixture
+def serve(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
-) -> None:
+) -> Iterator[ServiceProcess]:
     env = ingest_env(
         mqtt_port=mosquitto.port,
         influx_url=influxdb.url,
@@ -65,8 +68,15 @@ def test_fifty_devices_through_serve_into_influxdb(
         data_home=tmp_path / "home",
         client_id="serve-fleet",
     )
-    serve = ServiceProcess(env, tmp_path, command="serve")
-    serve.start()
+    process = ServiceProcess(env, tmp_path, command="serve")
+    process.start()
+    yield process
+    process.close()
+
+
+def test_fifty_devices_through_serve_into_influxdb(
+    serve: ServiceProcess, mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str
+) -> None:
     watcher = Watcher(mosquitto.port)
     faults = tuple(
         FaultPlan(kind, devices=(device,), onset_s=30, growth_s=40, severity=1.0)  # type: ignore[arg-type]
@@ -95,9 +105,9 @@ def test_fifty_devices_through_serve_into_influxdb(
             time.sleep(0.005)  # the network thread's turn
         wait_for(lambda: simulation.progress().connected == 49, 10, "every live device back")
         simulation.step()
-        summary = simulation.summary()
     finally:
         simulation.close()
+    summary = simulation.summary()  # every PUBACK in
     assert summary.power_losses == 1
 
     def stored(measurement: str, where: str = "") -> list[dict[str, Any]]:
@@ -147,3 +157,46 @@ def test_fifty_devices_through_serve_into_influxdb(
     seqs = [row["seq"] for row in stored("reading", f"device = '{REBOOTED}'")]  # time order
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert [seq >> 32 for seq in (seqs[0], seqs[-1])] == [1, 2]
+
+
+def test_what_qos1_promises_arrives_through_bad_links_and_power_cuts(
+    serve: ServiceProcess, mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str
+) -> None:
+    scenario = Scenario(
+        devices=20,
+        seed=6,
+        link=LinkPlan(loss=0.1, duplicate=0.1, reorder=0.1, disconnect_mean_s=30),
+        power=PowerPlan(loss_mean_s=60),
+    )
+    clock = ManualClock()
+    simulation = Simulation(
+        scenario,
+        FACTORY_MODEL.read_bytes(),
+        Ed25519PrivateKey.generate().public_key(),
+        host="127.0.0.1",
+        port=mosquitto.port,
+        settings=DeviceSettings(batch_windows=5, features_every=0),
+        clock=clock,
+        reconnect_s=0.05,
+    )
+    simulation.start()
+    try:
+        for _ in range(150):
+            clock.advance(1.0)
+            simulation.step()
+            time.sleep(0.01)
+        wait_for(lambda: simulation.progress().connected == 20, 10, "every device back")
+        simulation.step()
+    finally:
+        simulation.close()
+    summary = simulation.summary()  # every PUBACK in
+    assert summary.disconnects > 5 and summary.power_losses > 5, summary
+
+    def stored() -> int:
+        return influxdb.count(influx_db, "reading", "score")
+
+    wait_for(lambda: stored() >= summary.readings_published, 30, "every published reading")
+    time.sleep(1.0)
+    assert serve.stop() == 0
+    # every reading a device handed to its MQTT client arrived, once
+    assert stored() == summary.readings_published > 20 * 100

@@ -311,8 +311,8 @@ def run_demo(
             say(f"{plan.devices} devices connected; {plan.faulty} develop bearing faults")
             simulation.run(stop.is_set, on_progress)
         finally:
-            summary = simulation.summary()
             simulation.close()
+        summary = simulation.summary()  # every PUBACK in
 
         def all_stored() -> bool:
             return sum(_stored(config, since_ms).readings.values()) >= summary.readings_published

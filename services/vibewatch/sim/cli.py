@@ -163,8 +163,8 @@ def sim_command(
     try:
         simulation.run(stop.is_set, lambda progress: line.show(progress.line()))
     finally:
-        summary = simulation.summary()
         simulation.close()
+    summary = simulation.summary()
     line.end()
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(summary)))
@@ -173,8 +173,13 @@ def sim_command(
         f"{summary.devices} devices, {summary.simulated_s:.0f} simulated s in "
         f"{summary.seconds:.0f} s: {summary.windows} windows ({summary.windows_per_s:.0f}/s, "
         f"{'real time' if summary.realtime else 'behind real time'}), "
-        f"{summary.published} messages"
+        f"{summary.published} messages ({summary.readings_published} readings acknowledged)"
     )
+    if summary.disconnects or summary.power_losses:
+        typer.echo(
+            f"  broken connections {summary.disconnects}, power losses {summary.power_losses} "
+            f"({summary.install_power_losses} during a model install)"
+        )
     for device_id, kinds in summary.faults.items():
         started = summary.events.get(device_id, 0)
         typer.echo(f"  {device_id}: {', '.join(kinds)}; anomaly events: {started}")

@@ -29,6 +29,7 @@ import random
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -93,6 +94,7 @@ class DeviceLink:
         keepalive: int = 30,
         network: Network | None = None,
         reconnect_s: float = 1.0,
+        on_acknowledged: Callable[[str, bytes], None] | None = None,
     ) -> None:
         """Prepare the client; :meth:`connect` connects.
 
@@ -109,6 +111,8 @@ class DeviceLink:
             network: The network thread its input and output run on; one of its own
                 when None (stopped by :meth:`close` and :meth:`drop`).
             reconnect_s: Seconds before connecting again after a lost connection.
+            on_acknowledged: Called on the network thread with (suffix, payload) of each
+                published message the broker accepted (PUBACK).
 
         Raises:
             ProtocolError: ``bad_device_id``.
@@ -132,6 +136,9 @@ class DeviceLink:
         self._closing = False
         self._reconnect_s = reconnect_s
         self._device: Device | None = None
+        self._on_acknowledged = on_acknowledged
+        self._unacknowledged: dict[int, tuple[str, bytes]] = {}  # by packet id
+        self._early_acks: dict[int, bool] = {}  # PUBACKs (accepted?) that beat publish() home
         self.delivered = 0
         self.lost = 0
         self.refused = 0
@@ -147,6 +154,7 @@ class DeviceLink:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
         self._own_network = network is None
         self._network = network or Network(name=f"vibewatch-link-{device_id}")
         if self._own_network:
@@ -226,12 +234,38 @@ class DeviceLink:
     # ---- uplink ----
 
     def publish(self, suffix: str, payload: bytes) -> bool:
-        """The device's port ``publish``: QoS 1, ``status`` retained."""
+        """The device's port ``publish``: QoS 1, ``status`` retained.
+
+        Returns whether the MQTT client took the message, which it then delivers, across
+        reconnections if need be; while the connection is down it takes none (the device
+        keeps what it could not send).
+        """
+        if not self._client.is_connected():
+            return False
         kind = Kind(suffix)
         info = self._client.publish(
             topic_for(self._prefix, self.device_id, kind), payload, qos=1, retain=kind.retained
         )
-        return info.rc == paho.MQTT_ERR_SUCCESS
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):  # NO_CONN: queued
+            return False
+        if self._on_acknowledged is not None:
+            with self._lock:
+                accepted = self._early_acks.pop(info.mid, None)
+                if accepted is None:
+                    self._unacknowledged[info.mid] = (suffix, payload)
+            if accepted:
+                self._on_acknowledged(suffix, payload)
+        return True
+
+    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        if self._on_acknowledged is None:
+            return
+        with self._lock:  # never held while calling paho: paho holds its own lock here
+            message = self._unacknowledged.pop(mid, None)
+            if message is None:
+                self._early_acks[mid] = not reason.is_failure
+        if message is not None and not reason.is_failure:
+            self._on_acknowledged(*message)
 
     # ---- downlink ----
 

@@ -32,6 +32,7 @@ layer's.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -141,7 +142,8 @@ class Summary:
         windows_per_s: Windows per real second, over the run.
         realtime: Every device scored at least one window per real second.
         published: Messages published.
-        readings_published: Telemetry readings in the published messages.
+        readings_published: Telemetry readings in the published messages the broker
+            accepted (PUBACK).
         events: Anomaly events started, by device.
         faults: The faults of each faulty device.
         disconnects: Links broken on purpose.
@@ -233,6 +235,7 @@ class Simulation:
                 ),
                 network=self._network,
                 reconnect_s=reconnect_s,
+                on_acknowledged=functools.partial(self._acknowledged, device_id),
             )
         self._rng = random.Random(scenario.seed)
         self._trial_s = (settings or DeviceSettings()).trial_ms / 1000
@@ -249,7 +252,13 @@ class Simulation:
         self._install_power_losses = 0
         self._last_step_s = 0.0
         self._started = 0.0
+        self._ended = 0.0
         self._last_progress = (0.0, 0)
+
+    def _acknowledged(self, device_id: str, suffix: str, payload: bytes) -> None:
+        """The broker accepted a message (on the network thread, the only one counting)."""
+        if suffix == "telemetry":
+            self._readings += len(self._decode_telemetry(device_id, payload).readings)
 
     def _decode_telemetry(self, device_id: str, payload: bytes) -> Telemetry:
         """A telemetry message as the wire contract reads it (the device wrote it)."""
@@ -266,9 +275,7 @@ class Simulation:
         taken = self._links[device_id].publish(suffix, payload)
         if taken:
             self._published += 1
-            if suffix == "telemetry":
-                self._readings += len(self._decode_telemetry(device_id, payload).readings)
-            elif suffix == "event" and b'"kind":"start"' in payload:
+            if suffix == "event" and b'"kind":"start"' in payload:
                 self._events[device_id] = self._events.get(device_id, 0) + 1
         return taken
 
@@ -435,8 +442,8 @@ class Simulation:
         )
 
     def summary(self) -> Summary:
-        """What the run did so far."""
-        seconds = time.monotonic() - self._started
+        """What the run did so far (until :meth:`close`)."""
+        seconds = (self._ended or time.monotonic()) - self._started
         per_s = self._windows / seconds if seconds > 0 else 0.0
         return Summary(
             devices=len(self._links),
@@ -459,7 +466,9 @@ class Simulation:
         )
 
     def close(self) -> None:
-        """Disconnect every device cleanly and stop the network."""
+        """Disconnect every device cleanly and stop the network (the run ends here; the
+        summary counts the acknowledgements that arrive on the way)."""
+        self._ended = time.monotonic()
         for link in self._links.values():
             link.close(timeout=1.0)
         self._network.stop()
