@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from vibewatch.edge.device import DeviceSettings
+from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.protocol import DEFAULT_PREFIX
+from vibewatch.sim import ManualClock, Scenario
+from vibewatch.sim.run import Simulation
 from vibewatch.testing.ingest import Publisher, ServiceProcess, ingest_env
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
 
@@ -54,3 +60,38 @@ def publisher(mosquitto: LocalMosquitto) -> Iterator[Publisher]:
     pub = Publisher(mosquitto.port)
     yield pub
     pub.close()
+
+
+@pytest.fixture
+def manual_simulation(mosquitto: LocalMosquitto) -> Callable[..., tuple[Simulation, ManualClock]]:
+    """Builds a :class:`Simulation` on the test broker with a clock the test advances.
+
+    The factory takes the scenario, then ``settings`` (the device layer's; 5-window
+    telemetry batches and no feature vectors unless given), ``blob`` (the factory model
+    unless given), ``public_key`` (a fresh one unless given) and ``prefix``. Links
+    reconnect after 0.05 s, within a step of a simulated second.
+    """
+
+    def factory(
+        scenario: Scenario,
+        *,
+        settings: DeviceSettings | None = None,
+        blob: bytes | None = None,
+        public_key: Ed25519PublicKey | None = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> tuple[Simulation, ManualClock]:
+        clock = ManualClock()
+        simulation = Simulation(
+            scenario,
+            blob if blob is not None else FACTORY_MODEL.read_bytes(),
+            public_key or Ed25519PrivateKey.generate().public_key(),
+            host="127.0.0.1",
+            port=mosquitto.port,
+            prefix=prefix,
+            settings=settings or DeviceSettings(batch_windows=5, features_every=0),
+            clock=clock,
+            reconnect_s=0.05,
+        )
+        return simulation, clock
+
+    return factory

@@ -5,56 +5,22 @@ its sequence numbers on."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.edge.device import DeviceSettings
-from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, PowerPlan, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
+from vibewatch.testing.watch import Watcher
 
 FAULTY = {"sim-0007": "outer_race", "sim-0021": "inner_race", "sim-0042": "ball"}
 REBOOTED, KILLED = "sim-0013", "sim-0030"
-
-
-class Watcher:
-    """Every uplink message through the broker, by device and kind, as a third party sees it."""
-
-    def __init__(self, port: int) -> None:
-        self.seen: dict[tuple[str, str], list[bytes]] = {}
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self.on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("vw/v1/+/+", qos=1)
-        self.client.loop_start()
-
-    def on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        _, _, device, kind = message.topic.split("/", 3)
-        with self.lock:
-            self.seen.setdefault((device, kind), []).append(bytes(message.payload))
-
-    def payloads(self, kind: str) -> dict[str, list[dict[str, Any]]]:
-        with self.lock:
-            return {
-                device: [json.loads(p) for p in dict.fromkeys(payloads) if p]  # distinct
-                for (device, k), payloads in self.seen.items()
-                if k == kind
-            }
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -75,23 +41,20 @@ def serve(
 
 
 def test_fifty_devices_through_serve_into_influxdb(
-    serve: ServiceProcess, mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str
+    serve: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    mosquitto: LocalMosquitto,
+    influxdb: LocalInfluxDB,
+    influx_db: str,
 ) -> None:
     watcher = Watcher(mosquitto.port)
     faults = tuple(
         FaultPlan(kind, devices=(device,), onset_s=30, growth_s=40, severity=1.0)  # type: ignore[arg-type]
         for device, kind in FAULTY.items()
     )
-    clock = ManualClock()
-    simulation = Simulation(
+    simulation, clock = manual_simulation(
         Scenario(devices=50, seed=5, faults=faults),
-        FACTORY_MODEL.read_bytes(),
-        Ed25519PrivateKey.generate().public_key(),
-        host="127.0.0.1",
-        port=mosquitto.port,
         settings=DeviceSettings(batch_windows=5, features_every=20),
-        clock=clock,
-        reconnect_s=0.05,
     )
     simulation.start()
     try:
@@ -160,7 +123,10 @@ def test_fifty_devices_through_serve_into_influxdb(
 
 
 def test_what_qos1_promises_arrives_through_bad_links_and_power_cuts(
-    serve: ServiceProcess, mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str
+    serve: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    influxdb: LocalInfluxDB,
+    influx_db: str,
 ) -> None:
     scenario = Scenario(
         devices=20,
@@ -168,17 +134,7 @@ def test_what_qos1_promises_arrives_through_bad_links_and_power_cuts(
         link=LinkPlan(loss=0.1, duplicate=0.1, reorder=0.1, disconnect_mean_s=30),
         power=PowerPlan(loss_mean_s=60),
     )
-    clock = ManualClock()
-    simulation = Simulation(
-        scenario,
-        FACTORY_MODEL.read_bytes(),
-        Ed25519PrivateKey.generate().public_key(),
-        host="127.0.0.1",
-        port=mosquitto.port,
-        settings=DeviceSettings(batch_windows=5, features_every=0),
-        clock=clock,
-        reconnect_s=0.05,
-    )
+    simulation, clock = manual_simulation(scenario)
     simulation.start()
     try:
         for _ in range(150):

@@ -13,6 +13,7 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -95,7 +96,9 @@ class FleetBackEnd:
         self.client.loop_stop()
 
 
-def test_power_lost_mid_install_resumes_or_falls_back(mosquitto: LocalMosquitto) -> None:
+def test_power_lost_mid_install_resumes_or_falls_back(
+    mosquitto: LocalMosquitto, manual_simulation: Callable[..., tuple[Simulation, ManualClock]]
+) -> None:
     key = Ed25519PrivateKey.generate()
     v2 = bytearray(BLOB)
     struct.pack_into("<I", v2, 16, 2)  # the header's model version
@@ -106,17 +109,12 @@ def test_power_lost_mid_install_resumes_or_falls_back(mosquitto: LocalMosquitto)
     scenario = Scenario(devices=6, seed=3, power=PowerPlan(during_install=1.0))
     devices = scenario.device_ids()
     back_end = FleetBackEnd(mosquitto.port, blob)
-    clock = ManualClock()
-    simulation = Simulation(
+    simulation, clock = manual_simulation(
         scenario,
-        BLOB,
-        key.public_key(),
-        host="127.0.0.1",
-        port=mosquitto.port,
+        blob=BLOB,
+        public_key=key.public_key(),
         prefix=PREFIX,
         settings=DeviceSettings(batch_windows=5, features_every=0, trial_ms=20_000),
-        clock=clock,
-        reconnect_s=0.05,  # a step is a simulated second: reconnect within a few
     )
 
     def step() -> None:

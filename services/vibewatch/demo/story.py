@@ -294,16 +294,11 @@ def run_demo(
         serve.start()
         say(f"vibewatch serve ready (pid {serve.pid}), ingesting into {config.influx.url}")
         since_ms = int(time.time() * 1000 - plan.duration_s * 1000)
-        simulation = Simulation(
+        simulation = Simulation.from_config(
             scenario,
             FACTORY_MODEL.read_bytes(),
             Ed25519PrivateKey.generate().public_key(),
-            host=config.mqtt.host,
-            port=config.mqtt.port,
-            username=config.mqtt.username,
-            password=config.mqtt.password.reveal(),
-            tls_ca_file=str(config.mqtt.tls_ca_file or ""),
-            prefix=config.mqtt.topic_prefix,
+            config.mqtt,
             clock=SimClock(plan.speedup, start_wall_ms=since_ms),
         )
         try:

@@ -140,17 +140,7 @@ def sim_command(
         with exits(KeyFileError):
             key = load_public_key(key_path)
     with exits(ConfigError):
-        simulation = Simulation(
-            scenario,
-            blob,
-            key,
-            host=cfg.mqtt.host,
-            port=cfg.mqtt.port,
-            username=cfg.mqtt.username,
-            password=cfg.mqtt.password.reveal(),
-            tls_ca_file=str(cfg.mqtt.tls_ca_file or ""),
-            prefix=cfg.mqtt.topic_prefix,
-        )
+        simulation = Simulation.from_config(scenario, blob, key, cfg.mqtt)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

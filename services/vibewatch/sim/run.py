@@ -43,6 +43,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from vibewatch.config import MqttConfig
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.protocol import (
     DEFAULT_PREFIX,
@@ -254,6 +255,31 @@ class Simulation:
         self._started = 0.0
         self._ended = 0.0
         self._last_progress = (0.0, 0)
+
+    @classmethod
+    def from_config(
+        cls,
+        scenario: Scenario,
+        blob: bytes,
+        public_key: Ed25519PublicKey,
+        mqtt: MqttConfig,
+        *,
+        clock: Clock | None = None,
+    ) -> Simulation:
+        """A simulation on the broker of an ``[mqtt]`` configuration: its address,
+        credentials, TLS and topic prefix (each device is a client of its own)."""
+        return cls(
+            scenario,
+            blob,
+            public_key,
+            host=mqtt.host,
+            port=mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password.reveal(),
+            tls_ca_file=str(mqtt.tls_ca_file or ""),
+            prefix=mqtt.topic_prefix,
+            clock=clock,
+        )
 
     def _acknowledged(self, device_id: str, suffix: str, payload: bytes) -> None:
         """The broker accepted a message (on the network thread, the only one counting)."""

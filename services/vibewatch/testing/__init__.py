@@ -13,6 +13,8 @@ One copy of each helper that starts real parts, builds data for them or drives t
   publishes them at a rate, in this process or in its own;
 * :mod:`vibewatch.testing.models`: random but valid ``.vwm`` models and small signed
   model packages;
+* :mod:`vibewatch.testing.watch`: a third party on the broker that keeps every message
+  of the fleet by device and kind;
 * :mod:`vibewatch.testing.tflite`: ``.tflite`` files written field by field, or by the
   TF Lite converter (needs the ``dev`` extra: ``flatbuffers`` and TensorFlow).
 
