@@ -207,14 +207,15 @@ def test_anomaly_events_start_and_end_with_debounce() -> None:
 
 def test_sequence_numbers_never_repeat_across_reboots_and_power_cuts() -> None:
     bench = Bench(DeviceSettings(batch_windows=1, features_every=0))
+    assert bench.device.powered
     bench.run(healthy(3))
     for torn in (None, 0, 5, 15):
         # the power goes at the next storage write, the boot record's: right after it,
         # or cutting it short (then the boot fails, having published nothing)
         bench.slots.inject_reset(1, torn)
         if torn is None:
-            bench.power_on()
-            assert not bench.slots.powered
+            device = bench.power_on()
+            assert not bench.slots.powered and not device.powered  # it takes nothing now
         else:
             with pytest.raises(EdgeError, match="storage"):
                 bench.power_on()

@@ -265,6 +265,12 @@ class Device:
     # ---- the device ----
 
     @property
+    def powered(self) -> bool:
+        """False once a power cut was injected into its storage (see
+        :meth:`SlotDevice.inject_reset`): it takes nothing more until it boots again."""
+        return self._slots.powered
+
+    @property
     def window_length(self) -> int:
         """Samples per window of the active model."""
         return int(self._core.vw_device_window_length(self._dev))

@@ -359,7 +359,7 @@ class DeviceLink:
     def _hand(self, message: tuple[Kind, bytes]) -> int:
         kind, payload = message
         device = self._device
-        if device is None:
+        if device is None or not device.powered:  # lost with the power, as over the air
             return 0
         handler = {
             Kind.CMD: device.command,
