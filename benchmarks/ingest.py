@@ -59,6 +59,7 @@ import paho.mqtt.client as mqtt
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from paho.mqtt.enums import CallbackAPIVersion
 
+from outcome import finish, progress  # benchmarks/outcome.py, beside this script
 from vibewatch.influx.schema import point_time_ns
 from vibewatch.testing.ingest import ServiceProcess, ingest_env
 from vibewatch.testing.load import (
@@ -143,11 +144,6 @@ QUICK: Final = Plan(
     outage_after=1.0,
     drain_timeout=40.0,
 )
-
-
-def progress(message: str) -> None:
-    """Print a progress line to stderr."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- payloads and lines -------------------------------------------------------------
@@ -941,16 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("interrupted; servers and processes stopped")
         return 130
     progress(f"done in {time.monotonic() - began:.1f}s")
-    text = table(results, plan)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(results.as_json()))
-    else:
-        print(text)
-    missed = [f"{name} ({detail})" for name, met, detail in results.bars() if not met]
-    for item in missed:
-        print(f"bar missed: {item}", file=sys.stderr)
-    return 1 if missed else 0
+    return finish(table(results, plan), results.as_json(), results.bars(), as_json=args.json)
 
 
 def run(plan: Plan, results: Results, overrides: dict[str, str], args: argparse.Namespace) -> None:

@@ -9,8 +9,8 @@ seconds. It measures:
 
 * ``windows_per_s``: windows the fleet scored between its first and its last progress
   report (once a second, from the moment every device is connected), over the real time
-  between them; ``realtime``: every device scored a window for each second it ran
-  (:attr:`~vibewatch.sim.run.Summary.realtime`). The simulated clock stands still while
+  between them; ``realtime``: every device scored a window for each second it ran, at
+  speedup 1 (:attr:`~vibewatch.sim.run.Summary.realtime`). The simulated clock stands still while
   the devices connect, so no window is owed when the run starts;
 * ``sim_cpu_percent``, ``serve_cpu_percent``: CPU time (user + system, from
   ``/proc/<pid>/stat``) of this process (the simulator, and the uplink counter below)
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import sys
@@ -58,6 +57,7 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from outcome import finish, progress  # benchmarks/outcome.py, beside this script
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
@@ -102,11 +102,6 @@ BAR_DEVICES: Final = 1000
 
 #: The uplink kinds that belong to a window (they carry its sequence number).
 WINDOW_KINDS: Final = (Kind.TELEMETRY, Kind.FEATURES, Kind.EVENT)
-
-
-def progress(message: str) -> None:
-    """Print a progress line to stderr."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- counting the uplink --------------------------------------------------------------
@@ -624,16 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("interrupted; servers and processes stopped")
         return 130
     progress(f"done in {time.monotonic() - began:.1f}s")
-    text = table(results)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(results.as_json()))
-    else:
-        print(text)
-    missed = [f"{name} ({detail})" for name, met, detail in results.bars() if not met]
-    for item in missed:
-        print(f"bar missed: {item}", file=sys.stderr)
-    return 1 if missed else 0
+    return finish(table(results), results.as_json(), results.bars(), as_json=args.json)
 
 
 if __name__ == "__main__":

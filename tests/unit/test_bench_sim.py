@@ -18,6 +18,7 @@ SIM_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "sim.py"
 
 
 def _load() -> ModuleType:
+    sys.path.insert(0, str(SIM_BENCH.parent))  # its sibling modules, as when run as a script
     spec = importlib.util.spec_from_file_location("bench_sim", SIM_BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
