@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -29,6 +29,9 @@ from vibewatch.errors import (
     PackageError,
     VibewatchError,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
 #: Errors that mean the input was wrong (exit code 2); every other error is a failure (1).
@@ -301,3 +304,26 @@ class ProgressLine:
         if self._open:
             sys.stderr.write("\n")
             self._open = False
+
+
+def load_signing_key(path: Path, *, given: bool) -> Ed25519PrivateKey:
+    """The private key at ``path``; a missing one ends the command (exit 2) with how to
+    make it.
+
+    Args:
+        path: The key file.
+        given: Whether the user named it (``--signing-key``) or it is the configured one.
+    """
+    from vibewatch.models.keys import load_private_key
+
+    if not path.exists() and not path.is_symlink():
+        make = "vibewatch keys generate" + (
+            f" --private {path} --public PUBLIC_KEY" if given else ""
+        )
+        fail(
+            f"private key {path} does not exist: packages are signed with it; create a key "
+            f"pair with `{make}`" + ("" if given else " or pass --signing-key"),
+            2,
+        )
+    with exits():
+        return load_private_key(path)

@@ -103,6 +103,7 @@ def test_the_same_seed_builds_the_same_bytes(tmp_path: Path) -> None:
     assert [str(f) for f in files] == [
         "MODEL_CARD.md",
         "loss.png",
+        "package/device.sig",
         "package/manifest.json",
         "package/manifest.sig",
         "package/model.tflite",

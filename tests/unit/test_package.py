@@ -21,9 +21,12 @@ from vibewatch.models.package import (
     blob_fields,
     canonical_json,
     golden_vectors,
+    rollback_problems,
+    sign_rollback,
     verify_package,
     write_package,
 )
+from vibewatch.protocol import signed_model_text
 from vibewatch.testing.models import (
     TFLITE_STAND_IN as TFLITE,
 )
@@ -56,6 +59,13 @@ def key() -> Ed25519PrivateKey:
 @pytest.fixture
 def package(tmp_path: Path, key: Ed25519PrivateKey) -> ModelPackage:
     return build_package(tmp_path / "pkg", key)
+
+
+def device_signature_problem(key: Ed25519PrivateKey) -> str:
+    return (
+        "device.sig is not a valid signature of the install statement of model.vwm by the "
+        f"key {fingerprint(key.public_key())}"
+    )
 
 
 def signature_problem(key: Ed25519PrivateKey) -> str:
@@ -318,6 +328,9 @@ def test_every_flipped_byte_of_every_file_is_refused(
                 if name in ("manifest.json", "manifest.sig"):
                     assert signature_problem(key) in problems, (name, i)
                     continue
+                if name == "device.sig":
+                    assert problems == [device_signature_problem(key)], i
+                    continue
                 got = hashlib.sha256(flipped).hexdigest()
                 assert problems[0] == f"{name}: sha256 {got}, the manifest says {want}", i
                 if name == "model.vwm":
@@ -328,7 +341,45 @@ def test_every_flipped_byte_of_every_file_is_refused(
 
 def test_a_wrong_key_is_refused(package: ModelPackage) -> None:
     other = Ed25519PrivateKey.generate()
-    assert problems_of(package.path, other) == [signature_problem(other)]
+    assert problems_of(package.path, other) == [
+        signature_problem(other),
+        device_signature_problem(other),
+    ]
+
+
+def test_a_device_signature_of_another_blob_is_refused(
+    package: ModelPackage, key: Ed25519PrivateKey
+) -> None:
+    # validly signed by the key, but the statement of another version of the blob
+    text = signed_model_text(package.model_id, package.version + 1, len(package.vwm), "0" * 64)
+    (package.path / "device.sig").write_bytes(key.sign(text))
+    assert problems_of(package.path, key) == [device_signature_problem(key)]
+    assert package.install_text() == signed_model_text(
+        package.model_id,
+        package.version,
+        len(package.vwm),
+        hashlib.sha256(package.vwm).hexdigest(),
+    )
+    key.public_key().verify(package.device_signature, package.install_text())
+
+
+def test_a_rollback_statement_is_signed_apart(
+    package: ModelPackage, key: Ed25519PrivateKey
+) -> None:
+    statement = sign_rollback(package, key)
+    assert rollback_problems(package, statement, key.public_key()) == []
+    assert package.install_text(rollback=True) == package.install_text() + b"rollback\n"
+    other = Ed25519PrivateKey.generate()
+    assert rollback_problems(package, statement, other.public_key()) == [
+        f"the rollback statement is not a valid signature of the rollback of "
+        f"{package.model_id} version {package.version} by the key "
+        f"{fingerprint(other.public_key())}"
+    ]
+    # the package's own install statement is no rollback statement
+    assert rollback_problems(package, package.device_signature, key.public_key())
+    assert rollback_problems(package, statement[:10], key.public_key()) == [
+        "the rollback statement holds 10 bytes, an Ed25519 signature holds 64"
+    ]
 
 
 def test_a_manifest_edited_after_signing_is_refused(
@@ -411,7 +462,7 @@ def test_signed_manifests_that_do_not_match_the_files_are_refused(
     del files["model.tflite"]
     resign(directory, key, canonical_json({**package.manifest, "files": files, "format": "x/2"}))
     assert problems_of(directory, key) == [
-        'manifest: format must be "vibewatch-model-package/1", got "x/2"',
+        'manifest: format must be "vibewatch-model-package/2", got "x/2"',
         'manifest: files must be {"model.tflite": {"bytes", "sha256"}, "model.vwm": {...}} '
         f"and nothing else, got {json.dumps(files)[:77]}...",
     ]

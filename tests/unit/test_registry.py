@@ -16,7 +16,7 @@ from vibewatch import state
 from vibewatch.errors import RegistryError
 from vibewatch.models.cli import models_app
 from vibewatch.models.keys import fingerprint, generate_keypair, load_private_key
-from vibewatch.models.package import PACKAGE_FILES, canonical_json, verify_package
+from vibewatch.models.package import PACKAGE_FILES, canonical_json, sign_rollback, verify_package
 from vibewatch.models.registry import Registry
 from vibewatch.state import MIGRATIONS, StateError, open_state_db
 from vibewatch.testing.models import build_package, resign
@@ -515,3 +515,50 @@ def test_cli_export(home: dict[str, str], tmp_path: Path) -> None:
     assert "already exists and is not empty" in again.output
     missing = runner.invoke(models_app, ["export", "pump", "1"], env=home)
     assert missing.exit_code == 2
+
+
+def test_a_rollback_statement_is_kept_checked(
+    registry: Registry, tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    registered(registry, tmp_path, key, 1)
+    assert registry.rollback_statement("pump", 1) is None
+    package = registry.load("pump", 1)
+    path = registry.add_rollback("pump", 1, sign_rollback(package, key))
+    assert path == registry.get("pump", 1).path.parent / "1.rollback.sig"
+    assert registry.rollback_statement("pump", 1) == sign_rollback(package, key)
+    assert verify_package(registry.get("pump", 1).path, key.public_key())  # untouched
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(RegistryError, match="the rollback statement is not a valid signature"):
+        registry.add_rollback("pump", 1, sign_rollback(package, other))
+    with pytest.raises(RegistryError, match="is not a valid signature of the rollback"):
+        registry.add_rollback("pump", 1, package.device_signature)  # no rollback statement
+    path.write_bytes(bytes(64))  # damaged on disk
+    with pytest.raises(RegistryError, match=r"1\.rollback\.sig: the rollback statement is not"):
+        registry.rollback_statement("pump", 1)
+    with pytest.raises(RegistryError, match="not registered"):
+        registry.add_rollback("pump", 7, bytes(64))
+
+
+def test_cli_sign_rollback(home: dict[str, str], tmp_path: Path) -> None:
+    done = runner.invoke(models_app, ["sign-rollback", "pump", "1", "--json"], env=home)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["model_id"] == "pump" and report["version"] == 1
+    assert Path(report["path"]).read_bytes()  # kept in the registry
+    other = tmp_path / "other"
+    generate_keypair(other / "k.key", other / "k.pub")
+    wrong = runner.invoke(
+        models_app, ["sign-rollback", "pump", "2", "--signing-key", str(other / "k.key")], env=home
+    )
+    assert wrong.exit_code == 1
+    assert "the rollback statement is not a valid signature of the rollback of pump version 2" in (
+        wrong.output
+    )
+    missing = runner.invoke(
+        models_app,
+        ["sign-rollback", "pump", "2", "--signing-key", str(tmp_path / "no.key")],
+        env=home,
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    unknown = runner.invoke(models_app, ["sign-rollback", "pump", "9"], env=home)
+    assert unknown.exit_code == 2 and "model pump version 9 is not registered" in unknown.output

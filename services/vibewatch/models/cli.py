@@ -25,6 +25,7 @@ from vibewatch.cliutil import (
     check_key_for,
     fail,
     load,
+    load_signing_key,
     package_dir,
     public_key_path,
 )
@@ -35,7 +36,7 @@ from vibewatch.models.keys import (
     load_public_key,
     public_key_c_header,
 )
-from vibewatch.models.package import ModelPackage, verify_package
+from vibewatch.models.package import ModelPackage, sign_rollback, verify_package
 from vibewatch.models.registry import Registry, RegistryEntry
 from vibewatch.state import StateError
 
@@ -352,3 +353,46 @@ def models_export(
         except OSError as exc:
             fail(f"cannot write {out}: {exc}", 1)
     typer.echo(f"exported model {model_id} version {version} to {out}")
+
+
+@models_app.command("sign-rollback")
+def models_sign_rollback(
+    model_id: ModelIdArgument,
+    version: VersionArgument,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            help="The Ed25519 private key that signed the package \\[default: train.signing_key].",
+            show_default=False,
+        ),
+    ] = None,
+    public: PublicOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Sign the statement that lets devices install a registered version as a rollback
+    (a version not above the one they run), and keep it in the registry.
+
+    A rollback of a fleet to this version needs it; like the package, it is signed with
+    the private key here, never by the rollout controller.
+    """
+    cfg = load(config)
+    key = load_signing_key(signing_key or cfg.train.signing_key, given=signing_key is not None)
+    with _registry(config, _public_key(public, config)) as registry:
+        entry = _known(registry, model_id, version)
+        try:
+            package = registry.load(entry.model_id, entry.version)
+            path = registry.add_rollback(entry.model_id, entry.version, sign_rollback(package, key))
+        except RegistryError as exc:
+            fail(str(exc), 1)
+        except OSError as exc:
+            fail(f"cannot write the rollback statement: {exc.strerror or exc}", 1)
+    if as_json:
+        report = {"model_id": model_id, "version": version, "path": str(path)}
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(
+            f"signed the rollback to model {model_id} version {version} with "
+            f"{fingerprint(key.public_key())}: {path}"
+        )

@@ -6,7 +6,17 @@ A package directory holds exactly:
 * ``model.vwm`` — the blob the firmware engine runs;
 * ``manifest.json`` — what the package is (see below), in canonical JSON;
 * ``manifest.sig`` — the raw 64-byte Ed25519 signature of the exact bytes of
-  ``manifest.json``.
+  ``manifest.json``;
+* ``device.sig`` — the raw 64-byte Ed25519 signature, by the same key, of the install
+  statement the firmware verifies before it installs the blob
+  (:func:`~vibewatch.protocol.signed_model_text` of the blob's model id, version, size
+  and SHA-256: :meth:`ModelPackage.install_text`). It is made when the package is
+  signed, so whatever ships the blob to devices (the rollout controller) never needs
+  the private key.
+
+A rollback, installing a version that is not above a device's, needs a statement of its
+own (the install statement with the ``rollback`` line), signed offline as well:
+:func:`sign_rollback`, checked by :func:`rollback_problems`.
 
 The manifest is a JSON object with the keys the producer supplies — ``model_id``,
 ``version`` (>= 1), ``threshold``, ``feature_spec`` and ``device`` (equal to the blob's:
@@ -26,6 +36,7 @@ files. :func:`verify_package` checks everything and reports every problem at onc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -49,8 +60,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from vibewatch.edge import Model
 from vibewatch.errors import EdgeError, PackageError
 from vibewatch.models.keys import fingerprint
+from vibewatch.protocol import signed_model_text
 
 __all__ = [
+    "DEVICE_SIGNATURE",
     "FORMAT",
     "MANIFEST",
     "MIN_GOLDEN",
@@ -62,17 +75,20 @@ __all__ = [
     "blob_fields",
     "canonical_json",
     "golden_vectors",
+    "rollback_problems",
+    "sign_rollback",
     "verify_package",
     "write_package",
 ]
 
-FORMAT: Final = "vibewatch-model-package/1"
+FORMAT: Final = "vibewatch-model-package/2"
 """The ``format`` of a manifest this module writes and reads."""
 MANIFEST: Final = "manifest.json"
 SIGNATURE: Final = "manifest.sig"
+DEVICE_SIGNATURE: Final = "device.sig"
 TFLITE: Final = "model.tflite"
 VWM: Final = "model.vwm"
-PACKAGE_FILES: Final = (MANIFEST, SIGNATURE, TFLITE, VWM)
+PACKAGE_FILES: Final = (MANIFEST, SIGNATURE, DEVICE_SIGNATURE, TFLITE, VWM)
 """Every file of a package; a package holds these and nothing else."""
 MIN_GOLDEN: Final = 8
 """Fewest golden vectors a manifest may hold."""
@@ -147,6 +163,7 @@ class ModelPackage:
         tflite: The bytes of ``model.tflite``.
         vwm: The bytes of ``model.vwm``.
         signature: The bytes of ``manifest.sig``.
+        device_signature: The bytes of ``device.sig``.
     """
 
     path: Path
@@ -154,6 +171,7 @@ class ModelPackage:
     tflite: bytes
     vwm: bytes
     signature: bytes
+    device_signature: bytes
 
     @property
     def model_id(self) -> str:
@@ -175,8 +193,13 @@ class ModelPackage:
         """Lowercase hex SHA-256 of ``manifest.json``: identifies the package."""
         return hashlib.sha256(self.manifest_bytes).hexdigest()
 
+    def install_text(self, *, rollback: bool = False) -> bytes:
+        """The statement a device verifies before installing the blob: ``device.sig``
+        signs it; with ``rollback``, the statement of a rollback (:func:`sign_rollback`)."""
+        return _install_text(self.model_id, self.version, self.vwm, rollback=rollback)
+
     def save(self, directory: Path, *, overwrite: bool = False) -> ModelPackage:
-        """Write the four files to ``directory`` atomically; the result's ``path`` is it.
+        """Write the files to ``directory`` atomically; the result's ``path`` is it.
 
         Raises:
             PackageError: ``directory`` exists, is not empty and ``overwrite`` is false.
@@ -188,12 +211,40 @@ class ModelPackage:
             {
                 MANIFEST: self.manifest_bytes,
                 SIGNATURE: self.signature,
+                DEVICE_SIGNATURE: self.device_signature,
                 TFLITE: self.tflite,
                 VWM: self.vwm,
             },
             overwrite=overwrite,
         )
-        return ModelPackage(directory, self.manifest, self.tflite, self.vwm, self.signature)
+        return dataclasses.replace(self, path=directory)
+
+
+def _install_text(model_id: str, version: int, vwm: bytes, *, rollback: bool) -> bytes:
+    sha256 = hashlib.sha256(vwm).hexdigest()
+    return signed_model_text(model_id, version, len(vwm), sha256, rollback=rollback)
+
+
+def sign_rollback(package: ModelPackage, private_key: Ed25519PrivateKey) -> bytes:
+    """The signed statement that lets devices install ``package`` as a rollback (a version
+    not above theirs): the Ed25519 signature of its install statement with ``rollback``.
+
+    Made offline with the signing key, like the package itself.
+    """
+    return private_key.sign(package.install_text(rollback=True))
+
+
+def rollback_problems(
+    package: ModelPackage, signature: bytes, public_key: Ed25519PublicKey
+) -> list[str]:
+    """What is wrong with a rollback statement of ``package`` (empty when it is valid)."""
+    return _signature_problems(
+        "the rollback statement",
+        f"the rollback of {package.model_id} version {package.version}",
+        package.install_text(rollback=True),
+        signature,
+        public_key,
+    )
 
 
 # --- writing ------------------------------------------------------------------
@@ -297,7 +348,14 @@ def write_package(
         problems.append(f"manifest: cannot be written as JSON: {exc}")
     if problems:
         raise PackageError(str(directory), problems)
-    files = {MANIFEST: text, SIGNATURE: private_key.sign(text), TFLITE: tflite, VWM: vwm}
+    install = _install_text(full["model_id"], full["version"], vwm, rollback=False)
+    files = {
+        MANIFEST: text,
+        SIGNATURE: private_key.sign(text),
+        DEVICE_SIGNATURE: private_key.sign(install),
+        TFLITE: tflite,
+        VWM: vwm,
+    }
     _write_files(directory, files, overwrite=overwrite)
     return verify_package(directory, private_key.public_key())
 
@@ -526,8 +584,9 @@ def _parse_manifest(text: bytes) -> tuple[dict[str, Any] | None, list[str]]:
 def verify_package(directory: Path, public_key: Ed25519PublicKey) -> ModelPackage:
     """Check every byte of a package against its signed manifest and the C engine.
 
-    Checked: exactly the four files, each a regular file; the signature of
-    ``manifest.json`` under ``public_key``; the manifest is canonical JSON with every
+    Checked: exactly the five files, each a regular file; the signature of
+    ``manifest.json`` under ``public_key``; ``device.sig``, the signature of the install
+    statement of the blob under ``public_key``; the manifest is canonical JSON with every
     required key; each model file's size and SHA-256; the blob passes the firmware's
     parser; the manifest's ``model_id``, ``version``, ``threshold``, ``feature_spec``
     and ``device`` equal the blob's; every golden vector is reproduced by the C engine
@@ -555,29 +614,49 @@ def verify_package(directory: Path, public_key: Ed25519PublicKey) -> ModelPackag
         else:
             files[name] = read
     if MANIFEST in files and SIGNATURE in files:
-        problems += _signature_problems(files[MANIFEST], files[SIGNATURE], public_key)
+        problems += _signature_problems(
+            SIGNATURE, MANIFEST, files[MANIFEST], files[SIGNATURE], public_key
+        )
     manifest: dict[str, Any] | None = None
     if MANIFEST in files:
         manifest, parse_problems = _parse_manifest(files[MANIFEST])
         problems += parse_problems
     if manifest is not None:
-        problems += _manifest_problems(manifest, files)
+        manifest_problems = _manifest_problems(manifest, files)
+        problems += manifest_problems
+        if not manifest_problems and DEVICE_SIGNATURE in files and VWM in files:
+            install = _install_text(
+                manifest["model_id"], manifest["version"], files[VWM], rollback=False
+            )
+            problems += _signature_problems(
+                DEVICE_SIGNATURE,
+                "the install statement of model.vwm",
+                install,
+                files[DEVICE_SIGNATURE],
+                public_key,
+            )
     if problems or manifest is None:
         raise PackageError(str(directory), problems)
-    return ModelPackage(directory, manifest, files[TFLITE], files[VWM], files[SIGNATURE])
+    return ModelPackage(
+        directory,
+        manifest,
+        files[TFLITE],
+        files[VWM],
+        files[SIGNATURE],
+        files[DEVICE_SIGNATURE],
+    )
 
 
-def _signature_problems(text: bytes, signature: bytes, public_key: Ed25519PublicKey) -> list[str]:
+def _signature_problems(
+    name: str, what: str, text: bytes, signature: bytes, public_key: Ed25519PublicKey
+) -> list[str]:
+    """Problems of ``signature`` (called ``name``) of ``text`` (called ``what``)."""
     if len(signature) != _SIGNATURE_BYTES:
         return [
-            f"{SIGNATURE} holds {len(signature)} bytes, an Ed25519 signature "
-            f"holds {_SIGNATURE_BYTES}"
+            f"{name} holds {len(signature)} bytes, an Ed25519 signature holds {_SIGNATURE_BYTES}"
         ]
     try:
         public_key.verify(signature, text)
     except InvalidSignature:
-        return [
-            f"{SIGNATURE} is not a valid signature of {MANIFEST} by the key "
-            f"{fingerprint(public_key)}"
-        ]
+        return [f"{name} is not a valid signature of {what} by the key {fingerprint(public_key)}"]
     return []

@@ -1,7 +1,9 @@
 """The model registry: verified packages on disk, indexed in the state database.
 
-Layout: ``<root>/<model_id>/<version>/`` holds the four files of a package, copied in
-atomically by :meth:`Registry.register` from bytes that were just verified. The
+Layout: ``<root>/<model_id>/<version>/`` holds the files of a package, copied in
+atomically by :meth:`Registry.register` from bytes that were just verified;
+``<root>/<model_id>/<version>.rollback.sig``, when present, the signed statement that
+lets devices install that version as a rollback (:meth:`Registry.add_rollback`). The
 ``models`` table of the state database (:mod:`vibewatch.state`) holds one row per
 package with its status:
 
@@ -30,7 +32,7 @@ from typing import Any, Final, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vibewatch.errors import PackageError, RegistryError
-from vibewatch.models.package import ModelPackage, verify_package
+from vibewatch.models.package import ModelPackage, rollback_problems, verify_package
 from vibewatch.protocol import ID_RE
 from vibewatch.state import open_state_db, transaction
 
@@ -284,6 +286,50 @@ class Registry:
                 f"model {model_id} version {version} fails verification: " + "; ".join(problems)
             )
         return package
+
+    def _rollback_path(self, model_id: str, version: int) -> Path:
+        return self.get(model_id, version).path.with_name(f"{version}.rollback.sig")
+
+    def add_rollback(self, model_id: str, version: int, statement: bytes) -> Path:
+        """Keep the signed rollback statement of a registered package (see
+        :func:`~vibewatch.models.package.sign_rollback`); returns where it is.
+
+        Raises:
+            RegistryError: The package is not registered or fails verification, or the
+                statement is not its rollback statement signed by the registry's key.
+            OSError: The file cannot be written.
+        """
+        package = self.load(model_id, version)
+        problems = rollback_problems(package, statement, self._key("check a rollback"))
+        if problems:
+            raise RegistryError("; ".join(problems))
+        path = self._rollback_path(model_id, version)
+        staging = path.with_name(f".{path.name}.tmp")
+        staging.write_bytes(statement)
+        staging.replace(path)
+        return path
+
+    def rollback_statement(self, model_id: str, version: int) -> bytes | None:
+        """The signed rollback statement of a registered package, checked again; ``None``
+        when none was added.
+
+        Raises:
+            RegistryError: The package is not registered or fails verification, or the
+                statement on disk is not valid.
+        """
+        path = self._rollback_path(model_id, version)
+        try:
+            statement = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        problems = rollback_problems(
+            self.load(model_id, version), statement, self._key("check a rollback")
+        )
+        if problems:
+            raise RegistryError(f"{path}: " + "; ".join(problems))
+        return statement
 
     def export(self, model_id: str, version: int, dest_dir: Path) -> ModelPackage:
         """Copy a verified registered package to ``dest_dir`` (missing or empty).

@@ -25,6 +25,7 @@ from vibewatch.cliutil import (
     exits,
     fail,
     load,
+    load_signing_key,
     package_dir,
     public_key_path,
 )
@@ -179,23 +180,6 @@ def _spec_text(spec: FeatureSpec) -> str:
     return f"{spec.spec_id} ({spec.sample_rate_hz} Hz, {spec.window}-sample windows)"
 
 
-def _signing_key(path: Path, given: bool) -> Any:
-    """The private key at ``path``; a missing one ends the command with how to make it."""
-    from vibewatch.models.keys import load_private_key
-
-    if not path.exists() and not path.is_symlink():
-        make = "vibewatch keys generate" + (
-            f" --private {path} --public PUBLIC_KEY" if given else ""
-        )
-        fail(
-            f"private key {path} does not exist: packages are signed with it; create a key "
-            f"pair with `{make}`" + ("" if given else " or pass --signing-key"),
-            2,
-        )
-    with exits():
-        return load_private_key(path)
-
-
 def train_command(
     out: Annotated[
         Path,
@@ -348,7 +332,7 @@ def train_command(
         layers = tuple(int(h) for h in hidden.split(","))
     except ValueError:
         fail(f"--hidden {hidden!r} is not a comma-separated list of sizes", 2)
-    key = _signing_key(signing_key or cfg.train.signing_key, signing_key is not None)
+    key = load_signing_key(signing_key or cfg.train.signing_key, given=signing_key is not None)
     # Checked now, not after training: writing the package would fail at the end.
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a directory", 2)

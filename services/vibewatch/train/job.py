@@ -12,8 +12,9 @@ Phases (each reports progress):
 4. **evaluate** — int8 and float scores of the held-out healthy rows and of every faulty
    set: AUC, false-alarm rate, detected share; the PCA and isolation-forest baselines on the
    same split for comparison.
-5. **package** — ``model.tflite``, ``model.vwm``, ``manifest.json``, ``manifest.sig`` in
-   ``OUT/package``, and the model card next to it (:mod:`vibewatch.train.card`).
+5. **package** — ``model.tflite``, ``model.vwm``, ``manifest.json``, ``manifest.sig``,
+   ``device.sig`` in ``OUT/package``, and the model card next to it
+   (:mod:`vibewatch.train.card`).
 
 :func:`register` then files the package in the registry as a candidate and lets the
 quality gate (:mod:`vibewatch.train.gate`) promote or reject it.
