@@ -1,0 +1,2 @@
+"""Over-the-air model rollouts: :mod:`vibewatch.ota.rollout` decides (waves, outcomes,
+aborts), without I/O."""

@@ -1,0 +1,314 @@
+"""A rollout's plan and progress: which devices get the new model when, what each one
+reported, and when the rollout goes on to its next wave, completes or aborts.
+
+Pure logic, no I/O and no clock of its own: the controller hands in the devices'
+reports and the time, carries out what comes back (publish the job to these devices,
+roll these back) and persists the state. The rules:
+
+* targets are taken in the order given; the **canary** wave is the first ``canary`` of
+  them, and each later wave takes the targets up to its share of all of them
+  (``waves=(0.1, 0.5, 1.0)``: up to 10 %, then 50 %, then all);
+* a wave starts only when every device of the wave before reached an outcome
+  (``confirmed``, ``failed``, ``rolled_back``, ``timed_out``) and the rollout is
+  within its limits;
+* a device that has no outcome ``timeout_s`` after its job was sent is ``timed_out``;
+* the rollout **aborts** — no further wave, and the devices that run the new model are
+  to be rolled back — when a device of the canary wave fails in any way (no install or
+  integrity failure goes past the canaries), or when the failures among the devices
+  whose wave started pass ``max_failure_rate``;
+* it **completes** when the last wave has all its outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from vibewatch.protocol import OtaState
+
+__all__ = [
+    "FAILURES",
+    "OUTCOMES",
+    "DeviceProgress",
+    "DeviceState",
+    "Phase",
+    "Rollout",
+    "RolloutPlan",
+    "Step",
+]
+
+
+class DeviceState(StrEnum):
+    """Where one target device is in a rollout."""
+
+    QUEUED = "queued"
+    """Its wave has not started."""
+    SENT = "sent"
+    """The job was published to it; no report yet."""
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    TRIAL = "trial"
+    """The new model is active on trial."""
+    CONFIRMED = "confirmed"
+    """The trial passed: the device runs the new model for good."""
+    FAILED = "failed"
+    """The device refused the job or could not install the model (the detail says why)."""
+    ROLLED_BACK = "rolled_back"
+    """The device fell back to its previous model."""
+    TIMED_OUT = "timed_out"
+    """No outcome within the timeout."""
+
+
+OUTCOMES: Final = frozenset(
+    {DeviceState.CONFIRMED, DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT}
+)
+"""The states a device's part of a rollout ends in."""
+FAILURES: Final = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT})
+"""The outcomes that count against the rollout."""
+
+#: What each state a device reports on ``ota/req`` means for its part of the rollout.
+_REPORTED: Final = {
+    OtaState.DOWNLOADING: DeviceState.DOWNLOADING,
+    OtaState.VERIFYING: DeviceState.VERIFYING,
+    OtaState.ACTIVATED: DeviceState.TRIAL,
+    OtaState.INSTALLED: DeviceState.CONFIRMED,
+    OtaState.FAILED: DeviceState.FAILED,
+    OtaState.ROLLED_BACK: DeviceState.ROLLED_BACK,
+}
+
+
+class Phase(StrEnum):
+    """Where a rollout is as a whole."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    """No new wave starts; devices already sent their job go on."""
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """What a rollout ships to whom, and its limits.
+
+    Attributes:
+        model_id: The model.
+        version: The version to install.
+        targets: The devices, in the order they get the model.
+        canary: Devices in the first wave.
+        waves: After the canaries, the share of all targets each wave reaches, growing,
+            the last 1.0.
+        max_failure_rate: Share of the started devices that may fail before the
+            rollout aborts, in [0, 1).
+        timeout_s: Seconds a device has, from its job, to reach an outcome.
+    """
+
+    model_id: str
+    version: int
+    targets: tuple[str, ...]
+    canary: int = 1
+    waves: tuple[float, ...] = (0.1, 0.5, 1.0)
+    max_failure_rate: float = 0.05
+    timeout_s: float = 900.0
+
+    def problems(self) -> list[str]:
+        """What is wrong with the plan; empty when it can run."""
+        out = []
+        if not self.targets:
+            out.append("no target devices")
+        if len(set(self.targets)) != len(self.targets):
+            out.append("a device is targeted twice")
+        if not 1 <= self.canary <= max(1, len(self.targets)):
+            out.append(f"canary must be 1 to {len(self.targets)} devices, not {self.canary}")
+        if not self.waves or self.waves[-1] != 1.0:
+            out.append(f"the last wave must reach 100 % of the targets, not {self._shares()}")
+        if any(not 0 < a < b for a, b in zip((0.0, *self.waves), self.waves, strict=False)):
+            out.append(f"wave shares must grow, each in (0, 100 %]: {self._shares()}")
+        if not 0 <= self.max_failure_rate < 1:
+            out.append(f"the failure rate limit must be in [0, 100 %), not {self.max_failure_rate}")
+        if not self.timeout_s > 0:
+            out.append(f"the timeout must be > 0 s, not {self.timeout_s:g}")
+        return out
+
+    def _shares(self) -> str:
+        return ",".join(f"{share:.0%}" for share in self.waves) or "none"
+
+    def wave_members(self) -> list[tuple[str, ...]]:
+        """The devices each wave adds: the canaries, then each share's new devices (a
+        share that adds none is no wave)."""
+        out = [self.targets[: self.canary]]
+        reached = self.canary
+        for share in self.waves:
+            upto = max(reached, math.ceil(share * len(self.targets)))
+            if upto > reached:
+                out.append(self.targets[reached:upto])
+                reached = upto
+        return out
+
+
+@dataclass
+class DeviceProgress:
+    """One target's part of a rollout.
+
+    Attributes:
+        state: Where it is.
+        wave: Its wave, 0 for the canaries.
+        sent_s: When its job was sent (``None`` while queued).
+        changed_s: When its state last changed.
+        detail: The device's reason, for ``failed`` and ``rolled_back``.
+    """
+
+    state: DeviceState = DeviceState.QUEUED
+    wave: int = 0
+    sent_s: float | None = None
+    changed_s: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the controller is to do after a call.
+
+    Attributes:
+        send: Devices to publish the job to (their wave just started).
+        roll_back: Devices to send back to their previous model (the rollout aborted).
+    """
+
+    send: tuple[str, ...] = ()
+    roll_back: tuple[str, ...] = ()
+
+
+@dataclass
+class Rollout:
+    """A rollout in progress (see the module documentation).
+
+    Attributes:
+        rollout_id: Its id.
+        plan: The plan.
+        devices: Each target's progress.
+        wave: The wave that started last (-1 before :meth:`start`).
+        phase: Where the rollout is as a whole.
+        reason: Why it aborted or paused.
+    """
+
+    rollout_id: str
+    plan: RolloutPlan
+    devices: dict[str, DeviceProgress] = field(default_factory=dict)
+    wave: int = -1
+    phase: Phase = Phase.RUNNING
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.devices:
+            self.devices = {
+                device: DeviceProgress(wave=index)
+                for index, members in enumerate(self.plan.wave_members())
+                for device in members
+            }
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job every target gets (``ota/job`` and its reports name it)."""
+        return f"{self.rollout_id}.{self.plan.model_id}.v{self.plan.version}"
+
+    @property
+    def waves(self) -> int:
+        """How many waves the rollout has."""
+        return len(self.plan.wave_members())
+
+    def start(self, now_s: float) -> Step:
+        """Start the canary wave."""
+        if self.wave >= 0:
+            return Step()
+        return self._start_wave(0, now_s)
+
+    def report(self, device: str, state: OtaState, now_s: float, detail: str = "") -> Step:
+        """A target reported a state of this rollout's job; returns what follows from it.
+
+        Reports of devices that are not targets or whose job was not sent are ignored,
+        and so is the same state reported again (a device reports the outcome of a
+        retained job again at every connection).
+        """
+        progress = self.devices.get(device)
+        if progress is None or progress.sent_s is None:
+            return Step()
+        new = _REPORTED[state]
+        if new != progress.state:
+            progress.state, progress.changed_s = new, now_s
+            progress.detail = detail if new in FAILURES else ""
+        return self._advance(now_s)
+
+    def tick(self, now_s: float) -> Step:
+        """Time passed: devices past the timeout, then what follows from it."""
+        for progress in self.devices.values():
+            late = progress.sent_s is not None and now_s - progress.sent_s > self.plan.timeout_s
+            if late and progress.state not in OUTCOMES:
+                progress.state, progress.changed_s = DeviceState.TIMED_OUT, now_s
+                progress.detail = f"no outcome within {self.plan.timeout_s:g} s"
+        return self._advance(now_s)
+
+    def pause(self, reason: str = "paused by the operator") -> None:
+        """Start no new wave until :meth:`resume`."""
+        if self.phase is Phase.RUNNING:
+            self.phase, self.reason = Phase.PAUSED, reason
+
+    def resume(self, now_s: float) -> Step:
+        """Go on after :meth:`pause`."""
+        if self.phase is not Phase.PAUSED:
+            return Step()
+        self.phase, self.reason = Phase.RUNNING, ""
+        return self._advance(now_s)
+
+    def abort(self, reason: str) -> Step:
+        """Stop for good: no further wave; the devices running the new model (on trial or
+        confirmed) are to be rolled back."""
+        if self.phase in (Phase.COMPLETED, Phase.ABORTED):
+            return Step()
+        self.phase, self.reason = Phase.ABORTED, reason
+        installed = (DeviceState.TRIAL, DeviceState.CONFIRMED)
+        return Step(roll_back=tuple(d for d, p in self.devices.items() if p.state in installed))
+
+    def counts(self) -> dict[str, int]:
+        """How many targets are in each state (states with none left out)."""
+        out: dict[str, int] = {}
+        for progress in self.devices.values():
+            out[progress.state.value] = out.get(progress.state.value, 0) + 1
+        return out
+
+    @property
+    def converged(self) -> bool:
+        """Whether every target runs the new model for good."""
+        return all(p.state is DeviceState.CONFIRMED for p in self.devices.values())
+
+    # ------------------------------------------------------------------ rules
+    def _start_wave(self, wave: int, now_s: float) -> Step:
+        self.wave = wave
+        members = tuple(d for d, p in self.devices.items() if p.wave == wave)
+        for device in members:
+            progress = self.devices[device]
+            progress.state, progress.sent_s, progress.changed_s = DeviceState.SENT, now_s, now_s
+        return Step(send=members)
+
+    def _advance(self, now_s: float) -> Step:
+        if self.phase in (Phase.COMPLETED, Phase.ABORTED) or self.wave < 0:
+            return Step()
+        started = [p for p in self.devices.values() if p.sent_s is not None]
+        failed = [p for p in started if p.state in FAILURES]
+        canary_failed = [p for p in failed if p.wave == 0]
+        if canary_failed:
+            return self.abort(f"a canary failed: {canary_failed[0].state.value}")
+        if len(failed) > self.plan.max_failure_rate * len(started):
+            return self.abort(
+                f"{len(failed)} of {len(started)} devices failed, more than "
+                f"{self.plan.max_failure_rate:.0%}"
+            )
+        if any(p.state not in OUTCOMES for p in started):
+            return Step()
+        if self.wave + 1 >= self.waves:
+            self.phase = Phase.COMPLETED
+            return Step()
+        if self.phase is Phase.PAUSED:
+            return Step()
+        return self._start_wave(self.wave + 1, now_s)

@@ -1,0 +1,128 @@
+"""The rollout rules: waves, outcomes, timeouts, pauses and aborts, without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from vibewatch.ota.rollout import DeviceState, Phase, Rollout, RolloutPlan, Step
+from vibewatch.protocol import OtaState
+
+DEVICES = tuple(f"pump-{i:02d}" for i in range(20))
+
+
+def plan(**kw: object) -> RolloutPlan:
+    settings: dict[str, object] = {
+        "model_id": "pump-ae",
+        "version": 2,
+        "targets": DEVICES,
+        "canary": 2,
+        "waves": (0.1, 0.5, 1.0),
+        "max_failure_rate": 0.1,
+        "timeout_s": 600.0,
+    }
+    return RolloutPlan(**(settings | kw))  # type: ignore[arg-type]
+
+
+def install(rollout: Rollout, devices: tuple[str, ...], now: float) -> Step:
+    """Every device of ``devices`` goes through a whole install; the last step."""
+    step = Step()
+    for device in devices:
+        for state in (OtaState.DOWNLOADING, OtaState.VERIFYING, OtaState.ACTIVATED):
+            assert rollout.report(device, state, now) == Step()
+        step = rollout.report(device, OtaState.INSTALLED, now)
+    return step
+
+
+def test_waves_are_the_canaries_then_each_shares_new_devices() -> None:
+    assert [len(w) for w in plan().wave_members()] == [2, 8, 10]  # 10 % adds no device
+    assert [len(w) for w in plan(canary=1, waves=(0.25, 1.0)).wave_members()] == [1, 4, 15]
+    assert plan().wave_members()[0] == ("pump-00", "pump-01")
+    assert plan(targets=("a",), canary=1, waves=(1.0,)).wave_members() == [("a",)]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"targets": ()}, "no target devices"),
+        ({"targets": ("a", "a")}, "a device is targeted twice"),
+        ({"canary": 0}, "canary must be 1 to 20 devices, not 0"),
+        ({"canary": 21}, "canary must be 1 to 20 devices, not 21"),
+        ({"waves": (0.5,)}, "the last wave must reach 100 % of the targets, not 50%"),
+        ({"waves": (0.5, 0.2, 1.0)}, "wave shares must grow, each in (0, 100 %]: 50%,20%,100%"),
+        ({"max_failure_rate": 1.0}, "the failure rate limit must be in [0, 100 %), not 1.0"),
+        ({"timeout_s": 0.0}, "the timeout must be > 0 s, not 0"),
+    ],
+)
+def test_a_bad_plan_names_its_problem(change: dict[str, object], problem: str) -> None:
+    assert problem in plan(**change).problems()
+
+
+def test_waves_follow_each_other_until_every_device_is_confirmed() -> None:
+    rollout = Rollout("r1", plan())
+    assert rollout.job_id == "r1.pump-ae.v2"
+    step = rollout.start(0.0)
+    assert step == Step(send=("pump-00", "pump-01"))
+    assert rollout.start(1.0) == Step()  # once
+    assert rollout.counts() == {"sent": 2, "queued": 18}
+    step = install(rollout, step.send, 10.0)
+    assert step.send == DEVICES[2:10] and rollout.wave == 1
+    step = install(rollout, step.send, 20.0)
+    assert step.send == DEVICES[10:] and rollout.wave == 2
+    assert install(rollout, step.send, 30.0) == Step()
+    assert rollout.phase is Phase.COMPLETED and rollout.converged
+    assert rollout.counts() == {"confirmed": 20}
+    assert rollout.report("pump-00", OtaState.INSTALLED, 40.0) == Step()  # again: nothing
+
+
+def test_a_failed_canary_aborts_and_rolls_back_the_other_canaries() -> None:
+    rollout = Rollout("r1", plan())
+    rollout.start(0.0)
+    rollout.report("pump-00", OtaState.ACTIVATED, 5.0)
+    step = rollout.report("pump-01", OtaState.FAILED, 6.0, "golden")
+    assert step == Step(roll_back=("pump-00",))
+    assert rollout.phase is Phase.ABORTED and rollout.reason == "a canary failed: failed"
+    assert rollout.devices["pump-01"].detail == "golden"
+    assert rollout.counts() == {"trial": 1, "failed": 1, "queued": 18}  # nobody else sent
+    assert rollout.report("pump-00", OtaState.INSTALLED, 7.0) == Step()
+    assert rollout.tick(10_000.0) == Step()
+
+
+def test_failures_past_the_limit_abort_a_later_wave() -> None:
+    rollout = Rollout("r1", plan(max_failure_rate=0.1))
+    second = install(rollout, rollout.start(0.0).send, 1.0).send
+    assert rollout.report(second[0], OtaState.FAILED, 2.0, "signature") == Step()  # 1 of 10
+    rollout.report(second[1], OtaState.ACTIVATED, 2.0)
+    step = rollout.report(second[2], OtaState.ROLLED_BACK, 3.0, "trial reset")  # 2 of 10
+    assert rollout.phase is Phase.ABORTED
+    assert rollout.reason == "2 of 10 devices failed, more than 10%"
+    assert set(step.roll_back) == {"pump-00", "pump-01", second[1]}
+
+
+def test_a_device_without_an_outcome_times_out() -> None:
+    rollout = Rollout("r1", plan(canary=1, timeout_s=60.0))
+    rollout.start(0.0)
+    rollout.report("pump-00", OtaState.DOWNLOADING, 10.0)
+    assert rollout.tick(60.0) == Step()  # not past it yet
+    assert rollout.tick(61.0) == Step()  # a canary timed out: aborted, nothing installed
+    assert rollout.devices["pump-00"].state is DeviceState.TIMED_OUT
+    assert rollout.devices["pump-00"].detail == "no outcome within 60 s"
+    assert rollout.phase is Phase.ABORTED
+
+
+def test_a_paused_rollout_starts_no_wave_until_resumed() -> None:
+    rollout = Rollout("r1", plan())
+    send = rollout.start(0.0).send
+    rollout.pause()
+    assert rollout.phase is Phase.PAUSED and rollout.reason == "paused by the operator"
+    assert install(rollout, send, 1.0) == Step()  # the canaries finish; no next wave
+    step = rollout.resume(2.0)
+    assert step.send == DEVICES[2:10] and rollout.phase is Phase.RUNNING
+    assert rollout.resume(3.0) == Step()
+
+
+def test_reports_of_others_are_ignored() -> None:
+    rollout = Rollout("r1", plan())
+    rollout.start(0.0)
+    assert rollout.report("elsewhere", OtaState.FAILED, 1.0) == Step()
+    assert rollout.report("pump-19", OtaState.FAILED, 1.0) == Step()  # its job was not sent
+    assert rollout.phase is Phase.RUNNING and rollout.counts() == {"sent": 2, "queued": 18}
