@@ -14,6 +14,7 @@ from vibewatch.demo.cli import demo_command
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
 from vibewatch.models.cli import keys_app, models_app
+from vibewatch.ota.cli import devices_app, ota_app
 from vibewatch.serve import SERVICES, build_services, run_services
 from vibewatch.sim.cli import sim_command
 from vibewatch.train.cli import dataset_app
@@ -27,6 +28,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.add_typer(ota_app, name="ota")
+app.add_typer(devices_app, name="devices")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("sim")(sim_command)
@@ -148,7 +151,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the back end's services in one process: today ingest (MQTT into InfluxDB).
+    """Run the back end's services in one process: ingest (MQTT into InfluxDB) and the
+    OTA controller (rollouts).
 
     Services start in order and stop in reverse order; readiness is reported on
     $NOTIFY_SOCKET (systemd Type=notify). SIGTERM or Ctrl-C flushes everything and exits

@@ -515,12 +515,30 @@ class MqttSession:
                 str(reason),
             )
 
+    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 without waiting for the PUBACK: for messages the receiver asks
+        for again when one is lost (OTA chunks). Safe on the network thread, in a
+        message handler. A refused message is logged.
+
+        Raises:
+            ValueError: ``topic`` is not a valid topic name.
+        """
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        with self._pubacks:
+            reason = self._puback_reasons.pop(info.mid, None)  # the PUBACK came first
+            if reason is None:
+                self._abandoned.add(info.mid)
+        if reason is not None and reason.is_failure:
+            log.warning("the MQTT broker refused the message on %r: %s", topic, reason)
+
     def _on_publish(
         self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any
     ) -> None:
         with self._pubacks:
             if mid in self._abandoned:
                 self._abandoned.discard(mid)
+                if reason.is_failure:
+                    log.warning("the MQTT broker refused a message: %s", reason)
                 return
             self._puback_reasons[mid] = reason
             self._pubacks.notify_all()

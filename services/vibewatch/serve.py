@@ -1,9 +1,9 @@
 """Running the back end's services: start in order, report readiness, stop in reverse.
 
-``vibewatch serve`` runs every back-end service in one process (today the ingestion
-service; alerting and OTA rollouts join it), and each service's own command
-(``vibewatch ingest``) runs it alone; both go through :func:`run_services`, the one
-place that handles signals and the order of shutdown:
+``vibewatch serve`` runs every back-end service in one process (the ingestion service
+and the OTA controller; alerting joins them), and each service's own command
+(``vibewatch ingest``, ``vibewatch ota serve``) runs it alone; all go through
+:func:`run_services`, the one place that handles signals and the order of shutdown:
 
 1. services start in the order given; one that cannot start (the broker refused it,
    a file it needs cannot be opened) stops those started before it, in reverse
@@ -64,7 +64,13 @@ def _ingest(config: Config) -> Service:
     return IngestService.from_config(config)
 
 
-SERVICES: Mapping[str, Callable[[Config], Service]] = {"ingest": _ingest}
+def _ota(config: Config) -> Service:
+    from vibewatch.ota.controller import OtaController
+
+    return OtaController.from_config(config)
+
+
+SERVICES: Mapping[str, Callable[[Config], Service]] = {"ingest": _ingest, "ota": _ota}
 """Every back-end service by name, in start order, each built from the configuration."""
 
 

@@ -59,6 +59,49 @@ MIGRATIONS: Final[tuple[str, ...]] = (
             SET last_version = max(last_version, excluded.last_version);
     END;
     """,
+    # 2: OTA rollouts (vibewatch.ota.store): each rollout, each target's progress, the
+    # operators' commands waiting for the controller, and the devices as their last
+    # status messages describe them.
+    """
+    CREATE TABLE rollouts (
+        rollout_id TEXT PRIMARY KEY,
+        number INTEGER NOT NULL UNIQUE,
+        model_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        phase TEXT NOT NULL CHECK (phase IN ('running', 'paused', 'completed', 'aborted')),
+        wave INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE rollout_devices (
+        rollout_id TEXT NOT NULL REFERENCES rollouts (rollout_id) ON DELETE CASCADE,
+        device TEXT NOT NULL,
+        state TEXT NOT NULL,
+        wave INTEGER NOT NULL,
+        sent_s REAL,
+        changed_s REAL NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, device)
+    ) STRICT;
+    CREATE TABLE rollout_commands (
+        id INTEGER PRIMARY KEY,
+        rollout_id TEXT NOT NULL REFERENCES rollouts (rollout_id) ON DELETE CASCADE,
+        command TEXT NOT NULL CHECK (command IN ('pause', 'resume', 'abort')),
+        reason TEXT NOT NULL,
+        requested_at TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE devices (
+        device TEXT PRIMARY KEY,
+        online INTEGER NOT NULL,
+        firmware TEXT,
+        model_id TEXT,
+        model_version INTEGER,
+        status TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    ) STRICT;
+    """,
 )
 
 

@@ -55,6 +55,8 @@ def test_waves_are_the_canaries_then_each_shares_new_devices() -> None:
 )
 def test_a_bad_plan_names_its_problem(change: dict[str, object], problem: str) -> None:
     assert problem in plan(**change).problems()
+    assert plan().problems() == []
+    assert plan(waves=(0.5, 1.0), canary=20).problems() == []
 
 
 def test_waves_follow_each_other_until_every_device_is_confirmed() -> None:

@@ -66,8 +66,8 @@ def test_later_migrations_apply_in_order_each_whole_or_not_at_all(
         "MIGRATIONS",
         (
             *MIGRATIONS,
-            "CREATE TABLE devices (id TEXT PRIMARY KEY);",
-            "CREATE TABLE rollouts (id TEXT);\nINSERT INTO nowhere VALUES (1);",
+            "CREATE TABLE widgets (id TEXT PRIMARY KEY);",
+            "CREATE TABLE gadgets (id TEXT);\nINSERT INTO nowhere VALUES (1);",
         ),
     )
     with pytest.raises(StateError, match="no such table: nowhere"):
@@ -75,8 +75,8 @@ def test_later_migrations_apply_in_order_each_whole_or_not_at_all(
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == n + 1
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "devices" in tables
-    assert "rollouts" not in tables
+    assert "widgets" in tables
+    assert "gadgets" not in tables
     db.close()
 
 

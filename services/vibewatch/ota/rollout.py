@@ -124,7 +124,7 @@ class RolloutPlan:
             out.append(f"canary must be 1 to {len(self.targets)} devices, not {self.canary}")
         if not self.waves or self.waves[-1] != 1.0:
             out.append(f"the last wave must reach 100 % of the targets, not {self._shares()}")
-        if any(not 0 < a < b for a, b in zip((0.0, *self.waves), self.waves, strict=False)):
+        if any(not a < b <= 1.0 for a, b in zip((0.0, *self.waves), self.waves, strict=False)):
             out.append(f"wave shares must grow, each in (0, 100 %]: {self._shares()}")
         if not 0 <= self.max_failure_rate < 1:
             out.append(f"the failure rate limit must be in [0, 100 %), not {self.max_failure_rate}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import struct
 import zlib
@@ -61,6 +62,7 @@ DEFAULT_SAMPLE_RATE_HZ: Final = 16_000
 """Sample rate of :func:`spec_for` unless told otherwise."""
 
 _CRC_OFFSET: Final = 12
+_VERSION_OFFSET: Final = 16  # the header's model version (vibewatch.edge.vwm)
 """Offset of the header's CRC-32 in a blob (``vw_model.h``): computed with these 4 bytes zero."""
 
 TFLITE_STAND_IN: Final = b"\x1c\x00\x00\x00TFL3 int8 model stand-in"
@@ -262,3 +264,26 @@ def resign(directory: Path, key: Ed25519PrivateKey, manifest_text: bytes) -> Non
     """Replace the manifest of a package with ``manifest_text``, validly signed by ``key``."""
     (directory / "manifest.json").write_bytes(manifest_text)
     (directory / "manifest.sig").write_bytes(key.sign(manifest_text))
+
+
+def factory_version(directory: Path, key: Ed25519PrivateKey, version: int) -> ModelPackage:
+    """The factory model as another version, packaged and signed with ``key`` into
+    ``directory``: what a retrained model looks like to a rollout (same weights and
+    golden vectors, the header's version and CRC changed)."""
+    from vibewatch.edge.m4 import FACTORY_MODEL
+    from vibewatch.models.package import MANIFEST, TFLITE
+
+    source = FACTORY_MODEL.parent
+    manifest = json.loads((source / MANIFEST).read_bytes())
+    for added in ("format", "files"):
+        del manifest[added]
+    manifest["version"] = version
+    blob = bytearray(FACTORY_MODEL.read_bytes())
+    struct.pack_into("<I", blob, _VERSION_OFFSET, version)
+    return write_package(
+        directory,
+        tflite=(source / TFLITE).read_bytes(),
+        vwm=reseal(blob),
+        manifest=manifest,
+        private_key=key,
+    )

@@ -1,0 +1,308 @@
+"""``vibewatch ota …`` (rollouts) and ``vibewatch devices …`` (what the devices said of
+themselves).
+
+``ota deploy`` checks a rollout and saves it; the controller (``vibewatch serve``, or
+``vibewatch ota serve`` alone) carries it out. ``pause``, ``resume`` and ``abort`` queue
+a command the controller carries out within a second.
+
+Exit codes: 0 success; 1 a failure (the state database cannot be used, a registered
+package fails verification); 2 bad input (an unknown model, version, device or rollout,
+a bad wave or rate, a version not above what a target runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from vibewatch.cliutil import App, ConfigOption, JsonOption, ProgressLine, fail, load
+
+__all__ = ["devices_app", "ota_app"]
+
+ota_app = App(help="Over-the-air model rollouts: canary first, then waves; abort on trouble.")
+devices_app = App(help="The devices, as their last status messages describe them.")
+
+RolloutArgument = Annotated[str, typer.Argument(help="Rollout id (rollout-N).", show_default=False)]
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
+
+
+def _duration(text: str, what: str) -> float:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        fail(f"{what} must be a duration like 90s, 15m or 1h, not {text!r}", 2)
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
+
+
+def _share(text: str, what: str) -> float:
+    value = text.strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        fail(f"{what} must be a share like 5% or 0.05, not {text!r}", 2)
+    return share
+
+
+@contextmanager
+def _store(config: Any) -> Iterator[Any]:
+    from vibewatch.ota.store import RolloutStore
+    from vibewatch.state import StateError, open_state_db
+
+    cfg = load(config)
+    try:
+        db = open_state_db(cfg.state_db)
+    except StateError as exc:
+        fail(str(exc), 1)
+    try:
+        yield RolloutStore(db)
+    finally:
+        db.close()
+
+
+@ota_app.command("deploy")
+def ota_deploy(
+    model_id: Annotated[str, typer.Argument(help="Model id.", show_default=False)],
+    version: Annotated[int, typer.Argument(min=1, help="The version to install.")],
+    devices: Annotated[
+        str | None,
+        typer.Option("--devices", help="Target devices, comma separated.", show_default=False),
+    ] = None,
+    all_devices: Annotated[
+        bool, typer.Option("--all", help="Every device that ever sent its status.")
+    ] = False,
+    canary: Annotated[int, typer.Option("--canary", min=1, help="Devices in the first wave.")] = 1,
+    waves: Annotated[
+        str,
+        typer.Option(
+            "--waves", help="After the canaries, the share of the targets each wave reaches."
+        ),
+    ] = "10%,50%,100%",
+    max_failure_rate: Annotated[
+        str, typer.Option("--max-failure-rate", help="Failures that abort the rollout.")
+    ] = "5%",
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Time a device has from its job to an outcome.")
+    ] = "15m",
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a rollout of a registered model version; `vibewatch serve` carries it out.
+
+    Refused, with the reason, for a package that fails verification, a version not above
+    what a target runs, unknown devices.
+    """
+    from vibewatch.errors import RegistryError
+    from vibewatch.models.keys import load_public_key
+    from vibewatch.models.registry import Registry
+    from vibewatch.ota.rollout import RolloutPlan
+
+    if (devices is None) == (not all_devices):
+        fail("give the targets: --devices A,B,... or --all", 2)
+    cfg = load(config)
+    plan_waves = tuple(_share(w, "--waves") for w in waves.split(","))
+    with _store(config) as store:
+        known = {device.device: device for device in store.devices()}
+        targets = (
+            tuple(sorted(known))
+            if all_devices
+            else tuple(dict.fromkeys(d.strip() for d in (devices or "").split(",") if d.strip()))
+        )
+        unknown = [d for d in targets if d not in known]
+        if unknown:
+            fail(f"unknown devices (no status received from them): {', '.join(unknown)}", 2)
+        ahead = [
+            f"{d} runs {known[d].model_id} version {known[d].model_version}"
+            for d in targets
+            if known[d].model_id == model_id and (known[d].model_version or 0) >= version
+        ]
+        if ahead:
+            fail(
+                f"version {version} is not above what the targets run ({'; '.join(ahead)}); "
+                "a rollback needs a signed rollback statement",
+                2,
+            )
+        plan = RolloutPlan(
+            model_id=model_id,
+            version=version,
+            targets=targets,
+            canary=canary,
+            waves=plan_waves,
+            max_failure_rate=_share(max_failure_rate, "--max-failure-rate"),
+            timeout_s=_duration(timeout, "--timeout"),
+        )
+        problems = plan.problems()
+        if problems:
+            fail("; ".join(problems), 2)
+        try:
+            key = load_public_key(cfg.train.verify_key)
+            with Registry(cfg.train.registry_dir, cfg.state_db, key) as registry:
+                registry.load(model_id, version)
+        except RegistryError as exc:
+            fail(str(exc), 2 if "not registered" in str(exc) else 1)
+        rollout = store.create(plan)
+    if as_json:
+        typer.echo(json.dumps(_rollout_json(rollout), indent=2))
+    else:
+        sizes = " + ".join(str(len(w)) for w in plan.wave_members())
+        typer.echo(
+            f"{rollout.rollout_id}: {model_id} version {version} to {len(targets)} devices "
+            f"in waves of {sizes}; `vibewatch ota status {rollout.rollout_id} --watch`"
+        )
+
+
+def _rollout_json(rollout: Any) -> dict[str, Any]:
+    return {
+        "rollout": rollout.rollout_id,
+        "job": rollout.job_id,
+        "model_id": rollout.plan.model_id,
+        "version": rollout.plan.version,
+        "phase": rollout.phase.value,
+        "reason": rollout.reason,
+        "wave": rollout.wave,
+        "waves": rollout.waves,
+        "converged": rollout.converged,
+        "counts": rollout.counts(),
+        "devices": {
+            device: {"state": p.state.value, "wave": p.wave, "detail": p.detail}
+            for device, p in rollout.devices.items()
+        },
+    }
+
+
+def _status_lines(rollout: Any) -> list[str]:
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(rollout.counts().items()))
+    head = (
+        f"{rollout.rollout_id}  {rollout.plan.model_id} v{rollout.plan.version}  "
+        f"{rollout.phase.value}{f' ({rollout.reason})' if rollout.reason else ''}  "
+        f"wave {rollout.wave + 1}/{rollout.waves}  {counts}"
+    )
+    lines = [head]
+    for device, p in rollout.devices.items():
+        if p.state.value not in ("queued", "confirmed"):
+            lines.append(f"  {device:<24} wave {p.wave + 1}  {p.state.value}  {p.detail}".rstrip())
+    return lines
+
+
+@ota_app.command("status")
+def ota_status(
+    rollout_id: Annotated[
+        str | None, typer.Argument(help="Rollout id [default: the latest].", show_default=False)
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Show it live until it ends.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show a rollout: its phase and wave, and every device not yet confirmed, with its
+    state and the device's reason."""
+    from vibewatch.ota.rollout import Phase
+    from vibewatch.ota.store import RolloutError
+
+    line = ProgressLine(every=5.0)
+    while True:
+        with _store(config) as store:
+            try:
+                if rollout_id is None:
+                    every = store.rollouts()
+                    if not every:
+                        fail("no rollout yet (`vibewatch ota deploy` creates one)", 2)
+                    rollout = every[-1]
+                else:
+                    rollout = store.load(rollout_id)
+            except RolloutError as exc:
+                fail(str(exc), 2)
+        ended = rollout.phase in (Phase.COMPLETED, Phase.ABORTED)
+        if not watch or ended:
+            break
+        line.show(_status_lines(rollout)[0])
+        time.sleep(1.0)
+    line.end()
+    if as_json:
+        typer.echo(json.dumps(_rollout_json(rollout), indent=2))
+    else:
+        typer.echo("\n".join(_status_lines(rollout)))
+
+
+@ota_app.command("list")
+def ota_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """Every rollout, oldest first."""
+    with _store(config) as store:
+        rollouts = store.rollouts()
+    if as_json:
+        typer.echo(json.dumps([_rollout_json(r) | {"devices": len(r.devices)} for r in rollouts]))
+        return
+    for rollout in rollouts:
+        typer.echo(_status_lines(rollout)[0])
+
+
+def _command(rollout_id: str, command: Any, reason: str, config: Any) -> None:
+    from vibewatch.ota.store import RolloutError
+
+    with _store(config) as store:
+        try:
+            store.request(rollout_id, command, reason)
+        except RolloutError as exc:
+            fail(str(exc), 2)
+    typer.echo(f"{rollout_id}: {command} requested; the controller carries it out within a second")
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the record.")]
+
+
+@ota_app.command("pause")
+def ota_pause(
+    rollout_id: RolloutArgument, reason: ReasonOption = "", config: ConfigOption = None
+) -> None:
+    """Start no new wave; devices already sent their job go on."""
+    _command(rollout_id, "pause", reason, config)
+
+
+@ota_app.command("resume")
+def ota_resume(
+    rollout_id: RolloutArgument, reason: ReasonOption = "", config: ConfigOption = None
+) -> None:
+    """Go on after a pause."""
+    _command(rollout_id, "resume", reason, config)
+
+
+@ota_app.command("abort")
+def ota_abort(
+    rollout_id: RolloutArgument, reason: ReasonOption = "", config: ConfigOption = None
+) -> None:
+    """Stop for good: no further wave; devices on the new model are rolled back."""
+    _command(rollout_id, "abort", reason, config)
+
+
+@ota_app.command("serve")
+def ota_serve(config: ConfigOption = None) -> None:
+    """Run the OTA controller alone (`vibewatch serve` runs it with the other services).
+
+    SIGTERM or Ctrl-C stops it; a rollout goes on where it was at the next start.
+    """
+    from vibewatch.logs import setup_logging
+    from vibewatch.serve import build_services, run_services
+
+    cfg = load(config)
+    setup_logging(cfg.log.level, cfg.log.format)
+    raise typer.Exit(run_services(build_services(cfg, ["ota"])))
+
+
+@devices_app.command("list")
+def devices_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """Every device a status message came from: online, firmware, model, last seen."""
+    with _store(config) as store:
+        devices = store.devices()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(device) for device in devices]))
+        return
+    for d in devices:
+        typer.echo(
+            f"{d.device:<24} {'online ' if d.online else 'offline'}  {d.firmware or '-':<12} "
+            f"{d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}  "
+            f"last seen {d.last_seen}"
+        )
