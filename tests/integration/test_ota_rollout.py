@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
@@ -25,6 +26,7 @@ from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
 from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import LocalMosquitto
+from vibewatch.testing.watch import Watcher
 
 
 @pytest.fixture
@@ -63,6 +65,54 @@ def vibewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+class Fleet:
+    """Simulated devices on a clock the test moves, and the rollouts as the store has them."""
+
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str],
+        manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+        scenario: Scenario,
+        key: Ed25519PublicKey,
+    ) -> None:
+        self.env = env
+        self.simulation, self.clock = manual_simulation(
+            scenario, public_key=key, settings=DeviceSettings(features_every=0, trial_ms=10_000)
+        )
+        self.db = open_state_db(home / "state.db")
+        self.store = RolloutStore(self.db)
+        self.simulation.start()
+        deadline = time.monotonic() + 20
+        while len(self.store.devices()) < scenario.devices:  # a lost birth goes again
+            assert time.monotonic() < deadline, self.store.devices()
+            self.step()
+
+    def step(self, seconds: int = 1) -> None:
+        for _ in range(seconds):
+            self.clock.advance(1.0)
+            self.simulation.step()
+            time.sleep(0.02)  # the network thread's turn: jobs, chunks
+
+    def run(self, rollout_id: str, limit_s: float = 120) -> dict[str, Any]:
+        """Step until the rollout ends; ``vibewatch ota status --json`` of it."""
+        deadline = time.monotonic() + limit_s
+        while self.store.load(rollout_id).phase.value in ("running", "paused"):
+            assert time.monotonic() < deadline, self.status(rollout_id)
+            self.step(5)
+        self.step(5)  # what follows the end: rollback commands
+        return self.status(rollout_id)
+
+    def status(self, rollout_id: str) -> dict[str, Any]:
+        shown = vibewatch(self.env, "ota", "status", rollout_id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.simulation.close()
+        self.db.close()
+
+
 def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
     home: Path,
     env: dict[str, str],
@@ -71,24 +121,8 @@ def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
 ) -> None:
     key = load_public_key(home / "keys" / "model-signing.pub")
     scenario = Scenario(devices=20, seed=8, link=LinkPlan(loss=0.05, duplicate=0.05))
-    simulation, clock = manual_simulation(
-        scenario, public_key=key, settings=DeviceSettings(features_every=0, trial_ms=10_000)
-    )
-
-    def step(seconds: int = 1) -> None:
-        for _ in range(seconds):
-            clock.advance(1.0)
-            simulation.step()
-            time.sleep(0.02)  # the network thread's turn: jobs, chunks
-
-    db = open_state_db(home / "state.db")
-    store = RolloutStore(db)
-    simulation.start()
+    fleet = Fleet(home, env, manual_simulation, scenario, key)
     try:
-        deadline = time.monotonic() + 20
-        while len(store.devices()) < 20:  # a birth the radio lost goes again at a step
-            assert time.monotonic() < deadline, store.devices()
-            step()
         refused = vibewatch(env, "ota", "deploy", "vibewatch-ae", "1", "--all")
         assert refused.returncode == 2
         assert "version 1 is not above what the targets run (sim-0001 runs" in refused.stderr
@@ -101,24 +135,46 @@ def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
         assert done.returncode == 0, done.stderr
         created = json.loads(done.stdout)
         assert created["rollout"] == "rollout-1" and created["waves"] == 3
-
-        def rollout() -> dict[str, Any]:
-            shown = vibewatch(env, "ota", "status", "rollout-1", "--json")
-            assert shown.returncode == 0, shown.stderr
-            return json.loads(shown.stdout)  # type: ignore[no-any-return]
-
-        deadline = time.monotonic() + 240
-        while store.load("rollout-1").phase.value == "running":
-            assert time.monotonic() < deadline, rollout()
-            step(5)
-        final = rollout()
+        final = fleet.run("rollout-1")
     finally:
-        simulation.close()
-        db.close()
+        fleet.close()
     assert final["phase"] == "completed" and final["converged"] is True, final
     assert final["counts"] == {"confirmed": 20}
-    for device in simulation.fleet.devices.values():
+    for device in fleet.simulation.fleet.devices.values():
         assert device.slots.state.model_version == 2
     listed = json.loads(vibewatch(env, "ota", "list", "--json").stdout)
     assert [r["rollout"] for r in listed] == ["rollout-1"]
     assert controller.stop() == 0
+
+
+def test_a_canary_that_refuses_the_package_aborts_the_rollout(
+    home: Path,
+    env: dict[str, str],
+    mosquitto: LocalMosquitto,
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    # the fleet trusts another key than the one that signed the package
+    watcher = Watcher(mosquitto.port)
+    other = Ed25519PrivateKey.generate().public_key()
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=9), other)
+    try:
+        done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "1")
+        assert done.returncode == 0, done.stderr
+        waves = "rollout-1: vibewatch-ae version 2 to 10 devices in waves of 1 + 4 + 5"
+        assert waves in done.stdout
+        final = fleet.run("rollout-1")
+    finally:
+        fleet.close()
+        watcher.close()
+    assert final["phase"] == "aborted" and final["reason"] == "a canary failed: failed", final
+    canary = final["devices"]["sim-0001"]
+    assert canary["state"] == "failed" and canary["detail"] == "signature"
+    assert final["counts"] == {"failed": 1, "queued": 9}
+    jobs = watcher.messages("ota/job")
+    assert set(jobs) == {"sim-0001"}  # nobody past the canary got a job
+    assert jobs["sim-0001"][-1] == b""  # and the canary's retained job is cleared
+    for device in fleet.simulation.fleet.devices.values():
+        assert device.slots.state.model_version == 1
+    text = vibewatch(env, "ota", "status", "rollout-1").stdout
+    assert "aborted (a canary failed: failed)" in text and "sim-0001" in text
