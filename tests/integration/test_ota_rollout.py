@@ -178,3 +178,43 @@ def test_a_canary_that_refuses_the_package_aborts_the_rollout(
         assert device.slots.state.model_version == 1
     text = vibewatch(env, "ota", "status", "rollout-1").stdout
     assert "aborted (a canary failed: failed)" in text and "sim-0001" in text
+
+
+def test_a_controller_killed_mid_rollout_resumes_where_it_was(
+    home: Path,
+    env: dict[str, str],
+    mosquitto: LocalMosquitto,
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    watcher = Watcher(mosquitto.port)
+    key = load_public_key(home / "keys" / "model-signing.pub")
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=10), key)
+    try:
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
+            "--waves", "50%,100%",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while fleet.store.load("rollout-1").wave < 1:  # the canaries are done
+            assert time.monotonic() < deadline
+            fleet.step()
+        before = fleet.store.load("rollout-1")
+        confirmed = [d for d, p in before.devices.items() if p.state.value == "confirmed"]
+        controller.kill()  # as a crash would: nothing flushed
+        fleet.step(10)  # the devices go on; their chunk requests go unanswered
+        controller.start()
+        final = fleet.run("rollout-1")
+    finally:
+        fleet.close()
+        watcher.close()
+    assert final["phase"] == "completed" and final["converged"] is True, final
+    assert confirmed == ["sim-0001", "sim-0002"]
+    jobs = watcher.messages("ota/job")
+    for device in confirmed:  # a device that had its model got nothing again
+        assert len(jobs[device]) == 1, (device, jobs[device])
+    for device in fleet.simulation.fleet.devices.values():
+        assert device.slots.state.model_version == 2
+        assert device.device.counters.chunks_ignored == 0  # no chunk it had came again
+    assert controller.stop() == 0
