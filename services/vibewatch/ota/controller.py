@@ -73,6 +73,10 @@ CHUNK_RATE: Final = 2000.0
 #: up to :data:`JOB_RESEND_MAX_S`): a device that missed it while away takes it then.
 JOB_RESEND_S: Final = 10.0
 JOB_RESEND_MAX_S: Final = 300.0
+#: A chunk a device was sent less than this many seconds ago is not sent again: the
+#: requests the broker kept for the controller while it was away arrive next to the
+#: ones the device sent again meanwhile, and the device stores a chunk once.
+CHUNK_REPEAT_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class OtaController:
         self._tick_s = tick_s
         self._chunk_rate = chunk_rate
         self._tokens = chunk_rate
+        self._recent: dict[tuple[str, str, int], float] = {}  # (device, job, offset): sent at
         self._refilled = time.monotonic()
         self._inbox: queue.Queue[tuple[str, Status | OtaRequest, AckToken | None]] = queue.Queue()
         # by job id: replaced whole (never changed in place), read on the network thread
@@ -217,9 +222,11 @@ class OtaController:
         if package is None or request.offset is None or request.length is None:
             return  # not a job of a running rollout: nothing to send
         now = time.monotonic()
-        self._tokens = min(
-            self._chunk_rate, self._tokens + (now - self._refilled) * self._chunk_rate
-        )
+        sent = (request.device, request.job, request.offset)
+        if now - self._recent.get(sent, -CHUNK_REPEAT_S) < CHUNK_REPEAT_S:
+            return
+        refill = (now - self._refilled) * self._chunk_rate
+        self._tokens = min(self._chunk_rate, self._tokens + refill)
         self._refilled = now
         if self._tokens < 1:
             self.chunks_dropped += 1  # the device asks again after its timeout
@@ -228,6 +235,9 @@ class OtaController:
         data = package.blob[request.offset : request.offset + request.length]
         if not data:
             return
+        if len(self._recent) > 100_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < CHUNK_REPEAT_S}
+        self._recent[sent] = now
         chunk = OtaChunk.for_job(request.device, request.job, request.offset, data)
         self._session.send(topic_for(self._prefix, request.device, Kind.OTA_CHUNK), chunk.encode())
         self.chunks_served += 1
