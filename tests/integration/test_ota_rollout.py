@@ -144,6 +144,12 @@ def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
         assert device.slots.state.model_version == 2
     listed = json.loads(vibewatch(env, "ota", "list", "--json").stdout)
     assert [r["rollout"] for r in listed] == ["rollout-1"]
+    shown = json.loads(vibewatch(env, "devices", "show", "sim-0007", "--json").stdout)
+    assert shown["online"] is True and shown["model_version"] == 2
+    part = {"rollout": "rollout-1", "phase": "completed", "state": "confirmed", "wave": 2}
+    assert shown["rollouts"] == [part | {"detail": ""}]
+    again = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all")
+    assert again.returncode == 2 and "sim-0001 runs vibewatch-ae version 2" in again.stderr
     assert controller.stop() == 0
 
 

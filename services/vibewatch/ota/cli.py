@@ -164,14 +164,11 @@ def _rollout_json(rollout: Any) -> dict[str, Any]:
         "version": rollout.plan.version,
         "phase": rollout.phase.value,
         "reason": rollout.reason,
-        "wave": rollout.wave,
+        "wave": rollout.wave + 1,  # 1 the canaries, 0 before the start
         "waves": rollout.waves,
         "converged": rollout.converged,
         "counts": rollout.counts(),
-        "devices": {
-            device: {"state": p.state.value, "wave": p.wave, "detail": p.detail}
-            for device, p in rollout.devices.items()
-        },
+        "devices": {device: _device_part(rollout, device) for device in rollout.devices},
     }
 
 
@@ -306,3 +303,41 @@ def devices_list(as_json: JsonOption = False, config: ConfigOption = None) -> No
             f"{d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}  "
             f"last seen {d.last_seen}"
         )
+
+
+@devices_app.command("show")
+def devices_show(
+    device: Annotated[str, typer.Argument(help="Device id.", show_default=False)],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """One device: online, firmware, model, slot states, last seen, and its part in the
+    rollouts that target it."""
+    with _store(config) as store:
+        known = {d.device: d for d in store.devices()}
+        if device not in known:
+            fail(f"no status received from device {device!r}", 2)
+        parts = [
+            {"rollout": r.rollout_id, "phase": r.phase.value, **_device_part(r, device)}
+            for r in store.rollouts()
+            if device in r.devices
+        ]
+    shown = dataclasses.asdict(known[device]) | {"rollouts": parts}
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    d = known[device]
+    slots = d.status.get("slots") or {}
+    typer.echo(
+        f"{d.device}: {'online' if d.online else 'offline'}, firmware {d.firmware or '-'}, "
+        f"model {d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}"
+        f", slots a {slots.get('a', '-')} b {slots.get('b', '-')}, last seen {d.last_seen}"
+    )
+    for part in parts:
+        detail = f" ({part['detail']})" if part["detail"] else ""
+        typer.echo(f"  {part['rollout']} ({part['phase']}): {part['state']}{detail}")
+
+
+def _device_part(rollout: Any, device: str) -> dict[str, Any]:
+    progress = rollout.devices[device]
+    return {"state": progress.state.value, "wave": progress.wave + 1, "detail": progress.detail}

@@ -348,6 +348,9 @@ class OtaController:
                             device, message.state, self._clock(), message.detail or ""
                         )
                         self._carry_out(store, rollout, step)
+                        if rollout.devices[device].state is DeviceState.CONFIRMED:
+                            plan = rollout.plan
+                            store.record_install(device, plan.model_id, plan.version)
             self._ack(token)
             try:
                 device, message, token = self._inbox.get_nowait()

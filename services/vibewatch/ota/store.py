@@ -222,6 +222,15 @@ class RolloutStore:
                     (status.device, body, _now()),
                 )
 
+    def record_install(self, device: str, model_id: str, version: int) -> None:
+        """A device confirmed a model a rollout installed: it runs that model now (a device
+        sends its status only when it connects)."""
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE devices SET model_id = ?, model_version = ? WHERE device = ?",
+                (model_id, version, device),
+            )
+
     def devices(self) -> list[KnownDevice]:
         """Every device a status message was received from, by id."""
         return [
