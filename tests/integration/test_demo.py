@@ -49,10 +49,14 @@ def test_the_demo_detects_the_bearing_faults_and_leaves_nothing_running() -> Non
     assert report["events"] == 3
     assert report["readings_published"] >= 50 * 280 and report["lost"] == 0
     assert report["readings_stored"] == report["readings_published"]
+    assert report["rollout_converged"] is True  # chapter two: version 2 to every device
+    assert report["rollout"]["phase"] == "completed"
+    assert report["rollout"]["counts"] == {"confirmed": 50}
     assert report["ok"] is True
     # the progress and the steps went to standard error; the servers are gone
     ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", done.stderr)]
     assert len(ports) >= 2 and "vibewatch serve ready" in done.stderr
+    assert "chapter two: rollout-1, version 2 in waves of 2 + 23 + 25" in done.stderr
     assert not any(listening(port) for port in ports)
 
 
@@ -71,6 +75,7 @@ def test_the_demo_runs_on_configured_servers(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["servers"] == "configured" and report["faults_detected"] == 1
+    assert report["rollout_converged"] is True
     stored = influxdb.count(influx_db, "reading", "score", "device =~ /^demo-/")
     assert stored == report["readings_stored"] > 0
     assert mosquitto.running and influxdb.running  # the configured servers are left alone

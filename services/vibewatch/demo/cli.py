@@ -76,9 +76,10 @@ def demo_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the whole system on embedded defaults: the broker, the database, `vibewatch
-    serve` and a simulated fleet in which some devices develop bearing faults; then say
-    which faults the back end detected, when, and which healthy devices raised false
-    alarms.
+    serve` and a simulated fleet in which some devices develop bearing faults; then a
+    new version of the model rolled out to the fleet, canary first. Then say which faults
+    the back end detected, when, which healthy devices raised false alarms, and whether
+    the rollout converged.
 
     Mosquitto and InfluxDB are started from the system with temporary data on free
     loopback ports, unless a configuration file (--config) or `VIBEWATCH_MQTT_HOST`,
@@ -86,7 +87,7 @@ def demo_command(
     devices, `demo-0001` ..., write into the configured database). Progress goes to
     standard error; the report to standard output (one JSON object with --json). Nothing
     is left running. Exit status 0 when every fault was detected, there was no false
-    alarm and no reading was lost; 1 otherwise.
+    alarm, no reading was lost and the rollout converged; 1 otherwise.
     """
     from vibewatch.demo.story import DemoPlan, run_demo  # imported here: keeps --help fast
 

@@ -6,9 +6,14 @@ running ones), ``vibewatch serve`` as a process of its own, and a simulated flee
 devices run the firmware's C device layer. A few devices develop bearing faults; the
 story ends with what the back end stored: which faults were injected, which were
 detected and when, which healthy devices raised false alarms, and whether every
-telemetry reading the devices published reached InfluxDB. Nothing is left running.
+telemetry reading the devices published reached InfluxDB.
 
-Later chapters (alerts, rollouts, retraining) add their part to the same run.
+Chapter two, rollout: a new version of the model (the factory model as version 2,
+signed with the demo's own key, which the devices trust) goes to the whole fleet through
+the OTA controller of ``serve`` — canary first, then waves — while the fleet runs on; the
+story says whether every device converged on it. Nothing is left running.
+
+Later chapters (alerts, retraining) add their part to the same run.
 """
 
 from __future__ import annotations
@@ -19,24 +24,30 @@ import logging
 import math
 import os
 import random
+import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Any, Final
 
 from vibewatch.config import Config, load_config
+from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.influx import schema
 from vibewatch.influx.query import InfluxQL, quote_identifier, quote_string
+from vibewatch.models.keys import generate_keypair, load_private_key
+from vibewatch.models.registry import Registry
+from vibewatch.ota.rollout import Phase, RolloutPlan
+from vibewatch.ota.store import RolloutStore
 from vibewatch.sim.fleet import SimClock
 from vibewatch.sim.run import Progress, Simulation
 from vibewatch.sim.scenario import FaultPlan, Scenario
+from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess, wait_for
+from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
 
 __all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "run_demo"]
@@ -50,6 +61,14 @@ BEARING_FAULTS: Final = ("outer_race", "inner_race", "ball")
 #: those of a real fleet on configured servers.
 ID_PREFIX: Final = "demo-"
 
+
+#: The rollout of chapter two: the version it ships, its canaries and waves, how long
+#: (real seconds) it may take, and the devices' trial of a new model (simulated ms).
+ROLLOUT_VERSION: Final = 2
+ROLLOUT_CANARY: Final = 2
+ROLLOUT_WAVES: Final = (0.5, 1.0)
+ROLLOUT_LIMIT_S: Final = 120.0
+TRIAL_MS: Final = 60_000
 
 #: The settings ``serve`` runs with in the demo: batches leave quickly, and the broker
 #: forgets the demo's session soon after it ends.
@@ -161,7 +180,10 @@ class DemoReport:
         readings_published: Telemetry readings the devices' messages carried.
         readings_stored: Telemetry readings in InfluxDB.
         lost: Readings published but not stored.
-        ok: Every fault detected, no false alarm, nothing lost.
+        rollout: Chapter two: ``id``, ``phase``, ``reason``, ``counts`` (devices in each
+            state), ``seconds`` (real seconds from its start to its end).
+        rollout_converged: Every device confirmed the new version.
+        ok: Every fault detected, no false alarm, nothing lost, the rollout converged.
     """
 
     devices: int
@@ -176,6 +198,8 @@ class DemoReport:
     readings_published: int
     readings_stored: int
     lost: int
+    rollout: dict[str, Any]
+    rollout_converged: bool
     ok: bool
 
     def lines(self) -> list[str]:
@@ -198,6 +222,13 @@ class DemoReport:
         out.append(
             f"telemetry: {self.readings_published} readings published, {self.readings_stored} "
             f"in InfluxDB, {self.lost} lost; {self.events} anomaly events stored"
+        )
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(self.rollout["counts"].items()))
+        reason = f" ({self.rollout['reason']})" if self.rollout["reason"] else ""
+        out.append(
+            f"rollout {self.rollout['id']} of the model's version {ROLLOUT_VERSION}: "
+            f"{self.rollout['phase']}{reason} in {self.rollout['seconds']:.0f} s; {counts}; "
+            f"{'converged' if self.rollout_converged else 'NOT converged'}"
         )
         return out
 
@@ -249,6 +280,75 @@ def _stored(config: Config, since_ms: int) -> _Stored:
     return stored
 
 
+class _RolloutChapter:
+    """Chapter two: the new version to the whole fleet through the controller of ``serve``."""
+
+    def __init__(self, config: Config, workdir: Path, devices: list[str]) -> None:
+        """Make the demo's signing key (the devices trust its public half) and register
+        the new version, signed with it, where ``serve`` looks."""
+        train = config.train
+        generate_keypair(train.signing_key, train.verify_key)
+        key = load_private_key(train.signing_key)
+        self.public_key = key.public_key()
+        factory_version(workdir / "new-model", key, ROLLOUT_VERSION)
+        with Registry(train.registry_dir, config.state_db, self.public_key) as registry:
+            registry.register(workdir / "new-model")
+            self.model_id = registry.entries()[-1].model_id
+        self._config, self._devices = config, devices
+        self._db: sqlite3.Connection | None = None
+        self._rollout_id = ""
+        self._began = self._ended = self._looked = 0.0
+
+    def ended(self, say: Callable[[str], None]) -> bool:
+        """Start the rollout at the first call; whether it ended (or ran out of time)."""
+        now = time.monotonic()
+        if self._db is None:
+            self._db = open_state_db(self._config.state_db)
+            plan = RolloutPlan(
+                self.model_id,
+                ROLLOUT_VERSION,
+                tuple(self._devices),
+                canary=ROLLOUT_CANARY,
+                waves=ROLLOUT_WAVES,
+                timeout_s=ROLLOUT_LIMIT_S,
+            )
+            self._rollout_id = RolloutStore(self._db).create(plan).rollout_id
+            self._began = now
+            sizes = " + ".join(str(len(w)) for w in plan.wave_members())
+            say(f"chapter two: {self._rollout_id}, version {ROLLOUT_VERSION} in waves of {sizes}")
+            return False
+        if now - self._looked < 0.5:
+            return False
+        self._looked = now
+        phase = RolloutStore(self._db).load(self._rollout_id).phase
+        if phase in (Phase.COMPLETED, Phase.ABORTED) or now - self._began > ROLLOUT_LIMIT_S:
+            self._ended = now
+            return True
+        return False
+
+    def result(self) -> tuple[dict[str, Any], bool]:
+        """The rollout as the store has it, and whether it converged."""
+        if self._db is None:
+            return {
+                "id": "",
+                "phase": "not started",
+                "reason": "",
+                "counts": {},
+                "seconds": 0,
+            }, False
+        rollout = RolloutStore(self._db).load(self._rollout_id)
+        self._db.close()
+        seconds = round((self._ended or time.monotonic()) - self._began, 1)
+        shown = {
+            "id": rollout.rollout_id,
+            "phase": rollout.phase.value,
+            "reason": rollout.reason,
+            "counts": rollout.counts(),
+            "seconds": seconds,
+        }
+        return shown, rollout.converged
+
+
 def run_demo(
     plan: DemoPlan,
     *,
@@ -258,7 +358,7 @@ def run_demo(
     on_progress: Callable[[Progress], None] = lambda _: None,
     stop: threading.Event | None = None,
 ) -> DemoReport:
-    """Run chapter one (see the module documentation) and report what the back end stored.
+    """Run the chapters (see the module documentation) and report what the back end stored.
 
     Args:
         plan: What to run.
@@ -289,25 +389,37 @@ def run_demo(
         if config_path is not None:
             environ["VIBEWATCH_CONFIG"] = str(config_path)
         config = load_config(config_path, environ)
+        chapter = _RolloutChapter(config, workdir, scenario.device_ids())
         serve = ServiceProcess(environ, workdir, command="serve", ready_timeout=60)
         stack.callback(serve.close)
         serve.start()
         say(f"vibewatch serve ready (pid {serve.pid}), ingesting into {config.influx.url}")
-        since_ms = int(time.time() * 1000 - plan.duration_s * 1000)
+        # the simulated clocks end in the past, however long the rollout takes
+        span_s = plan.duration_s + ROLLOUT_LIMIT_S * plan.speedup
+        since_ms = int(time.time() * 1000 - span_s * 1000)
+        clock = SimClock(plan.speedup, start_wall_ms=since_ms)
         simulation = Simulation.from_config(
-            scenario,
+            dataclasses.replace(scenario, duration_s=0.0),  # the chapters say when it ends
             FACTORY_MODEL.read_bytes(),
-            Ed25519PrivateKey.generate().public_key(),
+            chapter.public_key,
             config.mqtt,
-            clock=SimClock(plan.speedup, start_wall_ms=since_ms),
+            clock=clock,
+            settings=DeviceSettings(trial_ms=TRIAL_MS),
         )
+
+        def done() -> bool:
+            if stop.is_set():
+                return True
+            return clock.now_s() >= plan.duration_s and chapter.ended(say)
+
         try:
             simulation.start()
             say(f"{plan.devices} devices connected; {plan.faulty} develop bearing faults")
-            simulation.run(stop.is_set, on_progress)
+            simulation.run(done, on_progress)
         finally:
             simulation.close()
         summary = simulation.summary()  # every PUBACK in
+        rollout, converged = chapter.result()
 
         def all_stored() -> bool:
             return sum(_stored(config, since_ms).readings.values()) >= summary.readings_published
@@ -350,7 +462,9 @@ def run_demo(
         readings_published=summary.readings_published,
         readings_stored=readings,
         lost=lost,
-        ok=detected == len(injected) and not alarms and lost == 0,
+        rollout=rollout,
+        rollout_converged=converged,
+        ok=detected == len(injected) and not alarms and lost == 0 and converged,
     )
 
 

@@ -267,6 +267,7 @@ class Simulation:
         mqtt: MqttConfig,
         *,
         clock: Clock | None = None,
+        settings: DeviceSettings | None = None,
     ) -> Simulation:
         """A simulation on the broker of an ``[mqtt]`` configuration: its address,
         credentials, TLS and topic prefix (each device is a client of its own)."""
@@ -281,6 +282,7 @@ class Simulation:
             tls_ca_file=str(mqtt.tls_ca_file or ""),
             prefix=mqtt.topic_prefix,
             clock=clock,
+            settings=settings,
         )
 
     def _acknowledged(self, device_id: str, suffix: str, payload: bytes) -> None:
