@@ -224,3 +224,33 @@ def test_a_controller_killed_mid_rollout_resumes_where_it_was(
         assert device.slots.state.model_version == 2
         assert device.device.counters.chunks_ignored == 0  # no chunk it had came again
     assert controller.stop() == 0
+
+
+def test_a_broker_restarted_mid_transfer_does_not_stop_the_rollout(
+    home: Path,
+    env: dict[str, str],
+    mosquitto: LocalMosquitto,
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_public_key(home / "keys" / "model-signing.pub")
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=11), key)
+    try:
+        done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2")
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while not any(  # a device of the second wave is downloading
+            p.wave >= 1 and p.state.value == "downloading"
+            for p in fleet.store.load("rollout-1").devices.values()
+        ):
+            assert time.monotonic() < deadline
+            fleet.step()
+        mosquitto.restart()  # persistence keeps the sessions and the retained jobs
+        final = fleet.run("rollout-1")
+    finally:
+        fleet.close()
+    assert final["phase"] == "completed" and final["converged"] is True, final
+    for device in fleet.simulation.fleet.devices.values():
+        slots = device.slots.state
+        assert slots.model_version == 2 and slots.state == "idle"  # no half-written slot
+    assert controller.stop() == 0
