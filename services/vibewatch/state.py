@@ -102,6 +102,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         last_seen TEXT NOT NULL
     ) STRICT;
     """,
+    # 3: when each target reported the new model active (the regression guard's span).
+    """
+    ALTER TABLE rollout_devices ADD COLUMN activated_s REAL;
+    """,
 )
 
 

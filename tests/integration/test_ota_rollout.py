@@ -254,3 +254,34 @@ def test_a_broker_restarted_mid_transfer_does_not_stop_the_rollout(
         slots = device.slots.state
         assert slots.model_version == 2 and slots.state == "idle"  # no half-written slot
     assert controller.stop() == 0
+
+
+def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
+    tmp_path: Path,
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    # version 3: the same model with a threshold far too low: every window is an anomaly
+    key = load_private_key(home / "keys" / "model-signing.key")
+    factory_version(tmp_path / "v3", key, 3, threshold=1e-6)
+    with Registry(home / "models", home / "state.db", key.public_key()) as registry:
+        registry.register(tmp_path / "v3")
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=12), key.public_key())
+    try:
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--canary", "3",
+            "--trial", "5s",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        final = fleet.run("rollout-1")
+        fleet.step(20)  # the rollback commands reach the canaries
+    finally:
+        fleet.close()
+    assert final["phase"] == "aborted", final
+    assert final["reason"].startswith("regression guard: 3 anomaly events on the new model")
+    assert final["counts"]["queued"] == 7  # no wave after the canaries
+    for device in fleet.simulation.fleet.devices.values():
+        assert device.slots.state.model_version == 1  # the canaries are back on the old one
+    assert controller.stop() == 0

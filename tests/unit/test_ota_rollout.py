@@ -128,3 +128,43 @@ def test_reports_of_others_are_ignored() -> None:
     assert rollout.report("elsewhere", OtaState.FAILED, 1.0) == Step()
     assert rollout.report("pump-19", OtaState.FAILED, 1.0) == Step()  # its job was not sent
     assert rollout.phase is Phase.RUNNING and rollout.counts() == {"sent": 2, "queued": 18}
+
+
+def test_the_regression_guard_trips_when_the_new_model_alarms_far_more() -> None:
+    rollout = Rollout("r1", plan(canary=2, guard_factor=3.0, guard_min_events=3))
+    rollout.start(0.0)
+    for device in ("pump-00", "pump-01"):
+        rollout.report(device, OtaState.ACTIVATED, 100.0)
+    calm = {"pump-00": [50.0, 120.0], "pump-01": [130.0]}  # 1 before, 2 after: no trip
+    assert rollout.guard(calm, 160.0) == Step() and rollout.phase is Phase.RUNNING
+    # over the 10 s since the activation: 1 event in the 10 s before it, 4 after
+    loud = {"pump-00": [50.0, 95.0, 101.0, 102.0, 103.0], "pump-01": [104.0]}
+    step = rollout.guard(loud, 110.0)
+    assert step == Step(roll_back=("pump-00", "pump-01"))
+    assert rollout.reason == (
+        "regression guard: 4 anomaly events on the new model against 1 on the old one "
+        "over the same span"
+    )
+
+
+def test_a_machine_that_alarms_on_both_models_does_not_trip_the_guard() -> None:
+    rollout = Rollout("r1", plan(canary=1))
+    rollout.start(0.0)
+    rollout.report("pump-00", OtaState.ACTIVATED, 100.0)
+    faulty = {"pump-00": [20.0, 40.0, 60.0, 80.0, 110.0, 130.0, 150.0, 170.0]}
+    assert rollout.guard(faulty, 180.0) == Step()  # 4 before, 4 after
+    few = {"pump-00": [150.0, 170.0]}  # 0 before, 2 after: fewer than the minimum
+    assert rollout.guard(few, 180.0) == Step()
+    assert Rollout("r2", plan(guard_factor=0.0)).guard(few, 180.0) == Step()  # off
+
+
+def test_with_a_trial_a_wave_waits_until_its_devices_ran_the_new_model_that_long() -> None:
+    rollout = Rollout("r1", plan(trial_s=60.0))
+    rollout.start(0.0)
+    install(rollout, ("pump-00", "pump-01"), 10.0)  # confirmed at once
+    assert rollout.wave == 0
+    assert rollout.tick(69.0) == Step()
+    assert rollout.tick(70.0).send == DEVICES[2:10]
+    # the guard's span ends with the trial: events after it do not count
+    late = {"pump-00": [80.0, 81.0, 82.0, 83.0]}
+    assert rollout.guard(late, 100.0) == Step()

@@ -89,6 +89,29 @@ def ota_deploy(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Time a device has from its job to an outcome.")
     ] = "15m",
+    trial: Annotated[
+        str,
+        typer.Option(
+            "--trial",
+            help="How long a device is watched on the new model before its wave counts as "
+            "done (the regression guard's span); 0: until the device confirms it.",
+        ),
+    ] = "0",
+    guard_factor: Annotated[
+        float,
+        typer.Option(
+            "--guard-factor",
+            min=0.0,
+            help="Abort when the devices on the new model raise more than this many times "
+            "the anomaly events they raised on the old one over the same span; 0: off.",
+        ),
+    ] = 3.0,
+    guard_min_events: Annotated[
+        int,
+        typer.Option(
+            "--guard-min-events", min=1, help="Fewest events on the new model that can abort."
+        ),
+    ] = 3,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -135,6 +158,9 @@ def ota_deploy(
             waves=plan_waves,
             max_failure_rate=_share(max_failure_rate, "--max-failure-rate"),
             timeout_s=_duration(timeout, "--timeout"),
+            trial_s=_duration(trial, "--trial"),
+            guard_factor=guard_factor,
+            guard_min_events=guard_min_events,
         )
         problems = plan.problems()
         if problems:

@@ -8,8 +8,10 @@ One service of ``vibewatch serve`` (or ``vibewatch ota serve`` alone). It
 * serves the chunk requests the devices send on ``ota/req`` (devices pull; a global
   rate limit drops requests beyond it, which the devices send again) from the blob of
   the rollout's package, read from the registry and verified once per rollout;
-* follows each target through its ``ota/req`` state reports, and every device through
-  its ``status`` messages (:meth:`~vibewatch.ota.store.RolloutStore.record_status`);
+* follows each target through its ``ota/req`` state reports, every device through its
+  ``status`` messages (:meth:`~vibewatch.ota.store.RolloutStore.record_status`), and
+  the anomaly events they raise, for the regression guard (remembered for a day, from
+  the controller's start);
 * carries out the operators' commands (pause, resume, abort) and the rollout's own
   decisions: a new wave, or on abort a ``rollback`` command to every device on the new
   model and the retained jobs cleared;
@@ -26,6 +28,7 @@ controller's own thread, which owns the state database connection.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import logging
@@ -45,8 +48,10 @@ from vibewatch.mqtt import AckToken, MqttSession, broker_settings
 from vibewatch.ota.rollout import OUTCOMES, DeviceState, Phase, Rollout, Step
 from vibewatch.ota.store import RolloutStore
 from vibewatch.protocol import (
+    AnomalyEvent,
     Command,
     CommandName,
+    EventKind,
     Kind,
     Limits,
     OtaChunk,
@@ -77,6 +82,12 @@ JOB_RESEND_MAX_S: Final = 300.0
 #: requests the broker kept for the controller while it was away arrive next to the
 #: ones the device sent again meanwhile, and the device stores a chunk once.
 CHUNK_REPEAT_S: Final = 1.0
+
+
+#: Seconds of anomaly events the regression guard remembers.
+EVENT_MEMORY_S: Final = 86_400.0
+
+_Queued = Status | OtaRequest | AnomalyEvent
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,9 @@ class OtaController:
         self._tokens = chunk_rate
         self._recent: dict[tuple[str, str, int], float] = {}  # (device, job, offset): sent at
         self._refilled = time.monotonic()
-        self._inbox: queue.Queue[tuple[str, Status | OtaRequest, AckToken | None]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[str, _Queued, AckToken | None]] = queue.Queue()
+        # the times (controller clock) of each device's anomaly starts, for the guard
+        self._events: dict[str, collections.deque[float]] = {}
         # by job id: replaced whole (never changed in place), read on the network thread
         self._served: dict[str, _Package] = {}
         self._unpublished: set[tuple[str, str]] = set()  # (rollout id, device): to publish
@@ -144,7 +157,7 @@ class OtaController:
         mqtt = config.mqtt
         session = MqttSession(
             dataclasses.replace(broker_settings(mqtt), client_id=f"{mqtt.client_id}-ota"),
-            subscription_filters(mqtt.topic_prefix, (Kind.OTA_REQ, Kind.STATUS)),
+            subscription_filters(mqtt.topic_prefix, (Kind.OTA_REQ, Kind.STATUS, Kind.EVENT)),
         )
 
         def registry() -> Registry:
@@ -208,7 +221,7 @@ class OtaController:
         if isinstance(message, OtaRequest) and message.kind is OtaRequestKind.CHUNK:
             self._serve_chunk(message)
             self._ack(token)
-        elif isinstance(message, Status | OtaRequest):
+        elif isinstance(message, Status | OtaRequest | AnomalyEvent):
             self._inbox.put((device, message, token))
         else:
             self._ack(token)
@@ -326,9 +339,14 @@ class OtaController:
             self._unpublished.discard((rollout_id, device))
             if rollout_id in rollouts:
                 self._carry_out(store, rollouts[rollout_id], Step(send=(device,)))
+        now = self._clock()
+        for times in self._events.values():
+            while times and times[0] < now - EVENT_MEMORY_S:
+                times.popleft()
         for rollout in list(rollouts.values()):
             self._carry_out(store, rollout, self._silent(rollout))
-            self._carry_out(store, rollout, rollout.tick(self._clock()))
+            self._carry_out(store, rollout, rollout.guard(self._events, now))
+            self._carry_out(store, rollout, rollout.tick(now))
             if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
                 del rollouts[rollout.rollout_id]
                 self._served = {k: v for k, v in self._served.items() if k != rollout.job_id}
@@ -341,6 +359,9 @@ class OtaController:
         while True:
             if isinstance(message, Status):
                 store.record_status(message)
+            elif isinstance(message, AnomalyEvent):
+                if message.kind is EventKind.START:
+                    self._events.setdefault(device, collections.deque()).append(self._clock())
             else:
                 for rollout in rollouts.values():
                     if rollout.job_id == message.job and message.state is not None:

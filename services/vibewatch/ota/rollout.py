@@ -16,12 +16,19 @@ roll these back) and persists the state. The rules:
   to be rolled back — when a device of the canary wave fails in any way (no install or
   integrity failure goes past the canaries), or when the failures among the devices
   whose wave started pass ``max_failure_rate``;
+* the **regression guard**: devices on the new model raising anomaly events at more
+  than ``guard_factor`` times the rate they had on the old one, over a span as long as
+  they have run it (at most ``trial_s``), with at least ``guard_min_events`` of them,
+  abort the rollout — the new model makes the machines *look* sicker;
+* with ``trial_s``, a device's wave counts as done only when it has run the new model
+  that long (the guard's span);
 * it **completes** when the last wave has all its outcomes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -68,6 +75,9 @@ OUTCOMES: Final = frozenset(
 FAILURES: Final = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT})
 """The outcomes that count against the rollout."""
 
+#: The states in which a device runs the new model.
+_ON_NEW_MODEL: Final = frozenset({DeviceState.TRIAL, DeviceState.CONFIRMED})
+
 #: What each state a device reports on ``ota/req`` means for its part of the rollout.
 _REPORTED: Final = {
     OtaState.DOWNLOADING: DeviceState.DOWNLOADING,
@@ -103,6 +113,11 @@ class RolloutPlan:
         max_failure_rate: Share of the started devices that may fail before the
             rollout aborts, in [0, 1).
         timeout_s: Seconds a device has, from its job, to reach an outcome.
+        trial_s: Seconds a device is watched on the new model before its wave counts as
+            done; 0: until the device confirms the model.
+        guard_factor: The regression guard trips at more than this many times the
+            anomaly events of the old model; 0 turns it off.
+        guard_min_events: Fewest events on the new model that can trip the guard.
     """
 
     model_id: str
@@ -112,6 +127,9 @@ class RolloutPlan:
     waves: tuple[float, ...] = (0.1, 0.5, 1.0)
     max_failure_rate: float = 0.05
     timeout_s: float = 900.0
+    trial_s: float = 0.0
+    guard_factor: float = 3.0
+    guard_min_events: int = 3
 
     def problems(self) -> list[str]:
         """What is wrong with the plan; empty when it can run."""
@@ -130,6 +148,12 @@ class RolloutPlan:
             out.append(f"the failure rate limit must be in [0, 100 %), not {self.max_failure_rate}")
         if not self.timeout_s > 0:
             out.append(f"the timeout must be > 0 s, not {self.timeout_s:g}")
+        if not self.trial_s >= 0:
+            out.append(f"the trial must be >= 0 s, not {self.trial_s:g}")
+        if not self.guard_factor >= 0:
+            out.append(f"the guard factor must be >= 0 (0: off), not {self.guard_factor:g}")
+        if self.guard_min_events < 1:
+            out.append(f"the guard's fewest events must be >= 1, not {self.guard_min_events}")
         return out
 
     def _shares(self) -> str:
@@ -158,6 +182,7 @@ class DeviceProgress:
         sent_s: When its job was sent (``None`` while queued).
         changed_s: When its state last changed.
         detail: The device's reason, for ``failed`` and ``rolled_back``.
+        activated_s: When it reported the new model active (``None`` before).
     """
 
     state: DeviceState = DeviceState.QUEUED
@@ -165,6 +190,7 @@ class DeviceProgress:
     sent_s: float | None = None
     changed_s: float = 0.0
     detail: str = ""
+    activated_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +264,30 @@ class Rollout:
         if new != progress.state:
             progress.state, progress.changed_s = new, now_s
             progress.detail = detail if new in FAILURES else ""
+        if new in _ON_NEW_MODEL and progress.activated_s is None:
+            progress.activated_s = now_s
         return self._advance(now_s)
+
+    def guard(self, events: Mapping[str, Sequence[float]], now_s: float) -> Step:
+        """The regression guard (module documentation) over the anomaly events each device
+        raised (their times); an abort when it trips."""
+        if self.plan.guard_factor <= 0 or self.phase in (Phase.COMPLETED, Phase.ABORTED):
+            return Step()
+        before = after = 0
+        for device, progress in self.devices.items():
+            start = progress.activated_s
+            if start is None or progress.state not in _ON_NEW_MODEL:
+                continue
+            end = now_s if self.plan.trial_s <= 0 else min(now_s, start + self.plan.trial_s)
+            times = events.get(device, ())
+            after += sum(start <= t < end for t in times)
+            before += sum(2 * start - end <= t < start for t in times)
+        if after >= self.plan.guard_min_events and after > self.plan.guard_factor * before:
+            return self.abort(
+                f"regression guard: {after} anomaly events on the new model against "
+                f"{before} on the old one over the same span"
+            )
+        return Step()
 
     def tick(self, now_s: float) -> Step:
         """Time passed: devices past the timeout, then what follows from it."""
@@ -305,6 +354,14 @@ class Rollout:
                 f"{self.plan.max_failure_rate:.0%}"
             )
         if any(p.state not in OUTCOMES for p in started):
+            return Step()
+        watching = self.plan.trial_s > 0 and any(
+            p.activated_s is not None
+            and p.state is DeviceState.CONFIRMED
+            and now_s < p.activated_s + self.plan.trial_s
+            for p in started
+        )
+        if watching:  # the guard's span is not over
             return Step()
         if self.wave + 1 >= self.waves:
             self.phase = Phase.COMPLETED

@@ -108,11 +108,21 @@ class RolloutStore:
     def _save_devices(self, rollout: Rollout) -> None:
         self._db.executemany(
             "INSERT INTO rollout_devices (rollout_id, device, state, wave, sent_s, changed_s, "
-            "detail) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, device) DO UPDATE "
-            "SET state = excluded.state, sent_s = excluded.sent_s, "
-            "changed_s = excluded.changed_s, detail = excluded.detail",
+            "detail, activated_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (rollout_id, device) DO UPDATE SET state = excluded.state, "
+            "sent_s = excluded.sent_s, changed_s = excluded.changed_s, "
+            "detail = excluded.detail, activated_s = excluded.activated_s",
             [
-                (rollout.rollout_id, device, p.state.value, p.wave, p.sent_s, p.changed_s, p.detail)
+                (
+                    rollout.rollout_id,
+                    device,
+                    p.state.value,
+                    p.wave,
+                    p.sent_s,
+                    p.changed_s,
+                    p.detail,
+                    p.activated_s,
+                )
                 for device, p in rollout.devices.items()
             ],
         )
@@ -135,10 +145,10 @@ class RolloutStore:
             **{**fields, "targets": tuple(fields["targets"]), "waves": tuple(fields["waves"])}
         )
         devices = {
-            device: DeviceProgress(DeviceState(state), wave_of, sent_s, changed_s, detail)
-            for device, state, wave_of, sent_s, changed_s, detail in self._db.execute(
-                "SELECT device, state, wave, sent_s, changed_s, detail FROM rollout_devices "
-                "WHERE rollout_id = ?",
+            device: DeviceProgress(DeviceState(state), wave_of, sent_s, changed_s, detail, active)
+            for device, state, wave_of, sent_s, changed_s, detail, active in self._db.execute(
+                "SELECT device, state, wave, sent_s, changed_s, detail, activated_s "
+                "FROM rollout_devices WHERE rollout_id = ?",
                 (rollout_id,),
             )
         }

@@ -63,6 +63,7 @@ DEFAULT_SAMPLE_RATE_HZ: Final = 16_000
 
 _CRC_OFFSET: Final = 12
 _VERSION_OFFSET: Final = 16  # the header's model version (vibewatch.edge.vwm)
+_THRESHOLD_OFFSET: Final = 48  # the header's anomaly threshold, float32
 """Offset of the header's CRC-32 in a blob (``vw_model.h``): computed with these 4 bytes zero."""
 
 TFLITE_STAND_IN: Final = b"\x1c\x00\x00\x00TFL3 int8 model stand-in"
@@ -266,10 +267,12 @@ def resign(directory: Path, key: Ed25519PrivateKey, manifest_text: bytes) -> Non
     (directory / "manifest.sig").write_bytes(key.sign(manifest_text))
 
 
-def factory_version(directory: Path, key: Ed25519PrivateKey, version: int) -> ModelPackage:
+def factory_version(
+    directory: Path, key: Ed25519PrivateKey, version: int, *, threshold: float | None = None
+) -> ModelPackage:
     """The factory model as another version, packaged and signed with ``key`` into
     ``directory``: what a retrained model looks like to a rollout (same weights and
-    golden vectors, the header's version and CRC changed)."""
+    golden vectors, the header's version, CRC and, when given, threshold changed)."""
     from vibewatch.edge.m4 import FACTORY_MODEL
     from vibewatch.models.package import MANIFEST, TFLITE
 
@@ -280,6 +283,9 @@ def factory_version(directory: Path, key: Ed25519PrivateKey, version: int) -> Mo
     manifest["version"] = version
     blob = bytearray(FACTORY_MODEL.read_bytes())
     struct.pack_into("<I", blob, _VERSION_OFFSET, version)
+    if threshold is not None:
+        struct.pack_into("<f", blob, _THRESHOLD_OFFSET, threshold)
+        manifest["threshold"] = float(np.float32(threshold))
     return write_package(
         directory,
         tflite=(source / TFLITE).read_bytes(),
