@@ -20,7 +20,7 @@ from vibewatch.edge.device import DeviceSettings
 from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
 from vibewatch.models.registry import Registry
 from vibewatch.ota.store import RolloutStore
-from vibewatch.sim import LinkPlan, ManualClock, Scenario
+from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
@@ -284,4 +284,29 @@ def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
     assert final["counts"]["queued"] == 7  # no wave after the canaries
     for device in fleet.simulation.fleet.devices.values():
         assert device.slots.state.model_version == 1  # the canaries are back on the old one
+    assert controller.stop() == 0
+
+
+def test_a_good_model_on_a_fleet_with_a_faulty_machine_does_not_trip_the_guard(
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_public_key(home / "keys" / "model-signing.pub")
+    faulty = FaultPlan("outer_race", devices=("sim-0001",), severity=1.0)  # from the start
+    scenario = Scenario(devices=10, seed=13, faults=(faulty,))
+    fleet = Fleet(home, env, manual_simulation, scenario, key)
+    try:
+        fleet.step(30)  # the faulty machine alarms on the old model
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "3",
+            "--trial", "3s",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        final = fleet.run("rollout-1")
+    finally:
+        fleet.close()
+    assert final["phase"] == "completed" and final["converged"] is True, final
+    assert fleet.simulation.summary().events.get("sim-0001", 0) >= 1
     assert controller.stop() == 0
