@@ -20,7 +20,7 @@ from vibewatch.edge.device import DeviceSettings
 from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
 from vibewatch.models.registry import Registry
 from vibewatch.ota.store import RolloutStore
-from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, Scenario
+from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, PowerPlan, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
@@ -310,3 +310,37 @@ def test_a_good_model_on_a_fleet_with_a_faulty_machine_does_not_trip_the_guard(
     assert final["phase"] == "completed" and final["converged"] is True, final
     assert fleet.simulation.summary().events.get("sim-0001", 0) >= 1
     assert controller.stop() == 0
+
+
+def test_power_lost_at_every_step_of_an_install_leaves_every_device_a_valid_model(
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_public_key(home / "keys" / "model-signing.pub")
+    # every install loses power once: in a chunk write, at verification or in the trial
+    scenario = Scenario(devices=9, seed=3, power=PowerPlan(during_install=1.0))
+    fleet = Fleet(home, env, manual_simulation, scenario, key)
+    try:
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "9",
+            "--waves", "100%",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        final = fleet.run("rollout-1")
+        fleet.step(20)  # after an abort: the rollback commands
+        known = {d.device: d for d in fleet.store.devices()}
+    finally:
+        fleet.close()
+    summary = fleet.simulation.summary()
+    assert summary.install_power_losses == 9, summary
+    assert final["phase"] in ("completed", "aborted"), final
+    for device_id, device in fleet.simulation.fleet.devices.items():
+        state = device.slots.state
+        assert state.model_version in (1, 2), device_id  # a valid model, always
+        active = [slot for slot in state.slots.values() if slot.state == "active"]
+        assert len(active) == 1 and active[0].version == state.model_version, state
+        if final["phase"] == "completed":  # else an abort stopped the others midway
+            assert final["devices"][device_id]["state"] == "confirmed"
+    assert all(known[d].online for d in scenario.device_ids())  # each came back, reporting
