@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -71,7 +71,7 @@ from vibewatch.testing.load import (
     device_id,
     reading_values,
 )
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, LocalServerError
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, LocalServerError, local_servers
 
 # --- the load ---------------------------------------------------------------------
 
@@ -910,15 +910,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@contextlib.contextmanager
-def servers(workdir: Path) -> Iterator[tuple[LocalMosquitto, LocalInfluxDB]]:
-    """Start the broker and the database; stop both on the way out, whatever happens."""
-    with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(LocalMosquitto(workdir=workdir / "mosquitto"))
-        influx = stack.enter_context(LocalInfluxDB(workdir=workdir / "influxd"))
-        yield broker, influx
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     args = parse_args(argv)
@@ -945,7 +936,7 @@ def run(plan: Plan, results: Results, overrides: dict[str, str], args: argparse.
     with tempfile.TemporaryDirectory(prefix="vibewatch-bench-") as tmp:
         workdir = Path(tmp)
         progress(f"starting mosquitto and influxd in {workdir}")
-        with servers(workdir) as (broker, influx):
+        with local_servers(workdir) as (broker, influx):
             now_ms = int(time.time()) * 1000
             bench = Bench(
                 plan=plan,

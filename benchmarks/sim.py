@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -79,7 +79,7 @@ from vibewatch.sim.fleet import SimClock
 from vibewatch.sim.run import Progress, Simulation, Summary
 from vibewatch.sim.scenario import Scenario
 from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
+from vibewatch.testing.servers import LocalInfluxDB, local_servers
 
 DEVICES: Final = 1000
 #: Real (= simulated) seconds the fleet runs: every device completes two schedules of its
@@ -367,15 +367,6 @@ class Results:
 # --- the run ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def servers(workdir: Path) -> Iterator[tuple[LocalMosquitto, LocalInfluxDB]]:
-    """Start the broker and the database; stop both on the way out, whatever happens."""
-    with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(LocalMosquitto(workdir=workdir / "mosquitto"))
-        influx = stack.enter_context(LocalInfluxDB(workdir=workdir / "influxd"))
-        yield broker, influx
-
-
 def stored_readings(influx: LocalInfluxDB) -> int:
     """Telemetry readings in the benchmark's database (only its fleet writes there)."""
     return influx.count(DATABASE, schema.READING, schema.SEQ)
@@ -397,7 +388,7 @@ def run(results: Results) -> None:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vibewatch-sim-")))
         progress(f"starting mosquitto and influxd in {workdir}")
-        broker, influx = stack.enter_context(servers(workdir))
+        broker, influx = stack.enter_context(local_servers(workdir))
         env = ingest_env(
             mqtt_port=broker.port,
             influx_url=influx.url,

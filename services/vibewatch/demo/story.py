@@ -48,7 +48,7 @@ from vibewatch.sim.scenario import FaultPlan, Scenario
 from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess, wait_for
 from vibewatch.testing.models import factory_version
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
+from vibewatch.testing.servers import local_servers
 
 __all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "run_demo"]
 
@@ -236,19 +236,18 @@ class DemoReport:
 @contextlib.contextmanager
 def _local_servers(workdir: Path, say: Callable[[str], None]) -> Iterator[dict[str, str]]:
     """Mosquitto and InfluxDB in ``workdir``; yields the settings that point at them."""
-    with LocalMosquitto(workdir=workdir / "mosquitto") as broker:
+    with local_servers(workdir) as (broker, influxdb):
         say(f"Mosquitto on {broker.host}:{broker.port}")
-        with LocalInfluxDB(workdir=workdir / "influxdb") as influxdb:
-            say(f"InfluxDB on {influxdb.url}")
-            yield {
-                "VIBEWATCH_MQTT_HOST": broker.host,
-                "VIBEWATCH_MQTT_PORT": str(broker.port),
-                "VIBEWATCH_MQTT_USERNAME": "",
-                "VIBEWATCH_MQTT_TLS_CA_FILE": "",
-                "VIBEWATCH_INFLUX_API": "v1",
-                "VIBEWATCH_INFLUX_URL": influxdb.url,
-                "VIBEWATCH_INFLUX_USERNAME": "",
-            }
+        say(f"InfluxDB on {influxdb.url}")
+        yield {
+            "VIBEWATCH_MQTT_HOST": broker.host,
+            "VIBEWATCH_MQTT_PORT": str(broker.port),
+            "VIBEWATCH_MQTT_USERNAME": "",
+            "VIBEWATCH_MQTT_TLS_CA_FILE": "",
+            "VIBEWATCH_INFLUX_API": "v1",
+            "VIBEWATCH_INFLUX_URL": influxdb.url,
+            "VIBEWATCH_INFLUX_USERNAME": "",
+        }
 
 
 @dataclass(frozen=True)

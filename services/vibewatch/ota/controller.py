@@ -262,7 +262,8 @@ class OtaController:
         rollouts: dict[str, Rollout] = {}
         try:
             with self._open_registry() as registry:
-                for rollout in store.active():
+                for rollout_id in store.ids(active=True):
+                    rollout = store.load(rollout_id)
                     self._take(rollout, registry, rollouts)
                     self._carry_out(store, rollout, self._unreported(rollout))
                 next_tick = 0.0
@@ -317,8 +318,9 @@ class OtaController:
         return Step(send=tuple(again))
 
     def _tick(self, store: RolloutStore, registry: Registry, rollouts: dict[str, Rollout]) -> None:
-        for rollout in store.active():
-            if rollout.rollout_id not in rollouts:  # created by `vibewatch ota deploy`
+        for rollout_id in store.ids(active=True):
+            if rollout_id not in rollouts:  # created by `vibewatch ota deploy`
+                rollout = store.load(rollout_id)
                 if self._take(rollout, registry, rollouts):
                     log.info("ota: starting %s (%s)", rollout.rollout_id, rollout.job_id)
                     self._carry_out(store, rollout, rollout.start(self._clock()))

@@ -155,23 +155,16 @@ class RolloutStore:
         ordered = {device: devices[device] for device in plan.targets}
         return Rollout(rollout_id, plan, ordered, wave, Phase(phase), reason)
 
+    def ids(self, *, active: bool = False) -> list[str]:
+        """The ids of the saved rollouts (with ``active``, of those running or paused),
+        oldest first."""
+        where = "WHERE phase IN ('running', 'paused') " if active else ""
+        query = f"SELECT rollout_id FROM rollouts {where}ORDER BY number"  # noqa: S608
+        return [row[0] for row in self._db.execute(query)]
+
     def rollouts(self) -> list[Rollout]:
         """Every saved rollout, oldest first."""
-        ids = [
-            row[0] for row in self._db.execute("SELECT rollout_id FROM rollouts ORDER BY number")
-        ]
-        return [self.load(rollout_id) for rollout_id in ids]
-
-    def active(self) -> list[Rollout]:
-        """The rollouts that are running or paused, oldest first."""
-        ids = [
-            row[0]
-            for row in self._db.execute(
-                "SELECT rollout_id FROM rollouts WHERE phase IN ('running', 'paused') "
-                "ORDER BY number"
-            )
-        ]
-        return [self.load(rollout_id) for rollout_id in ids]
+        return [self.load(rollout_id) for rollout_id in self.ids()]
 
     # ------------------------------------------------------------------ commands
     def request(self, rollout_id: str, command: Command, reason: str = "") -> None:

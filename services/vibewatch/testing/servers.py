@@ -38,6 +38,7 @@ be killed by hand.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import http.client
 import json
@@ -51,7 +52,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final, Self
@@ -70,6 +71,7 @@ __all__ = [
     "LocalServerError",
     "find_executable",
     "free_port",
+    "local_servers",
     "rows",
 ]
 
@@ -835,3 +837,13 @@ def rows(influxdb: LocalInfluxDB, db: str, query: str) -> list[dict[str, Any]]:
             row.update(series.tags)
             out.append(row)
     return out
+
+
+@contextlib.contextmanager
+def local_servers(workdir: Path) -> Iterator[tuple[LocalMosquitto, LocalInfluxDB]]:
+    """A Mosquitto and an InfluxDB with their data in ``workdir``, started; both stopped
+    on the way out, whatever happens (what the benchmarks and the demo run on)."""
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(LocalMosquitto(workdir=workdir / "mosquitto"))
+        influx = stack.enter_context(LocalInfluxDB(workdir=workdir / "influxdb"))
+        yield broker, influx
