@@ -54,6 +54,9 @@
  *    requests outstanding, each asked again after settings.ota_timeout_ms without
  *    its chunk (vw_device_poll); after a reset the download resumes from what storage
  *    holds once the job arrives again.
+ *  - An empty `ota/job` payload (the retained job withdrawn, as an aborted rollout
+ *    does) ends the download: no chunk is asked for any more; what storage holds
+ *    stays, and the job resumes from it if it comes again. On trial it changes nothing.
  *  - vw_device_ota_chunk() stores a chunk of the current job (others are ignored);
  *    with the last one the blob is verified (`verifying`) and activated on trial
  *    (`activated`); the new model scores the next window. After settings.trial_ms
@@ -256,7 +259,8 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
 
 /**
  * @brief An `ota/job` message arrived (see the file comment).
- * @return VW_OK when handled (also when the job is refused and reported `failed`);
+ * @return VW_OK when handled (also when the job is refused and reported `failed`, and
+ *         for an empty payload, a withdrawn job);
  *         VW_ERR_ARG; VW_ERR_JSON or VW_ERR_MESSAGE for a payload that is not a job
  *         (not answered: a job without an id cannot be reported on); VW_ERR_STATE
  *         before the wall clock is known (the retained job comes again).

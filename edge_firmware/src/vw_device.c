@@ -824,6 +824,14 @@ static vw_status_t finish(vw_device_t *dev)
 
 vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t len)
 {
+    if (len == 0u && dev != NULL) {
+        /* the retained job was withdrawn: ask for no more chunks (kept ones stay) */
+        if (!dev->on_trial) {
+            dev->job[0] = '\0';
+            clear_requests(dev);
+        }
+        return VW_OK;
+    }
     vw_json_doc_t doc;
     char job[VW_MODEL_MAX_ID + 1];
     size_t job_len = 0;

@@ -42,13 +42,14 @@ from urllib.parse import urlsplit
 
 from vibewatch.errors import ConfigError, PointError
 from vibewatch.influx.lineprotocol import check_tag_value
-from vibewatch.protocol import prefix_problem
+from vibewatch.protocol import DEVICE_SELECTOR_RE, prefix_problem
 from vibewatch.redact import MASK, mask_url
 
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "Config",
+    "DeviceGroups",
     "HttpUrl",
     "InfluxApi",
     "InfluxConfig",
@@ -57,6 +58,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "MqttConfig",
+    "OtaConfig",
     "Secret",
     "TrainConfig",
     "config_reference_markdown",
@@ -146,6 +148,10 @@ The type of every URL-valued key: it is what makes a key checked by the URL rule
 shown masked (:func:`vibewatch.redact.mask_url`) in :meth:`Config.redacted`, ``repr``
 and error messages, so a new URL key needs nothing but this annotation.
 """
+
+DeviceGroups = NewType("DeviceGroups", tuple[tuple[str, tuple[str, ...]], ...])
+"""Named groups of devices: ``(name, members)`` pairs, each member a device id or a glob
+(:data:`vibewatch.protocol.DEVICE_SELECTOR_RE`)."""
 
 InfluxApi = Literal["v1", "v2"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -572,6 +578,39 @@ class TrainConfig(_MaskedRepr):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class OtaConfig(_MaskedRepr):
+    """``[ota]``: the rollout controller and the device groups rollouts target."""
+
+    groups: DeviceGroups = field(
+        default=DeviceGroups(()),
+        metadata=_key(
+            "Named groups of devices for `vibewatch ota deploy --group NAME`: a table of "
+            '`name = ["pump-01", "line-a-*"]`, each member a device id or a glob '
+            "(`*`, `?`). In the environment: `name=pump-01,line-a-*;name2=...` or the "
+            "table as JSON."
+        ),
+    )
+    chunk_rate: float = field(
+        default=2000.0,
+        metadata=_key(
+            "Model chunks the controller serves per second at most, over all devices; a "
+            "request beyond is dropped and counted (the device asks again).",
+            gt=0,
+            le=1_000_000,
+        ),
+    )
+    device_chunk_rate: float = field(
+        default=20.0,
+        metadata=_key(
+            "Model chunks the controller serves one device per second at most (a burst "
+            "of as many is allowed); a request beyond is dropped and counted.",
+            gt=0,
+            le=10_000,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class LogConfig(_MaskedRepr):
     """``[log]``: the service's own log."""
 
@@ -605,6 +644,7 @@ class Config(_MaskedRepr):
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ota: OtaConfig = field(default_factory=OtaConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
@@ -856,6 +896,50 @@ class _ChoiceKind(_Kind):
         return value
 
 
+class _GroupsKind(_Kind):
+    name = "table of device lists"
+
+    def from_env(self, text: str) -> object:
+        if text.strip().startswith("{"):
+            try:
+                return self.from_toml(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise _BadValueError(f"not a JSON object: {exc}") from None
+        groups: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            name, equals, members = part.partition("=")
+            if not equals:
+                raise _BadValueError(f"expected name=member,member;..., not {_quote(part)}")
+            groups[name.strip()] = [m.strip() for m in members.split(",") if m.strip()]
+        return self.from_toml(groups)
+
+    def from_toml(self, value: object) -> object:
+        if not isinstance(value, dict):
+            raise _BadValueError(f"expected a table of arrays, got {toml_type(value)}")
+        out: list[tuple[str, tuple[str, ...]]] = []
+        for name, members in value.items():
+            problem = _name(name)
+            if problem is not None:
+                raise _BadValueError(f"group name {_quote(name)} {problem}")
+            if not isinstance(members, list) or not members:
+                raise _BadValueError(f"group {name}: expected a non-empty array of devices")
+            for member in members:
+                if not isinstance(member, str) or DEVICE_SELECTOR_RE.fullmatch(member) is None:
+                    raise _BadValueError(
+                        f"group {name}: {_show(member)} is not a device id or glob (1 to 64 "
+                        "characters from A-Z a-z 0-9 _ - and the wildcards * and ?)"
+                    )
+            out.append((name, tuple(dict.fromkeys(members))))
+        return DeviceGroups(tuple(out))
+
+    def plain(self, value: object) -> object:
+        return {name: list(members) for name, members in typing.cast(DeviceGroups, value)}
+
+    def literal(self, value: object) -> str:
+        groups = typing.cast(DeviceGroups, value)
+        return "{" + ", ".join(f"{n} = [...]" for n, _ in groups) + "}" if groups else "{}"
+
+
 def _kind_for(annotation: object, default: object) -> _Kind:
     if typing.get_origin(annotation) is Literal:
         return _ChoiceKind(typing.get_args(annotation))
@@ -873,6 +957,8 @@ def _kind_for(annotation: object, default: object) -> _Kind:
         bool: _BoolKind(),
         Secret: _SecretKind(),
     }
+    if annotation is DeviceGroups:
+        return _GroupsKind()
     if annotation in simple:
         return simple[annotation]
     raise TypeError(f"no configuration kind for {annotation!r}")

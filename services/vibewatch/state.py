@@ -106,6 +106,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE rollout_devices ADD COLUMN activated_s REAL;
     """,
+    # 4: the operators' `rollback` command (of a rollout, also after it ended), and the
+    # devices' labels (`vibewatch devices label`, the groups of `ota deploy --group`).
+    """
+    CREATE TABLE rollout_commands_4 (
+        id INTEGER PRIMARY KEY,
+        rollout_id TEXT NOT NULL REFERENCES rollouts (rollout_id) ON DELETE CASCADE,
+        command TEXT NOT NULL CHECK (command IN ('pause', 'resume', 'abort', 'rollback')),
+        reason TEXT NOT NULL,
+        requested_at TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO rollout_commands_4 SELECT * FROM rollout_commands;
+    DROP TABLE rollout_commands;
+    ALTER TABLE rollout_commands_4 RENAME TO rollout_commands;
+    CREATE TABLE device_labels (
+        device TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, key)
+    ) STRICT;
+    """,
 )
 
 

@@ -4,6 +4,9 @@ devices that run the firmware's device layer, and `vibewatch ota status` says so
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -16,15 +19,19 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from vibewatch.config import load_config
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
+from vibewatch.models.package import ModelPackage
 from vibewatch.models.registry import Registry
+from vibewatch.ota.controller import OtaController
 from vibewatch.ota.store import RolloutStore
+from vibewatch.protocol import Kind, signed_model_text
 from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, PowerPlan, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
-from vibewatch.testing.models import factory_version
+from vibewatch.testing.models import factory_version, golden_broken
 from vibewatch.testing.servers import LocalMosquitto
 from vibewatch.testing.watch import Watcher
 
@@ -149,7 +156,7 @@ def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
     part = {"rollout": "rollout-1", "phase": "completed", "state": "confirmed", "wave": 2}
     assert shown["rollouts"] == [part | {"detail": ""}]
     again = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all")
-    assert again.returncode == 2 and "sim-0001 runs vibewatch-ae version 2" in again.stderr
+    assert again.returncode == 2 and "(sim-0001 runs version 2, sim-0002 runs" in again.stderr
     assert controller.stop() == 0
 
 
@@ -167,13 +174,14 @@ def test_a_canary_that_refuses_the_package_aborts_the_rollout(
     try:
         done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "1")
         assert done.returncode == 0, done.stderr
-        waves = "rollout-1: vibewatch-ae version 2 to 10 devices in waves of 1 + 4 + 5"
+        waves = "rollout-1: rollout of vibewatch-ae version 2 to 10 devices in waves of 1 + 4 + 5"
         assert waves in done.stdout
         final = fleet.run("rollout-1")
     finally:
         fleet.close()
         watcher.close()
-    assert final["phase"] == "aborted" and final["reason"] == "a canary failed: failed", final
+    assert final["phase"] == "aborted", final
+    assert final["reason"] == "a canary failed: failed (signature)"
     canary = final["devices"]["sim-0001"]
     assert canary["state"] == "failed" and canary["detail"] == "signature"
     assert final["counts"] == {"failed": 1, "queued": 9}
@@ -183,7 +191,7 @@ def test_a_canary_that_refuses_the_package_aborts_the_rollout(
     for device in fleet.simulation.fleet.devices.values():
         assert device.slots.state.model_version == 1
     text = vibewatch(env, "ota", "status", "rollout-1").stdout
-    assert "aborted (a canary failed: failed)" in text and "sim-0001" in text
+    assert "aborted (a canary failed: failed (signature))" in text and "sim-0001" in text
 
 
 def test_a_controller_killed_mid_rollout_resumes_where_it_was(
@@ -281,7 +289,7 @@ def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
         fleet.close()
     assert final["phase"] == "aborted", final
     assert final["reason"].startswith("regression guard: 3 anomaly events on the new model")
-    assert final["counts"]["queued"] == 7  # no wave after the canaries
+    assert final["counts"] == {"rolled_back": 3, "queued": 7}  # no wave after the canaries
     for device in fleet.simulation.fleet.devices.values():
         assert device.slots.state.model_version == 1  # the canaries are back on the old one
     assert controller.stop() == 0
@@ -344,3 +352,143 @@ def test_power_lost_at_every_step_of_an_install_leaves_every_device_a_valid_mode
         if final["phase"] == "completed":  # else an abort stopped the others midway
             assert final["devices"][device_id]["state"] == "confirmed"
     assert all(known[d].online for d in scenario.device_ids())  # each came back, reporting
+
+
+def test_two_hundred_devices_a_tenth_on_lossy_links_all_end_on_the_new_model(
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_public_key(home / "keys" / "model-signing.pub")
+    lossy = LinkPlan(loss=0.1, duplicate=0.05, reorder=0.05, share=0.1)
+    scenario = Scenario(devices=200, seed=14, link=lossy)
+    assert len(scenario.lossy_devices()) == 20
+    fleet = Fleet(home, env, manual_simulation, scenario, key)
+    try:
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
+            "--waves", "50%,100%", "--timeout", "10m",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "in waves of 2 + 98 + 100" in done.stdout
+        final = fleet.run("rollout-1", limit_s=600)
+    finally:
+        fleet.close()
+    assert final["phase"] == "completed" and final["converged"] is True, final["counts"]
+    assert final["counts"] == {"confirmed": 200}
+    for device_id, device in fleet.simulation.fleet.devices.items():
+        assert device.slots.state.model_version == 2, device_id
+    assert controller.stop() == 0
+
+
+def _flip_chunk_data(kind: Kind, payload: bytes) -> bytes:
+    if kind is Kind.OTA_CHUNK and len(payload) > 16:
+        changed = bytearray(payload)
+        changed[16] ^= 0xFF  # the first byte of data
+        return bytes(changed)
+    return payload
+
+
+def _job_changed(**fields: object) -> Callable[[Kind, bytes], bytes]:
+    def change(kind: Kind, payload: bytes) -> bytes:
+        if kind is Kind.OTA_JOB and payload:
+            return json.dumps(json.loads(payload) | fields).encode()
+        return payload
+
+    return change
+
+
+def test_a_job_or_chunk_changed_on_its_way_is_refused_with_its_own_reason(
+    tmp_path: Path,
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_private_key(home / "keys" / "model-signing.key")
+    # an older job, signed once: version 1 of the model, not the one the devices run
+    older = factory_version(tmp_path / "v1b", key, 1, threshold=0.5)
+    replayed = {
+        "model_version": 1,
+        "size": len(older.vwm),
+        "sha256": hashlib.sha256(older.vwm).hexdigest(),
+        "signature": base64.b64encode(older.device_signature).decode(),
+    }
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=4, seed=15), key.public_key())
+    attacks = {
+        "sim-0001": ("hash", _flip_chunk_data),
+        "sim-0002": ("signature", _job_changed(model_version=3)),  # the manifest changed
+        "sim-0003": ("downgrade", _job_changed(**replayed)),  # an older signed job
+    }
+    try:
+        for target, (_, change) in attacks.items():
+            fleet.simulation.tamper(target, change)
+            done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--devices", target)
+            assert done.returncode == 0, done.stderr
+        finals = [fleet.run(f"rollout-{n}") for n in (1, 2, 3)]
+    finally:
+        fleet.close()
+    for final, (target, (reason, _)) in zip(finals, attacks.items(), strict=True):
+        assert final["phase"] == "aborted", final
+        assert final["devices"][target] == {"state": "failed", "wave": 1, "detail": reason}
+        assert final["reason"] == f"a canary failed: failed ({reason})"
+    for device_id, device in fleet.simulation.fleet.devices.items():
+        state = device.slots.state
+        assert state.model_version == 1 and state.state == "idle", (device_id, state)
+    text = vibewatch(env, "ota", "list").stdout
+    assert "failed (hash)" in text and "(signature)" in text and "(downgrade)" in text
+    assert controller.stop() == 0
+
+
+class _Unchecked(Registry):
+    """A registry that hands out version 2 with golden vectors no engine reproduces: what
+    a device must refuse should a package ever get past the registry's own checks (this
+    registry refuses such a package when it is registered)."""
+
+    signing_key: Ed25519PrivateKey
+
+    def load(self, model_id: str, version: int) -> ModelPackage:
+        package = super().load(model_id, version)
+        blob = golden_broken(package.vwm)
+        text = signed_model_text(model_id, version, len(blob), hashlib.sha256(blob).hexdigest())
+        return dataclasses.replace(package, vwm=blob, device_signature=self.signing_key.sign(text))
+
+
+def test_a_package_whose_golden_vectors_fail_on_the_devices_stops_at_the_canaries(
+    home: Path,
+    env: dict[str, str],
+    mosquitto: LocalMosquitto,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_private_key(home / "keys" / "model-signing.key")
+
+    def registry() -> Registry:
+        opened = _Unchecked(home / "models", home / "state.db", key.public_key())
+        opened.signing_key = key
+        return opened
+
+    controller = OtaController.from_config(load_config(environ=env), registry=registry)
+    controller.start()
+    watcher = Watcher(mosquitto.port)
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=16), key.public_key())
+    try:
+        done = vibewatch(
+            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
+            "--waves", "50%,100%",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        final = fleet.run("rollout-1")
+    finally:
+        fleet.close()
+        watcher.close()
+        assert controller.stop()
+    assert final["phase"] == "aborted", final
+    assert final["reason"] == "a canary failed: failed (golden)"
+    assert final["counts"] == {"failed": 2, "queued": 8}
+    assert set(watcher.messages("ota/job")) == {"sim-0001", "sim-0002"}  # nobody else
+    for device_id, device in fleet.simulation.fleet.devices.items():
+        state = device.slots.state
+        assert state.model_version == 1, device_id  # the canaries kept the old model
+        if device_id in ("sim-0001", "sim-0002"):
+            assert sorted(s.state for s in state.slots.values()) == ["active", "invalid"]

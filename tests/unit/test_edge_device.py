@@ -468,6 +468,31 @@ def test_a_download_resumes_after_a_reset_and_a_reset_on_trial_rolls_back() -> N
     assert status.model_version == 1
 
 
+def test_a_withdrawn_job_ends_the_download_and_the_job_sent_again_resumes_it() -> None:
+    bench = OtaBench(DeviceSettings(ota_window=2, ota_timeout_ms=1000, features_every=0))
+    v2 = version(BLOB, 2)
+    job = job_for(bench.key, v2, 2, "job-12", 1024)
+    bench.device.ota_job(job.encode())
+    (first, _) = [r for r in bench.requests() if r.kind is OtaRequestKind.CHUNK]
+    assert first.offset is not None and first.length is not None
+    data = v2[first.offset : first.offset + first.length]
+    bench.device.ota_job(b"")  # the rollout aborted: its retained job is cleared
+    mark = len(bench.sent)
+    for _ in range(5):
+        bench.now += 1000
+        bench.device.poll()
+    assert bench.requests(mark) == []  # it asks for nothing any more
+    with pytest.raises(EdgeError, match="state"):
+        bench.device.ota_chunk(OtaChunk.for_job("dev-1", "job-12", 0, data).encode())
+    bench.device.ota_job(job.encode())  # sent again: the download goes on
+    bench.serve(v2, "job-12", random.Random(12))
+    assert bench.states()[-1] == ("activated", None)
+    bench.device.ota_job(b"")  # on trial: nothing changes
+    bench.now += 600_000
+    bench.device.poll()
+    assert bench.states()[-1] == ("installed", None)
+
+
 def test_refused_jobs_are_reported_with_the_reason() -> None:
     bench = OtaBench(DeviceSettings())
     v2 = version(BLOB, 2)

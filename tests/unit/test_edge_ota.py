@@ -14,7 +14,7 @@ from vibewatch.edge import _lib
 from vibewatch.edge.ota import DeviceCapabilities, Manifest, SlotDevice
 from vibewatch.edge.vwm import encode
 from vibewatch.errors import EdgeError
-from vibewatch.testing.models import random_model, reseal, spec_for
+from vibewatch.testing.models import golden_broken, random_model, spec_for
 
 RATE = 16000
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -197,13 +197,6 @@ def test_signed_rollback_installs_an_older_version(v1_device: SlotDevice) -> Non
 
 
 # ---- refusals ------------------------------------------------------------------------
-
-
-def golden_broken(blob: bytes) -> bytes:
-    """The last golden vector's expected output changed by one (resealed: CRC valid)."""
-    changed = bytearray(blob)
-    changed[-10] ^= 1  # output bytes of the last record: [-16:-4]
-    return reseal(changed)
 
 
 def refusal(dev: SlotDevice, case: str) -> str:

@@ -81,12 +81,52 @@ def test_a_failed_canary_aborts_and_rolls_back_the_other_canaries() -> None:
     rollout.start(0.0)
     rollout.report("pump-00", OtaState.ACTIVATED, 5.0)
     step = rollout.report("pump-01", OtaState.FAILED, 6.0, "golden")
-    assert step == Step(roll_back=("pump-00",))
-    assert rollout.phase is Phase.ABORTED and rollout.reason == "a canary failed: failed"
+    assert step == Step(roll_back=("pump-00",), withdraw=("pump-00", "pump-01"))
+    assert rollout.phase is Phase.ABORTED
+    assert rollout.reason == "a canary failed: failed (golden)"
     assert rollout.devices["pump-01"].detail == "golden"
-    assert rollout.counts() == {"trial": 1, "failed": 1, "queued": 18}  # nobody else sent
-    assert rollout.report("pump-00", OtaState.INSTALLED, 7.0) == Step()
+    assert rollout.devices["pump-00"].detail == (
+        "sent back to its previous model: the rollout aborted: a canary failed: failed (golden)"
+    )
+    assert rollout.counts() == {"rolled_back": 1, "failed": 1, "queued": 18}  # none else sent
+    # a report that crossed the rollback command: sent back again
+    assert rollout.report("pump-00", OtaState.INSTALLED, 7.0) == Step(roll_back=("pump-00",))
+    assert rollout.devices["pump-00"].state is DeviceState.ROLLED_BACK
     assert rollout.tick(10_000.0) == Step()
+
+
+def test_an_abort_cancels_the_devices_on_their_way_and_sends_back_one_that_arrives() -> None:
+    rollout = Rollout("r1", plan())
+    second = install(rollout, rollout.start(0.0).send, 1.0).send
+    rollout.report(second[0], OtaState.DOWNLOADING, 2.0)
+    rollout.report(second[1], OtaState.ACTIVATED, 2.0)
+    step = rollout.abort("aborted by the operator", 3.0)
+    assert step.roll_back == ("pump-00", "pump-01", second[1])
+    assert step.withdraw == DEVICES[:10]  # every device that was sent its job
+    assert rollout.counts() == {"rolled_back": 3, "cancelled": 7, "queued": 10}
+    assert rollout.devices[second[0]].detail == "the rollout aborted: aborted by the operator"
+    assert rollout.abort("again", 4.0) == Step()
+    # a cancelled download that completed anyway: its device is sent back
+    assert rollout.report(second[0], OtaState.ACTIVATED, 5.0) == Step(roll_back=(second[0],))
+    assert rollout.report(second[2], OtaState.FAILED, 5.0) == Step()
+
+
+def test_the_operators_rollback_undoes_a_completed_rollout() -> None:
+    rollout = Rollout("r1", plan(targets=DEVICES[:4], canary=1, waves=(1.0,)))
+    install(rollout, install(rollout, rollout.start(0.0).send, 1.0).send, 2.0)
+    assert rollout.phase is Phase.COMPLETED
+    step = rollout.roll_back("the new model misses faults", 10.0)
+    assert step == Step(roll_back=DEVICES[:4], withdraw=DEVICES[:4])
+    assert rollout.phase is Phase.COMPLETED and not rollout.converged
+    assert rollout.counts() == {"rolled_back": 4}
+    assert rollout.devices["pump-03"].detail == (
+        "sent back to its previous model: the new model misses faults"
+    )
+    assert rollout.roll_back("again", 11.0) == Step()
+    running = Rollout("r2", plan())
+    install(running, running.start(0.0).send, 1.0)
+    assert running.roll_back("stop", 2.0).roll_back == ("pump-00", "pump-01")
+    assert running.phase is Phase.ABORTED
 
 
 def test_failures_past_the_limit_abort_a_later_wave() -> None:
@@ -105,7 +145,7 @@ def test_a_device_without_an_outcome_times_out() -> None:
     rollout.start(0.0)
     rollout.report("pump-00", OtaState.DOWNLOADING, 10.0)
     assert rollout.tick(60.0) == Step()  # not past it yet
-    assert rollout.tick(61.0) == Step()  # a canary timed out: aborted, nothing installed
+    assert rollout.tick(61.0) == Step(withdraw=("pump-00",))  # a canary timed out: aborted
     assert rollout.devices["pump-00"].state is DeviceState.TIMED_OUT
     assert rollout.devices["pump-00"].detail == "no outcome within 60 s"
     assert rollout.phase is Phase.ABORTED
@@ -140,7 +180,7 @@ def test_the_regression_guard_trips_when_the_new_model_alarms_far_more() -> None
     # over the 10 s since the activation: 1 event in the 10 s before it, 4 after
     loud = {"pump-00": [50.0, 95.0, 101.0, 102.0, 103.0], "pump-01": [104.0]}
     step = rollout.guard(loud, 110.0)
-    assert step == Step(roll_back=("pump-00", "pump-01"))
+    assert step.roll_back == ("pump-00", "pump-01")
     assert rollout.reason == (
         "regression guard: 4 anomaly events on the new model against 1 on the old one "
         "over the same span"

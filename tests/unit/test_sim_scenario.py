@@ -167,3 +167,15 @@ def test_faults_from_the_command_line(text: str, plan: FaultPlan) -> None:
 def test_bad_faults_from_the_command_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_fault(text)
+
+
+def test_a_share_of_the_devices_has_the_lossy_links(tmp_path: Path) -> None:
+    s = load_scenario(write(tmp_path, "[fleet]\ndevices = 200\n[link]\nloss = 0.1\nshare = 0.1\n"))
+    lossy = s.lossy_devices()
+    assert len(lossy) == 20 and lossy <= set(s.device_ids())
+    assert s.lossy_devices() == lossy  # the seed's choice
+    assert Scenario(devices=3).lossy_devices() == set(Scenario(devices=3).device_ids())
+    assert len(Scenario(devices=3, link=LinkPlan(share=0.01)).lossy_devices()) == 1
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(link=LinkPlan(share=1.5))
+    assert caught.value.problems == [("link.share", "1.5 is not in [0, 1]")]

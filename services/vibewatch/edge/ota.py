@@ -47,6 +47,7 @@ from vibewatch.protocol import (
     MAX_MODEL_BYTES,
     MIN_CHUNK_SIZE,
     MODEL_VERSION_MAX,
+    DeviceLimits,
     signed_model_text,
 )
 
@@ -436,6 +437,14 @@ class SlotDevice:
             None,
         )
         self._ota = _lib.buffer(self._core.vwpy_ota_sizeof(0))
+        self.limits = DeviceLimits(
+            sample_rate_hz=capabilities.sample_rate_hz,
+            max_window=capabilities.max_window,
+            flash_bytes=slot_bytes,
+            ram_bytes=capabilities.engine_work_bytes,
+        )
+        """What the device can run, for its status (``rate-…``, ``window-…``, ``flash-…``,
+        ``ram-…`` capabilities)."""
 
     # ---- the port: storage with power cuts, Ed25519 ----
 

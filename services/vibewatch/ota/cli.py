@@ -2,12 +2,13 @@
 themselves).
 
 ``ota deploy`` checks a rollout and saves it; the controller (``vibewatch serve``, or
-``vibewatch ota serve`` alone) carries it out. ``pause``, ``resume`` and ``abort`` queue
-a command the controller carries out within a second.
+``vibewatch ota serve`` alone) carries it out. ``pause``, ``resume``, ``abort`` and
+``rollback`` queue a command the controller carries out within a second.
 
 Exit codes: 0 success; 1 a failure (the state database cannot be used, a registered
-package fails verification); 2 bad input (an unknown model, version, device or rollout,
-a bad wave or rate, a version not above what a target runs).
+package fails verification); 2 bad input (an unknown model, version, device, group or
+rollout, a bad wave or rate, targets that cannot run the model, a version not above
+what a target runs, a rollback without its signed statement).
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def ota_deploy(
         str | None,
         typer.Option("--devices", help="Target devices, comma separated.", show_default=False),
     ] = None,
+    groups: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            help="Target a group: a name of [ota] groups in the configuration, or a label "
+            "selector KEY=VALUE (`vibewatch devices label`); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     all_devices: Annotated[
         bool, typer.Option("--all", help="Every device that ever sent its status.")
     ] = False,
@@ -112,44 +122,49 @@ def ota_deploy(
             "--guard-min-events", min=1, help="Fewest events on the new model that can abort."
         ),
     ] = 3,
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Install a version below what targets run, under its signed rollback "
+            "statement (`vibewatch models sign-rollback`).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a rollout of a registered model version; `vibewatch serve` carries it out.
 
-    Refused, with the reason, for a package that fails verification, a version not above
-    what a target runs, unknown devices.
+    Refused, with the reason, for a package that fails verification, unknown devices or
+    groups, targets whose status says they cannot run the model (sample rate, window,
+    flash, engine memory), a version not above what a target runs (without --rollback),
+    a rollback without its signed statement.
     """
     from vibewatch.errors import RegistryError
     from vibewatch.models.keys import load_public_key
     from vibewatch.models.registry import Registry
     from vibewatch.ota.rollout import RolloutPlan
+    from vibewatch.ota.targets import TargetError, fit_problems, select_targets, version_problems
 
-    if (devices is None) == (not all_devices):
-        fail("give the targets: --devices A,B,... or --all", 2)
+    named = [d.strip() for d in (devices or "").split(",") if d.strip()]
+    if not (named or groups or all_devices):
+        fail("give the targets: --devices A,B,..., --group NAME or --all", 2)
     cfg = load(config)
     plan_waves = tuple(_share(w, "--waves") for w in waves.split(","))
     with _store(config) as store:
-        known = {device.device: device for device in store.devices()}
-        targets = (
-            tuple(sorted(known))
-            if all_devices
-            else tuple(dict.fromkeys(d.strip() for d in (devices or "").split(",") if d.strip()))
-        )
-        unknown = [d for d in targets if d not in known]
-        if unknown:
-            fail(f"unknown devices (no status received from them): {', '.join(unknown)}", 2)
-        ahead = [
-            f"{d} runs {known[d].model_id} version {known[d].model_version}"
-            for d in targets
-            if known[d].model_id == model_id and (known[d].model_version or 0) >= version
-        ]
-        if ahead:
-            fail(
-                f"version {version} is not above what the targets run ({'; '.join(ahead)}); "
-                "a rollback needs a signed rollback statement",
-                2,
+        known = store.devices()
+        try:
+            targets = select_targets(
+                known,
+                devices=named,
+                groups=groups or (),
+                all_devices=all_devices,
+                config_groups=dict(cfg.ota.groups),
             )
+        except TargetError as exc:
+            fail(str(exc), 2)
+        chosen = [d for d in known if d.device in set(targets)]
+        problems = version_problems(model_id, version, chosen, rollback=rollback)
         plan = RolloutPlan(
             model_id=model_id,
             version=version,
@@ -161,24 +176,36 @@ def ota_deploy(
             trial_s=_duration(trial, "--trial"),
             guard_factor=guard_factor,
             guard_min_events=guard_min_events,
+            rollback=rollback,
         )
-        problems = plan.problems()
+        problems += plan.problems()
         if problems:
             fail("; ".join(problems), 2)
         try:
             key = load_public_key(cfg.train.verify_key)
             with Registry(cfg.train.registry_dir, cfg.state_db, key) as registry:
-                registry.load(model_id, version)
+                package = registry.load(model_id, version)
+                if rollback and registry.rollback_statement(model_id, version) is None:
+                    fail(
+                        f"no signed rollback statement of {model_id} version {version}: "
+                        f"`vibewatch models sign-rollback {model_id} {version}` makes it "
+                        "where the signing key is",
+                        2,
+                    )
         except RegistryError as exc:
             fail(str(exc), 2 if "not registered" in str(exc) else 1)
+        unfit = fit_problems(package.manifest, chosen)
+        if unfit:
+            fail(f"targets cannot run {model_id} version {version}: {'; '.join(unfit)}", 2)
         rollout = store.create(plan)
     if as_json:
         typer.echo(json.dumps(_rollout_json(rollout), indent=2))
     else:
         sizes = " + ".join(str(len(w)) for w in plan.wave_members())
+        kind = "rollback to" if rollback else "rollout of"
         typer.echo(
-            f"{rollout.rollout_id}: {model_id} version {version} to {len(targets)} devices "
-            f"in waves of {sizes}; `vibewatch ota status {rollout.rollout_id} --watch`"
+            f"{rollout.rollout_id}: {kind} {model_id} version {version} to {len(targets)} "
+            f"devices in waves of {sizes}; `vibewatch ota status {rollout.rollout_id} --watch`"
         )
 
 
@@ -301,6 +328,16 @@ def ota_abort(
     _command(rollout_id, "abort", reason, config)
 
 
+@ota_app.command("rollback")
+def ota_rollback(
+    rollout_id: RolloutArgument, reason: ReasonOption = "", config: ConfigOption = None
+) -> None:
+    """Send every device running the rollout's model back to the model it ran before
+    (the one its other slot keeps), also after the rollout completed; a running rollout
+    aborts."""
+    _command(rollout_id, "rollback", reason, config)
+
+
 @ota_app.command("serve")
 def ota_serve(config: ConfigOption = None) -> None:
     """Run the OTA controller alone (`vibewatch serve` runs it with the other services).
@@ -324,11 +361,54 @@ def devices_list(as_json: JsonOption = False, config: ConfigOption = None) -> No
         typer.echo(json.dumps([dataclasses.asdict(device) for device in devices]))
         return
     for d in devices:
+        labels = " ".join(f"{k}={v}" for k, v in d.labels.items())
         typer.echo(
             f"{d.device:<24} {'online ' if d.online else 'offline'}  {d.firmware or '-':<12} "
             f"{d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}  "
-            f"last seen {d.last_seen}"
+            f"last seen {d.last_seen}  {labels}".rstrip()
         )
+
+
+@devices_app.command("label")
+def devices_label(
+    items: Annotated[
+        list[str],
+        typer.Argument(
+            help="Devices (ids or globs such as `pump-*`), then labels KEY=VALUE to set.",
+            show_default=False,
+        ),
+    ],
+    remove: Annotated[
+        list[str] | None,
+        typer.Option("--remove", help="A label key to remove; repeatable.", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Label devices, e.g. `vibewatch devices label pump-01 pump-02 site=north line=a`;
+    `vibewatch ota deploy --group site=north` targets them."""
+    import fnmatch
+
+    from vibewatch.protocol import DEVICE_SELECTOR_RE, ID_RE
+
+    selectors = [item for item in items if "=" not in item]
+    put = dict(item.split("=", 1) for item in items if "=" in item)
+    gone = list(remove or [])
+    for word in [*put, *put.values(), *gone]:
+        if ID_RE.fullmatch(word) is None:
+            fail(f"label key or value {word!r}: 1 to 64 characters from A-Z a-z 0-9 . _ -", 2)
+    bad = [s for s in selectors if DEVICE_SELECTOR_RE.fullmatch(s) is None]
+    if bad or not selectors:
+        fail(f"give devices (ids or globs) before the labels, not {bad or items}", 2)
+    if not put and not gone:
+        fail("nothing to do: give labels KEY=VALUE or --remove KEY", 2)
+    with _store(config) as store:
+        known = [d.device for d in store.devices()]
+        chosen = {d for s in selectors for d in known if fnmatch.fnmatchcase(d, s)}
+        missing = [s for s in selectors if not any(fnmatch.fnmatchcase(d, s) for d in known)]
+        if missing:
+            fail(f"no known device matches {', '.join(missing)} (no status received)", 2)
+        store.label(sorted(chosen), put, gone)
+    typer.echo(f"labelled {len(chosen)} devices")
 
 
 @devices_app.command("show")
@@ -359,6 +439,11 @@ def devices_show(
         f"model {d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}"
         f", slots a {slots.get('a', '-')} b {slots.get('b', '-')}, last seen {d.last_seen}"
     )
+    if d.labels:
+        typer.echo("  labels: " + " ".join(f"{k}={v}" for k, v in d.labels.items()))
+    capabilities = d.status.get("capabilities")
+    if capabilities:
+        typer.echo("  capabilities: " + " ".join(capabilities))
     for part in parts:
         detail = f" ({part['detail']})" if part["detail"] else ""
         typer.echo(f"  {part['rollout']} ({part['phase']}): {part['state']}{detail}")

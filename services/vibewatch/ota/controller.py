@@ -5,22 +5,26 @@ One service of ``vibewatch serve`` (or ``vibewatch ota serve`` alone). It
 * publishes each target's job (retained ``ota/job``: the manifest and the package's
   ``device.sig``) when the target's wave starts (:mod:`vibewatch.ota.rollout` decides
   when);
-* serves the chunk requests the devices send on ``ota/req`` (devices pull; a global
-  rate limit drops requests beyond it, which the devices send again) from the blob of
-  the rollout's package, read from the registry and verified once per rollout;
+* serves the chunk requests the devices send on ``ota/req`` (devices pull; a global and
+  a per-device rate limit drop requests beyond them, which the devices send again) from
+  the blob of the rollout's package, read from the registry and verified once per
+  rollout (a rollback ships the registry's signed rollback statement instead of the
+  package's install signature);
 * follows each target through its ``ota/req`` state reports, every device through its
   ``status`` messages (:meth:`~vibewatch.ota.store.RolloutStore.record_status`), and
   the anomaly events they raise, for the regression guard (remembered for a day, from
   the controller's start);
-* carries out the operators' commands (pause, resume, abort) and the rollout's own
-  decisions: a new wave, or on abort a ``rollback`` command to every device on the new
-  model and the retained jobs cleared;
+* carries out the operators' commands (pause, resume, abort, rollback) and the
+  rollout's own decisions: a new wave, or on abort a ``rollback`` command to every
+  device on the new model and the retained jobs cleared;
 * publishes a job again when the device reported nothing new for a while (10 s,
-  doubling up to 5 minutes): a device that missed the job takes it then, and one whose
-  report was lost reports again;
-* saves every change in the state database before it acknowledges the report that
-  caused it, so a controller killed at any moment resumes where it was: on start it
-  publishes again only the jobs of targets that have reported nothing yet.
+  doubling up to 5 minutes; 5 minutes for a device on trial, which reports only when
+  it confirms): a device that missed the job takes it then, and one whose report was
+  lost reports again;
+* saves every change (the rows of the targets whose progress changed) in the state
+  database before it acknowledges the report that caused it, so a controller killed
+  at any moment resumes where it was: on start it publishes again only the jobs of
+  targets that have reported nothing yet.
 
 Chunk requests are answered on the MQTT network thread; everything else happens on the
 controller's own thread, which owns the state database connection.
@@ -72,8 +76,6 @@ log = logging.getLogger(__name__)
 
 #: Bytes per chunk the jobs ask devices to use.
 CHUNK_SIZE: Final = 4096
-#: Chunks served per second at most, over all devices.
-CHUNK_RATE: Final = 2000.0
 #: Seconds after which a job no report answered is published again (doubling each time,
 #: up to :data:`JOB_RESEND_MAX_S`): a device that missed it while away takes it then.
 JOB_RESEND_S: Final = 10.0
@@ -113,7 +115,8 @@ class OtaController:
         topic_prefix: str,
         clock: Callable[[], float] = time.time,
         tick_s: float = 1.0,
-        chunk_rate: float = CHUNK_RATE,
+        chunk_rate: float = 2000.0,
+        device_chunk_rate: float = 20.0,
     ) -> None:
         """Assemble the controller; nothing connects until :meth:`start`.
 
@@ -124,7 +127,9 @@ class OtaController:
             topic_prefix: Topic prefix of the wire contract.
             clock: Wall clock in seconds (rollout timeouts survive a restart).
             tick_s: Seconds between two looks at timeouts and commands.
-            chunk_rate: Chunks served per second at most.
+            chunk_rate: Chunks served per second at most, over all devices.
+            device_chunk_rate: Chunks served one device per second at most (a burst of
+                as many).
         """
         self._session = session
         self._state_db = state_db
@@ -134,6 +139,8 @@ class OtaController:
         self._tick_s = tick_s
         self._chunk_rate = chunk_rate
         self._tokens = chunk_rate
+        self._device_rate = device_chunk_rate
+        self._device_tokens: dict[str, tuple[float, float]] = {}  # device: (tokens, at)
         self._recent: dict[tuple[str, str, int], float] = {}  # (device, job, offset): sent at
         self._refilled = time.monotonic()
         self._inbox: queue.Queue[tuple[str, _Queued, AckToken | None]] = queue.Queue()
@@ -151,16 +158,19 @@ class OtaController:
         self.rejected = 0
 
     @classmethod
-    def from_config(cls, config: Config) -> OtaController:
+    def from_config(
+        cls, config: Config, registry: Callable[[], Registry] | None = None
+    ) -> OtaController:
         """The controller as the configuration describes it: its MQTT client id is
-        ``mqtt.client_id`` with ``-ota`` appended."""
+        ``mqtt.client_id`` with ``-ota`` appended; ``registry`` opens the model registry
+        (the configured one when None)."""
         mqtt = config.mqtt
         session = MqttSession(
             dataclasses.replace(broker_settings(mqtt), client_id=f"{mqtt.client_id}-ota"),
             subscription_filters(mqtt.topic_prefix, (Kind.OTA_REQ, Kind.STATUS, Kind.EVENT)),
         )
 
-        def registry() -> Registry:
+        def configured() -> Registry:
             verify_key = config.train.verify_key
             key = load_public_key(verify_key) if verify_key.exists() else None
             return Registry(config.train.registry_dir, config.state_db, key)
@@ -168,8 +178,10 @@ class OtaController:
         return cls(
             session=session,
             state_db=config.state_db,
-            registry=registry,
+            registry=registry or configured,
             topic_prefix=mqtt.topic_prefix,
+            chunk_rate=config.ota.chunk_rate,
+            device_chunk_rate=config.ota.device_chunk_rate,
         )
 
     # ----------------------------------------------------------------- running
@@ -241,15 +253,23 @@ class OtaController:
         refill = (now - self._refilled) * self._chunk_rate
         self._tokens = min(self._chunk_rate, self._tokens + refill)
         self._refilled = now
-        if self._tokens < 1:
+        tokens, at = self._device_tokens.get(request.device, (self._device_rate, now))
+        tokens = min(self._device_rate, tokens + (now - at) * self._device_rate)
+        if self._tokens < 1 or tokens < 1:
+            self._device_tokens[request.device] = (tokens, now)
             self.chunks_dropped += 1  # the device asks again after its timeout
             return
         self._tokens -= 1
+        self._device_tokens[request.device] = (tokens - 1, now)
         data = package.blob[request.offset : request.offset + request.length]
         if not data:
             return
         if len(self._recent) > 100_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < CHUNK_REPEAT_S}
+        if len(self._device_tokens) > 100_000:  # a bucket refills within a second:
+            self._device_tokens = {  # one untouched that long is as good as none
+                d: v for d, v in self._device_tokens.items() if now - v[1] < 1.0
+            }
         self._recent[sent] = now
         chunk = OtaChunk.for_job(request.device, request.job, request.offset, data)
         self._session.send(topic_for(self._prefix, request.device, Kind.OTA_CHUNK), chunk.encode())
@@ -281,13 +301,20 @@ class OtaController:
 
     def _take(self, rollout: Rollout, registry: Registry, rollouts: dict[str, Rollout]) -> bool:
         """Load a rollout's package, verified; one that cannot be loaded aborts."""
+        plan = rollout.plan
         try:
-            package = registry.load(rollout.plan.model_id, rollout.plan.version)
+            package = registry.load(plan.model_id, plan.version)
+            signature = package.device_signature
+            if plan.rollback:
+                statement = registry.rollback_statement(plan.model_id, plan.version)
+                if statement is None:
+                    raise VibewatchError("its signed rollback statement is gone")
+                signature = statement
         except VibewatchError as exc:
-            rollout.abort(f"cannot load the package: {exc}")
+            rollout.abort(f"cannot load the package: {exc}", self._clock())
             return False
         blob = package.vwm
-        shipped = _Package(blob, hashlib.sha256(blob).hexdigest(), package.device_signature)
+        shipped = _Package(blob, hashlib.sha256(blob).hexdigest(), signature)
         self._served = {**self._served, rollout.job_id: shipped}
         rollouts[rollout.rollout_id] = rollout
         return True
@@ -310,7 +337,9 @@ class OtaController:
                 continue
             state, due, interval = self._resend.get(key, (None, 0.0, 0.0))
             if state is not progress.state:  # news from the device: wait again
-                self._resend[key] = (progress.state, now + JOB_RESEND_S, JOB_RESEND_S)
+                # on trial, the device says nothing until it confirms the model
+                wait = JOB_RESEND_MAX_S if progress.state is DeviceState.TRIAL else JOB_RESEND_S
+                self._resend[key] = (progress.state, now + wait, wait)
             elif now >= due:
                 interval = min(2 * interval, JOB_RESEND_MAX_S)
                 self._resend[key] = (state, now + interval, interval)
@@ -328,15 +357,23 @@ class OtaController:
                     store.save(rollout)
         for rollout_id, command, reason in store.take_commands():
             target = rollouts.get(rollout_id)
-            if target is None:
+            if target is None and command == "rollback":  # it ended: undo what it installed
+                ended = store.load(rollout_id)
+                step = ended.roll_back(reason or "rolled back by the operator", self._clock())
+                self._carry_out(store, ended, step)
+            elif target is None:
                 continue
-            if command == "pause":
+            elif command == "pause":
                 target.pause(reason or "paused by the operator")
                 self._carry_out(store, target, Step())
             elif command == "resume":
                 self._carry_out(store, target, target.resume(self._clock()))
+            elif command == "rollback":
+                step = target.roll_back(reason or "rolled back by the operator", self._clock())
+                self._carry_out(store, target, step)
             else:
-                self._carry_out(store, target, target.abort(reason or "aborted by the operator"))
+                step = target.abort(reason or "aborted by the operator", self._clock())
+                self._carry_out(store, target, step)
         for rollout_id, device in sorted(self._unpublished):
             self._unpublished.discard((rollout_id, device))
             if rollout_id in rollouts:
@@ -396,6 +433,7 @@ class OtaController:
                 sha256=package.sha256,
                 chunk_size=CHUNK_SIZE,
                 signature=package.signature,
+                rollback=rollout.plan.rollback,
             )
             topic = topic_for(self._prefix, device, Kind.OTA_JOB)
             if not self._publish(topic, job.encode(), retain=True):
@@ -408,10 +446,8 @@ class OtaController:
                 cmd=CommandName.ROLLBACK,
             )
             self._publish(topic_for(self._prefix, device, Kind.CMD), command.encode())
-        if rollout.phase is Phase.ABORTED:
-            for device, progress in rollout.devices.items():
-                if progress.sent_s is not None:  # the retained job goes: no device takes it
-                    self._publish(topic_for(self._prefix, device, Kind.OTA_JOB), b"", retain=True)
+        for device in step.withdraw:  # the retained job goes: no device takes it
+            self._publish(topic_for(self._prefix, device, Kind.OTA_JOB), b"", retain=True)
         store.save(rollout)
         if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
             log.info(

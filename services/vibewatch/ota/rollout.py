@@ -66,10 +66,18 @@ class DeviceState(StrEnum):
     """The device fell back to its previous model."""
     TIMED_OUT = "timed_out"
     """No outcome within the timeout."""
+    CANCELLED = "cancelled"
+    """The rollout aborted before the device finished: its job was withdrawn."""
 
 
 OUTCOMES: Final = frozenset(
-    {DeviceState.CONFIRMED, DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT}
+    {
+        DeviceState.CONFIRMED,
+        DeviceState.FAILED,
+        DeviceState.ROLLED_BACK,
+        DeviceState.TIMED_OUT,
+        DeviceState.CANCELLED,
+    }
 )
 """The states a device's part of a rollout ends in."""
 FAILURES: Final = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT})
@@ -118,6 +126,8 @@ class RolloutPlan:
         guard_factor: The regression guard trips at more than this many times the
             anomaly events of the old model; 0 turns it off.
         guard_min_events: Fewest events on the new model that can trip the guard.
+        rollback: The version is not above what targets run: the jobs carry the signed
+            rollback statement (the ``rollback`` flag of ``ota/job``).
     """
 
     model_id: str
@@ -130,6 +140,7 @@ class RolloutPlan:
     trial_s: float = 0.0
     guard_factor: float = 3.0
     guard_min_events: int = 3
+    rollback: bool = False
 
     def problems(self) -> list[str]:
         """What is wrong with the plan; empty when it can run."""
@@ -200,10 +211,12 @@ class Step:
     Attributes:
         send: Devices to publish the job to (their wave just started).
         roll_back: Devices to send back to their previous model (the rollout aborted).
+        withdraw: Devices whose job goes (no device is to take it any more).
     """
 
     send: tuple[str, ...] = ()
     roll_back: tuple[str, ...] = ()
+    withdraw: tuple[str, ...] = ()
 
 
 @dataclass
@@ -254,13 +267,19 @@ class Rollout:
         """A target reported a state of this rollout's job; returns what follows from it.
 
         Reports of devices that are not targets or whose job was not sent are ignored,
-        and so is the same state reported again (a device reports the outcome of a
+        a device reporting the new model active after an abort is sent back, and the same
+        state reported again is ignored (a device reports the outcome of a
         retained job again at every connection).
         """
         progress = self.devices.get(device)
         if progress is None or progress.sent_s is None:
             return Step()
         new = _REPORTED[state]
+        if self.phase is Phase.ABORTED and new in _ON_NEW_MODEL:
+            # it finished a download the abort cancelled, or a report crossed the rollback
+            progress.state, progress.changed_s = DeviceState.ROLLED_BACK, now_s
+            progress.detail = f"sent back to its previous model: the rollout aborted: {self.reason}"
+            return Step(roll_back=(device,))
         if new != progress.state:
             progress.state, progress.changed_s = new, now_s
             progress.detail = detail if new in FAILURES else ""
@@ -285,7 +304,8 @@ class Rollout:
         if after >= self.plan.guard_min_events and after > self.plan.guard_factor * before:
             return self.abort(
                 f"regression guard: {after} anomaly events on the new model against "
-                f"{before} on the old one over the same span"
+                f"{before} on the old one over the same span",
+                now_s,
             )
         return Step()
 
@@ -310,14 +330,35 @@ class Rollout:
         self.phase, self.reason = Phase.RUNNING, ""
         return self._advance(now_s)
 
-    def abort(self, reason: str) -> Step:
+    def abort(self, reason: str, now_s: float) -> Step:
         """Stop for good: no further wave; the devices running the new model (on trial or
-        confirmed) are to be rolled back."""
+        confirmed) are to be rolled back (``rolled_back``), and those still on their way
+        to it are ``cancelled``."""
         if self.phase in (Phase.COMPLETED, Phase.ABORTED):
             return Step()
         self.phase, self.reason = Phase.ABORTED, reason
-        installed = (DeviceState.TRIAL, DeviceState.CONFIRMED)
-        return Step(roll_back=tuple(d for d, p in self.devices.items() if p.state in installed))
+        for progress in self.devices.values():
+            if progress.sent_s is not None and progress.state not in OUTCOMES | _ON_NEW_MODEL:
+                progress.state, progress.changed_s = DeviceState.CANCELLED, now_s
+                progress.detail = f"the rollout aborted: {reason}"
+        back = self._send_back(f"the rollout aborted: {reason}", now_s)
+        sent = tuple(d for d, p in self.devices.items() if p.sent_s is not None)
+        return Step(roll_back=back.roll_back, withdraw=sent)
+
+    def roll_back(self, reason: str, now_s: float) -> Step:
+        """The operator's rollback: every device running the new model is to go back to
+        its previous one, also after the rollout completed; a running rollout aborts."""
+        if self.phase in (Phase.RUNNING, Phase.PAUSED):
+            return self.abort(reason, now_s)
+        return self._send_back(reason, now_s)
+
+    def _send_back(self, reason: str, now_s: float) -> Step:
+        back = tuple(d for d, p in self.devices.items() if p.state in _ON_NEW_MODEL)
+        for device in back:
+            progress = self.devices[device]
+            progress.state, progress.changed_s = DeviceState.ROLLED_BACK, now_s
+            progress.detail = f"sent back to its previous model: {reason}"
+        return Step(roll_back=back, withdraw=back)
 
     def counts(self) -> dict[str, int]:
         """How many targets are in each state (states with none left out)."""
@@ -347,11 +388,14 @@ class Rollout:
         failed = [p for p in started if p.state in FAILURES]
         canary_failed = [p for p in failed if p.wave == 0]
         if canary_failed:
-            return self.abort(f"a canary failed: {canary_failed[0].state.value}")
+            first = canary_failed[0]
+            why = f" ({first.detail})" if first.detail else ""
+            return self.abort(f"a canary failed: {first.state.value}{why}", now_s)
         if len(failed) > self.plan.max_failure_rate * len(started):
             return self.abort(
                 f"{len(failed)} of {len(started)} devices failed, more than "
-                f"{self.plan.max_failure_rate:.0%}"
+                f"{self.plan.max_failure_rate:.0%}",
+                now_s,
             )
         if any(p.state not in OUTCOMES for p in started):
             return Step()

@@ -2,16 +2,17 @@
 
 The controller keeps every rollout here after each change (a controller killed at any
 moment resumes from what was saved), the ``vibewatch ota`` commands create rollouts and
-queue commands (``pause``, ``resume``, ``abort``) that the controller carries out in
-order, and :meth:`RolloutStore.record_status` keeps what each device last said of itself
-(``vibewatch devices``, and the checks of a new rollout).
+queue commands (``pause``, ``resume``, ``abort``, ``rollback``) that the controller
+carries out in order, :meth:`RolloutStore.record_status` keeps what each device last said
+of itself (``vibewatch devices``, and the checks of a new rollout), and the operators
+label devices (:meth:`RolloutStore.label`) to name groups of them.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -23,8 +24,8 @@ from vibewatch.state import transaction
 
 __all__ = ["Command", "KnownDevice", "RolloutError", "RolloutStore"]
 
-Command = Literal["pause", "resume", "abort"]
-COMMANDS: Final[tuple[Command, ...]] = ("pause", "resume", "abort")
+Command = Literal["pause", "resume", "abort", "rollback"]
+COMMANDS: Final[tuple[Command, ...]] = ("pause", "resume", "abort", "rollback")
 
 
 class RolloutError(VibewatchError):
@@ -44,6 +45,7 @@ class KnownDevice:
         model_version: The active model's version.
         status: The last status message, as JSON (slots, capabilities ...).
         last_seen: When it was received (UTC, ISO 8601).
+        labels: The operators' labels, ``{key: value}``.
     """
 
     device: str
@@ -53,6 +55,7 @@ class KnownDevice:
     model_version: int | None
     status: dict[str, Any]
     last_seen: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -65,6 +68,8 @@ class RolloutStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         """Use ``db`` (from :func:`vibewatch.state.open_state_db`)."""
         self._db = db
+        # (rollout id, device): the row as this store last wrote or read it
+        self._rows: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ rollouts
     def create(self, plan: RolloutPlan) -> Rollout:
@@ -96,7 +101,8 @@ class RolloutStore:
         return rollout
 
     def save(self, rollout: Rollout) -> None:
-        """Save a rollout's state and every target's progress, in one transaction."""
+        """Save a rollout's state and its targets' progress, in one transaction (the rows
+        of the targets whose progress changed since this store wrote or read them)."""
         with transaction(self._db):
             self._db.execute(
                 "UPDATE rollouts SET phase = ?, wave = ?, reason = ?, updated_at = ? "
@@ -106,26 +112,21 @@ class RolloutStore:
             self._save_devices(rollout)
 
     def _save_devices(self, rollout: Rollout) -> None:
+        rows = [
+            (rollout.rollout_id, device, p.state.value, p.wave, p.sent_s, p.changed_s, p.detail,
+             p.activated_s)
+            for device, p in rollout.devices.items()
+        ]  # fmt: skip
+        changed = [row for row in rows if self._rows.get((row[0], row[1])) != row]
         self._db.executemany(
             "INSERT INTO rollout_devices (rollout_id, device, state, wave, sent_s, changed_s, "
             "detail, activated_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (rollout_id, device) DO UPDATE SET state = excluded.state, "
             "sent_s = excluded.sent_s, changed_s = excluded.changed_s, "
             "detail = excluded.detail, activated_s = excluded.activated_s",
-            [
-                (
-                    rollout.rollout_id,
-                    device,
-                    p.state.value,
-                    p.wave,
-                    p.sent_s,
-                    p.changed_s,
-                    p.detail,
-                    p.activated_s,
-                )
-                for device, p in rollout.devices.items()
-            ],
+            changed,
         )
+        self._rows.update(((row[0], row[1]), row) for row in changed)
 
     def load(self, rollout_id: str) -> Rollout:
         """A saved rollout.
@@ -144,14 +145,17 @@ class RolloutStore:
         plan = RolloutPlan(
             **{**fields, "targets": tuple(fields["targets"]), "waves": tuple(fields["waves"])}
         )
-        devices = {
-            device: DeviceProgress(DeviceState(state), wave_of, sent_s, changed_s, detail, active)
-            for device, state, wave_of, sent_s, changed_s, detail, active in self._db.execute(
-                "SELECT device, state, wave, sent_s, changed_s, detail, activated_s "
-                "FROM rollout_devices WHERE rollout_id = ?",
-                (rollout_id,),
+        devices = {}
+        for row in self._db.execute(
+            "SELECT rollout_id, device, state, wave, sent_s, changed_s, detail, activated_s "
+            "FROM rollout_devices WHERE rollout_id = ?",
+            (rollout_id,),
+        ):
+            _, device, state, wave_of, sent_s, changed_s, detail, active = row
+            devices[device] = DeviceProgress(
+                DeviceState(state), wave_of, sent_s, changed_s, detail, active
             )
-        }
+            self._rows[(rollout_id, device)] = tuple(row)
         ordered = {device: devices[device] for device in plan.targets}
         return Rollout(rollout_id, plan, ordered, wave, Phase(phase), reason)
 
@@ -170,11 +174,15 @@ class RolloutStore:
     def request(self, rollout_id: str, command: Command, reason: str = "") -> None:
         """Queue an operator's command for the controller.
 
+        ``rollback`` sends the devices running the rollout's model back to the one they
+        ran before, also after the rollout ended (and aborts it while it runs).
+
         Raises:
-            RolloutError: No such rollout, or it has ended (completed or aborted).
+            RolloutError: No such rollout, or it has ended (completed or aborted) and the
+                command is not ``rollback``.
         """
         rollout = self.load(rollout_id)
-        if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
+        if command != "rollback" and rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
             raise RolloutError(
                 f"{rollout_id} has ended ({rollout.phase.value}): nothing to {command}"
             )
@@ -235,14 +243,43 @@ class RolloutStore:
             )
 
     def devices(self) -> list[KnownDevice]:
-        """Every device a status message was received from, by id."""
+        """Every device a status message was received from, by id, with its labels."""
+        labels: dict[str, dict[str, str]] = {}
+        for device, key, value in self._db.execute(
+            "SELECT device, key, value FROM device_labels ORDER BY device, key"
+        ):
+            labels.setdefault(device, {})[key] = value
         return [
-            KnownDevice(device, bool(online), firmware, model_id, version, json.loads(body), seen)
+            KnownDevice(
+                device,
+                bool(online),
+                firmware,
+                model_id,
+                version,
+                json.loads(body),
+                seen,
+                labels.get(device, {}),
+            )
             for device, online, firmware, model_id, version, body, seen in self._db.execute(
                 "SELECT device, online, firmware, model_id, model_version, status, last_seen "
                 "FROM devices ORDER BY device"
             )
         ]
+
+    def label(self, devices: list[str], put: dict[str, str], remove: list[str]) -> None:
+        """Set the labels ``put`` (key: value) on each of ``devices`` and remove the keys
+        ``remove``, in one transaction (keys and values are checked by the caller)."""
+        with transaction(self._db):
+            for device in devices:
+                self._db.executemany(
+                    "DELETE FROM device_labels WHERE device = ? AND key = ?",
+                    [(device, key) for key in remove],
+                )
+                self._db.executemany(
+                    "INSERT INTO device_labels (device, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (device, key) DO UPDATE SET value = excluded.value",
+                    [(device, key, value) for key, value in put.items()],
+                )
 
 
 def _status_json(status: Status) -> dict[str, Any]:

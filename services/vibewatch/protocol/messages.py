@@ -27,6 +27,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple, Protocol, Self
@@ -578,6 +579,56 @@ class Status:
         if self.uptime_s is not None:
             obj["uptime_s"] = self.uptime_s
         return _dumps(obj)
+
+
+_LIMIT_CAPABILITIES: dict[str, str] = {
+    "rate": "sample_rate_hz",
+    "window": "max_window",
+    "flash": "flash_bytes",
+    "ram": "ram_bytes",
+}
+_LIMIT_RE = re.compile(r"(rate|window|flash|ram)-([1-9][0-9]{0,9})", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLimits:
+    """What a device can run, as the capabilities of its ``status`` name it.
+
+    A capability ``rate-48000`` says the device samples at 48,000 Hz (a model's feature
+    spec must use exactly that rate), ``window-4096`` the largest DSP window it can
+    compute, ``flash-65536`` the largest model blob a slot holds, ``ram-8192`` the
+    engine memory one inference may use. A limit the device does not name is ``None``
+    (not known); a malformed one is not a limit.
+
+    Attributes:
+        sample_rate_hz: The accelerometer's sample rate.
+        max_window: Largest DSP window, samples.
+        flash_bytes: Largest model blob, bytes.
+        ram_bytes: Engine working memory for one inference, bytes.
+    """
+
+    sample_rate_hz: int | None = None
+    max_window: int | None = None
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+
+    @classmethod
+    def from_capabilities(cls, capabilities: Iterable[str]) -> DeviceLimits:
+        """The limits among a status's capabilities (the first of each name counts)."""
+        found: dict[str, int] = {}
+        for name in capabilities:
+            match = _LIMIT_RE.fullmatch(name)
+            if match is not None:
+                found.setdefault(_LIMIT_CAPABILITIES[match[1]], int(match[2]))
+        return cls(**found)
+
+    def capabilities(self) -> tuple[str, ...]:
+        """The capabilities that name these limits (the known ones)."""
+        return tuple(
+            f"{short}-{value}"
+            for short, name in _LIMIT_CAPABILITIES.items()
+            if (value := getattr(self, name)) is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)

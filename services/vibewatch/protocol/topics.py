@@ -28,7 +28,11 @@ DEVICE_ID_MAX_LEN = 64
 """Longest device id."""
 DEVICE_ID_PATTERN = rf"[{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}"
 """Device ids: the one statement of the rule (a device id is also an InfluxDB tag value,
-and the training source's device selectors add ``*`` and ``?`` to these characters)."""
+and device selectors add ``*`` and ``?`` to these characters)."""
+DEVICE_SELECTOR_RE = re.compile(rf"[*?{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}", re.ASCII)
+"""A device selector: a device id, or a glob in which ``*`` stands for any run of
+characters and ``?`` for one (``pump-*``); device ids hold nothing a glob would treat
+otherwise."""
 
 # The explicit class already excludes non-ASCII letters and digits; re.ASCII
 # keeps it that way should the class ever grow a shorthand such as \w.

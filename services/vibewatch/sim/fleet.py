@@ -177,7 +177,7 @@ class SimDevice:
             publish=self._publish,
             clock_ms=self._uptime_ms,
             wall_ms=self._clock.wall_ms,
-            capabilities=("ota", "raw"),
+            capabilities=("ota", "raw", *self.slots.limits.capabilities()),
             settings=self._settings,
         )
 

@@ -142,6 +142,9 @@ class DeviceLink:
         self.delivered = 0
         self.lost = 0
         self.refused = 0
+        self.tamper: Callable[[Kind, bytes], bytes] | None = None
+        """A man in the middle on the radio link: every downlink message goes through it
+        on its way to the device (the tests' attacker)."""
         self._client = new_client(
             BrokerSettings(
                 client_id=device_id,
@@ -316,8 +319,8 @@ class DeviceLink:
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         kind = self._topics.get(message.topic)
-        if kind is None or (kind is Kind.OTA_JOB and not message.payload):
-            return  # not the device's, or a cleared retained job
+        if kind is None:
+            return  # not the device's
         with self._lock:
             self._inbox.append((kind, bytes(message.payload)))
 
@@ -361,6 +364,8 @@ class DeviceLink:
         device = self._device
         if device is None or not device.powered:  # lost with the power, as over the air
             return 0
+        if self.tamper is not None:
+            payload = self.tamper(kind, payload)
         handler = {
             Kind.CMD: device.command,
             Kind.OTA_JOB: device.ota_job,

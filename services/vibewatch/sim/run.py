@@ -220,6 +220,8 @@ class Simulation:
         )
         self._network = Network()
         faults = scenario.link
+        self._lossy = scenario.lossy_devices()
+        clean = LinkFaults()
         for index, device_id in enumerate(scenario.device_ids()):
             self._links[device_id] = DeviceLink(
                 device_id,
@@ -234,7 +236,9 @@ class Simulation:
                     duplicate=faults.duplicate,
                     reorder=faults.reorder,
                     seed=scenario.seed * 7_919 + index,
-                ),
+                )
+                if device_id in self._lossy
+                else clean,
                 network=self._network,
                 reconnect_s=reconnect_s,
                 on_acknowledged=functools.partial(self._acknowledged, device_id),
@@ -300,7 +304,8 @@ class Simulation:
     def _publish(self, device_id: str, suffix: str, payload: bytes) -> bool:
         if suffix == "ota/req" and b'"kind":"state"' in payload:
             self._ota_report(device_id, payload)  # what the device did, sent or not
-        if self.scenario.link.loss and self._rng.random() < self.scenario.link.loss:
+        loss = self.scenario.link.loss if device_id in self._lossy else 0.0
+        if loss and self._rng.random() < loss:
             return False  # the radio lost it: the device keeps what it could not send
         taken = self._links[device_id].publish(suffix, payload)
         if taken:
@@ -340,18 +345,24 @@ class Simulation:
         return ran
 
     def _knobs(self, elapsed_s: float) -> None:
-        """Break links and cut power at the scenario's mean intervals (Poisson)."""
+        """Break links (of the lossy devices) and cut power at the scenario's mean
+        intervals (Poisson)."""
         plans = (
-            (self.scenario.link.disconnect_mean_s, self._disconnect),
-            (self.scenario.power.loss_mean_s, self._power_loss),
+            (self.scenario.link.disconnect_mean_s, self._disconnect, self._lossy),
+            (self.scenario.power.loss_mean_s, self._power_loss, self._links.keys()),
         )
-        for mean_s, act in plans:
+        for mean_s, act, devices in plans:
             if mean_s <= 0 or elapsed_s <= 0:
                 continue
             chance = elapsed_s / mean_s
             for device_id in self._links:
-                if self._rng.random() < chance:
+                if device_id in devices and self._rng.random() < chance:
                     act(device_id)
+
+    def tamper(self, device_id: str, change: Callable[[Kind, bytes], bytes]) -> None:
+        """Put a man in the middle on a device's radio link: ``change`` gets each downlink
+        message (its kind and payload) and returns what the device receives."""
+        self._links[device_id].tamper = change
 
     def _disconnect(self, device_id: str) -> None:
         link = self._links[device_id]

@@ -23,6 +23,7 @@ a TOML file; every field has a default, so an empty file is a healthy fleet of 5
     duplicate = 0.0       # share of downlink messages delivered twice
     reorder = 0.0         # share of downlink messages held back behind the next one
     disconnect_mean_s = 0 # mean time between dropped connections; 0: never
+    share = 1.0           # share of the devices whose link does this (chosen by the seed)
 
     [power]
     loss_mean_s = 0       # mean time between power losses of a device; 0: never
@@ -112,12 +113,15 @@ class LinkPlan:
         duplicate: Share of downlink messages delivered twice.
         reorder: Share of downlink messages held back behind the next one.
         disconnect_mean_s: Mean simulated time between dropped connections; 0: never.
+        share: Share of the devices, in [0, 1], whose link does all this (chosen by the
+            seed: :meth:`Scenario.lossy_devices`); the others' links are faultless.
     """
 
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
     disconnect_mean_s: float = 0.0
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,15 @@ class Scenario:
         """The fleet's device ids, in order."""
         width = max(4, len(str(self.devices)))
         return [f"{self.id_prefix}{i:0{width}d}" for i in range(1, self.devices + 1)]
+
+    def lossy_devices(self) -> frozenset[str]:
+        """The devices whose link does what ``[link]`` says: ``link.share`` of them (at
+        least one when the share is above 0), drawn by the seed."""
+        ids = self.device_ids()
+        if self.link.share >= 1:
+            return frozenset(ids)
+        count = math.ceil(self.link.share * len(ids))
+        return frozenset(random.Random(self.seed * 7 + 1).sample(ids, count))
 
     def faulty_devices(self) -> dict[str, list[FaultPlan]]:
         """Which devices get which faults: named ones, then ``count`` drawn by the seed
@@ -251,6 +264,7 @@ def _check_scenario(s: Scenario) -> list[tuple[str, str]]:
             problems.append((f"link.{name}", problem))
     checks = (
         ("link.disconnect_mean_s", _non_negative(s.link.disconnect_mean_s)),
+        ("link.share", _share(s.link.share)),
         ("power.loss_mean_s", _non_negative(s.power.loss_mean_s)),
         ("power.during_install", _share(s.power.during_install)),
     )
@@ -263,7 +277,7 @@ def _check_scenario(s: Scenario) -> list[tuple[str, str]]:
 _TABLES: dict[str, tuple[str, ...]] = {
     "fleet": ("devices", "id_prefix", "seed", "speedup", "duration_s"),
     "fault": ("kind", "count", "devices", "onset_s", "growth_s", "severity"),
-    "link": ("loss", "duplicate", "reorder", "disconnect_mean_s"),
+    "link": ("loss", "duplicate", "reorder", "disconnect_mean_s", "share"),
     "power": ("loss_mean_s", "during_install"),
 }
 _INTS = {"devices", "seed", "count"}

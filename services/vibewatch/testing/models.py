@@ -50,6 +50,8 @@ __all__ = [
     "TFLITE_STAND_IN",
     "TINY_DIMS",
     "build_package",
+    "factory_version",
+    "golden_broken",
     "producer_manifest",
     "random_model",
     "reseal",
@@ -208,6 +210,14 @@ def reseal(blob: bytes | bytearray) -> bytes:
     struct.pack_into("<I", sealed, _CRC_OFFSET, 0)
     struct.pack_into("<I", sealed, _CRC_OFFSET, zlib.crc32(sealed))
     return bytes(sealed)
+
+
+def golden_broken(blob: bytes) -> bytes:
+    """``blob`` with its last golden vector's expected output changed by one (resealed:
+    the CRC is valid), a model whose golden check fails on the device."""
+    changed = bytearray(blob)
+    changed[-10] ^= 1  # output bytes of the last record: [-16:-4]
+    return reseal(changed)
 
 
 def tiny_blob(model_id: str = "pump", version: int = 1, seed: int = 0) -> bytes:

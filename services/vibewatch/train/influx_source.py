@@ -36,7 +36,6 @@ The time range itself is half-open, ``start <= t < end``.
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,7 +57,7 @@ from vibewatch.influx.schema import (
     SPEC,
     feature_field,
 )
-from vibewatch.protocol import DEVICE_ID_CHARS, DEVICE_ID_MAX_LEN, ID_PATTERN, ID_RE, EventKind
+from vibewatch.protocol import DEVICE_SELECTOR_RE, ID_PATTERN, ID_RE, EventKind
 
 if TYPE_CHECKING:
     from vibewatch.config import Config
@@ -86,8 +85,6 @@ __all__ = [
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_MS: Final = 1_000_000
-#: Device ids are ``[A-Za-z0-9_-]{1,64}``; a selector may also hold the wildcards ``*`` and ``?``.
-_SELECTOR: Final = re.compile(rf"[*?{DEVICE_ID_CHARS}]{{1,{DEVICE_ID_MAX_LEN}}}", re.ASCII)
 _SPEC_ID: Final = ID_RE
 _LISTED: Final = 10  # devices or fields named in one message
 
@@ -108,7 +105,7 @@ def device_condition(selectors: Sequence[str]) -> str:
     """
     terms: list[str] = []
     for selector in selectors:
-        if _SELECTOR.fullmatch(selector) is None:
+        if DEVICE_SELECTOR_RE.fullmatch(selector) is None:
             raise DataError(
                 f"device selector {selector!r} is not a device id or glob: 1 to 64 characters "
                 "from A-Z a-z 0-9 _ - and the wildcards * and ?"
