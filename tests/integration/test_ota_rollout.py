@@ -101,6 +101,12 @@ class Fleet:
             self.simulation.step()
             time.sleep(0.02)  # the network thread's turn: jobs, chunks
 
+    def run_for(self, seconds: float) -> None:
+        """Step for ``seconds`` of real time (the controller's clock)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.step()
+
     def run(self, rollout_id: str, limit_s: float = 120) -> dict[str, Any]:
         """Step until the rollout ends; ``vibewatch ota status --json`` of it."""
         deadline = time.monotonic() + limit_s
@@ -278,6 +284,7 @@ def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
         registry.register(tmp_path / "v3")
     fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=12), key.public_key())
     try:
+        fleet.run_for(10.0)  # the controller learns how quiet the fleet is on the old model
         done = vibewatch(
             env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--canary", "3",
             "--trial", "5s",
@@ -375,7 +382,7 @@ def test_two_hundred_devices_a_tenth_on_lossy_links_all_end_on_the_new_model(
         final = fleet.run("rollout-1", limit_s=600)
     finally:
         fleet.close()
-    assert final["phase"] == "completed" and final["converged"] is True, final["counts"]
+    assert final["phase"] == "completed" and final["converged"] is True, final["reason"]
     assert final["counts"] == {"confirmed": 200}
     for device_id, device in fleet.simulation.fleet.devices.items():
         assert device.slots.state.model_version == 2, device_id
@@ -492,3 +499,53 @@ def test_a_package_whose_golden_vectors_fail_on_the_devices_stops_at_the_canarie
         assert state.model_version == 1, device_id  # the canaries kept the old model
         if device_id in ("sim-0001", "sim-0002"):
             assert sorted(s.state for s in state.slots.values()) == ["active", "invalid"]
+
+
+def test_a_signed_rollback_job_and_the_operators_rollback_take_the_fleet_back(
+    tmp_path: Path,
+    home: Path,
+    env: dict[str, str],
+    controller: ServiceProcess,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    key = load_private_key(home / "keys" / "model-signing.key")
+    factory_version(tmp_path / "v3", key, 3)
+    with Registry(home / "models", home / "state.db", key.public_key()) as registry:
+        registry.register(tmp_path / "v3")
+        older = registry.load("vibewatch-ae", 2)
+    fleet = Fleet(home, env, manual_simulation, Scenario(devices=4, seed=17), key.public_key())
+    try:
+        up = vibewatch(env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--waves", "100%")
+        assert up.returncode == 0, up.stderr
+        assert fleet.run("rollout-1")["converged"] is True
+        down = ("ota", "deploy", "vibewatch-ae", "2", "--all", "--waves", "100%", "--rollback")
+        unsigned = vibewatch(env, *down)
+        assert unsigned.returncode == 2 and "no signed rollback statement" in unsigned.stderr
+        signed = vibewatch(env, "models", "sign-rollback", "vibewatch-ae", "2")
+        assert signed.returncode == 0, signed.stderr
+        assert vibewatch(env, *down).returncode == 0
+        back = fleet.run("rollout-2")
+        for device in fleet.simulation.fleet.devices.values():  # the job installed it
+            assert device.slots.state.model_version == 2
+            active = device.slots.state.slots
+            assert {s.sha256 for s in active.values() if s.state == "active"} == {
+                hashlib.sha256(older.vwm).hexdigest()
+            }
+        undo = vibewatch(env, "ota", "rollback", "rollout-2", "--reason", "misses faults")
+        assert undo.returncode == 0, undo.stderr
+        deadline = time.monotonic() + 30
+        while not fleet.store.load("rollout-2").counts().get("rolled_back"):
+            assert time.monotonic() < deadline
+            fleet.step()
+        fleet.step(10)  # the rollback commands reach the devices
+        undone = fleet.status("rollout-2")
+    finally:
+        fleet.close()
+    assert back["phase"] == "completed" and back["converged"] is True, back
+    assert undone["counts"] == {"rolled_back": 4}
+    assert undone["devices"]["sim-0001"]["detail"] == (
+        "sent back to its previous model: misses faults"
+    )
+    for device in fleet.simulation.fleet.devices.values():  # back on what they ran before
+        assert device.slots.state.model_version == 3
+    assert controller.stop() == 0

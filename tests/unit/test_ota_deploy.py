@@ -153,6 +153,14 @@ def test_deploy_checks_targets_fit_and_versions(home: Path) -> None:
     assert done.exit_code == 0, done.output
     created = json.loads(done.output)
     assert list(created["devices"]) == ["pump-00", "pump-01", "pump-02"]
+    assert created["wave_counts"] == [{"queued": 1}, {"queued": 1}, {"queued": 1}]
+    shown = vibewatch(home, "ota", "status")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[1:4] == [
+        "  canary       1 devices: 1 queued",
+        "  wave 2       1 devices: 1 queued",
+        "  wave 3       1 devices: 1 queued",
+    ]
     none = vibewatch(home, "ota", "deploy", "vibewatch-ae", "2")
     assert none.exit_code == 2 and "give the targets" in none.output
 
@@ -191,6 +199,15 @@ def test_labels_name_a_group_and_rollback_is_queued_for_an_ended_rollout(home: P
     done = vibewatch(home, "ota", "deploy", "vibewatch-ae", "2", "--group", "site=north")
     assert done.exit_code == 0, done.output
     assert "to 4 devices" in done.output
+    listed = {
+        d["device"]: d for d in json.loads(vibewatch(home, "devices", "list", "--json").output)
+    }
+    assert listed["pump-00"]["rollout"] == {
+        "rollout": "rollout-1", "phase": "running", "state": "queued", "wave": 1, "detail": "",
+    }  # fmt: skip
+    assert listed["pump-04"]["rollout"] is None
+    text = vibewatch(home, "devices", "list").output
+    assert "rollout-1 queued" in text and "site=north" in text
     db = open_state_db(home / "state.db")
     store = RolloutStore(db)
     rollout = store.load("rollout-1")

@@ -66,6 +66,7 @@ def test_waves_follow_each_other_until_every_device_is_confirmed() -> None:
     assert step == Step(send=("pump-00", "pump-01"))
     assert rollout.start(1.0) == Step()  # once
     assert rollout.counts() == {"sent": 2, "queued": 18}
+    assert rollout.wave_counts() == [{"sent": 2}, {"queued": 8}, {"queued": 10}]
     step = install(rollout, step.send, 10.0)
     assert step.send == DEVICES[2:10] and rollout.wave == 1
     step = install(rollout, step.send, 20.0)
@@ -175,16 +176,32 @@ def test_the_regression_guard_trips_when_the_new_model_alarms_far_more() -> None
     rollout.start(0.0)
     for device in ("pump-00", "pump-01"):
         rollout.report(device, OtaState.ACTIVATED, 100.0)
-    calm = {"pump-00": [50.0, 120.0], "pump-01": [130.0]}  # 1 before, 2 after: no trip
-    assert rollout.guard(calm, 160.0) == Step() and rollout.phase is Phase.RUNNING
-    # over the 10 s since the activation: 1 event in the 10 s before it, 4 after
-    loud = {"pump-00": [50.0, 95.0, 101.0, 102.0, 103.0], "pump-01": [104.0]}
-    step = rollout.guard(loud, 110.0)
+    since = {"pump-00": 0.0, "pump-01": 0.0}  # 200 device-seconds of history
+    # 1 event before, 3 after over 2 x 60 s: (1 + 1) x 120/200 = 1.2 expected, 3 x 1.2 = 3.6
+    calm = {"pump-00": [50.0, 120.0, 130.0], "pump-01": [140.0]}
+    assert rollout.guard(calm, since, 160.0) == Step() and rollout.phase is Phase.RUNNING
+    # over the 10 s since the activation: 1 event before, 4 after: 4 > 3 x 0.2
+    loud = {"pump-00": [50.0, 101.0, 102.0, 103.0], "pump-01": [104.0]}
+    step = rollout.guard(loud, since, 110.0)
     assert step.roll_back == ("pump-00", "pump-01")
     assert rollout.reason == (
-        "regression guard: 4 anomaly events on the new model against 1 on the old one "
-        "over the same span"
+        "regression guard: 4 anomaly events on the new model over 20 device-seconds, against "
+        "1 on the old one over 200 (3 x 0.2 expected at most)"
     )
+
+
+def test_a_short_history_is_no_proof_of_a_quiet_fleet() -> None:
+    rollout = Rollout("r1", plan(canary=2))
+    rollout.start(0.0)
+    for device in ("pump-00", "pump-01"):
+        rollout.report(device, OtaState.ACTIVATED, 100.0)
+    noise = {"pump-00": [101.0, 150.0], "pump-01": [170.0]}
+    # seen for 10 s before the activation, 0 events: (0 + 1) x 160/20 = 8 expected
+    assert rollout.guard(noise, {"pump-00": 90.0, "pump-01": 90.0}, 180.0) == Step()
+    assert rollout.guard(noise, {}, 180.0) == Step()  # nothing known before: no judgement
+    # an hour of quiet history: 3 events in 160 device-seconds are a rise
+    hour = {"pump-00": -3500.0, "pump-01": -3500.0}
+    assert rollout.guard(noise, hour, 180.0).roll_back == ("pump-00", "pump-01")
 
 
 def test_a_machine_that_alarms_on_both_models_does_not_trip_the_guard() -> None:
@@ -192,10 +209,11 @@ def test_a_machine_that_alarms_on_both_models_does_not_trip_the_guard() -> None:
     rollout.start(0.0)
     rollout.report("pump-00", OtaState.ACTIVATED, 100.0)
     faulty = {"pump-00": [20.0, 40.0, 60.0, 80.0, 110.0, 130.0, 150.0, 170.0]}
-    assert rollout.guard(faulty, 180.0) == Step()  # 4 before, 4 after
+    since = {"pump-00": 0.0}
+    assert rollout.guard(faulty, since, 180.0) == Step()  # 4 before, 4 after
     few = {"pump-00": [150.0, 170.0]}  # 0 before, 2 after: fewer than the minimum
-    assert rollout.guard(few, 180.0) == Step()
-    assert Rollout("r2", plan(guard_factor=0.0)).guard(few, 180.0) == Step()  # off
+    assert rollout.guard(few, since, 180.0) == Step()
+    assert Rollout("r2", plan(guard_factor=0.0)).guard(few, since, 180.0) == Step()  # off
 
 
 def test_with_a_trial_a_wave_waits_until_its_devices_ran_the_new_model_that_long() -> None:
@@ -207,4 +225,4 @@ def test_with_a_trial_a_wave_waits_until_its_devices_ran_the_new_model_that_long
     assert rollout.tick(70.0).send == DEVICES[2:10]
     # the guard's span ends with the trial: events after it do not count
     late = {"pump-00": [80.0, 81.0, 82.0, 83.0]}
-    assert rollout.guard(late, 100.0) == Step()
+    assert rollout.guard(late, {"pump-00": 0.0}, 100.0) == Step()

@@ -221,6 +221,7 @@ def _rollout_json(rollout: Any) -> dict[str, Any]:
         "waves": rollout.waves,
         "converged": rollout.converged,
         "counts": rollout.counts(),
+        "wave_counts": rollout.wave_counts(),
         "devices": {device: _device_part(rollout, device) for device in rollout.devices},
     }
 
@@ -233,6 +234,10 @@ def _status_lines(rollout: Any) -> list[str]:
         f"wave {rollout.wave + 1}/{rollout.waves}  {counts}"
     )
     lines = [head]
+    for number, counts in enumerate(rollout.wave_counts(), 1):
+        states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        name = "canary" if number == 1 else f"wave {number}"
+        lines.append(f"  {name:<8} {sum(counts.values()):>5} devices: {states}")
     for device, p in rollout.devices.items():
         if p.state.value not in ("queued", "confirmed"):
             lines.append(f"  {device:<24} wave {p.wave + 1}  {p.state.value}  {p.detail}".rstrip())
@@ -354,17 +359,29 @@ def ota_serve(config: ConfigOption = None) -> None:
 
 @devices_app.command("list")
 def devices_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
-    """Every device a status message came from: online, firmware, model, last seen."""
+    """Every device a status message came from: online, firmware, model, slots, last seen,
+    labels, and its part in the latest rollout that targets it."""
     with _store(config) as store:
         devices = store.devices()
+        latest: dict[str, dict[str, Any]] = {}
+        for rollout in store.rollouts():  # oldest first: the latest wins
+            for device in rollout.devices:
+                part = _device_part(rollout, device)
+                latest[device] = {"rollout": rollout.rollout_id, "phase": rollout.phase.value}
+                latest[device] |= part
     if as_json:
-        typer.echo(json.dumps([dataclasses.asdict(device) for device in devices]))
+        shown = [dataclasses.asdict(d) | {"rollout": latest.get(d.device)} for d in devices]
+        typer.echo(json.dumps(shown))
         return
     for d in devices:
+        slots = d.status.get("slots") or {}
+        mine = latest.get(d.device)
+        rollout = f"{mine['rollout']} {mine['state']}" if mine else "-"
         labels = " ".join(f"{k}={v}" for k, v in d.labels.items())
         typer.echo(
             f"{d.device:<24} {'online ' if d.online else 'offline'}  {d.firmware or '-':<12} "
             f"{d.model_id or '-'} v{d.model_version if d.model_version is not None else '-'}  "
+            f"slots {slots.get('a', '-')}/{slots.get('b', '-')}  {rollout}  "
             f"last seen {d.last_seen}  {labels}".rstrip()
         )
 

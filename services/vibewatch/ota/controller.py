@@ -17,10 +17,10 @@ One service of ``vibewatch serve`` (or ``vibewatch ota serve`` alone). It
 * carries out the operators' commands (pause, resume, abort, rollback) and the
   rollout's own decisions: a new wave, or on abort a ``rollback`` command to every
   device on the new model and the retained jobs cleared;
-* publishes a job again when the device reported nothing new for a while (10 s,
-  doubling up to 5 minutes; 5 minutes for a device on trial, which reports only when
-  it confirms): a device that missed the job takes it then, and one whose report was
-  lost reports again;
+* publishes a job again when the device reported nothing new for a while (10 s, or
+  the rollout's trial for a device on trial, which reports only when it confirms;
+  doubling up to 5 minutes): a device that missed the job takes it then, and one whose
+  report was lost reports again;
 * saves every change (the rows of the targets whose progress changed) in the state
   database before it acknowledges the report that caused it, so a controller killed
   at any moment resumes where it was: on start it publishes again only the jobs of
@@ -144,8 +144,10 @@ class OtaController:
         self._recent: dict[tuple[str, str, int], float] = {}  # (device, job, offset): sent at
         self._refilled = time.monotonic()
         self._inbox: queue.Queue[tuple[str, _Queued, AckToken | None]] = queue.Queue()
-        # the times (controller clock) of each device's anomaly starts, for the guard
+        # the times (controller clock) of each device's anomaly starts, for the guard, and
+        # when the controller first heard of each device (its known history starts)
         self._events: dict[str, collections.deque[float]] = {}
+        self._since: dict[str, float] = {}
         # by job id: replaced whole (never changed in place), read on the network thread
         self._served: dict[str, _Package] = {}
         self._unpublished: set[tuple[str, str]] = set()  # (rollout id, device): to publish
@@ -338,7 +340,8 @@ class OtaController:
             state, due, interval = self._resend.get(key, (None, 0.0, 0.0))
             if state is not progress.state:  # news from the device: wait again
                 # on trial, the device says nothing until it confirms the model
-                wait = JOB_RESEND_MAX_S if progress.state is DeviceState.TRIAL else JOB_RESEND_S
+                trial = rollout.plan.trial_s if progress.state is DeviceState.TRIAL else 0.0
+                wait = max(JOB_RESEND_S, trial)
                 self._resend[key] = (progress.state, now + wait, wait)
             elif now >= due:
                 interval = min(2 * interval, JOB_RESEND_MAX_S)
@@ -382,9 +385,11 @@ class OtaController:
         for times in self._events.values():
             while times and times[0] < now - EVENT_MEMORY_S:
                 times.popleft()
+        forgotten = now - EVENT_MEMORY_S  # the known history starts no earlier
+        self._since = {device: max(t, forgotten) for device, t in self._since.items()}
         for rollout in list(rollouts.values()):
             self._carry_out(store, rollout, self._silent(rollout))
-            self._carry_out(store, rollout, rollout.guard(self._events, now))
+            self._carry_out(store, rollout, rollout.guard(self._events, self._since, now))
             self._carry_out(store, rollout, rollout.tick(now))
             if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
                 del rollouts[rollout.rollout_id]
@@ -396,6 +401,7 @@ class OtaController:
         except queue.Empty:
             return
         while True:
+            self._since.setdefault(device, self._clock())
             if isinstance(message, Status):
                 store.record_status(message)
             elif isinstance(message, AnomalyEvent):

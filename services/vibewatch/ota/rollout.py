@@ -17,9 +17,13 @@ roll these back) and persists the state. The rules:
   integrity failure goes past the canaries), or when the failures among the devices
   whose wave started pass ``max_failure_rate``;
 * the **regression guard**: devices on the new model raising anomaly events at more
-  than ``guard_factor`` times the rate they had on the old one, over a span as long as
-  they have run it (at most ``trial_s``), with at least ``guard_min_events`` of them,
-  abort the rollout — the new model makes the machines *look* sicker;
+  than ``guard_factor`` times the rate they had on the old one abort the rollout — the
+  new model makes the machines *look* sicker. The new model's events are counted over
+  each device's time on it so far (at most ``trial_s``), the old model's over the
+  device's known history before its activation (what the controller saw); the old
+  rate is taken as one event more than were seen, so that a short or quiet history
+  does not make a few events look like a rise, and at least ``guard_min_events`` are
+  needed;
 * with ``trial_s``, a device's wave counts as done only when it has run the new model
   that long (the guard's span);
 * it **completes** when the last wave has all its outcomes.
@@ -287,24 +291,46 @@ class Rollout:
             progress.activated_s = now_s
         return self._advance(now_s)
 
-    def guard(self, events: Mapping[str, Sequence[float]], now_s: float) -> Step:
-        """The regression guard (module documentation) over the anomaly events each device
-        raised (their times); an abort when it trips."""
+    def guard(
+        self,
+        events: Mapping[str, Sequence[float]],
+        since: Mapping[str, float],
+        now_s: float,
+    ) -> Step:
+        """The regression guard (module documentation); an abort when it trips.
+
+        Args:
+            events: The times of each device's anomaly events.
+            since: When each device's known history starts (events before are not
+                known); a device without an entry has none before its activation.
+            now_s: The time now.
+        """
         if self.plan.guard_factor <= 0 or self.phase in (Phase.COMPLETED, Phase.ABORTED):
             return Step()
         before = after = 0
+        before_s = after_s = 0.0
         for device, progress in self.devices.items():
             start = progress.activated_s
             if start is None or progress.state not in _ON_NEW_MODEL:
                 continue
             end = now_s if self.plan.trial_s <= 0 else min(now_s, start + self.plan.trial_s)
+            known = min(since.get(device, start), start)
             times = events.get(device, ())
             after += sum(start <= t < end for t in times)
-            before += sum(2 * start - end <= t < start for t in times)
-        if after >= self.plan.guard_min_events and after > self.plan.guard_factor * before:
+            before += sum(known <= t < start for t in times)
+            after_s += max(0.0, end - start)
+            before_s += start - known
+        if after < self.plan.guard_min_events or before_s <= 0:
+            return Step()
+        # the old model's rate, counting one event more than seen: a short or quiet
+        # history is no proof that the fleet is quiet
+        expected = (before + 1) * after_s / before_s
+        if after > self.plan.guard_factor * expected:
             return self.abort(
-                f"regression guard: {after} anomaly events on the new model against "
-                f"{before} on the old one over the same span",
+                f"regression guard: {after} anomaly events on the new model over "
+                f"{after_s:.0f} device-seconds, against {before} on the old one over "
+                f"{before_s:.0f} ({self.plan.guard_factor:g} x {expected:.1f} expected at "
+                "most)",
                 now_s,
             )
         return Step()
@@ -365,6 +391,14 @@ class Rollout:
         out: dict[str, int] = {}
         for progress in self.devices.values():
             out[progress.state.value] = out.get(progress.state.value, 0) + 1
+        return out
+
+    def wave_counts(self) -> list[dict[str, int]]:
+        """For each wave, the canaries first, how many of its devices are in each state."""
+        out: list[dict[str, int]] = [{} for _ in range(self.waves)]
+        for progress in self.devices.values():
+            counts = out[progress.wave]
+            counts[progress.state.value] = counts.get(progress.state.value, 0) + 1
         return out
 
     @property
