@@ -106,7 +106,9 @@
  *     way (whose report is missing while the wall clock is unknown), with its threshold;
  *     vw_device_ota_job returns VW_OK, VW_ERR_JSON, VW_ERR_MESSAGE (no valid job id) or
  *     VW_ERR_STATE (wall clock unknown), exactly as the reader and the clock say, and
- *     answers a job with its state unless the job's model is the one on trial;
+ *     answers a job with its state unless the job's model is the one on trial; an empty
+ *     payload (the job withdrawn) is VW_OK, says nothing, and no chunk is asked for
+ *     after it until a job comes (unless a model is on trial);
  *   - vw_device_connected: VW_ERR_STATE exactly when the wall clock is unknown, else one
  *     status message with the running model and the uptime; the last will is
  *     {"state":"offline"}, or VW_ERR_BUFFER below 19 bytes.
@@ -873,6 +875,16 @@ static void ota_job(const uint8_t *text, size_t n)
         fprintf(stderr, "ota job: %s\n", vw_status_name(st));
     }
     const call_t *c = &port_state.call;
+    if (n == 0) { /* the job withdrawn: nothing said, and no chunk asked for until a job */
+        vw_ota_info_t info;
+        require(st == VW_OK && c->publishes == 0 && vw_ota_info(&ota, &info) == VW_OK);
+        if (info.state != VW_OTA_TRIAL) {
+            h.current_job[0] = '\0';
+        }
+        after_ota(model, 0);
+        free(payload);
+        return;
+    }
     require(st == VW_OK || st == VW_ERR_JSON || st == VW_ERR_MESSAGE || st == VW_ERR_STATE);
     require((st == VW_ERR_JSON) == !parsed);
     require((st == VW_ERR_MESSAGE) == (parsed && !job_ok));
