@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vibewatch import __version__
+from vibewatch.alerts.cli import alerts_app
 from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, exits, fail, load
 from vibewatch.demo.cli import demo_command
 from vibewatch.errors import VibewatchError
@@ -30,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(ota_app, name="ota")
 app.add_typer(devices_app, name="devices")
+app.add_typer(alerts_app, name="alerts")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("sim")(sim_command)

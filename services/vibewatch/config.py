@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, NewType
 from urllib.parse import urlsplit
 
+from vibewatch.alerts.signing import SignatureError, secret_key
 from vibewatch.errors import ConfigError, PointError
 from vibewatch.influx.lineprotocol import check_tag_value
 from vibewatch.protocol import DEVICE_SELECTOR_RE, prefix_problem
@@ -48,6 +49,7 @@ from vibewatch.redact import MASK, mask_url
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
+    "AlertsConfig",
     "Config",
     "DeviceGroups",
     "HttpUrl",
@@ -61,6 +63,8 @@ __all__ = [
     "OtaConfig",
     "Secret",
     "TrainConfig",
+    "WebhookReceiver",
+    "WebhookReceivers",
     "config_reference_markdown",
     "load_config",
     "toml_type",
@@ -152,6 +156,30 @@ and error messages, so a new URL key needs nothing but this annotation.
 DeviceGroups = NewType("DeviceGroups", tuple[tuple[str, tuple[str, ...]], ...])
 """Named groups of devices: ``(name, members)`` pairs, each member a device id or a glob
 (:data:`vibewatch.protocol.DEVICE_SELECTOR_RE`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReceiver:
+    """One webhook receiver of ``[alerts.receivers.NAME]``.
+
+    Attributes:
+        name: Its name (the table's).
+        url: Where notifications are POSTed (``http://`` or ``https://``).
+        secrets: Standard Webhooks secrets (``whsec_...``) each notification is signed
+            with; more than one during a rotation.
+        timeout: Seconds an attempt may take.
+        concurrency: Notifications in flight to it at once.
+    """
+
+    name: str
+    url: str
+    secrets: tuple[Secret, ...]
+    timeout: float = 10.0
+    concurrency: int = 2
+
+
+WebhookReceivers = NewType("WebhookReceivers", tuple[WebhookReceiver, ...])
+"""The receivers of ``[alerts.receivers]``, in the order of the file."""
 
 InfluxApi = Literal["v1", "v2"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -611,6 +639,37 @@ class OtaConfig(_MaskedRepr):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class AlertsConfig(_MaskedRepr):
+    """``[alerts]``: webhook receivers and how notifications reach them."""
+
+    receivers: WebhookReceivers = field(
+        default=WebhookReceivers(()),
+        metadata=_key(
+            "Webhook receivers, one table each: `[alerts.receivers.NAME]` with `url`, "
+            "`secrets` (Standard Webhooks `whsec_...` secrets: each notification is signed "
+            "with each), `timeout` (seconds, default 10) and `concurrency` (default 2). "
+            "In the environment: the tables as JSON."
+        ),
+    )
+    retry_budget: float = field(
+        default=86400.0,
+        metadata=_key(
+            "Seconds a notification is retried before it is dead-lettered.", ge=1, le=604800
+        ),
+    )
+    retry_initial: float = field(
+        default=1.0,
+        metadata=_key("First delay before a notification is sent again (seconds).", gt=0),
+    )
+    retry_max: float = field(
+        default=300.0,
+        metadata=_key(
+            "Longest delay between two attempts (seconds).", gt=0, ge_key="retry_initial"
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class LogConfig(_MaskedRepr):
     """``[log]``: the service's own log."""
 
@@ -645,6 +704,7 @@ class Config(_MaskedRepr):
     ingest: IngestConfig = field(default_factory=IngestConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
@@ -940,6 +1000,92 @@ class _GroupsKind(_Kind):
         return "{" + ", ".join(f"{n} = [...]" for n, _ in groups) + "}" if groups else "{}"
 
 
+class _ReceiversKind(_Kind):
+    name = "table of receivers"
+    secret = True  # the tables hold secrets: an error message never shows them
+    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency")
+
+    def from_env(self, text: str) -> object:
+        try:
+            return self.from_toml(json.loads(text) if text.strip() else {})
+        except json.JSONDecodeError as exc:
+            raise _BadValueError(f"not a JSON object: {exc.msg}") from None
+
+    def from_toml(self, value: object) -> object:
+        if not isinstance(value, dict):
+            raise _BadValueError(f"expected a table of receivers, got {toml_type(value)}")
+        return WebhookReceivers(tuple(self._receiver(n, t) for n, t in value.items()))
+
+    def _receiver(self, name: str, table: object) -> WebhookReceiver:
+        if (problem := _name(name)) is not None:
+            raise _BadValueError(f"receiver name {_quote(name)} {problem}")
+        if not isinstance(table, dict):
+            raise _BadValueError(f"receiver {name}: expected a table, got {toml_type(table)}")
+        unknown = sorted(set(table) - set(self._FIELDS))
+        if unknown:
+            raise _BadValueError(f"receiver {name}: unknown key {unknown[0]}")
+        url = table.get("url")
+        if not isinstance(url, str) or (problem := _webhook_url(url)) is not None:
+            raise _BadValueError(f"receiver {name}: url {problem or 'is required'}")
+        secrets = table.get("secrets", [])
+        if not isinstance(secrets, list) or not secrets:
+            raise _BadValueError(f"receiver {name}: secrets must be a non-empty array")
+        for index, secret in enumerate(secrets):
+            try:
+                secret_key(secret if isinstance(secret, str) else "")
+            except SignatureError as exc:
+                raise _BadValueError(f"receiver {name}: secrets[{index}]: {exc}") from None
+        timeout = table.get("timeout", 10.0)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 300
+        ):
+            raise _BadValueError(f"receiver {name}: timeout must be a number in (0, 300]")
+        concurrency = table.get("concurrency", 2)
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= 64
+        ):
+            raise _BadValueError(f"receiver {name}: concurrency must be an integer in [1, 64]")
+        return WebhookReceiver(
+            name, url, tuple(Secret(s) for s in secrets), float(timeout), concurrency
+        )
+
+    def plain(self, value: object) -> object:
+        return {
+            r.name: {
+                "url": _mask_path(r.url),
+                "secrets": [MASK for _ in r.secrets],
+                "timeout": r.timeout,
+                "concurrency": r.concurrency,
+            }
+            for r in typing.cast(WebhookReceivers, value)
+        }
+
+    def literal(self, value: object) -> str:
+        return "{}" if not value else "{...}"
+
+
+def _webhook_url(url: str) -> str | None:
+    """What keeps ``url`` from being a webhook URL, or None (a query is allowed: some
+    receivers take their token there; credentials are not)."""
+    parts = urlsplit(url) if url.isprintable() and url == url.strip() else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not hold credentials"
+    return None
+
+
+def _mask_path(url: str) -> str:
+    """A webhook URL as shown: scheme and host (a path or query may hold a token)."""
+    parts = urlsplit(url)
+    rest = "/" + MASK if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{rest}"
+
+
 def _kind_for(annotation: object, default: object) -> _Kind:
     if typing.get_origin(annotation) is Literal:
         return _ChoiceKind(typing.get_args(annotation))
@@ -959,6 +1105,8 @@ def _kind_for(annotation: object, default: object) -> _Kind:
     }
     if annotation is DeviceGroups:
         return _GroupsKind()
+    if annotation is WebhookReceivers:
+        return _ReceiversKind()
     if annotation in simple:
         return simple[annotation]
     raise TypeError(f"no configuration kind for {annotation!r}")

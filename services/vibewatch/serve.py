@@ -70,7 +70,17 @@ def _ota(config: Config) -> Service:
     return OtaController.from_config(config)
 
 
-SERVICES: Mapping[str, Callable[[Config], Service]] = {"ingest": _ingest, "ota": _ota}
+def _notifier(config: Config) -> Service:
+    from vibewatch.alerts.notifier import Notifier
+
+    return Notifier.from_config(config)
+
+
+SERVICES: Mapping[str, Callable[[Config], Service]] = {
+    "ingest": _ingest,
+    "ota": _ota,
+    "notifier": _notifier,
+}
 """Every back-end service by name, in start order, each built from the configuration."""
 
 

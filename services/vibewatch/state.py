@@ -126,6 +126,23 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (device, key)
     ) STRICT;
     """,
+    # 5: the webhook outbox (vibewatch.alerts.outbox): every notification, stored before
+    # it is sent, with its attempts and outcome.
+    """
+    CREATE TABLE alert_outbox (
+        id TEXT PRIMARY KEY,
+        receiver TEXT NOT NULL,
+        body BLOB NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dead')),
+        created_s REAL NOT NULL,
+        next_s REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT NOT NULL,
+        done_s REAL
+    ) STRICT;
+    CREATE INDEX alert_outbox_due ON alert_outbox (receiver, state, next_s);
+    """,
 )
 
 

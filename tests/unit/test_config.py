@@ -722,7 +722,7 @@ def test_secrets_never_shown_by_config() -> None:
 def test_redacted_is_plain_data() -> None:
     redacted = Config().redacted()
 
-    assert list(redacted) == ["", "mqtt", "influx", "ingest", "train", "ota", "log"]
+    assert list(redacted) == ["", "mqtt", "influx", "ingest", "train", "ota", "alerts", "log"]
     assert redacted["mqtt"]["port"] == 1883
     assert redacted["mqtt"]["tls_ca_file"] == ""
     assert redacted["influx"]["gzip"] is True
@@ -949,3 +949,64 @@ def test_example_file_sets_every_key_to_its_default() -> None:
     }
     assert found == expected
     assert load_config(path, environ={}) == load_config(environ={})
+
+
+def test_webhook_receivers_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    config = tmp_path / "vibewatch.toml"
+    config.write_text(
+        "[alerts.receivers.oncall]\n"
+        'url = "https://hooks.example.com/T0/B0/abc?token=x"\n'
+        f'secrets = ["{secret}"]\n'
+        "timeout = 5\n"
+    )
+    loaded = load_config(config, environ={})
+    (receiver,) = loaded.alerts.receivers
+    assert (receiver.name, receiver.timeout, receiver.concurrency) == ("oncall", 5.0, 2)
+    assert receiver.secrets[0].reveal() == secret
+    shown = json.dumps(loaded.redacted())
+    assert secret not in shown and "abc" not in shown and "https://hooks.example.com/" in shown
+    table = {"pager": {"url": "http://127.0.0.1:9/", "secrets": [secret, secret]}}
+    env = load_config(environ={"VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table)})
+    assert [r.name for r in env.alerts.receivers] == ["pager"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"url": "ftp://x/", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}, "url must be"),
+        (
+            {"url": "https://u:p@x/", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+            "credentials",
+        ),
+        ({"url": "https://x/", "secrets": []}, "secrets must be a non-empty array"),
+        (
+            {"url": "https://x/", "secrets": ["hunter2-hunter2"]},
+            "secrets[0]: a webhook secret starts",
+        ),
+        (
+            {
+                "url": "https://x/",
+                "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                "timeout": 0,
+            },
+            "timeout",
+        ),
+        (
+            {
+                "url": "https://x/",
+                "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                "retries": 1,
+            },
+            "unknown key retries",
+        ),
+    ],
+)
+def test_a_bad_receiver_is_named_without_its_secrets(
+    table: dict[str, object], message: str
+) -> None:
+    env = {"VIBEWATCH_ALERTS_RECEIVERS": json.dumps({"oncall": table})}
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=env)
+    assert message in str(caught.value) and "receiver oncall" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

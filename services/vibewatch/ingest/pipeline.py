@@ -36,7 +36,6 @@ Threads::
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -49,12 +48,11 @@ from vibewatch.influx.lineprotocol import encode_batch
 from vibewatch.influx.writers import PointWriter
 from vibewatch.ingest.spool import Spool
 from vibewatch.ingest.stats import IngestStats
+from vibewatch.retry import backoff
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_jitter = random.Random()  # the pipeline's own generator: callers' random state stays theirs
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,8 +79,7 @@ class BatchPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (0-based): exponential, half jittered."""
-        cap = min(self.retry_max, self.retry_initial * 2.0 ** min(attempt, 30))
-        return cap / 2 + _jitter.uniform(0, cap / 2)
+        return backoff(attempt, self.retry_initial, self.retry_max)
 
 
 # Spools written before points were keyed in nanoseconds hold millisecond timestamps:

@@ -1,0 +1,147 @@
+"""``vibewatch alerts …``: webhook receivers and the deliveries of the outbox.
+
+Exit codes: 0 success; 1 a failure (the receiver did not accept the test notification,
+the state database cannot be used); 2 bad input (an unknown receiver or state).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from vibewatch.cliutil import App, ConfigOption, JsonOption, fail, load
+
+__all__ = ["alerts_app"]
+
+alerts_app = App(help="Alerts and their signed webhook notifications.")
+
+
+def _test_body(receiver: str) -> bytes:
+    """A notification in Alertmanager's webhook format, marked as a test."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    labels = {"alertname": "VibewatchWebhookTest", "severity": "none"}
+    alert = {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {"summary": "A test notification from `vibewatch alerts test`."},
+        "startsAt": now,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "",
+    }
+    body = {
+        "receiver": receiver,
+        "status": "firing",
+        "alerts": [alert],
+        "groupLabels": {},
+        "commonLabels": labels,
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "",
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@alerts_app.command("test")
+def alerts_test(
+    receiver: Annotated[str, typer.Argument(help="Receiver name ([alerts.receivers]).")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send a signed test notification to a receiver and print its answer (exit 1 unless
+    it accepted it with a 2xx)."""
+    import secrets
+
+    from vibewatch.alerts.notifier import post
+
+    cfg = load(config)
+    known = {r.name: r for r in cfg.alerts.receivers}
+    if receiver not in known:
+        names = ", ".join(known) or "none configured"
+        fail(f"no receiver {receiver!r} (receivers: {names})", 2)
+    msg_id = "msg_test_" + secrets.token_urlsafe(12)
+    answer = post(known[receiver], msg_id, _test_body(receiver))
+    accepted = answer.status is not None and 200 <= answer.status < 300
+    if as_json:
+        shown = {
+            "receiver": receiver,
+            "id": msg_id,
+            "status": answer.status,
+            "answer": answer.text,
+            "seconds": round(answer.seconds, 3),
+            "accepted": accepted,
+        }
+        typer.echo(json.dumps(shown))
+    else:
+        said = f"answered {answer.status}" if answer.status is not None else "did not answer"
+        text = f": {answer.text}" if answer.text else ""
+        typer.echo(f"{receiver} {said} in {answer.seconds:.2f}s{text}")
+    if not accepted:
+        raise typer.Exit(1)
+
+
+@alerts_app.command("deliveries")
+def alerts_deliveries(
+    receiver: Annotated[
+        str | None, typer.Option("--receiver", help="Only this receiver's.", show_default=False)
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state", help="Only pending, delivered, failed or dead ones.", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The notifications of the outbox, newest first: state, attempts, the receiver's
+    last answer."""
+    from vibewatch.alerts.outbox import Outbox, State
+    from vibewatch.state import StateError, open_state_db
+
+    try:
+        wanted = None if state is None else State(state)
+    except ValueError:
+        fail(f"--state must be pending, delivered, failed or dead, not {state!r}", 2)
+    cfg = load(config)
+    try:
+        db = open_state_db(cfg.state_db)
+    except StateError as exc:
+        fail(str(exc), 1)
+    try:
+        notes = Outbox(db).notifications(receiver=receiver, state=wanted, limit=limit)
+    finally:
+        db.close()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": n.id,
+            "receiver": n.receiver,
+            "state": n.state.value,
+            "attempts": n.attempts,
+            "created": _when(n.created_s),
+            "next": _when(n.next_s) if n.state.value == "pending" else None,
+            "done": _when(n.done_s) if n.done_s is not None else None,
+            "last_status": n.last_status,
+            "last_error": n.last_error,
+        }
+        for n in notes
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        answer = row["last_status"] or row["last_error"] or "-"
+        typer.echo(
+            f"{row['id']:<28} {row['receiver']:<16} {row['state']:<9} "
+            f"{row['attempts']:>3} attempts  {row['created']}  {answer}"
+        )
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
