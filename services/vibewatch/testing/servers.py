@@ -65,6 +65,7 @@ from vibewatch.sim.network import raise_open_files_limit
 __all__ = [
     "NO_LOSS_SETTINGS",
     "ExecutableNotFoundError",
+    "LocalAlertmanager",
     "LocalInfluxDB",
     "LocalMosquitto",
     "LocalServer",
@@ -408,6 +409,10 @@ class LocalServer:
     def _command(self, binary: str) -> list[str]:
         raise NotImplementedError
 
+    def _environment(self) -> dict[str, str] | None:
+        """The process's environment; ``None``: the caller's."""
+        return None
+
     def _ready(self, new_log: str) -> bool:
         """Tell whether the server answers; ``new_log`` is the log written since spawn."""
         raise NotImplementedError
@@ -441,6 +446,7 @@ class LocalServer:
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=self._environment(),
             )
         self._proc = proc
         with _LIVE_LOCK:
@@ -847,3 +853,82 @@ def local_servers(workdir: Path) -> Iterator[tuple[LocalMosquitto, LocalInfluxDB
         broker = stack.enter_context(LocalMosquitto(workdir=workdir / "mosquitto"))
         influx = stack.enter_context(LocalInfluxDB(workdir=workdir / "influxdb"))
         yield broker, influx
+
+
+class LocalAlertmanager(LocalServer):
+    """A Prometheus Alertmanager (Debian's ``prometheus-alertmanager``) on ``127.0.0.1``,
+    clustering off, its state in the working directory, its clock's zone UTC (the times it
+    fills in itself are written in its local zone), ``externalURL`` its own address.
+
+    Args:
+        workdir: Directory for configuration, data and log (created).
+        config: The ``alertmanager.yml`` text (route, receivers, inhibition rules).
+        port: Web port; a free one is chosen once when ``None``.
+        executable: Path or name of the binary instead of the one on ``PATH``.
+        start_timeout: Seconds :meth:`start` waits for ``/-/ready``.
+    """
+
+    executable_name = "prometheus-alertmanager"
+    label = "alertmanager"
+
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        config: str,
+        port: int | None = None,
+        executable: str | os.PathLike[str] | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            workdir=workdir, port=port, executable=executable, start_timeout=start_timeout
+        )
+        self.config = config
+
+    @property
+    def url(self) -> str:
+        """Its base URL (also its ``externalURL``), ``http://127.0.0.1:<port>``."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _write_config(self) -> None:
+        self.config_path.write_text(self.config, encoding="utf-8")
+
+    def _command(self, binary: str) -> list[str]:
+        return [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            f"--web.external-url={self.url}/",
+            "--cluster.listen-address=",
+        ]
+
+    def _environment(self) -> dict[str, str] | None:
+        return {**os.environ, "TZ": "UTC"}
+
+    def _ready(self, new_log: str) -> bool:
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=1.0)
+        try:
+            conn.request("GET", "/-/ready")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def post_alerts(self, alerts: list[dict[str, object]]) -> None:
+        """``POST /api/v2/alerts``, as Prometheus posts them.
+
+        Raises:
+            LocalServerError: It did not answer 200.
+        """
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10.0)
+        try:
+            body = json.dumps(alerts).encode()
+            conn.request("POST", "/api/v2/alerts", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = response.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise LocalServerError(f"alertmanager answered {response.status}: {answer}")

@@ -1,11 +1,11 @@
 """A webhook receiver on loopback, for tests, benchmarks and the demo.
 
 A real HTTP server (``http.server``, one thread per request) on a free port that
-verifies each notification's Standard Webhooks signature with the secrets it knows,
-answers as the test scripts it (a status, a delay, headers: a receiver that fails,
-hangs or asks to be called later) and keeps every request, and the ids it accepted
-(a notification whose ``webhook-id`` it accepted before is answered 200 and not
-accepted again, as a receiver that deduplicates does)::
+verifies each notification's Standard Webhooks signature with the secrets it knows
+(answering 401 when none verifies), answers as the test scripts it (a status, a delay,
+headers: a receiver that fails, hangs or asks to be called later) and keeps every
+request, and the ids it accepted (a notification whose ``webhook-id`` it accepted
+before is answered 200 and not accepted again, as a receiver that deduplicates does)::
 
     with LocalReceiver([secret]) as receiver:
         receiver.script([Reply(503)] * 5)       # then 200 for the rest
@@ -71,7 +71,8 @@ class LocalReceiver:
         """Listen on a free loopback port.
 
         Args:
-            secrets: The secrets it verifies signatures with (any one suffices).
+            secrets: The secrets it verifies signatures with (any one suffices); none:
+                it takes unsigned notifications too (Alertmanager's).
         """
         self._secrets = list(secrets)
         self._lock = threading.Condition()
@@ -115,7 +116,7 @@ class LocalReceiver:
             reply = self._script.popleft() if self._script else Reply()
         if reply.delay_s:
             time.sleep(reply.delay_s)
-        status = reply.status if verified else 401
+        status = reply.status if verified or not self._secrets else 401
         with self._lock:
             self.requests.append(Received(handler.path, headers, body, now, verified, status))
             msg_id = headers.get("webhook-id", "")

@@ -1,0 +1,113 @@
+"""Side by side with the real Prometheus Alertmanager (Debian's 0.25): the same alerts
+posted to it and put to vibewatch's dispatcher give the same webhook bodies, byte for
+byte: fingerprints, group key, alert order, common labels, escaping, resolved alerts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from vibewatch.alerts.dispatch import Dispatcher, Route
+from vibewatch.alerts.model import Alert, format_time
+from vibewatch.testing.servers import LocalAlertmanager
+from vibewatch.testing.webhooks import LocalReceiver
+
+S = 1_000_000_000
+
+
+@pytest.fixture
+def receiver() -> Iterator[LocalReceiver]:
+    with LocalReceiver([]) as local:  # Alertmanager does not sign
+        yield local
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, receiver: LocalReceiver) -> Iterator[LocalAlertmanager]:
+    config = f"""\
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {receiver.url}
+        send_resolved: true
+"""
+    with LocalAlertmanager(workdir=tmp_path / "am", config=config) as am:
+        yield am
+
+
+def bodies(receiver: LocalReceiver, count: int, timeout: float = 30.0) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while len(receiver.requests) < count:
+        assert time.monotonic() < deadline, [r.body for r in receiver.requests]
+        time.sleep(0.05)
+    return [r.body for r in receiver.requests]
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def posted(alert: Alert) -> dict[str, object]:
+    body: dict[str, object] = {
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": format_time(alert.starts_at_ns),
+        "generatorURL": alert.generator_url,
+    }
+    if alert.ends_at_ns is not None:
+        body["endsAt"] = format_time(alert.ends_at_ns)
+    return body
+
+
+def test_the_same_alerts_give_the_same_webhook_bodies(
+    alertmanager: LocalAlertmanager, receiver: LocalReceiver
+) -> None:
+    # now, to the millisecond: the group waits for all three (an alert that started
+    # longer ago than the group wait would be notified at once, alone)
+    start = _now_ms() * 1_000_000
+    name = {"alertname": "DeviceAnomaly"}
+    alerts = [
+        Alert(
+            name | {"device": "pump-02", "instance": "i2", "job": "sim"},
+            {"summary": "pump-02 <scores> 3.2 & rising", "runbook_url": "https://x/rb?a=1&b=2"},
+            start,
+            generator_url="http://vibewatch.example/devices/pump-02",
+        ),
+        Alert(name | {"device": "pump-01", "instance": "i1"}, {"summary": "pump-01"}, start),
+        Alert(name | {"device": "pump-03", "site": "north\tline é"}, {"summary": "s"}, start + 7),
+    ]
+    ours = Dispatcher(Route("hook", ("alertname",), 1, 2, 3600), external_url=alertmanager.url)
+    t0 = time.time_ns()
+    for alert in alerts:
+        ours.put(alert, t0)
+    alertmanager.post_alerts([posted(a) for a in alerts])
+    (first,) = ours.due(t0 + 1 * S)
+    assert bodies(receiver, 1)[0] == first.body, (bodies(receiver, 1)[0], first.body)
+
+    # one resolves: a firing notification that shows it resolved
+    ended = (_now_ms() - 100) * 1_000_000  # in the past: resolved when it arrives
+    gone = Alert(alerts[1].labels, alerts[1].annotations, start, ended)
+    ours.put(gone, t0 + 2 * S)
+    alertmanager.post_alerts([posted(gone)])
+    (second,) = ours.due(t0 + 3 * S)
+    assert json.loads(second.body)["status"] == "firing"
+    assert bodies(receiver, 2)[1] == second.body, (bodies(receiver, 2)[1], second.body)
+
+    # the others resolve: a resolved notification without the one sent already
+    rest = [Alert(a.labels, a.annotations, a.starts_at_ns, ended) for a in (alerts[0], alerts[2])]
+    for alert in rest:
+        ours.put(alert, t0 + 4 * S)
+    alertmanager.post_alerts([posted(a) for a in rest])
+    (third,) = ours.due(t0 + 5 * S)
+    assert json.loads(third.body)["status"] == "resolved"
+    assert bodies(receiver, 3)[2] == third.body, (bodies(receiver, 3)[2], third.body)
