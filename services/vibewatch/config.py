@@ -239,6 +239,14 @@ def _name_or_empty(value: str) -> str | None:
     return None if value == "" else _name(value)
 
 
+def _label_names(value: str) -> str | None:
+    names = [name.strip() for name in value.split(",")]
+    if names == ["..."]:
+        return None
+    bad = [n for n in names if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) is None]
+    return f"must be label names, comma separated, or ..., not {bad[0]!r}" if bad else None
+
+
 def _http_url(value: str) -> str | None:
     """What keeps ``value`` from being an :data:`HttpUrl`, or None.
 
@@ -650,6 +658,29 @@ class AlertsConfig(_MaskedRepr):
             "with each), `timeout` (seconds, default 10) and `concurrency` (default 2). "
             "In the environment: the tables as JSON."
         ),
+    )
+    group_by: str = field(
+        default="alertname",
+        metadata=_key(
+            "Labels that group alerts into one notification, comma separated; `...`: all labels.",
+            check=_label_names,
+        ),
+    )
+    group_wait: float = field(
+        default=30.0,
+        metadata=_key("Seconds a new group waits for more alerts before it notifies.", ge=0),
+    )
+    group_interval: float = field(
+        default=300.0,
+        metadata=_key("Seconds between two looks at a group (new or resolved alerts).", gt=0),
+    )
+    repeat_interval: float = field(
+        default=14400.0,
+        metadata=_key("Seconds before an unchanged notification goes out again.", gt=0),
+    )
+    external_url: str = field(
+        default="",
+        metadata=_key("The `externalURL` of the notifications: where people see the alerts."),
     )
     retry_budget: float = field(
         default=86400.0,

@@ -70,16 +70,16 @@ def _ota(config: Config) -> Service:
     return OtaController.from_config(config)
 
 
-def _notifier(config: Config) -> Service:
-    from vibewatch.alerts.notifier import Notifier
+def _alerts(config: Config) -> Service:
+    from vibewatch.alerts.service import AlertService
 
-    return Notifier.from_config(config)
+    return AlertService.from_config(config)
 
 
 SERVICES: Mapping[str, Callable[[Config], Service]] = {
     "ingest": _ingest,
     "ota": _ota,
-    "notifier": _notifier,
+    "alerts": _alerts,
 }
 """Every back-end service by name, in start order, each built from the configuration."""
 

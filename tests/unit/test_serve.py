@@ -93,6 +93,6 @@ def test_notify_without_a_socket_sends_nothing() -> None:
 
 def test_build_services_names_the_unknown() -> None:
     config = load_config(environ={})
-    assert list(SERVICES) == ["ingest", "ota", "notifier"]
-    with pytest.raises(ValueError, match="unknown service 'alerts'; the services are ingest, ota"):
-        build_services(config, ["alerts"])
+    assert list(SERVICES) == ["ingest", "ota", "alerts"]
+    with pytest.raises(ValueError, match="unknown service 'pager'; the services are ingest, ota"):
+        build_services(config, ["pager"])

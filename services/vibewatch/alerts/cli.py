@@ -145,3 +145,18 @@ def alerts_deliveries(
 
 def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+@alerts_app.command("serve")
+def alerts_serve(config: ConfigOption = None) -> None:
+    """Run the alerts service alone (`vibewatch serve` runs it with the other services):
+    the devices' events and status in, signed webhooks out.
+
+    SIGTERM or Ctrl-C stops it; notifications not yet delivered go out at the next start.
+    """
+    from vibewatch.logs import setup_logging
+    from vibewatch.serve import build_services, run_services
+
+    cfg = load(config)
+    setup_logging(cfg.log.level, cfg.log.format)
+    raise typer.Exit(run_services(build_services(cfg, ["alerts"])))

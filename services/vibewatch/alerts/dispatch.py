@@ -216,6 +216,9 @@ class Dispatcher:
         firing = frozenset(a.fingerprint for a in alerts if a.fingerprint not in resolved_now)
         resolved = frozenset(a.fingerprint for a in alerts if a.fingerprint in resolved_now)
         if not self._needs_update(group.sent, firing, resolved, now_ns):
+            if group.sent is None:  # resolved before anything was told of it: forget it
+                for fp in resolved_now:
+                    del group.alerts[fp]
             return None
         group.sent = _Sent(firing, resolved, now_ns)
         for fp in resolved_now:  # a resolved alert is notified once

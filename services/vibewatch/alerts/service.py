@@ -1,0 +1,219 @@
+"""The alerts service: the devices' messages in, alerts through the dispatcher, signed
+webhooks out.
+
+One service of ``vibewatch serve`` (or ``vibewatch alerts serve`` alone). Its own MQTT
+session (client id ``mqtt.client_id`` with ``-alerts`` appended) takes the devices'
+anomaly events and status messages; the rules make alerts of them:
+
+* ``DeviceAnomaly`` (severity ``warning``): fires with a device's anomaly ``start``
+  event, resolves with its ``end`` event;
+* ``DeviceOffline`` (severity ``critical``): fires with a device's ``offline`` status
+  (its last will), resolves with its next ``online`` one; an offline device's
+  ``DeviceAnomaly`` is inhibited (it does not page twice).
+
+The dispatcher (:mod:`vibewatch.alerts.dispatch`, ``[alerts]`` grouping and schedule)
+decides what to notify when; each notification goes to the outbox of every receiver,
+and the notifier (:mod:`vibewatch.alerts.notifier`, started with the service) delivers
+it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from vibewatch.alerts.dispatch import Dispatcher, Route
+from vibewatch.alerts.model import Alert
+from vibewatch.alerts.notifier import Notifier
+from vibewatch.config import Config
+from vibewatch.errors import ProtocolError
+from vibewatch.mqtt import AckToken, MqttSession, broker_settings
+from vibewatch.protocol import (
+    AnomalyEvent,
+    DeviceState,
+    EventKind,
+    Kind,
+    Limits,
+    Status,
+    decode_message,
+    parse_topic,
+    subscription_filters,
+)
+
+__all__ = ["AlertService", "alerts_of"]
+
+log = logging.getLogger(__name__)
+
+_MS: int = 1_000_000
+
+
+def alerts_of(message: AnomalyEvent | Status, now_ns: int) -> list[Alert]:
+    """The alerts a device's message starts or resolves (the rules of the module)."""
+    if isinstance(message, AnomalyEvent):
+        labels = {"alertname": "DeviceAnomaly", "device": message.device, "severity": "warning"}
+        summary = (
+            f"{message.device}: anomaly score {message.score:.4g} above the threshold "
+            f"{message.threshold:.4g} of {message.model_id} v{message.model_version}"
+        )
+        at = message.t * _MS
+        ends = None if message.kind is EventKind.START else at
+        return [Alert(labels, {"summary": summary}, at, ends)]
+    labels = {"alertname": "DeviceOffline", "device": message.device, "severity": "critical"}
+    at = message.t * _MS if message.t is not None else now_ns
+    if message.state is DeviceState.OFFLINE:
+        summary = f"{message.device} is offline (its connection dropped)"
+        return [Alert(labels, {"summary": summary}, at)]
+    return [Alert(labels, {"summary": f"{message.device} is offline"}, at, at)]
+
+
+def _inhibited(alert: Alert, others: Sequence[Alert]) -> bool:
+    """An offline device's anomaly alert is muted while it is offline."""
+    if alert.labels.get("alertname") != "DeviceAnomaly":
+        return False
+    device = alert.labels.get("device")
+    return any(
+        o.labels.get("alertname") == "DeviceOffline"
+        and o.labels.get("device") == device
+        and o.firing
+        for o in others
+    )
+
+
+class AlertService:
+    """Alerts from the devices' messages to the receivers (see the module documentation)."""
+
+    name = "alerts"
+
+    def __init__(
+        self,
+        *,
+        session: MqttSession,
+        notifier: Notifier,
+        receivers: Sequence[str],
+        route: Route,
+        topic_prefix: str,
+        external_url: str = "",
+        clock: Callable[[], int] = time.time_ns,
+        tick_s: float = 0.1,
+    ) -> None:
+        """Assemble the service; nothing connects until :meth:`start`.
+
+        Args:
+            session: The MQTT session, subscribed to ``event`` and ``status``.
+            notifier: Delivers the notifications (started and stopped with the service).
+            receivers: The receivers every notification goes to.
+            route: Grouping and schedule (its ``receiver`` names the notifications).
+            topic_prefix: Topic prefix of the wire contract.
+            external_url: The notifications' ``externalURL``.
+            clock: Wall clock, nanoseconds.
+            tick_s: Seconds between two looks at the groups.
+        """
+        self._session = session
+        self._notifier = notifier
+        self._receivers = tuple(receivers)
+        self._prefix = topic_prefix
+        self._clock = clock
+        self._tick_s = tick_s
+        self._inbox: queue.Queue[tuple[AnomalyEvent | Status, AckToken | None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dispatcher = Dispatcher(route, external_url=external_url, muted=self._muted)
+        self.rejected = 0
+        self.notified = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> AlertService:
+        """The service as the configuration describes it."""
+        mqtt = config.mqtt
+        alerts = config.alerts
+        session = MqttSession(
+            dataclasses.replace(broker_settings(mqtt), client_id=f"{mqtt.client_id}-alerts"),
+            subscription_filters(mqtt.topic_prefix, (Kind.EVENT, Kind.STATUS)),
+        )
+        route = Route(
+            "vibewatch",
+            tuple(name.strip() for name in alerts.group_by.split(",")),
+            alerts.group_wait,
+            alerts.group_interval,
+            alerts.repeat_interval,
+        )
+        return cls(
+            session=session,
+            notifier=Notifier.from_config(config),
+            receivers=[r.name for r in alerts.receivers],
+            route=route,
+            topic_prefix=mqtt.topic_prefix,
+            external_url=alerts.external_url,
+        )
+
+    def _muted(self, alert: Alert, _group: Sequence[Alert]) -> bool:
+        return _inhibited(alert, list(self._dispatcher.alerts()))  # over every group
+
+    @property
+    def ready(self) -> bool:
+        """Whether its subscriptions stand."""
+        return self._session.ready
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the notifier and the service's thread, then subscribe.
+
+        Raises:
+            MqttError: The broker refused the service.
+            TimeoutError: The subscriptions were not granted within ``timeout``.
+        """
+        self._notifier.start(timeout)
+        self._thread = threading.Thread(target=self._run, name="vibewatch-alerts", daemon=True)
+        self._thread.start()
+        self._session.start(self._handle, timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking messages, finish those taken, stop the notifier."""
+        self._session.stop()
+        self._stop.set()
+        clean = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            clean = not self._thread.is_alive()
+        clean = self._notifier.stop(timeout) and clean
+        log.info("alerts stopped; notifications %d, rejected %d", self.notified, self.rejected)
+        return clean
+
+    def _handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
+        try:
+            if topic is None:
+                raise ProtocolError("bad_topic", "topic is not valid UTF-8")
+            device, kind = parse_topic(topic, self._prefix)
+            now_ms = self._clock() // _MS
+            message = decode_message(kind, device, payload, now_ms=now_ms, limits=Limits())
+        except ProtocolError as exc:
+            self.rejected += 1
+            log.warning("alerts: rejected message on %r: %s", topic, exc)
+            self._session.ack([token] if token is not None else [])
+            return
+        if isinstance(message, AnomalyEvent | Status):
+            self._inbox.put((message, token))
+        elif token is not None:
+            self._session.ack([token])
+
+    def _run(self) -> None:
+        next_look = 0.0
+        while not self._stop.is_set() or not self._inbox.empty():
+            try:
+                message, token = self._inbox.get(timeout=0.05)
+            except queue.Empty:
+                pass
+            else:
+                for alert in alerts_of(message, self._clock()):
+                    self._dispatcher.put(alert, self._clock())
+                if token is not None:
+                    self._session.ack([token])
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + self._tick_s
+                for notice in self._dispatcher.due(self._clock()):
+                    for receiver in self._receivers:
+                        self._notifier.notify(receiver, notice.body)
+                        self.notified += 1
