@@ -73,7 +73,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -87,7 +86,7 @@ import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outcome import finish, progress  # benchmarks/outcome.py, beside this script
-from sim import CpuMeter, publish_packet_bytes  # benchmarks/sim.py, beside this script
+from sim import BrokerCounter, CpuMeter, publish_packet_bytes  # benchmarks/sim.py, beside
 from vibewatch.edge.convert import convert
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.engine import Model
@@ -106,17 +105,14 @@ from vibewatch.models.package import (
     write_package,
 )
 from vibewatch.models.registry import Registry
-from vibewatch.mqtt import BrokerSettings, new_client
 from vibewatch.ota.rollout import OUTCOMES, Rollout
 from vibewatch.ota.store import RolloutStore
 from vibewatch.protocol import (
     DEFAULT_PREFIX,
     Kind,
-    Limits,
     OtaChunk,
     decode_message,
     parse_topic,
-    subscription_filters,
 )
 from vibewatch.sim.fleet import SimClock, SimDevice
 from vibewatch.sim.run import Simulation
@@ -349,9 +345,9 @@ def widened_package(
 # --- counting the downlink --------------------------------------------------------------------
 
 
-class DownlinkCounter:
-    """A subscriber that sees every downlink OTA message through the broker and counts the
-    PUBLISH bytes a device receives (:func:`publish_packet_bytes`, QoS 1).
+class DownlinkCounter(BrokerCounter):
+    """Sees every downlink OTA message through the broker and counts the PUBLISH bytes a
+    device receives (:func:`publish_packet_bytes`, QoS 1).
 
     Attributes:
         messages: Messages seen, by kind.
@@ -363,10 +359,7 @@ class DownlinkCounter:
     """
 
     def __init__(self, port: int, prefix: str) -> None:
-        self._prefix = prefix
-        self._port = port
-        self._limits = Limits()
-        self._subscribed = threading.Event()
+        super().__init__(port, prefix, DOWNLINK, "downlink counter")
         self._jobs: set[str] = set()
         self._chunks: set[tuple[str, int]] = set()
         self.messages: Counter[str] = Counter()
@@ -375,34 +368,11 @@ class DownlinkCounter:
         self.chunks_again = 0
         self.other_qos = 0
         self.last_at = time.monotonic()
-        self._client = new_client(BrokerSettings(client_id="bench-downlink-counter"))
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *_: self._subscribed.set()
-        self._client.on_message = self._on_message
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Connect and subscribe to the downlink kinds; return once the broker granted it.
-
-        Raises:
-            TimeoutError: No SUBACK within ``timeout`` seconds.
-        """
-        self._client.connect("127.0.0.1", self._port)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise TimeoutError(f"the downlink counter was not subscribed within {timeout:g}s")
-
-    def stop(self) -> None:
-        """Disconnect and stop the client's thread."""
-        self._client.disconnect()
-        self._client.loop_stop()
 
     @property
     def total_bytes(self) -> int:
         """PUBLISH bytes seen."""
         return self.packet_bytes.total()
-
-    def _on_connect(self, client: paho.Client, *_: Any) -> None:
-        client.subscribe([(f, 1) for f in subscription_filters(self._prefix, DOWNLINK)])
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self.last_at = time.monotonic()

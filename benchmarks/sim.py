@@ -140,9 +140,55 @@ def window_number(message: object) -> int | None:
     return seq & 0xFFFF_FFFF
 
 
-class UplinkCounter:
-    """A subscriber that sees every uplink message of the fleet through the broker and
-    counts the PUBLISH bytes the device sent (:func:`publish_packet_bytes`).
+class BrokerCounter:
+    """A subscriber of this process that sees messages of the fleet through the broker;
+    a subclass counts them (:meth:`_on_message`).
+
+    Args:
+        port: The broker's port (loopback).
+        prefix: The topic prefix.
+        kinds: The kinds of message it subscribes to.
+        name: Its name, in its client id and messages.
+    """
+
+    def __init__(self, port: int, prefix: str, kinds: Sequence[Kind], name: str) -> None:
+        self._prefix = prefix
+        self._port = port
+        self._kinds = tuple(kinds)
+        self._name = name
+        self._limits = Limits()
+        self._subscribed = threading.Event()
+        self._client = new_client(BrokerSettings(client_id=f"bench-{name.replace(' ', '-')}"))
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Connect and subscribe; return once the broker granted it.
+
+        Raises:
+            TimeoutError: No SUBACK within ``timeout`` seconds.
+        """
+        self._client.connect("127.0.0.1", self._port)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError(f"the {self._name} was not subscribed within {timeout:g}s")
+
+    def stop(self) -> None:
+        """Disconnect and stop the client's thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        client.subscribe([(f, 1) for f in subscription_filters(self._prefix, self._kinds)])
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        raise NotImplementedError
+
+
+class UplinkCounter(BrokerCounter):
+    """Sees every uplink message of the fleet and counts the PUBLISH bytes the device sent
+    (:func:`publish_packet_bytes`).
 
     Attributes:
         messages: Messages seen, by kind.
@@ -153,43 +199,16 @@ class UplinkCounter:
     """
 
     def __init__(self, port: int, prefix: str) -> None:
-        self._prefix = prefix
-        self._port = port
-        self._limits = Limits()
-        self._subscribed = threading.Event()
+        super().__init__(port, prefix, [k for k in Kind if k.uplink], "uplink counter")
         self.messages: Counter[Kind] = Counter()
         self.packet_bytes: Counter[Kind] = Counter()
         self.window_bytes: Counter[tuple[Kind, int]] = Counter()
         self.undecoded = 0
-        self._client = new_client(BrokerSettings(client_id="bench-uplink-counter"))
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *_: self._subscribed.set()
-        self._client.on_message = self._on_message
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Connect and subscribe to every uplink kind; return once the broker granted it.
-
-        Raises:
-            TimeoutError: No SUBACK within ``timeout`` seconds.
-        """
-        self._client.connect("127.0.0.1", self._port)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise TimeoutError(f"the uplink counter was not subscribed within {timeout:g}s")
-
-    def stop(self) -> None:
-        """Disconnect and stop the client's thread."""
-        self._client.disconnect()
-        self._client.loop_stop()
 
     @property
     def total(self) -> int:
         """Messages seen."""
         return self.messages.total()
-
-    def _on_connect(self, client: paho.Client, *_: Any) -> None:
-        kinds = [kind for kind in Kind if kind.uplink]
-        client.subscribe([(f, 1) for f in subscription_filters(self._prefix, kinds)])
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         device, kind = parse_topic(msg.topic, self._prefix)

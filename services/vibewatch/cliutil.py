@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -158,6 +159,22 @@ def load(path: Path | None, **overrides: str) -> Config:
     except ConfigError as exc:
         # The error's text has its own header ("invalid configuration (2 problems):").
         fail(str(exc), 2)
+
+
+@contextmanager
+def state_db(config: Path | None) -> Iterator[sqlite3.Connection]:
+    """The configuration's state database, open for the command (exit 1 when it cannot
+    be used), closed after it."""
+    from vibewatch.state import StateError, open_state_db
+
+    try:
+        db = open_state_db(load(config).state_db)
+    except StateError as exc:
+        fail(str(exc), 1)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def config_json(config: Config) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from vibewatch.alerts.signing import new_secret
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.protocol import DEFAULT_PREFIX
@@ -16,6 +17,7 @@ from vibewatch.sim import ManualClock, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.testing.ingest import Publisher, ServiceProcess, ingest_env
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
+from vibewatch.testing.webhooks import LocalReceiver
 
 _ids = itertools.count()
 
@@ -95,3 +97,16 @@ def manual_simulation(mosquitto: LocalMosquitto) -> Callable[..., tuple[Simulati
         return simulation, clock
 
     return factory
+
+
+@pytest.fixture
+def secret() -> str:
+    """A new Standard Webhooks secret."""
+    return new_secret()
+
+
+@pytest.fixture
+def receiver(secret: str) -> Iterator[LocalReceiver]:
+    """A webhook receiver on loopback that verifies signatures with ``secret``."""
+    with LocalReceiver([secret]) as local:
+        yield local

@@ -8,31 +8,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import standardwebhooks
 
 from vibewatch.alerts.notifier import Notifier
 from vibewatch.alerts.outbox import Outbox, RetryPolicy, State
-from vibewatch.alerts.signing import new_secret
 from vibewatch.config import Secret, WebhookReceiver
 from vibewatch.state import open_state_db
 from vibewatch.testing.webhooks import LocalReceiver, Reply
 
 FAST = RetryPolicy(initial=0.05, maximum=0.2, budget=30.0)
-
-
-@pytest.fixture
-def secret() -> str:
-    return new_secret()
-
-
-@pytest.fixture
-def receiver(secret: str) -> Iterator[LocalReceiver]:
-    with LocalReceiver([secret]) as local:
-        yield local
 
 
 def configured(

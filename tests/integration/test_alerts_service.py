@@ -13,24 +13,14 @@ from pathlib import Path
 import pytest
 import standardwebhooks
 
-from vibewatch.alerts.signing import new_secret
+from vibewatch.alerts.outbox import Outbox, State
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.sim import FaultPlan, ManualClock, Scenario
 from vibewatch.sim.run import Simulation
+from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
 from vibewatch.testing.servers import LocalMosquitto
-from vibewatch.testing.webhooks import LocalReceiver
-
-
-@pytest.fixture
-def secret() -> str:
-    return new_secret()
-
-
-@pytest.fixture
-def receiver(secret: str) -> Iterator[LocalReceiver]:
-    with LocalReceiver([secret]) as local:
-        yield local
+from vibewatch.testing.webhooks import LocalReceiver, Reply
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ def alerts(
         "VIBEWATCH_DATA_HOME": str(tmp_path / "home"),
         "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
         "VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table),
-        "VIBEWATCH_ALERTS_GROUP_WAIT": "4",
+        "VIBEWATCH_ALERTS_GROUP_WAIT": "8",
         "VIBEWATCH_ALERTS_GROUP_INTERVAL": "1",
         "VIBEWATCH_ALERTS_EXTERNAL_URL": "http://vibewatch.example/",
     }
@@ -71,7 +61,7 @@ def test_fifty_faulty_devices_make_one_signed_notification_then_an_offline_one(
     faulty = {d for d, plans in scenario.faulty_devices().items() if plans}
     simulation.start()
     try:
-        for _ in range(10):  # ten simulated seconds, within the group wait
+        for _ in range(10):  # ten simulated seconds, well within the group wait
             clock.advance(1.0)
             simulation.step()
             time.sleep(0.05)
@@ -81,8 +71,9 @@ def test_fifty_faulty_devices_make_one_signed_notification_then_an_offline_one(
         assert first["groupKey"] == '{}:{alertname="DeviceAnomaly"}'
         assert first["externalURL"] == "http://vibewatch.example"
         listed = first["alerts"]
-        assert isinstance(listed, list) and len(listed) == 50
-        assert {a["labels"]["device"] for a in listed} == faulty  # healthy ones stay quiet
+        assert isinstance(listed, list)
+        shown = {a["labels"]["device"] for a in listed}
+        assert shown == faulty, (len(shown), faulty - shown, shown - faulty)  # healthy: quiet
         assert first["commonLabels"] == {"alertname": "DeviceAnomaly", "severity": "warning"}
         # a device goes away: its last will makes a critical alert
         gone = sorted(faulty)[0]
@@ -99,3 +90,47 @@ def test_fifty_faulty_devices_make_one_signed_notification_then_an_offline_one(
         "severity": "critical",
     }
     assert alerts.stop() == 0
+
+
+def test_notifications_pending_when_the_service_is_killed_go_out_after_a_restart(
+    tmp_path: Path,
+    alerts: ServiceProcess,
+    receiver: LocalReceiver,
+    secret: str,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    receiver.script([Reply(503)] * 1000)  # the receiver is down
+    scenario = Scenario(devices=5, seed=22, faults=(FaultPlan("ball", count=5, severity=1.0),))
+    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
+    simulation.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not pending_tried(tmp_path / "home" / "state.db"):
+            assert time.monotonic() < deadline, receiver.requests
+            clock.advance(1.0)
+            simulation.step()
+            time.sleep(0.05)
+    finally:
+        simulation.close()
+    alerts.kill()  # SIGKILL, with the notification pending
+    receiver.unscript()
+    alerts.start()
+    accepted = receiver.wait_accepted(1, timeout=30)
+    time.sleep(2.0)  # nothing more comes
+    assert len(accepted) == 1 and len(receiver.accepted) == 1
+    (body,) = accepted.values()
+    assert len(json.loads(body)["alerts"]) == 5
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == set(accepted)  # every attempt, before and after the kill, one id
+    assert alerts.stop() == 0
+
+
+def pending_tried(state_db: Path) -> bool:
+    """Whether the outbox holds a pending notification that was tried at least once."""
+    if not state_db.exists():
+        return False
+    db = open_state_db(state_db)
+    try:
+        return any(n.attempts > 0 for n in Outbox(db).notifications(state=State.PENDING))
+    finally:
+        db.close()

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import App, ConfigOption, JsonOption, fail, load
+from vibewatch.cliutil import App, ConfigOption, JsonOption, fail, load, state_db
 
 __all__ = ["alerts_app"]
 
@@ -103,21 +103,13 @@ def alerts_deliveries(
     """The notifications of the outbox, newest first: state, attempts, the receiver's
     last answer."""
     from vibewatch.alerts.outbox import Outbox, State
-    from vibewatch.state import StateError, open_state_db
 
     try:
         wanted = None if state is None else State(state)
     except ValueError:
         fail(f"--state must be pending, delivered, failed or dead, not {state!r}", 2)
-    cfg = load(config)
-    try:
-        db = open_state_db(cfg.state_db)
-    except StateError as exc:
-        fail(str(exc), 1)
-    try:
+    with state_db(config) as db:
         notes = Outbox(db).notifications(receiver=receiver, state=wanted, limit=limit)
-    finally:
-        db.close()
     rows: list[dict[str, Any]] = [
         {
             "id": n.id,

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import App, ConfigOption, JsonOption, ProgressLine, fail, load
+from vibewatch.cliutil import App, ConfigOption, JsonOption, ProgressLine, fail, load, state_db
 
 __all__ = ["devices_app", "ota_app"]
 
@@ -53,17 +53,9 @@ def _share(text: str, what: str) -> float:
 @contextmanager
 def _store(config: Any) -> Iterator[Any]:
     from vibewatch.ota.store import RolloutStore
-    from vibewatch.state import StateError, open_state_db
 
-    cfg = load(config)
-    try:
-        db = open_state_db(cfg.state_db)
-    except StateError as exc:
-        fail(str(exc), 1)
-    try:
+    with state_db(config) as db:
         yield RolloutStore(db)
-    finally:
-        db.close()
 
 
 @ota_app.command("deploy")

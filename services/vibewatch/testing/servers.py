@@ -500,6 +500,19 @@ class LocalServer:
             _LIVE.discard(self)
 
 
+def _answers(port: int, path: str, status: int) -> bool:
+    """Whether ``GET path`` on the loopback ``port`` answers ``status`` within a second."""
+    # http.client, like the project's client, never goes through a proxy.
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=1.0)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == status
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 _MOSQUITTO_RUNNING: Final = re.compile(r"mosquitto version \S+ running")
 
 
@@ -719,15 +732,7 @@ bind-address = {_toml_string(f"{LOOPBACK}:{self._rpc_port}")}
 
     def ping(self) -> bool:
         """Tell whether ``GET /ping`` answers 204 (the readiness probe of InfluxDB 1.x)."""
-        # http.client, like the project's client, never goes through a proxy.
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/ping")
-            return conn.getresponse().status == 204
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return _answers(self.port, "/ping", 204)
 
     def client(self, db: str = "") -> InfluxQL:
         """The project's query client for database ``db`` on this server.
@@ -907,14 +912,7 @@ class LocalAlertmanager(LocalServer):
         return {**os.environ, "TZ": "UTC"}
 
     def _ready(self, new_log: str) -> bool:
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/-/ready")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return _answers(self.port, "/-/ready", 200)
 
     def post_alerts(self, alerts: list[dict[str, object]]) -> None:
         """``POST /api/v2/alerts``, as Prometheus posts them.

@@ -101,6 +101,11 @@ class LocalReceiver:
         with self._lock:
             self._script.extend(replies)
 
+    def unscript(self) -> None:
+        """Forget the replies not given yet: 200 from now on."""
+        with self._lock:
+            self._script.clear()
+
     def _take(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
         now = time.time()
