@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -159,6 +160,18 @@ def load(path: Path | None, **overrides: str) -> Config:
     except ConfigError as exc:
         # The error's text has its own header ("invalid configuration (2 problems):").
         fail(str(exc), 2)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)?")
+
+
+def duration(text: str, what: str) -> float:
+    """Seconds of a duration like ``90s``, ``15m``, ``2h`` or ``1d`` (a bare number is
+    seconds); exit 2 naming ``what`` for anything else."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        fail(f"{what} must be a duration like 90s, 15m, 2h or 1d, not {text!r}", 2)
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match[2]]
 
 
 @contextmanager

@@ -143,6 +143,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) STRICT;
     CREATE INDEX alert_outbox_due ON alert_outbox (receiver, state, next_s);
     """,
+    # 6: silences (vibewatch.alerts.silences): matchers, a time span, who and why.
+    """
+    CREATE TABLE alert_silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_s REAL NOT NULL,
+        ends_s REAL NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    ) STRICT;
+    """,
 )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,3 +136,34 @@ def pending_tried(state_db: Path) -> bool:
         return any(n.attempts > 0 for n in Outbox(db).notifications(state=State.PENDING))
     finally:
         db.close()
+
+
+def test_a_silenced_device_is_left_out_of_the_notification(
+    alerts: ServiceProcess,
+    receiver: LocalReceiver,
+    secret: str,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    scenario = Scenario(
+        devices=4, seed=23, faults=(FaultPlan("inner_race", count=3, severity=1.0),)
+    )
+    faulty = sorted(d for d, plans in scenario.faulty_devices().items() if plans)
+    silenced = subprocess.run(
+        [sys.executable, "-m", "vibewatch", "alerts", "silence", "--matcher",
+         f'device="{faulty[0]}"', "--duration", "1h", "--comment", "bearing swap"],
+        env=alerts.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert silenced.returncode == 0, silenced.stderr
+    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
+    simulation.start()
+    try:
+        for _ in range(10):
+            clock.advance(1.0)
+            simulation.step()
+            time.sleep(0.05)
+        receiver.wait_accepted(1, timeout=30)
+    finally:
+        simulation.close()
+    (body,) = notifications(receiver, secret)
+    assert sorted(a["labels"]["device"] for a in body["alerts"]) == faulty[1:]  # type: ignore[union-attr]
+    assert alerts.stop() == 0

@@ -7,12 +7,14 @@ the state database cannot be used); 2 bad input (an unknown receiver or state).
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import App, ConfigOption, JsonOption, fail, load, state_db
+from vibewatch.cliutil import App, ConfigOption, JsonOption, duration, fail, load, state_db
 
 __all__ = ["alerts_app"]
 
@@ -152,3 +154,97 @@ def alerts_serve(config: ConfigOption = None) -> None:
     cfg = load(config)
     setup_logging(cfg.log.level, cfg.log.format)
     raise typer.Exit(run_services(build_services(cfg, ["alerts"])))
+
+
+@alerts_app.command("silence")
+def alerts_silence(
+    matchers: Annotated[
+        list[str],
+        typer.Option(
+            "--matcher",
+            help="What to silence: name=value, name!=value, name=~regex or name!~regex, e.g. "
+            'device="pump-01"; repeatable (an alert must match all).',
+            show_default=False,
+        ),
+    ],
+    for_: Annotated[
+        str, typer.Option("--duration", help="How long, e.g. 90m, 2h or 1d.", show_default=False)
+    ],
+    comment: Annotated[str, typer.Option("--comment", help="Why, for the record.")],
+    by: Annotated[str, typer.Option("--by", help="Who.")] = os.environ.get("USER", ""),
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Silence the alerts that match every matcher for a while: the alerts service does
+    not notify them (it reads new silences within a second)."""
+    from vibewatch.alerts.dispatch import parse_matcher
+    from vibewatch.alerts.silences import SilenceError, SilenceStore
+
+    seconds = duration(for_, "--duration")
+    try:
+        parsed = [parse_matcher(text) for text in matchers]
+    except ValueError as exc:
+        fail(f"--matcher {exc}", 2)
+    with state_db(config) as db:
+        try:
+            silence = SilenceStore(db).add(parsed, seconds, comment, by, time.time())
+        except SilenceError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        typer.echo(json.dumps(_silence_json(silence)))
+    else:
+        typer.echo(
+            f"{silence.id}: silenced {_matchers_text(silence)} until {_when(silence.ends_s)}"
+        )
+
+
+@alerts_app.command("silences")
+def alerts_silences(
+    every: Annotated[bool, typer.Option("--all", help="Also those that ended.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The silences in force (with --all, also those that ended), newest first."""
+    from vibewatch.alerts.silences import SilenceStore
+
+    with state_db(config) as db:
+        shown = SilenceStore(db).silences(active_at=None if every else time.time())
+    if as_json:
+        typer.echo(json.dumps([_silence_json(s) for s in shown]))
+        return
+    for s in shown:
+        typer.echo(
+            f"{s.id}  {_matchers_text(s)}  {_when(s.starts_s)} .. {_when(s.ends_s)}  "
+            f"{s.created_by or '-'}: {s.comment}"
+        )
+
+
+@alerts_app.command("expire")
+def alerts_expire(
+    silence_id: Annotated[str, typer.Argument(help="Silence id (sil_...).", show_default=False)],
+    config: ConfigOption = None,
+) -> None:
+    """End a silence now."""
+    from vibewatch.alerts.silences import SilenceError, SilenceStore
+
+    with state_db(config) as db:
+        try:
+            SilenceStore(db).expire(silence_id, time.time())
+        except SilenceError as exc:
+            fail(str(exc), 2)
+    typer.echo(f"{silence_id}: expired")
+
+
+def _matchers_text(silence: Any) -> str:
+    return "{" + ", ".join(str(m) for m in silence.matchers) + "}"
+
+
+def _silence_json(silence: Any) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "matchers": [str(m) for m in silence.matchers],
+        "starts": _when(silence.starts_s),
+        "ends": _when(silence.ends_s),
+        "comment": silence.comment,
+        "created_by": silence.created_by,
+    }

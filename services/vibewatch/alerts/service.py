@@ -11,6 +11,9 @@ anomaly events and status messages; the rules make alerts of them:
   (its last will), resolves with its next ``online`` one; an offline device's
   ``DeviceAnomaly`` is inhibited (it does not page twice).
 
+Alerts that a silence in force matches (``vibewatch alerts silence``, read from the
+state database at every look) are not notified either.
+
 The dispatcher (:mod:`vibewatch.alerts.dispatch`, ``[alerts]`` grouping and schedule)
 decides what to notify when; each notification goes to the outbox of every receiver,
 and the notifier (:mod:`vibewatch.alerts.notifier`, started with the service) delivers
@@ -25,10 +28,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from vibewatch.alerts.dispatch import Dispatcher, Route
 from vibewatch.alerts.model import Alert
 from vibewatch.alerts.notifier import Notifier
+from vibewatch.alerts.silences import Silence, SilenceStore
 from vibewatch.config import Config
 from vibewatch.errors import ProtocolError
 from vibewatch.mqtt import AckToken, MqttSession, broker_settings
@@ -43,6 +48,7 @@ from vibewatch.protocol import (
     parse_topic,
     subscription_filters,
 )
+from vibewatch.state import open_state_db
 
 __all__ = ["AlertService", "alerts_of"]
 
@@ -93,6 +99,7 @@ class AlertService:
         *,
         session: MqttSession,
         notifier: Notifier,
+        state_db: Path,
         receivers: Sequence[str],
         route: Route,
         topic_prefix: str,
@@ -105,6 +112,7 @@ class AlertService:
         Args:
             session: The MQTT session, subscribed to ``event`` and ``status``.
             notifier: Delivers the notifications (started and stopped with the service).
+            state_db: The state database (silences).
             receivers: The receivers every notification goes to.
             route: Grouping and schedule (its ``receiver`` names the notifications).
             topic_prefix: Topic prefix of the wire contract.
@@ -114,6 +122,8 @@ class AlertService:
         """
         self._session = session
         self._notifier = notifier
+        self._state_db = state_db
+        self._silences: list[Silence] = []
         self._receivers = tuple(receivers)
         self._prefix = topic_prefix
         self._clock = clock
@@ -144,6 +154,7 @@ class AlertService:
         return cls(
             session=session,
             notifier=Notifier.from_config(config),
+            state_db=config.state_db,
             receivers=[r.name for r in alerts.receivers],
             route=route,
             topic_prefix=mqtt.topic_prefix,
@@ -151,6 +162,8 @@ class AlertService:
         )
 
     def _muted(self, alert: Alert, _group: Sequence[Alert]) -> bool:
+        if any(silence.mutes(alert.labels) for silence in self._silences):
+            return True
         return _inhibited(alert, list(self._dispatcher.alerts()))  # over every group
 
     @property
@@ -200,6 +213,13 @@ class AlertService:
             self._session.ack([token])
 
     def _run(self) -> None:
+        db = open_state_db(self._state_db)
+        try:
+            self._loop(SilenceStore(db))
+        finally:
+            db.close()
+
+    def _loop(self, silences: SilenceStore) -> None:
         next_look = 0.0
         while not self._stop.is_set() or not self._inbox.empty():
             try:
@@ -213,6 +233,7 @@ class AlertService:
                     self._session.ack([token])
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + self._tick_s
+                self._silences = silences.silences(active_at=self._clock() / 1e9)
                 for notice in self._dispatcher.due(self._clock()):
                     for receiver in self._receivers:
                         self._notifier.notify(receiver, notice.body)

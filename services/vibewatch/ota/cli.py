@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,16 @@ from typing import Annotated, Any
 
 import typer
 
-from vibewatch.cliutil import App, ConfigOption, JsonOption, ProgressLine, fail, load, state_db
+from vibewatch.cliutil import (
+    App,
+    ConfigOption,
+    JsonOption,
+    ProgressLine,
+    duration,
+    fail,
+    load,
+    state_db,
+)
 
 __all__ = ["devices_app", "ota_app"]
 
@@ -31,14 +39,6 @@ ota_app = App(help="Over-the-air model rollouts: canary first, then waves; abort
 devices_app = App(help="The devices, as their last status messages describe them.")
 
 RolloutArgument = Annotated[str, typer.Argument(help="Rollout id (rollout-N).", show_default=False)]
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
-
-
-def _duration(text: str, what: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        fail(f"{what} must be a duration like 90s, 15m or 1h, not {text!r}", 2)
-    return float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
 
 
 def _share(text: str, what: str) -> float:
@@ -164,8 +164,8 @@ def ota_deploy(
             canary=canary,
             waves=plan_waves,
             max_failure_rate=_share(max_failure_rate, "--max-failure-rate"),
-            timeout_s=_duration(timeout, "--timeout"),
-            trial_s=_duration(trial, "--trial"),
+            timeout_s=duration(timeout, "--timeout"),
+            trial_s=duration(trial, "--trial"),
             guard_factor=guard_factor,
             guard_min_events=guard_min_events,
             rollback=rollback,
