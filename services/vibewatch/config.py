@@ -276,6 +276,10 @@ def _http_url(value: str) -> str | None:
     return None
 
 
+def _http_url_or_empty(value: str) -> str | None:
+    return None if value == "" else _http_url(value)
+
+
 def _basic_auth_user(value: str) -> str | None:
     # HTTP basic auth joins user and password with ":"; a ":" in the user breaks it.
     return 'must not contain ":"' if ":" in value else None
@@ -681,6 +685,15 @@ class AlertsConfig(_MaskedRepr):
     external_url: str = field(
         default="",
         metadata=_key("The `externalURL` of the notifications: where people see the alerts."),
+    )
+    alertmanager_url: str = field(
+        default="",
+        metadata=_key(
+            "Base URL of a Prometheus Alertmanager the site runs: when set, alerts are posted "
+            "to its `/api/v2/alerts` (again every minute while they fire, as Prometheus "
+            "does) instead of grouped and sent by vibewatch. Empty: vibewatch notifies.",
+            check=_http_url_or_empty,
+        ),
     )
     retry_budget: float = field(
         default=86400.0,

@@ -5,16 +5,22 @@ byte: fingerprints, group key, alert order, common labels, escaping, resolved al
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from vibewatch.alerts.alertmanager import alert_json
 from vibewatch.alerts.dispatch import Dispatcher, Route
-from vibewatch.alerts.model import Alert, format_time
-from vibewatch.testing.servers import LocalAlertmanager
+from vibewatch.alerts.model import Alert
+from vibewatch.edge.device import DeviceSettings
+from vibewatch.sim import FaultPlan, ManualClock, Scenario
+from vibewatch.sim.run import Simulation
+from vibewatch.testing.ingest import ServiceProcess
+from vibewatch.testing.servers import LocalAlertmanager, LocalMosquitto
 from vibewatch.testing.webhooks import LocalReceiver
 
 S = 1_000_000_000
@@ -57,18 +63,6 @@ def _now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def posted(alert: Alert) -> dict[str, object]:
-    body: dict[str, object] = {
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
-        "startsAt": format_time(alert.starts_at_ns),
-        "generatorURL": alert.generator_url,
-    }
-    if alert.ends_at_ns is not None:
-        body["endsAt"] = format_time(alert.ends_at_ns)
-    return body
-
-
 def test_the_same_alerts_give_the_same_webhook_bodies(
     alertmanager: LocalAlertmanager, receiver: LocalReceiver
 ) -> None:
@@ -90,7 +84,7 @@ def test_the_same_alerts_give_the_same_webhook_bodies(
     t0 = time.time_ns()
     for alert in alerts:
         ours.put(alert, t0)
-    alertmanager.post_alerts([posted(a) for a in alerts])
+    alertmanager.post_alerts([alert_json(a, time.time_ns()) for a in alerts])
     (first,) = ours.due(t0 + 1 * S)
     assert bodies(receiver, 1)[0] == first.body, (bodies(receiver, 1)[0], first.body)
 
@@ -98,7 +92,7 @@ def test_the_same_alerts_give_the_same_webhook_bodies(
     ended = (_now_ms() - 100) * 1_000_000  # in the past: resolved when it arrives
     gone = Alert(alerts[1].labels, alerts[1].annotations, start, ended)
     ours.put(gone, t0 + 2 * S)
-    alertmanager.post_alerts([posted(gone)])
+    alertmanager.post_alerts([alert_json(gone, time.time_ns())])
     (second,) = ours.due(t0 + 3 * S)
     assert json.loads(second.body)["status"] == "firing"
     assert bodies(receiver, 2)[1] == second.body, (bodies(receiver, 2)[1], second.body)
@@ -107,7 +101,46 @@ def test_the_same_alerts_give_the_same_webhook_bodies(
     rest = [Alert(a.labels, a.annotations, a.starts_at_ns, ended) for a in (alerts[0], alerts[2])]
     for alert in rest:
         ours.put(alert, t0 + 4 * S)
-    alertmanager.post_alerts([posted(a) for a in rest])
+    alertmanager.post_alerts([alert_json(a, time.time_ns()) for a in rest])
     (third,) = ours.due(t0 + 5 * S)
     assert json.loads(third.body)["status"] == "resolved"
     assert bodies(receiver, 3)[2] == third.body, (bodies(receiver, 3)[2], third.body)
+
+
+def test_with_an_alertmanager_configured_the_alerts_go_there(
+    tmp_path: Path,
+    alertmanager: LocalAlertmanager,
+    receiver: LocalReceiver,
+    mosquitto: LocalMosquitto,
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEWATCH_")} | {
+        "VIBEWATCH_DATA_HOME": str(tmp_path / "home"),
+        "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
+        "VIBEWATCH_ALERTS_ALERTMANAGER_URL": alertmanager.url,
+    }
+    service = ServiceProcess(env, tmp_path, ("serve",), command="alerts", name="alerts")
+    service.start()
+    scenario = Scenario(devices=4, seed=24, faults=(FaultPlan("ball", count=2, severity=1.0),))
+    faulty = sorted(d for d, plans in scenario.faulty_devices().items() if plans)
+    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
+    simulation.start()
+    try:
+        for _ in range(10):
+            clock.advance(1.0)
+            simulation.step()
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while True:  # Alertmanager groups them (1 s wait) and sends its own webhook
+            sent = [json.loads(r.body) for r in receiver.requests]
+            shown = sorted({a["labels"]["device"] for body in sent for a in body["alerts"]})
+            if shown == faulty:
+                break
+            assert time.monotonic() < deadline, sent
+            time.sleep(0.1)
+    finally:
+        simulation.close()
+        assert service.stop() == 0
+        service.close()
+    assert all(r.headers["user-agent"].startswith("Alertmanager/") for r in receiver.requests)
+    assert sent[-1]["groupKey"] == '{}:{alertname="DeviceAnomaly"}'

@@ -17,7 +17,8 @@ state database at every look) are not notified either.
 The dispatcher (:mod:`vibewatch.alerts.dispatch`, ``[alerts]`` grouping and schedule)
 decides what to notify when; each notification goes to the outbox of every receiver,
 and the notifier (:mod:`vibewatch.alerts.notifier`, started with the service) delivers
-it.
+it. With ``alerts.alertmanager_url``, the alerts go to that Alertmanager instead
+(:mod:`vibewatch.alerts.alertmanager`), which groups and notifies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vibewatch.alerts.alertmanager import RESEND_S, RESOLVED_RETENTION_S, alert_json, post_alerts
 from vibewatch.alerts.dispatch import Dispatcher, Route
 from vibewatch.alerts.model import Alert
 from vibewatch.alerts.notifier import Notifier
@@ -55,6 +57,7 @@ __all__ = ["AlertService", "alerts_of"]
 log = logging.getLogger(__name__)
 
 _MS: int = 1_000_000
+_RETAIN_NS: int = int(RESOLVED_RETENTION_S * 1_000_000_000)
 
 
 def alerts_of(message: AnomalyEvent | Status, now_ns: int) -> list[Alert]:
@@ -104,6 +107,7 @@ class AlertService:
         route: Route,
         topic_prefix: str,
         external_url: str = "",
+        alertmanager_url: str = "",
         clock: Callable[[], int] = time.time_ns,
         tick_s: float = 0.1,
     ) -> None:
@@ -117,6 +121,7 @@ class AlertService:
             route: Grouping and schedule (its ``receiver`` names the notifications).
             topic_prefix: Topic prefix of the wire contract.
             external_url: The notifications' ``externalURL``.
+            alertmanager_url: An Alertmanager to post the alerts to instead; empty: none.
             clock: Wall clock, nanoseconds.
             tick_s: Seconds between two looks at the groups.
         """
@@ -124,6 +129,8 @@ class AlertService:
         self._notifier = notifier
         self._state_db = state_db
         self._silences: list[Silence] = []
+        self._alertmanager = alertmanager_url
+        self._posted: dict[str, tuple[Alert, float]] = {}  # fingerprint: (alert, posted at)
         self._receivers = tuple(receivers)
         self._prefix = topic_prefix
         self._clock = clock
@@ -159,6 +166,7 @@ class AlertService:
             route=route,
             topic_prefix=mqtt.topic_prefix,
             external_url=alerts.external_url,
+            alertmanager_url=alerts.alertmanager_url,
         )
 
     def _muted(self, alert: Alert, _group: Sequence[Alert]) -> bool:
@@ -228,13 +236,39 @@ class AlertService:
                 pass
             else:
                 for alert in alerts_of(message, self._clock()):
-                    self._dispatcher.put(alert, self._clock())
+                    if self._alertmanager:
+                        self._posted[alert.fingerprint] = (alert, -RESEND_S)  # due now
+                    else:
+                        self._dispatcher.put(alert, self._clock())
                 if token is not None:
                     self._session.ack([token])
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + self._tick_s
                 self._silences = silences.silences(active_at=self._clock() / 1e9)
+                if self._alertmanager:
+                    self._post_due()
+                    continue
                 for notice in self._dispatcher.due(self._clock()):
                     for receiver in self._receivers:
                         self._notifier.notify(receiver, notice.body)
                         self.notified += 1
+
+    def _post_due(self) -> None:
+        """Post the alerts due to the Alertmanager: new or changed ones, firing ones every
+        resend, resolved ones for the retention; a failed post is tried at the next look."""
+        now_ns, now = self._clock(), time.monotonic()
+        due = {fp: a for fp, (a, at) in self._posted.items() if now - at >= RESEND_S}
+        if not due:
+            return
+        try:
+            post_alerts(self._alertmanager, [alert_json(a, now_ns) for a in due.values()])
+        except (OSError, ValueError) as exc:
+            log.warning("alerts: cannot post %d alerts to the Alertmanager: %s", len(due), exc)
+            return
+        self.notified += len(due)
+        for fp, alert in due.items():
+            ended = alert.ends_at_ns is not None and alert.ends_at_ns < now_ns - _RETAIN_NS
+            if ended:
+                del self._posted[fp]
+            else:
+                self._posted[fp] = (alert, now)

@@ -915,18 +915,14 @@ class LocalAlertmanager(LocalServer):
         return _answers(self.port, "/-/ready", 200)
 
     def post_alerts(self, alerts: list[dict[str, object]]) -> None:
-        """``POST /api/v2/alerts``, as Prometheus posts them.
+        """``POST /api/v2/alerts``, as Prometheus (and vibewatch) post them.
 
         Raises:
             LocalServerError: It did not answer 200.
         """
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10.0)
+        from vibewatch.alerts.alertmanager import post_alerts
+
         try:
-            body = json.dumps(alerts).encode()
-            conn.request("POST", "/api/v2/alerts", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            answer = response.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise LocalServerError(f"alertmanager answered {response.status}: {answer}")
+            post_alerts(self.url, alerts)
+        except (OSError, ValueError) as exc:
+            raise LocalServerError(str(exc)) from exc
