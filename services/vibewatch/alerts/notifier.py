@@ -169,8 +169,13 @@ class Notifier:
         if receiver not in self._receivers:
             raise KeyError(f"no receiver {receiver!r} in [alerts.receivers]")
         msg_id = self._outbox().add(receiver, body, self._clock())
-        self._wake[receiver].set()
+        self.wake(receiver)
         return msg_id
+
+    def wake(self, receiver: str) -> None:
+        """Make ``receiver``'s workers look at the outbox now (a notification was stored
+        for it by another connection)."""
+        self._wake[receiver].set()
 
     def start(self, timeout: float = 30.0) -> None:
         """Start every receiver's workers (pending notifications go out at once)."""
