@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, Final, Literal, NewType
 from urllib.parse import urlsplit
 
+from vibewatch.alerts.dispatch import parse_matcher
+from vibewatch.alerts.rules import DEFAULT_RULES, Rule, parse_rules
 from vibewatch.alerts.signing import SignatureError, secret_key
 from vibewatch.errors import ConfigError, PointError
 from vibewatch.influx.lineprotocol import check_tag_value
@@ -49,6 +51,7 @@ from vibewatch.redact import MASK, mask_url
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
+    "AlertRules",
     "AlertsConfig",
     "Config",
     "DeviceGroups",
@@ -169,6 +172,8 @@ class WebhookReceiver:
             with; more than one during a rotation.
         timeout: Seconds an attempt may take.
         concurrency: Notifications in flight to it at once.
+        matchers: Label matchers (``severity="critical"``) an alert must all match to go
+            to it; none: every alert.
     """
 
     name: str
@@ -176,10 +181,15 @@ class WebhookReceiver:
     secrets: tuple[Secret, ...]
     timeout: float = 10.0
     concurrency: int = 2
+    matchers: tuple[str, ...] = ()
 
 
 WebhookReceivers = NewType("WebhookReceivers", tuple[WebhookReceiver, ...])
 """The receivers of ``[alerts.receivers]``, in the order of the file."""
+
+AlertRules = NewType("AlertRules", tuple[Rule, ...])
+"""The alert rules: :data:`vibewatch.alerts.rules.DEFAULT_RULES` changed and added to by
+the tables of ``[alerts.rules]``."""
 
 InfluxApi = Literal["v1", "v2"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -659,8 +669,20 @@ class AlertsConfig(_MaskedRepr):
         metadata=_key(
             "Webhook receivers, one table each: `[alerts.receivers.NAME]` with `url`, "
             "`secrets` (Standard Webhooks `whsec_...` secrets: each notification is signed "
-            "with each), `timeout` (seconds, default 10) and `concurrency` (default 2). "
-            "In the environment: the tables as JSON."
+            "with each), `timeout` (seconds, default 10), `concurrency` (default 2) and "
+            '`matchers` (label matchers like `severity="critical"` an alert must all match '
+            "to go to it; default: every alert). In the environment: the tables as JSON."
+        ),
+    )
+    rules: AlertRules = field(
+        default=AlertRules(DEFAULT_RULES),
+        metadata=_key(
+            "Alert rules, one table each: `[alerts.rules.NAME]` (NAME is the `alertname`) "
+            "with `kind` (anomaly, sustained_score, offline, rollout_aborted, ingestion), "
+            "its parameters, `labels`, `annotations` (templates such as `{device}`), "
+            "`inhibited_by` and `enabled`. A table named as a default rule changes it: "
+            "DeviceAnomaly, AnomalyScoreSustained, DeviceOffline, RolloutAborted, "
+            "IngestionTrouble (docs/alerts.md). In the environment: the tables as JSON."
         ),
     )
     group_by: str = field(
@@ -1047,7 +1069,7 @@ class _GroupsKind(_Kind):
 class _ReceiversKind(_Kind):
     name = "table of receivers"
     secret = True  # the tables hold secrets: an error message never shows them
-    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency")
+    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency", "matchers")
 
     def from_env(self, text: str) -> object:
         try:
@@ -1093,8 +1115,21 @@ class _ReceiversKind(_Kind):
             or not 1 <= concurrency <= 64
         ):
             raise _BadValueError(f"receiver {name}: concurrency must be an integer in [1, 64]")
+        matchers = table.get("matchers", [])
+        if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+            raise _BadValueError(f"receiver {name}: matchers must be an array of strings")
+        for text in matchers:
+            try:
+                parse_matcher(text)
+            except ValueError as exc:
+                raise _BadValueError(f"receiver {name}: matchers: {exc}") from None
         return WebhookReceiver(
-            name, url, tuple(Secret(s) for s in secrets), float(timeout), concurrency
+            name,
+            url,
+            tuple(Secret(s) for s in secrets),
+            float(timeout),
+            concurrency,
+            tuple(matchers),
         )
 
     def plain(self, value: object) -> object:
@@ -1104,12 +1139,37 @@ class _ReceiversKind(_Kind):
                 "secrets": [MASK for _ in r.secrets],
                 "timeout": r.timeout,
                 "concurrency": r.concurrency,
+                "matchers": list(r.matchers),
             }
             for r in typing.cast(WebhookReceivers, value)
         }
 
     def literal(self, value: object) -> str:
         return "{}" if not value else "{...}"
+
+
+class _RulesKind(_Kind):
+    name = "table of alert rules"
+
+    def from_env(self, text: str) -> object:
+        try:
+            return self.from_toml(json.loads(text) if text.strip() else {})
+        except json.JSONDecodeError as exc:
+            raise _BadValueError(f"not a JSON object: {exc.msg}") from None
+
+    def from_toml(self, value: object) -> object:
+        if not isinstance(value, dict):
+            raise _BadValueError(f"expected a table of rules, got {toml_type(value)}")
+        try:
+            return AlertRules(parse_rules(value))
+        except ValueError as exc:
+            raise _BadValueError(str(exc)) from None
+
+    def plain(self, value: object) -> object:
+        return {r.name: r.as_json() for r in typing.cast(AlertRules, value)}
+
+    def literal(self, value: object) -> str:
+        return "{" + ", ".join(r.name for r in typing.cast(AlertRules, value)) + "}"
 
 
 def _webhook_url(url: str) -> str | None:
@@ -1151,6 +1211,8 @@ def _kind_for(annotation: object, default: object) -> _Kind:
         return _GroupsKind()
     if annotation is WebhookReceivers:
         return _ReceiversKind()
+    if annotation is AlertRules:
+        return _RulesKind()
     if annotation in simple:
         return simple[annotation]
     raise TypeError(f"no configuration kind for {annotation!r}")

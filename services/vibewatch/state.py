@@ -12,15 +12,26 @@ migration; a released migration is never edited.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from vibewatch.errors import VibewatchError
 
-__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "StateError", "open_state_db", "transaction"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "ServiceReport",
+    "StateError",
+    "open_state_db",
+    "record_report",
+    "service_reports",
+    "transaction",
+]
 
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long a writer waits for another process's write transaction before giving up."""
@@ -154,6 +165,32 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         created_by TEXT NOT NULL
     ) STRICT;
     """,
+    # 7: the alerts service's state (vibewatch.alerts.store): every alert as the rules
+    # last saw it (firing or resolved), each receiver's groups as its dispatcher holds
+    # them (alerts, schedule, what was notified), and the services' reports of their
+    # counters (the ingestion rule reads the ingest processes').
+    """
+    CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        alert TEXT NOT NULL,
+        firing INTEGER NOT NULL,
+        updated_s REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE alert_groups (
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (receiver, group_key)
+    ) STRICT;
+    CREATE TABLE service_reports (
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        at_s REAL NOT NULL,
+        interval_s REAL NOT NULL,
+        figures TEXT NOT NULL,
+        PRIMARY KEY (service, instance)
+    ) STRICT;
+    """,
 )
 
 
@@ -162,8 +199,12 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run the block as one write transaction (``BEGIN IMMEDIATE``), rolled back on error.
 
     IMMEDIATE takes the write lock at the start, so a read-then-write block (check a
-    version, then insert) cannot interleave with another writer.
+    version, then insert) cannot interleave with another writer. Inside a transaction
+    already, the block is part of that one (which commits or rolls back as a whole).
     """
+    if db.in_transaction:
+        yield db
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -245,3 +286,43 @@ def open_state_db(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+@dataclass(frozen=True)
+class ServiceReport:
+    """A service process's latest report of its counters (``service_reports``).
+
+    Attributes:
+        service: The service (``ingest``).
+        instance: The process (its MQTT client id).
+        at_s: When it reported, seconds since the epoch.
+        interval_s: Seconds between its reports.
+        figures: Its counters.
+    """
+
+    service: str
+    instance: str
+    at_s: float
+    interval_s: float
+    figures: Mapping[str, Any]
+
+
+def record_report(db: sqlite3.Connection, report: ServiceReport) -> None:
+    """Keep ``report`` as its process's latest."""
+    with transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO service_reports (service, instance, at_s, interval_s, "
+            "figures) VALUES (?, ?, ?, ?, ?)",
+            (report.service, report.instance, report.at_s, report.interval_s,
+             json.dumps(dict(report.figures))),
+        )  # fmt: skip
+
+
+def service_reports(db: sqlite3.Connection, service: str) -> list[ServiceReport]:
+    """The latest report of each process of ``service``."""
+    rows = db.execute(
+        "SELECT instance, at_s, interval_s, figures FROM service_reports WHERE service = ? "
+        "ORDER BY instance",
+        (service,),
+    ).fetchall()
+    return [ServiceReport(service, i, at, every, json.loads(f)) for i, at, every, f in rows]

@@ -70,8 +70,9 @@ def manual_simulation(mosquitto: LocalMosquitto) -> Callable[..., tuple[Simulati
 
     The factory takes the scenario, then ``settings`` (the device layer's; 5-window
     telemetry batches and no feature vectors unless given), ``blob`` (the factory model
-    unless given), ``public_key`` (a fresh one unless given) and ``prefix``. Links
-    reconnect after 0.05 s, within a step of a simulated second.
+    unless given), ``public_key`` (a fresh one unless given), ``prefix`` and
+    ``start_wall_ms`` (the clock's wall time at 0; a fixed day in the past unless
+    given). Links reconnect after 0.05 s, within a step of a simulated second.
     """
 
     def factory(
@@ -81,8 +82,9 @@ def manual_simulation(mosquitto: LocalMosquitto) -> Callable[..., tuple[Simulati
         blob: bytes | None = None,
         public_key: Ed25519PublicKey | None = None,
         prefix: str = DEFAULT_PREFIX,
+        start_wall_ms: int | None = None,
     ) -> tuple[Simulation, ManualClock]:
-        clock = ManualClock()
+        clock = ManualClock() if start_wall_ms is None else ManualClock(start_wall_ms)
         simulation = Simulation(
             scenario,
             blob if blob is not None else FACTORY_MODEL.read_bytes(),

@@ -37,11 +37,49 @@ def alerts(
         "VIBEWATCH_ALERTS_GROUP_WAIT": "8",
         "VIBEWATCH_ALERTS_GROUP_INTERVAL": "1",
         "VIBEWATCH_ALERTS_EXTERNAL_URL": "http://vibewatch.example/",
+        "VIBEWATCH_ALERTS_RULES": json.dumps({"AnomalyScoreSustained": {"enabled": False}}),
     }
     process = ServiceProcess(env, tmp_path, ("serve",), command="alerts", name="alerts")
     process.start()
     yield process
     process.close()
+
+
+class Fleet:
+    """A started simulation whose clock starts now (its alerts' times are today's)."""
+
+    def __init__(self, simulation: Simulation, clock: ManualClock) -> None:
+        self.simulation = simulation
+        self._clock = clock
+
+    def run(self, seconds: int) -> None:
+        """Simulated seconds, one step each, a little real time apart."""
+        for _ in range(seconds):
+            self._clock.advance(1.0)
+            self.simulation.step()
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def fleet(
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> Iterator[Callable[[Scenario], Fleet]]:
+    """Starts a scenario's simulation (no feature vectors); closes it after the test."""
+    started: list[Simulation] = []
+
+    def start(scenario: Scenario) -> Fleet:
+        simulation, clock = manual_simulation(
+            scenario,
+            settings=DeviceSettings(features_every=0),
+            start_wall_ms=time.time_ns() // 1_000_000,
+        )
+        simulation.start()
+        started.append(simulation)
+        return Fleet(simulation, clock)
+
+    yield start
+    for simulation in started:
+        simulation.close()
 
 
 def notifications(receiver: LocalReceiver, secret: str) -> list[dict[str, object]]:
@@ -55,34 +93,27 @@ def test_fifty_faulty_devices_make_one_signed_notification_then_an_offline_one(
     alerts: ServiceProcess,
     receiver: LocalReceiver,
     secret: str,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    fleet: Callable[[Scenario], Fleet],
 ) -> None:
     faults = FaultPlan("outer_race", count=50, severity=1.0)
     scenario = Scenario(devices=52, seed=21, faults=(faults,))
-    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
+    running = fleet(scenario)
     faulty = {d for d, plans in scenario.faulty_devices().items() if plans}
-    simulation.start()
-    try:
-        for _ in range(10):  # ten simulated seconds, well within the group wait
-            clock.advance(1.0)
-            simulation.step()
-            time.sleep(0.05)
-        receiver.wait_accepted(1, timeout=30)
-        (first,) = notifications(receiver, secret)
-        assert first["status"] == "firing" and first["version"] == "4"
-        assert first["groupKey"] == '{}:{alertname="DeviceAnomaly"}'
-        assert first["externalURL"] == "http://vibewatch.example"
-        listed = first["alerts"]
-        assert isinstance(listed, list)
-        shown = {a["labels"]["device"] for a in listed}
-        assert shown == faulty, (len(shown), faulty - shown, shown - faulty)  # healthy: quiet
-        assert first["commonLabels"] == {"alertname": "DeviceAnomaly", "severity": "warning"}
-        # a device goes away: its last will makes a critical alert
-        gone = sorted(faulty)[0]
-        simulation.kill(gone)
-        receiver.wait_accepted(2, timeout=30)
-    finally:
-        simulation.close()
+    running.run(10)  # ten simulated seconds, well within the group wait
+    receiver.wait_accepted(1, timeout=30)
+    (first,) = notifications(receiver, secret)
+    assert first["status"] == "firing" and first["version"] == "4"
+    assert first["groupKey"] == '{}:{alertname="DeviceAnomaly"}'
+    assert first["externalURL"] == "http://vibewatch.example"
+    listed = first["alerts"]
+    assert isinstance(listed, list)
+    shown = {a["labels"]["device"] for a in listed}
+    assert shown == faulty, (len(shown), faulty - shown, shown - faulty)  # healthy: quiet
+    assert first["commonLabels"] == {"alertname": "DeviceAnomaly", "severity": "warning"}
+    # a device goes away: its last will makes a critical alert
+    gone = sorted(faulty)[0]
+    running.simulation.kill(gone)
+    receiver.wait_accepted(2, timeout=30)
     second = notifications(receiver, secret)[1]
     assert second["groupKey"] == '{}:{alertname="DeviceOffline"}'
     (offline,) = second["alerts"]  # type: ignore[misc]
@@ -99,21 +130,16 @@ def test_notifications_pending_when_the_service_is_killed_go_out_after_a_restart
     alerts: ServiceProcess,
     receiver: LocalReceiver,
     secret: str,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    fleet: Callable[[Scenario], Fleet],
 ) -> None:
     receiver.script([Reply(503)] * 1000)  # the receiver is down
     scenario = Scenario(devices=5, seed=22, faults=(FaultPlan("ball", count=5, severity=1.0),))
-    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
-    simulation.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not pending_tried(tmp_path / "home" / "state.db"):
-            assert time.monotonic() < deadline, receiver.requests
-            clock.advance(1.0)
-            simulation.step()
-            time.sleep(0.05)
-    finally:
-        simulation.close()
+    running = fleet(scenario)
+    deadline = time.monotonic() + 30
+    while not pending_tried(tmp_path / "home" / "state.db"):
+        assert time.monotonic() < deadline, receiver.requests
+        running.run(1)
+    running.simulation.close()
     alerts.kill()  # SIGKILL, with the notification pending
     receiver.unscript()
     alerts.start()
@@ -142,7 +168,7 @@ def test_a_silenced_device_is_left_out_of_the_notification(
     alerts: ServiceProcess,
     receiver: LocalReceiver,
     secret: str,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    fleet: Callable[[Scenario], Fleet],
 ) -> None:
     scenario = Scenario(
         devices=4, seed=23, faults=(FaultPlan("inner_race", count=3, severity=1.0),)
@@ -154,16 +180,8 @@ def test_a_silenced_device_is_left_out_of_the_notification(
         env=alerts.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert silenced.returncode == 0, silenced.stderr
-    simulation, clock = manual_simulation(scenario, settings=DeviceSettings(features_every=0))
-    simulation.start()
-    try:
-        for _ in range(10):
-            clock.advance(1.0)
-            simulation.step()
-            time.sleep(0.05)
-        receiver.wait_accepted(1, timeout=30)
-    finally:
-        simulation.close()
+    fleet(scenario).run(10)
+    receiver.wait_accepted(1, timeout=30)
     (body,) = notifications(receiver, secret)
     assert sorted(a["labels"]["device"] for a in body["alerts"]) == faulty[1:]  # type: ignore[union-attr]
     assert alerts.stop() == 0

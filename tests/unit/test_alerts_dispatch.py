@@ -110,3 +110,29 @@ def test_bad_matchers_are_refused_with_the_text() -> None:
     with pytest.raises(ValueError, match="device=~"):
         parse_matcher("device=~(")
     assert str(Matcher("a", "=~", 'x"y')) == 'a=~"x\\"y"'
+
+
+def test_a_dispatcher_restored_from_its_changes_goes_on_where_it_stopped() -> None:
+    first = Dispatcher(ROUTE)
+    saved: dict[str, dict | None] = {}
+    first.put(anomaly("pump-01"), 0)
+    first.put(anomaly("pump-02"), 0)
+    first.due(int(1 * S))  # notified both
+    saved.update(first.changes())
+    assert first.changes() == {}  # nothing changed since
+    restored = Dispatcher(ROUTE)
+    restored.restore(s for s in saved.values() if s is not None)
+    restored.put(anomaly("pump-01"), int(2 * S))  # a redelivered event: no news
+    assert restored.due(int(3 * S)) == []
+    (repeat,) = restored.due(int(7 * S))  # the repeat keeps its schedule
+    assert len(json.loads(repeat.body)["alerts"]) == 2
+    restored.put(anomaly("pump-01", 0, 8), int(8 * S))
+    restored.put(anomaly("pump-02", 0, 8), int(8 * S))
+    (resolved,) = restored.due(int(9 * S))
+    assert json.loads(resolved.body)["status"] == "resolved"
+    assert restored.changes() == {'{}:{alertname="DeviceAnomaly"}': None}  # group gone
+
+
+def test_a_group_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a group"):
+        Dispatcher(ROUTE).restore([{"labels": {}}])

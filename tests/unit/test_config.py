@@ -585,7 +585,10 @@ def test_every_documented_variable_is_accepted() -> None:
     for name in names:
         section, key = _key_of(name, defaults)
         value = defaults[section][key]
-        env[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, dict):  # a table: JSON in the environment
+            env[name] = json.dumps(value)
+        else:
+            env[name] = str(value).lower() if isinstance(value, bool) else str(value)
 
     assert len(names) == sum(len(keys) for keys in defaults.values())
     assert load_config(environ=env).redacted() == defaults

@@ -141,6 +141,90 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
+@alerts_app.command("list")
+def alerts_list(
+    every: Annotated[
+        bool, typer.Option("--all", help="Also the alerts that resolved (kept a week).")
+    ] = False,
+    matchers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--matcher",
+            metavar="MATCHER",
+            help='Only the alerts that match, e.g. device="pump-01"; repeatable.',
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The alerts that fire (with --all, also those that resolved), newest first, as the
+    alerts service last saved them, with the silence in force that mutes each."""
+    from vibewatch.alerts.dispatch import parse_matcher
+    from vibewatch.alerts.model import format_time
+    from vibewatch.alerts.silences import SilenceStore
+    from vibewatch.alerts.store import AlertStore
+
+    try:
+        wanted = [parse_matcher(text) for text in matchers or ()]
+    except ValueError as exc:
+        fail(f"--matcher {exc}", 2)
+    with state_db(config) as db:
+        saved = AlertStore(db).alerts(firing_only=not every)
+        silences = SilenceStore(db).silences(active_at=time.time())
+    rows: list[dict[str, Any]] = []
+    for item in saved:
+        alert = item.alert
+        if not all(m.matches(alert.labels) for m in wanted):
+            continue
+        muting = [s.id for s in silences if s.mutes(alert.labels)]
+        rows.append(
+            {
+                "fingerprint": alert.fingerprint,
+                "status": "firing" if alert.firing else "resolved",
+                "labels": dict(alert.labels),
+                "annotations": dict(alert.annotations),
+                "starts": format_time(alert.starts_at_ns),
+                "ends": None if alert.ends_at_ns is None else format_time(alert.ends_at_ns),
+                "silenced_by": muting,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        labels = {k: v for k, v in row["labels"].items() if k != "alertname"}
+        shown = ", ".join(f"{k}={v}" for k, v in labels.items())
+        muted = f"  silenced by {', '.join(row['silenced_by'])}" if row["silenced_by"] else ""
+        typer.echo(
+            f"{row['status']:<8} {row['labels'].get('alertname', '?'):<22} {shown}  "
+            f"since {row['starts']}{muted}"
+        )
+        summary = row["annotations"].get("summary")
+        if summary:
+            typer.echo(f"         {summary}")
+    if not rows:
+        typer.echo("no alerts" if every else "no alerts fire")
+
+
+@alerts_app.command("rules")
+def alerts_rules(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """The alert rules in force: the defaults as [alerts.rules] changed them."""
+    cfg = load(config)
+    rules = {rule.name: rule.as_json() for rule in cfg.alerts.rules}
+    if as_json:
+        typer.echo(json.dumps(rules))
+        return
+    for name, rule in rules.items():
+        params = ", ".join(f"{k}={v:g}" for k, v in rule.items() if isinstance(v, int | float))
+        labels = ", ".join(f"{k}={v}" for k, v in rule["labels"].items())
+        inhibited = rule["inhibited_by"]
+        typer.echo(
+            f"{name:<22} {rule['kind']:<16} {params or '-'}  labels: {labels or '-'}"
+            + (f"  inhibited by {', '.join(inhibited)}" if inhibited else "")
+        )
+
+
 @alerts_app.command("serve")
 def alerts_serve(config: ConfigOption = None) -> None:
     """Run the alerts service alone (`vibewatch serve` runs it with the other services):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from vibewatch.alerts.model import Alert, group_key, webhook_body
 
@@ -168,6 +168,12 @@ class Dispatcher:
         self._external_url = external_url
         self._muted = muted or (lambda _alert, _others: False)
         self._groups: dict[str, _Group] = {}
+        self._dirty: set[str] = set()
+
+    @property
+    def route(self) -> Route:
+        """Its route."""
+        return self._route
 
     def put(self, alert: Alert, now_ns: int) -> None:
         """A new alert or an update of one (same labels)."""
@@ -189,6 +195,7 @@ class Dispatcher:
                 alert.generator_url,
             )
         group.alerts[alert.fingerprint] = alert
+        self._dirty.add(key)
 
     def next_ns(self) -> int | None:
         """When the next group is due for a look."""
@@ -202,6 +209,7 @@ class Dispatcher:
                 continue
             group.next_ns = now_ns + int(self._route.group_interval_s * _S)
             group.flushed = True
+            self._dirty.add(key)
             notice = self._flush(group, now_ns)
             if notice is not None:
                 out.append(notice)
@@ -257,6 +265,57 @@ class Dispatcher:
         """Every alert the groups hold."""
         for group in self._groups.values():
             yield from group.alerts.values()
+
+    def changes(self) -> dict[str, dict[str, Any] | None]:
+        """The groups changed since the last call, by key: each as :meth:`restore` takes
+        it, or None when it is gone."""
+        out = {key: _group_json(self._groups[key]) if key in self._groups else None
+               for key in self._dirty}  # fmt: skip
+        self._dirty.clear()
+        return out
+
+    def restore(self, groups: Iterable[Mapping[str, Any]]) -> None:
+        """Take back groups as :meth:`changes` gave them (after a restart).
+
+        Raises:
+            ValueError: A group is not in that form.
+        """
+        for state in groups:
+            try:
+                sent = state["sent"]
+                group = _Group(
+                    dict(state["labels"]),
+                    str(state["key"]),
+                    int(state["next_ns"]),
+                    {a.fingerprint: a for a in map(Alert.from_dict, state["alerts"])},
+                    bool(state["flushed"]),
+                    None
+                    if sent is None
+                    else _Sent(
+                        frozenset(sent["firing"]), frozenset(sent["resolved"]), int(sent["at_ns"])
+                    ),
+                )
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"not a group: {exc!r}") from None
+            self._groups[group.key] = group
+
+
+def _group_json(group: _Group) -> dict[str, Any]:
+    sent = group.sent
+    return {
+        "labels": group.labels,
+        "key": group.key,
+        "next_ns": group.next_ns,
+        "alerts": [a.as_dict() for a in group.alerts.values()],
+        "flushed": group.flushed,
+        "sent": None
+        if sent is None
+        else {
+            "firing": sorted(sent.firing),
+            "resolved": sorted(sent.resolved),
+            "at_ns": sent.at_ns,
+        },
+    }
 
 
 def _resolved(alert: Alert, now_ns: int) -> bool:

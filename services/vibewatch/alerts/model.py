@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "Alert",
@@ -71,6 +71,36 @@ class Alert:
     def fingerprint(self) -> str:
         """Its fingerprint (:func:`fingerprint` of its labels)."""
         return fingerprint(self.labels)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The alert as plain JSON data (:meth:`from_dict` takes it back)."""
+        return {
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "starts_at_ns": self.starts_at_ns,
+            "ends_at_ns": self.ends_at_ns,
+            "generator_url": self.generator_url,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert :meth:`as_dict` gave.
+
+        Raises:
+            KeyError: A key is missing.
+            TypeError: A value is of the wrong type.
+        """
+        labels, annotations = data["labels"], data["annotations"]
+        if not all(isinstance(v, str) for v in (*labels.values(), *annotations.values())):
+            raise TypeError("labels and annotations must be strings")
+        ends = data["ends_at_ns"]
+        return cls(
+            {str(k): v for k, v in labels.items()},
+            {str(k): v for k, v in annotations.items()},
+            int(data["starts_at_ns"]),
+            None if ends is None else int(ends),
+            str(data["generator_url"]),
+        )
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

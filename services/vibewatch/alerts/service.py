@@ -1,23 +1,23 @@
-"""The alerts service: the devices' messages in, alerts through the dispatcher, signed
+"""The alerts service: the devices' messages in, alerts through the dispatchers, signed
 webhooks out.
 
 One service of ``vibewatch serve`` (or ``vibewatch alerts serve`` alone). Its own MQTT
-session (client id ``mqtt.client_id`` with ``-alerts`` appended) takes the devices'
-anomaly events and status messages; the rules make alerts of them:
+session (client id ``mqtt.client_id`` with ``-alerts`` appended; a persistent session,
+each message acknowledged only once what it changed is saved) takes the devices' anomaly
+events, status messages and, when a rule needs them, telemetry. The rules
+(:mod:`vibewatch.alerts.rules`, ``[alerts.rules]``) make alerts of them and of periodic
+looks at the rollouts and the ingest processes' reports; a rule's alert is muted while
+an alert of a rule it is ``inhibited_by`` fires on the same device, and so is an alert
+a silence in force matches (``vibewatch alerts silence``, read from the state database
+at every look).
 
-* ``DeviceAnomaly`` (severity ``warning``): fires with a device's anomaly ``start``
-  event, resolves with its ``end`` event;
-* ``DeviceOffline`` (severity ``critical``): fires with a device's ``offline`` status
-  (its last will), resolves with its next ``online`` one; an offline device's
-  ``DeviceAnomaly`` is inhibited (it does not page twice).
-
-Alerts that a silence in force matches (``vibewatch alerts silence``, read from the
-state database at every look) are not notified either.
-
-The dispatcher (:mod:`vibewatch.alerts.dispatch`, ``[alerts]`` grouping and schedule)
-decides what to notify when; each notification goes to the outbox of every receiver,
-and the notifier (:mod:`vibewatch.alerts.notifier`, started with the service) delivers
-it. With ``alerts.alertmanager_url``, the alerts go to that Alertmanager instead
+Each receiver has a dispatcher (:mod:`vibewatch.alerts.dispatch`, ``[alerts]`` grouping
+and schedule) that takes the alerts its ``matchers`` match and decides what to notify
+when; a notification goes to the receiver's outbox and the notifier
+(:mod:`vibewatch.alerts.notifier`, started with the service) delivers it. The alerts,
+the groups and the notifications are saved together (:mod:`vibewatch.alerts.store`):
+after a restart, firing alerts stay firing and nothing is notified twice. With
+``alerts.alertmanager_url``, the alerts go to that Alertmanager instead
 (:mod:`vibewatch.alerts.alertmanager`), which groups and notifies.
 """
 
@@ -26,70 +26,85 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 from vibewatch.alerts.alertmanager import RESEND_S, RESOLVED_RETENTION_S, alert_json, post_alerts
-from vibewatch.alerts.dispatch import Dispatcher, Route
+from vibewatch.alerts.dispatch import Dispatcher, Matcher, Route, parse_matcher
 from vibewatch.alerts.model import Alert
 from vibewatch.alerts.notifier import Notifier
+from vibewatch.alerts.rules import IngestReport, Rule, RuleEngine
 from vibewatch.alerts.silences import Silence, SilenceStore
+from vibewatch.alerts.store import AlertStore
 from vibewatch.config import Config
-from vibewatch.errors import ProtocolError
+from vibewatch.errors import ProtocolError, VibewatchError
 from vibewatch.mqtt import AckToken, MqttSession, broker_settings
 from vibewatch.protocol import (
     AnomalyEvent,
-    DeviceState,
-    EventKind,
     Kind,
     Limits,
     Status,
+    Telemetry,
     decode_message,
     parse_topic,
     subscription_filters,
 )
-from vibewatch.state import open_state_db
+from vibewatch.state import open_state_db, service_reports
 
-__all__ = ["AlertService", "alerts_of"]
+__all__ = ["AlertService", "ReceiverRoute"]
 
 log = logging.getLogger(__name__)
 
-_MS: int = 1_000_000
-_RETAIN_NS: int = int(RESOLVED_RETENTION_S * 1_000_000_000)
+_MS: Final = 1_000_000
+_RETAIN_NS: Final = int(RESOLVED_RETENTION_S * 1_000_000_000)
+#: Messages taken into one saved step at most.
+_BATCH: Final = 1000
+#: Seconds between two looks at the silences, rollouts and ingest reports.
+_LOOK_S: Final = 1.0
+
+_Message = AnomalyEvent | Status | Telemetry
 
 
-def alerts_of(message: AnomalyEvent | Status, now_ns: int) -> list[Alert]:
-    """The alerts a device's message starts or resolves (the rules of the module)."""
-    if isinstance(message, AnomalyEvent):
-        labels = {"alertname": "DeviceAnomaly", "device": message.device, "severity": "warning"}
-        summary = (
-            f"{message.device}: anomaly score {message.score:.4g} above the threshold "
-            f"{message.threshold:.4g} of {message.model_id} v{message.model_version}"
+@dataclasses.dataclass(frozen=True)
+class ReceiverRoute:
+    """What a receiver takes and how its notifications are grouped.
+
+    Attributes:
+        route: Grouping and schedule (``receiver`` names the receiver).
+        matchers: What an alert must match to go to it (none: everything).
+    """
+
+    route: Route
+    matchers: tuple[Matcher, ...] = ()
+
+    def takes(self, alert: Alert) -> bool:
+        """Whether ``alert`` goes to this receiver."""
+        return all(m.matches(alert.labels) for m in self.matchers)
+
+
+def receiver_routes(config: Config) -> list[ReceiverRoute]:
+    """One route per configured receiver: a receiver without matchers is the root
+    route's (group keys ``{}:...``), one with matchers a child route's
+    (``{}/{matchers}:...``), as in the equivalent Alertmanager configuration."""
+    alerts = config.alerts
+    out = []
+    for receiver in alerts.receivers:
+        matchers = tuple(parse_matcher(m) for m in receiver.matchers)
+        key = "{}/{" + ",".join(map(str, matchers)) + "}" if matchers else "{}"
+        route = Route(
+            receiver.name,
+            tuple(name.strip() for name in alerts.group_by.split(",")),
+            alerts.group_wait,
+            alerts.group_interval,
+            alerts.repeat_interval,
+            key=key,
         )
-        at = message.t * _MS
-        ends = None if message.kind is EventKind.START else at
-        return [Alert(labels, {"summary": summary}, at, ends)]
-    labels = {"alertname": "DeviceOffline", "device": message.device, "severity": "critical"}
-    at = message.t * _MS if message.t is not None else now_ns
-    if message.state is DeviceState.OFFLINE:
-        summary = f"{message.device} is offline (its connection dropped)"
-        return [Alert(labels, {"summary": summary}, at)]
-    return [Alert(labels, {"summary": f"{message.device} is offline"}, at, at)]
-
-
-def _inhibited(alert: Alert, others: Sequence[Alert]) -> bool:
-    """An offline device's anomaly alert is muted while it is offline."""
-    if alert.labels.get("alertname") != "DeviceAnomaly":
-        return False
-    device = alert.labels.get("device")
-    return any(
-        o.labels.get("alertname") == "DeviceOffline"
-        and o.labels.get("device") == device
-        and o.firing
-        for o in others
-    )
+        out.append(ReceiverRoute(route, matchers))
+    return out
 
 
 class AlertService:
@@ -100,45 +115,52 @@ class AlertService:
     def __init__(
         self,
         *,
-        session: MqttSession,
+        session_for: Callable[[bool], MqttSession],
         notifier: Notifier,
         state_db: Path,
-        receivers: Sequence[str],
-        route: Route,
+        routes: Sequence[ReceiverRoute],
+        rules: Sequence[Rule],
         topic_prefix: str,
         external_url: str = "",
         alertmanager_url: str = "",
+        threshold_of: Callable[[str, int], float | None] | None = None,
         clock: Callable[[], int] = time.time_ns,
         tick_s: float = 0.1,
     ) -> None:
         """Assemble the service; nothing connects until :meth:`start`.
 
         Args:
-            session: The MQTT session, subscribed to ``event`` and ``status``.
+            session_for: The MQTT session, subscribed to ``event`` and ``status``, and to
+                ``telemetry`` when given True.
             notifier: Delivers the notifications (started and stopped with the service).
-            state_db: The state database (silences).
-            receivers: The receivers every notification goes to.
-            route: Grouping and schedule (its ``receiver`` names the notifications).
+            state_db: The state database (alerts, groups, silences, outbox).
+            routes: The receivers' routes.
+            rules: The alert rules.
             topic_prefix: Topic prefix of the wire contract.
             external_url: The notifications' ``externalURL``.
             alertmanager_url: An Alertmanager to post the alerts to instead; empty: none.
+            threshold_of: A model version's threshold (the sustained-score rules').
             clock: Wall clock, nanoseconds.
             tick_s: Seconds between two looks at the groups.
         """
-        self._session = session
+        self._engine = RuleEngine(rules, threshold_of=threshold_of)
+        self._session = session_for(self._engine.needs_telemetry)
         self._notifier = notifier
         self._state_db = state_db
         self._silences: list[Silence] = []
         self._alertmanager = alertmanager_url
         self._posted: dict[str, tuple[Alert, float]] = {}  # fingerprint: (alert, posted at)
-        self._receivers = tuple(receivers)
+        self._routes = [
+            (r, Dispatcher(r.route, external_url=external_url, muted=self._muted)) for r in routes
+        ]
         self._prefix = topic_prefix
         self._clock = clock
         self._tick_s = tick_s
-        self._inbox: queue.Queue[tuple[AnomalyEvent | Status, AckToken | None]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[_Message, AckToken | None]] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._dispatcher = Dispatcher(route, external_url=external_url, muted=self._muted)
+        self._started = threading.Event()
+        self._failure: BaseException | None = None
         self.rejected = 0
         self.notified = 0
 
@@ -147,32 +169,30 @@ class AlertService:
         """The service as the configuration describes it."""
         mqtt = config.mqtt
         alerts = config.alerts
-        session = MqttSession(
-            dataclasses.replace(broker_settings(mqtt), client_id=f"{mqtt.client_id}-alerts"),
-            subscription_filters(mqtt.topic_prefix, (Kind.EVENT, Kind.STATUS)),
-        )
-        route = Route(
-            "vibewatch",
-            tuple(name.strip() for name in alerts.group_by.split(",")),
-            alerts.group_wait,
-            alerts.group_interval,
-            alerts.repeat_interval,
-        )
+
+        def session_for(telemetry: bool) -> MqttSession:
+            kinds = (Kind.EVENT, Kind.STATUS, *((Kind.TELEMETRY,) if telemetry else ()))
+            return MqttSession(
+                dataclasses.replace(broker_settings(mqtt), client_id=f"{mqtt.client_id}-alerts"),
+                subscription_filters(mqtt.topic_prefix, kinds),
+            )
+
         return cls(
-            session=session,
+            session_for=session_for,
             notifier=Notifier.from_config(config),
             state_db=config.state_db,
-            receivers=[r.name for r in alerts.receivers],
-            route=route,
+            routes=receiver_routes(config),
+            rules=alerts.rules,
             topic_prefix=mqtt.topic_prefix,
             external_url=alerts.external_url,
             alertmanager_url=alerts.alertmanager_url,
+            threshold_of=_registry_thresholds(config),
         )
 
     def _muted(self, alert: Alert, _group: Sequence[Alert]) -> bool:
         if any(silence.mutes(alert.labels) for silence in self._silences):
             return True
-        return _inhibited(alert, list(self._dispatcher.alerts()))  # over every group
+        return self._engine.muted(alert)
 
     @property
     def ready(self) -> bool:
@@ -180,15 +200,19 @@ class AlertService:
         return self._session.ready
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the notifier and the service's thread, then subscribe.
+        """Load the saved state, start the notifier and the service's thread, subscribe.
 
         Raises:
+            VibewatchError: The state database cannot be used.
             MqttError: The broker refused the service.
             TimeoutError: The subscriptions were not granted within ``timeout``.
         """
-        self._notifier.start(timeout)
         self._thread = threading.Thread(target=self._run, name="vibewatch-alerts", daemon=True)
         self._thread.start()
+        self._started.wait(timeout)
+        if self._failure is not None:
+            raise self._failure
+        self._notifier.start(timeout)
         self._session.start(self._handle, timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -215,43 +239,89 @@ class AlertService:
             log.warning("alerts: rejected message on %r: %s", topic, exc)
             self._session.ack([token] if token is not None else [])
             return
-        if isinstance(message, AnomalyEvent | Status):
+        if isinstance(message, _Message):
             self._inbox.put((message, token))
         elif token is not None:
             self._session.ack([token])
 
     def _run(self) -> None:
-        db = open_state_db(self._state_db)
         try:
-            self._loop(SilenceStore(db))
+            db = open_state_db(self._state_db)
+            store = AlertStore(db)
+            self._restore(store)
+        except (VibewatchError, sqlite3.Error, ValueError) as exc:
+            self._failure = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            self._loop(store, SilenceStore(db), db)
         finally:
             db.close()
 
-    def _loop(self, silences: SilenceStore) -> None:
-        next_look = 0.0
-        while not self._stop.is_set() or not self._inbox.empty():
+    def _restore(self, store: AlertStore) -> None:
+        now = self._clock()
+        store.forget_resolved(now / 1e9)
+        firing = [s.alert for s in store.alerts()]
+        self._engine.restore(firing, store.devices(), now)
+        if self._alertmanager:
+            self._posted = {a.fingerprint: (a, -RESEND_S) for a in firing}
+        for route, dispatcher in self._routes:
+            dispatcher.restore(store.groups(route.route.receiver))
+        log.info("alerts: %d firing alerts taken back from the state database", len(firing))
+
+    def _take(self) -> list[tuple[_Message, AckToken | None]]:
+        try:
+            batch = [self._inbox.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while len(batch) < _BATCH:
             try:
-                message, token = self._inbox.get(timeout=0.05)
+                batch.append(self._inbox.get_nowait())
             except queue.Empty:
-                pass
-            else:
-                for alert in alerts_of(message, self._clock()):
-                    if self._alertmanager:
-                        self._posted[alert.fingerprint] = (alert, -RESEND_S)  # due now
-                    else:
-                        self._dispatcher.put(alert, self._clock())
-                if token is not None:
-                    self._session.ack([token])
-            if time.monotonic() >= next_look:
-                next_look = time.monotonic() + self._tick_s
+                break
+        return batch
+
+    def _loop(self, store: AlertStore, silences: SilenceStore, db: sqlite3.Connection) -> None:
+        next_tick = next_look = 0.0
+        while not self._stop.is_set() or not self._inbox.empty():
+            batch = self._take()
+            changed: list[Alert] = []
+            for message, _token in batch:
+                changed += self._engine.message(message, self._clock())
+            now_mono = time.monotonic()
+            if now_mono >= next_look:
+                next_look = now_mono + _LOOK_S
                 self._silences = silences.silences(active_at=self._clock() / 1e9)
-                if self._alertmanager:
-                    self._post_due()
-                    continue
-                for notice in self._dispatcher.due(self._clock()):
-                    for receiver in self._receivers:
-                        self._notifier.notify(receiver, notice.body)
-                        self.notified += 1
+                changed += self._engine.tick(self._clock(), store.rollouts(), _ingest(db))
+            for alert in changed:
+                self._route(alert)
+            notices: list[tuple[str, bytes]] = []
+            if not self._alertmanager and (changed or now_mono >= next_tick):
+                next_tick = now_mono + self._tick_s
+                now = self._clock()
+                for _route, dispatcher in self._routes:
+                    notices += [(n.receiver, n.body) for n in dispatcher.due(now)]
+            groups = {r.route.receiver: d.changes() for r, d in self._routes}
+            if changed or notices or any(groups.values()):
+                store.save(changed, groups, notices, self._clock() / 1e9)
+                for receiver in {r for r, _ in notices}:
+                    self._notifier.wake(receiver)
+                self.notified += len(notices)
+            tokens = [token for _m, token in batch if token is not None]
+            if tokens:
+                self._session.ack(tokens)
+            if self._alertmanager:
+                self._post_due()
+
+    def _route(self, alert: Alert) -> None:
+        if self._alertmanager:
+            self._posted[alert.fingerprint] = (alert, -RESEND_S)  # due now
+            return
+        now = self._clock()
+        for route, dispatcher in self._routes:
+            if route.takes(alert):
+                dispatcher.put(alert, now)
 
     def _post_due(self) -> None:
         """Post the alerts due to the Alertmanager: new or changed ones, firing ones every
@@ -272,3 +342,44 @@ class AlertService:
                 del self._posted[fp]
             else:
                 self._posted[fp] = (alert, now)
+
+
+def _ingest(db: sqlite3.Connection) -> list[IngestReport]:
+    """The ingest processes' latest reports."""
+    out = []
+    for report in service_reports(db, "ingest"):
+        figures = report.figures
+        out.append(
+            IngestReport(
+                report.instance,
+                report.at_s,
+                report.interval_s,
+                int(figures.get("messages_in", 0)),
+                int(figures.get("rejected", 0)),
+                int(figures.get("spool_records", 0)),
+            )
+        )
+    return out
+
+
+def _registry_thresholds(config: Config) -> Callable[[str, int], float | None]:
+    """A model version's threshold from the registry (remembered; None when it has no
+    such version or cannot be read, which is logged once)."""
+    known: dict[tuple[str, int], float | None] = {}
+
+    def threshold_of(model_id: str, version: int) -> float | None:
+        if (model_id, version) not in known:
+            from vibewatch.models.keys import load_public_key
+            from vibewatch.models.registry import Registry
+
+            try:
+                key = load_public_key(config.train.verify_key)
+                with Registry(config.train.registry_dir, config.state_db, key) as registry:
+                    value = registry.load(model_id, version).manifest["threshold"]
+                known[(model_id, version)] = float(value)
+            except (VibewatchError, OSError, ValueError, KeyError, TypeError) as exc:
+                log.info("alerts: no threshold for %s v%d: %s", model_id, version, exc)
+                known[(model_id, version)] = None
+        return known[(model_id, version)]
+
+    return threshold_of

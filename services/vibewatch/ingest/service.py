@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from vibewatch.config import Config, IngestConfig
 from vibewatch.errors import PointError, ProtocolError
-from vibewatch.influx.lineprotocol import encode_point
+from vibewatch.influx.lineprotocol import FieldValue, encode_point
 from vibewatch.influx.writers import InfluxV1Writer, PointWriter, make_writer
 from vibewatch.ingest.deadletter import DeadLetterLog
 from vibewatch.ingest.pipeline import BatchPolicy, Pipeline
@@ -32,6 +33,7 @@ from vibewatch.ingest.spool import Spool
 from vibewatch.ingest.stats import IngestStats, stats_point
 from vibewatch.mqtt import AckToken, MqttSession, Subscription, broker_settings
 from vibewatch.protocol import Kind, Limits, decode_message, parse_topic, subscription_filters
+from vibewatch.state import ServiceReport, StateError, open_state_db, record_report
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class IngestService:
         topic_prefix: str,
         instance: str,
         clock: Callable[[], float] = time.time,
+        on_stats: Callable[[dict[str, FieldValue]], None] | None = None,
     ) -> None:
         """Assemble the service (nothing connects until :meth:`start`).
 
@@ -110,7 +113,10 @@ class IngestService:
             topic_prefix: Topic prefix of the wire contract.
             instance: Name of this process in its statistics (its MQTT client id).
             clock: Wall clock in seconds (for timestamp checks and statistics).
+            on_stats: Called with every snapshot of the statistics (the state database's
+                report the alerts' ingestion rule reads); None: nothing.
         """
+        self._on_stats = on_stats
         self._settings = settings
         self._clock = clock
         self._prefix = topic_prefix
@@ -187,6 +193,7 @@ class IngestService:
             topic_prefix=mqtt.topic_prefix,
             instance=mqtt.client_id,
             clock=clock,
+            on_stats=lambda values: _report(config, values, clock()),
         )
 
     # ----------------------------------------------------------------- running
@@ -332,6 +339,8 @@ class IngestService:
             self.stats.buffer_points = self._pipeline.buffered_points
             self.stats.stale_acks = self._session.stale_acks
         values = self.stats.snapshot()
+        if self._on_stats is not None:
+            self._on_stats(values)
         point = stats_point(
             values, instance=self._instance, site=self._site, time_ms=int(self._clock() * 1000)
         )
@@ -350,6 +359,22 @@ class IngestService:
         while not self._stop.wait(interval):
             self._pipeline.submit(self._stats_lines(), None)
             log.info("ingest: %s", self._summary())
+
+
+def _report(config: Config, values: dict[str, FieldValue], now_s: float) -> None:
+    """Keep a snapshot as this process's report in the state database (logged, not
+    raised, when the database cannot take it: statistics never stop ingestion)."""
+    report = ServiceReport(
+        "ingest", config.mqtt.client_id, now_s, config.ingest.stats_interval, values
+    )
+    try:
+        db = open_state_db(config.state_db)
+        try:
+            record_report(db, report)
+        finally:
+            db.close()
+    except (StateError, sqlite3.Error) as exc:
+        log.warning("ingest: cannot keep its report in the state database: %s", exc)
 
 
 SUBSCRIPTIONS_FILE = "mqtt-subscriptions.json"
