@@ -77,17 +77,20 @@ def demo_command(
 ) -> None:
     """Run the whole system on embedded defaults: the broker, the database, `vibewatch
     serve` and a simulated fleet in which some devices develop bearing faults; then a
-    new version of the model rolled out to the fleet, canary first. Then say which faults
-    the back end detected, when, which healthy devices raised false alarms, and whether
-    the rollout converged.
+    new version of the model rolled out to the fleet, canary first; the alerts of `serve`
+    go to a webhook receiver of the demo's own as signed notifications. Then say which
+    faults the back end detected, when, which healthy devices raised false alarms,
+    whether the rollout converged, and how many webhooks arrived, verified, with which
+    devices' alerts.
 
     Mosquitto and InfluxDB are started from the system with temporary data on free
     loopback ports, unless a configuration file (--config) or `VIBEWATCH_MQTT_HOST`,
     `VIBEWATCH_MQTT_PORT` or `VIBEWATCH_INFLUX_URL` names running ones (then the demo's
     devices, `demo-0001` ..., write into the configured database). Progress goes to
     standard error; the report to standard output (one JSON object with --json). Nothing
-    is left running. Exit status 0 when every fault was detected, there was no false
-    alarm, no reading was lost and the rollout converged; 1 otherwise.
+    is left running. Exit status 0 when every fault was detected and its alert arrived
+    verified, there was no false alarm, no reading was lost, the rollout converged and
+    every webhook verified; 1 otherwise.
     """
     from vibewatch.demo.story import DemoPlan, run_demo  # imported here: keeps --help fast
 

@@ -11,15 +11,25 @@ telemetry reading the devices published reached InfluxDB.
 Chapter two, rollout: a new version of the model (the factory model as version 2,
 signed with the demo's own key, which the devices trust) goes to the whole fleet through
 the OTA controller of ``serve`` — canary first, then waves — while the fleet runs on; the
-story says whether every device converged on it. Nothing is left running.
+story says whether every device converged on it.
 
-Later chapters (alerts, retraining) add their part to the same run.
+Chapter three, alerts: ``serve``'s one webhook receiver is the demo's own, a real HTTP
+server on loopback (:class:`~vibewatch.testing.webhooks.LocalReceiver`) that knows the
+Standard Webhooks secret made for the run. The alerts service of ``serve`` makes
+``DeviceAnomaly`` alerts of the devices' anomaly events and sends them grouped, on a
+schedule of a few seconds, signed; the receiver verifies each signature. Before it ends,
+the demo waits (a bounded time) for every faulty device's alert; the story counts the
+notifications received and verified, and says which devices' alerts arrived. Nothing is
+left running.
+
+A later chapter (retraining) adds its part to the same run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -33,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from vibewatch.alerts.signing import new_secret
 from vibewatch.config import Config, load_config
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
@@ -49,6 +60,7 @@ from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess, wait_for
 from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import local_servers
+from vibewatch.testing.webhooks import LocalReceiver, Received
 
 __all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "run_demo"]
 
@@ -78,6 +90,16 @@ SERVE_SETTINGS: Final[Mapping[str, str]] = {
     "VIBEWATCH_INGEST_BATCH_MAX_AGE": "0.2",
     "VIBEWATCH_INGEST_STATS_INTERVAL": "5",
 }
+
+#: Chapter three: the name of the demo's receiver in ``serve``, the alerts schedule
+#: (seconds a new group of alerts waits before it is sent, and between two looks at a
+#: group), and how long (real seconds) the demo waits at its end for the faults' alerts.
+ALERT_RECEIVER: Final = "demo"
+ALERT_GROUP_WAIT_S: Final = 3.0
+ALERT_GROUP_INTERVAL_S: Final = 5.0
+ALERTS_LIMIT_S: Final = 20.0
+#: The alert a device's anomaly events raise, and its label that names the device.
+ANOMALY_ALERT: Final = "DeviceAnomaly"
 
 
 @dataclass(frozen=True)
@@ -155,12 +177,15 @@ class DetectedFault:
         onset_s: Simulated second the fault appeared.
         detected_s: Simulated second of the device's first anomaly event in InfluxDB
             (``None``: not detected).
+        alerted: The device's ``DeviceAnomaly`` alert arrived at the demo's webhook
+            receiver in a notification whose signature verified.
     """
 
     device: str
     kind: str
     onset_s: float
     detected_s: float | None
+    alerted: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,7 +208,15 @@ class DemoReport:
         rollout: Chapter two: ``id``, ``phase``, ``reason``, ``counts`` (devices in each
             state), ``seconds`` (real seconds from its start to its end).
         rollout_converged: Every device confirmed the new version.
-        ok: Every fault detected, no false alarm, nothing lost, the rollout converged.
+        webhooks_received: Chapter three: notifications (requests, retries included) the
+            demo's webhook receiver got.
+        webhooks_verified: Those whose signature verified with the run's secret.
+        alerted_devices: Devices named in a ``DeviceAnomaly`` alert of a verified
+            notification (faulty ones, and healthy ones that raised a false alarm).
+        faults_alerted: Injected faults whose device's alert arrived so.
+        ok: Nothing in :meth:`problems`: every fault detected and its alert arrived
+            verified, no false alarm, nothing lost, the rollout converged, every webhook
+            verified.
     """
 
     devices: int
@@ -200,7 +233,30 @@ class DemoReport:
     lost: int
     rollout: dict[str, Any]
     rollout_converged: bool
+    webhooks_received: int
+    webhooks_verified: int
+    alerted_devices: list[str]
+    faults_alerted: int
     ok: bool
+
+    def problems(self) -> list[str]:
+        """What went wrong (empty: the story ended well), from the other fields."""
+        out = []
+        faults = len(self.faults_injected)
+        if self.faults_detected < faults:
+            out.append(f"{faults - self.faults_detected} of {faults} faults not detected")
+        if self.false_alarm_devices:
+            out.append(f"false alarms on {len(self.false_alarm_devices)} healthy devices")
+        if self.lost:
+            out.append(f"{self.lost} readings lost")
+        if not self.rollout_converged:
+            out.append("the rollout did not converge")
+        if self.faults_alerted < faults:
+            out.append(f"{faults - self.faults_alerted} of {faults} faults' alerts did not arrive")
+        if self.webhooks_verified < self.webhooks_received:
+            unverified = self.webhooks_received - self.webhooks_verified
+            out.append(f"{unverified} of {self.webhooks_received} webhooks did not verify")
+        return out
 
     def lines(self) -> list[str]:
         """The report as text, one line each."""
@@ -216,7 +272,10 @@ class DemoReport:
                 if fault.detected_s is not None
                 else "NOT detected"
             )
-            out.append(f"  {fault.device}  {fault.kind:<10}  onset {fault.onset_s:.0f} s, {when}")
+            alert = "alert arrived" if fault.alerted else "NO alert"
+            out.append(
+                f"  {fault.device}  {fault.kind:<10}  onset {fault.onset_s:.0f} s, {when}; {alert}"
+            )
         alarms = ", ".join(self.false_alarm_devices) or "none"
         out.append(f"false alarms on healthy devices: {alarms}")
         out.append(
@@ -230,6 +289,15 @@ class DemoReport:
             f"{self.rollout['phase']}{reason} in {self.rollout['seconds']:.0f} s; {counts}; "
             f"{'converged' if self.rollout_converged else 'NOT converged'}"
         )
+        devices = ", ".join(self.alerted_devices) or "no device"
+        out.append(
+            f"webhooks: {self.webhooks_received} received by the demo's receiver, "
+            f"{self.webhooks_verified} verified; {ANOMALY_ALERT} alerts for {devices} "
+            f"({self.faults_alerted} of {len(self.faults_injected)} faults)"
+        )
+        problems = self.problems()
+        if problems:
+            out.append("NOT ok: " + "; ".join(problems))
         return out
 
 
@@ -348,6 +416,57 @@ class _RolloutChapter:
         return shown, rollout.converged
 
 
+class _AlertsChapter:
+    """Chapter three: the demo's webhook receiver, ``serve``'s only one, with a secret of
+    the run's own (listening from construction to :meth:`close`)."""
+
+    def __init__(self) -> None:
+        secret = new_secret()
+        self.receiver = LocalReceiver([secret])
+        table = {ALERT_RECEIVER: {"url": self.receiver.url, "secrets": [secret], "timeout": 5}}
+        #: The settings that make ``serve`` notify the receiver, soon: they replace the
+        #: configured receivers, and an Alertmanager the configuration names.
+        self.settings: dict[str, str] = {
+            "VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table),
+            "VIBEWATCH_ALERTS_ALERTMANAGER_URL": "",
+            "VIBEWATCH_ALERTS_GROUP_WAIT": f"{ALERT_GROUP_WAIT_S:g}",
+            "VIBEWATCH_ALERTS_GROUP_INTERVAL": f"{ALERT_GROUP_INTERVAL_S:g}",
+        }
+
+    def requests(self) -> list[Received]:
+        """The requests the receiver got so far."""
+        return list(self.receiver.requests)
+
+    def alerted(self) -> set[str]:
+        """The devices named in a ``DeviceAnomaly`` alert of a verified notification."""
+        out: set[str] = set()
+        for request in self.requests():
+            if request.verified:
+                out |= _anomaly_devices(request.body)
+        return out
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.receiver.close()
+
+
+def _anomaly_devices(body: bytes) -> set[str]:
+    """The ``device`` labels of the ``DeviceAnomaly`` alerts in a webhook body (the
+    Alertmanager version 4 body; firing and resolved alike)."""
+    try:
+        alerts = json.loads(body).get("alerts")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return set()
+    out = set()
+    for alert in alerts if isinstance(alerts, list) else []:
+        labels = alert.get("labels") if isinstance(alert, dict) else None
+        if isinstance(labels, dict) and labels.get("alertname") == ANOMALY_ALERT:
+            device = labels.get("device")
+            if isinstance(device, str):
+                out.add(device)
+    return out
+
+
 def run_demo(
     plan: DemoPlan,
     *,
@@ -365,7 +484,8 @@ def run_demo(
             the environment).
         servers: ``VIBEWATCH_*`` settings naming running servers; ``None`` starts local
             ones with temporary data.
-        say: Receives a line for each step (servers up, serve ready, fleet connected).
+        say: Receives a line for each step (servers up, the webhook receiver, serve
+            ready, fleet connected, rollout started).
         on_progress: Receives the fleet's progress every second.
         stop: Ends the run early (Ctrl-C); the report covers what ran.
 
@@ -383,7 +503,15 @@ def run_demo(
             where = "local"
         else:
             where = "configured"
-        settings = {**servers, **SERVE_SETTINGS, "VIBEWATCH_DATA_HOME": str(workdir / "home")}
+        alerts = _AlertsChapter()
+        stack.callback(alerts.close)
+        say(f"webhook receiver on {alerts.receiver.url}")
+        settings = {
+            **servers,
+            **SERVE_SETTINGS,
+            **alerts.settings,
+            "VIBEWATCH_DATA_HOME": str(workdir / "home"),
+        }
         environ = {**os.environ, **settings}
         if config_path is not None:
             environ["VIBEWATCH_CONFIG"] = str(config_path)
@@ -425,16 +553,25 @@ def run_demo(
 
         with contextlib.suppress(TimeoutError):  # what is missing then is reported as lost
             wait_for(all_stored, 30, "the readings in InfluxDB")
+        faulty = scenario.faulty_devices()
+        expected = {device_id for device_id, plans in faulty.items() if plans}
+
+        def all_alerted() -> bool:  # a fault alerted after this is reported as missing
+            return stop.is_set() or expected <= alerts.alerted()
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(all_alerted, ALERTS_LIMIT_S, "the faults' alerts")
         if serve.stop() != 0:
             log.warning("vibewatch serve did not stop clean:\n%s", serve.log_tail())
         stored = _stored(config, since_ms)
-    faulty = scenario.faulty_devices()
+        requests, alerted = alerts.requests(), alerts.alerted()
     injected = [
         DetectedFault(
             device=device_id,
             kind=fault.kind,
             onset_s=fault.onset_s,
             detected_s=_detected_s(stored, device_id, since_ms, fault.onset_s),
+            alerted=device_id in alerted,
         )
         for device_id, plans in sorted(faulty.items())
         for fault in plans
@@ -448,7 +585,7 @@ def run_demo(
     )
     readings = sum(stored.readings.values())
     lost = max(0, summary.readings_published - readings)
-    return DemoReport(
+    report = DemoReport(
         devices=summary.devices,
         simulated_s=summary.simulated_s,
         seconds=summary.seconds,
@@ -463,8 +600,13 @@ def run_demo(
         lost=lost,
         rollout=rollout,
         rollout_converged=converged,
-        ok=detected == len(injected) and not alarms and lost == 0 and converged,
+        webhooks_received=len(requests),
+        webhooks_verified=sum(request.verified for request in requests),
+        alerted_devices=sorted(alerted),
+        faults_alerted=sum(fault.alerted for fault in injected),
+        ok=False,
     )
+    return dataclasses.replace(report, ok=not report.problems())
 
 
 def _detected_s(stored: _Stored, device: str, since_ms: int, onset_s: float) -> float | None:
