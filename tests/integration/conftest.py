@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,3 +114,35 @@ def receiver(secret: str) -> Iterator[LocalReceiver]:
     """A webhook receiver on loopback that verifies signatures with ``secret``."""
     with LocalReceiver([secret]) as local:
         yield local
+
+
+@pytest.fixture
+def start_alerts(
+    tmp_path: Path, mosquitto: LocalMosquitto, receiver: LocalReceiver, secret: str
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start ``vibewatch alerts serve`` (data home ``tmp_path/home``) with the receiver
+    ``oncall`` at :func:`receiver`; the factory takes ``VIBEWATCH_*`` variables over the
+    defaults (grouped by alertname, waits of 8 s and 1 s, the sustained-score rule off)."""
+    started: list[ServiceProcess] = []
+
+    def factory(**env: str) -> ServiceProcess:
+        table = {"oncall": {"url": receiver.url, "secrets": [secret], "timeout": 5}}
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("VIBEWATCH_")}
+        environment |= {
+            "VIBEWATCH_DATA_HOME": str(tmp_path / "home"),
+            "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
+            "VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table),
+            "VIBEWATCH_ALERTS_GROUP_WAIT": "8",
+            "VIBEWATCH_ALERTS_GROUP_INTERVAL": "1",
+            "VIBEWATCH_ALERTS_EXTERNAL_URL": "http://vibewatch.example/",
+            "VIBEWATCH_ALERTS_RULES": json.dumps({"AnomalyScoreSustained": {"enabled": False}}),
+            **env,
+        }
+        process = ServiceProcess(environment, tmp_path, ("serve",), command="alerts", name="alerts")
+        process.start()
+        started.append(process)
+        return process
+
+    yield factory
+    for process in started:
+        process.close()

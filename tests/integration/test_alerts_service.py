@@ -5,7 +5,6 @@ real HTTP receiver gets them as signed webhooks in Alertmanager's format."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,28 +20,12 @@ from vibewatch.sim import FaultPlan, ManualClock, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.state import open_state_db
 from vibewatch.testing.ingest import ServiceProcess
-from vibewatch.testing.servers import LocalMosquitto
 from vibewatch.testing.webhooks import LocalReceiver, Reply
 
 
 @pytest.fixture
-def alerts(
-    tmp_path: Path, mosquitto: LocalMosquitto, receiver: LocalReceiver, secret: str
-) -> Iterator[ServiceProcess]:
-    table = {"oncall": {"url": receiver.url, "secrets": [secret], "timeout": 5}}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEWATCH_")} | {
-        "VIBEWATCH_DATA_HOME": str(tmp_path / "home"),
-        "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
-        "VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table),
-        "VIBEWATCH_ALERTS_GROUP_WAIT": "8",
-        "VIBEWATCH_ALERTS_GROUP_INTERVAL": "1",
-        "VIBEWATCH_ALERTS_EXTERNAL_URL": "http://vibewatch.example/",
-        "VIBEWATCH_ALERTS_RULES": json.dumps({"AnomalyScoreSustained": {"enabled": False}}),
-    }
-    process = ServiceProcess(env, tmp_path, ("serve",), command="alerts", name="alerts")
-    process.start()
-    yield process
-    process.close()
+def alerts(start_alerts: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_alerts()
 
 
 class Fleet:
