@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import standardwebhooks
 
@@ -28,22 +29,23 @@ def anomaly(device: str, kind: EventKind) -> tuple[str, bytes]:
     return topic_for(DEFAULT_PREFIX, device, Kind.EVENT), event.encode()
 
 
-def bodies(receiver: LocalReceiver, secret: str, count: int) -> list[dict]:
+def bodies(receiver: LocalReceiver, secret: str, count: int) -> list[dict[str, Any]]:
     receiver.wait_accepted(count, timeout=30)
     hook = standardwebhooks.Webhook(secret)
     return [hook.verify(r.body, r.headers) for r in receiver.requests if r.status == 200]
 
 
-def devices(body: dict) -> list[str]:
+def devices(body: dict[str, Any]) -> list[str]:
     return sorted(a["labels"]["device"] for a in body["alerts"])
 
 
-def listed(process: ServiceProcess, *args: str) -> list[dict]:
+def listed(process: ServiceProcess, *args: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "vibewatch", "alerts", "list", "--json", *args],
         env=process.env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return json.loads(done.stdout)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
 
 
 def test_fires_once_repeats_after_the_interval_survives_a_kill_and_resolves(

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from vibewatch.alerts.alertmanager import RESEND_S, RESOLVED_RETENTION_S, alert_json, post_alerts
 from vibewatch.alerts.dispatch import Dispatcher, Matcher, Route, parse_matcher
@@ -284,7 +284,8 @@ class AlertService:
 
     def _loop(self, store: AlertStore, silences: SilenceStore, db: sqlite3.Connection) -> None:
         next_tick = next_look = 0.0
-        while not self._stop.is_set() or not self._inbox.empty():
+        step = _Step()
+        while not self._stop.is_set() or not self._inbox.empty() or step.waiting:
             batch = self._take()
             changed: list[Alert] = []
             for message, _token in batch:
@@ -292,8 +293,13 @@ class AlertService:
             now_mono = time.monotonic()
             if now_mono >= next_look:
                 next_look = now_mono + _LOOK_S
-                self._silences = silences.silences(active_at=self._clock() / 1e9)
-                changed += self._engine.tick(self._clock(), store.rollouts(), _ingest(db))
+                try:
+                    self._silences = silences.silences(active_at=self._clock() / 1e9)
+                    looked = (store.rollouts(), _ingest(db))
+                except sqlite3.Error as exc:
+                    log.warning("alerts: cannot read the state database: %s", exc)
+                else:
+                    changed += self._engine.tick(self._clock(), *looked)
             for alert in changed:
                 self._route(alert)
             notices: list[tuple[str, bytes]] = []
@@ -302,17 +308,28 @@ class AlertService:
                 now = self._clock()
                 for _route, dispatcher in self._routes:
                     notices += [(n.receiver, n.body) for n in dispatcher.due(now)]
-            groups = {r.route.receiver: d.changes() for r, d in self._routes}
-            if changed or notices or any(groups.values()):
-                store.save(changed, groups, notices, self._clock() / 1e9)
-                for receiver in {r for r, _ in notices}:
-                    self._notifier.wake(receiver)
-                self.notified += len(notices)
-            tokens = [token for _m, token in batch if token is not None]
-            if tokens:
-                self._session.ack(tokens)
+            step.add(changed, {r.route.receiver: d.changes() for r, d in self._routes}, notices,
+                     [token for _m, token in batch if token is not None])  # fmt: skip
+            self._save(store, step)
             if self._alertmanager:
                 self._post_due()
+
+    def _save(self, store: AlertStore, step: _Step) -> None:
+        """Save what the step changed, then wake the receivers and acknowledge its
+        messages; when the database cannot take it, it is tried again with the next."""
+        if step.alerts or step.notices or any(step.groups.values()):
+            try:
+                store.save(step.alerts, step.groups, step.notices, self._clock() / 1e9)
+            except sqlite3.Error as exc:
+                log.warning("alerts: cannot save to the state database (tried again): %s", exc)
+                time.sleep(0.5)
+                return
+            for receiver in {r for r, _ in step.notices}:
+                self._notifier.wake(receiver)
+            self.notified += len(step.notices)
+        if step.tokens:
+            self._session.ack(step.tokens)
+        step.clear()
 
     def _route(self, alert: Alert) -> None:
         if self._alertmanager:
@@ -342,6 +359,39 @@ class AlertService:
                 del self._posted[fp]
             else:
                 self._posted[fp] = (alert, now)
+
+
+@dataclasses.dataclass
+class _Step:
+    """What the loop changed and has not saved yet."""
+
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+    groups: dict[str, dict[str, dict[str, Any] | None]] = dataclasses.field(default_factory=dict)
+    notices: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
+    tokens: list[AckToken] = dataclasses.field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether something is left to save or acknowledge."""
+        return bool(self.alerts or self.notices or self.tokens or any(self.groups.values()))
+
+    def add(
+        self,
+        alerts: list[Alert],
+        groups: dict[str, dict[str, dict[str, Any] | None]],
+        notices: list[tuple[str, bytes]],
+        tokens: list[AckToken],
+    ) -> None:
+        """Take one more round's changes (a group's latest state wins)."""
+        self.alerts += alerts
+        for receiver, changed in groups.items():
+            self.groups.setdefault(receiver, {}).update(changed)
+        self.notices += notices
+        self.tokens += tokens
+
+    def clear(self) -> None:
+        """Everything was saved and acknowledged."""
+        self.alerts, self.groups, self.notices, self.tokens = [], {}, [], []
 
 
 def _ingest(db: sqlite3.Connection) -> list[IngestReport]:
