@@ -201,8 +201,10 @@ def test_rules_from_tables_change_defaults_and_add_rules() -> None:
         ({"AnomalyScoreSustained": {"share": True}}, "share must be a number"),
         ({"DeviceAnomaly": {"labels": {"alertname": "x"}}}, "'alertname' cannot be a label"),
         ({"DeviceAnomaly": {"labels": {"a": 1}}}, "labels must be a table of strings"),
-        ({"DeviceAnomaly": {"annotations": {"summary": "{rollout}"}}},
-         "uses {rollout}; this kind knows device, model, score"),  # fmt: skip
+        (
+            {"DeviceAnomaly": {"annotations": {"summary": "{rollout}"}}},
+            "uses {rollout}; this kind knows device, model, score",
+        ),
         ({"DeviceAnomaly": {"annotations": {"summary": "{oops"}}}, "annotation summary:"),
         ({"DeviceAnomaly": {"inhibited_by": ["Nope"]}}, "inhibited_by names no rule 'Nope'"),
         ({"DeviceAnomaly": {"enabled": "no"}}, "enabled must be true or false"),
