@@ -174,6 +174,7 @@ class WebhookReceiver:
         concurrency: Notifications in flight to it at once.
         matchers: Label matchers (``severity="critical"``) an alert must all match to go
             to it; none: every alert.
+        send_resolved: Whether it is told when alerts resolve.
     """
 
     name: str
@@ -182,6 +183,7 @@ class WebhookReceiver:
     timeout: float = 10.0
     concurrency: int = 2
     matchers: tuple[str, ...] = ()
+    send_resolved: bool = True
 
 
 WebhookReceivers = NewType("WebhookReceivers", tuple[WebhookReceiver, ...])
@@ -671,7 +673,8 @@ class AlertsConfig(_MaskedRepr):
             "`secrets` (Standard Webhooks `whsec_...` secrets: each notification is signed "
             "with each), `timeout` (seconds, default 10), `concurrency` (default 2) and "
             '`matchers` (label matchers like `severity="critical"` an alert must all match '
-            "to go to it; default: every alert). In the environment: the tables as JSON."
+            "to go to it; default: every alert) and `send_resolved` (default true). In the "
+            "environment: the tables as JSON."
         ),
     )
     rules: AlertRules = field(
@@ -1069,7 +1072,7 @@ class _GroupsKind(_Kind):
 class _ReceiversKind(_Kind):
     name = "table of receivers"
     secret = True  # the tables hold secrets: an error message never shows them
-    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency", "matchers")
+    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency", "matchers", "send_resolved")
 
     def from_env(self, text: str) -> object:
         try:
@@ -1123,6 +1126,9 @@ class _ReceiversKind(_Kind):
                 parse_matcher(text)
             except ValueError as exc:
                 raise _BadValueError(f"receiver {name}: matchers: {exc}") from None
+        send_resolved = table.get("send_resolved", True)
+        if not isinstance(send_resolved, bool):
+            raise _BadValueError(f"receiver {name}: send_resolved must be true or false")
         return WebhookReceiver(
             name,
             url,
@@ -1130,6 +1136,7 @@ class _ReceiversKind(_Kind):
             float(timeout),
             concurrency,
             tuple(matchers),
+            send_resolved,
         )
 
     def plain(self, value: object) -> object:
@@ -1140,6 +1147,7 @@ class _ReceiversKind(_Kind):
                 "timeout": r.timeout,
                 "concurrency": r.concurrency,
                 "matchers": list(r.matchers),
+                "send_resolved": r.send_resolved,
             }
             for r in typing.cast(WebhookReceivers, value)
         }

@@ -1003,6 +1003,30 @@ def test_webhook_receivers_from_the_file_and_the_environment(tmp_path: Path) -> 
             },
             "unknown key retries",
         ),
+        (
+            {
+                "url": "https://x/",
+                "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                "matchers": ["severity~critical"],
+            },
+            "matchers: 'severity~critical' is not a matcher",
+        ),
+        (
+            {
+                "url": "https://x/",
+                "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                "matchers": ["device=~(("],
+            },
+            "matchers: device=~'((':",
+        ),
+        (
+            {
+                "url": "https://x/",
+                "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                "send_resolved": "yes",
+            },
+            "send_resolved must be true or false",
+        ),
     ],
 )
 def test_a_bad_receiver_is_named_without_its_secrets(
@@ -1013,3 +1037,24 @@ def test_a_bad_receiver_is_named_without_its_secrets(
         load_config(environ=env)
     assert message in str(caught.value) and "receiver oncall" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_receivers_take_what_their_matchers_match_on_routes_of_their_own() -> None:
+    from vibewatch.alerts.model import Alert
+    from vibewatch.alerts.service import receiver_routes
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    table = {
+        "all": {"url": "http://127.0.0.1:9/", "secrets": [secret]},
+        "pager": {"url": "http://127.0.0.1:9/", "secrets": [secret], "send_resolved": False,
+                  "matchers": ['severity="critical"', "device=~pump-.*"]},
+    }  # fmt: skip
+    config = load_config(environ={"VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table)})
+    every, pager = receiver_routes(config)
+    assert (every.route.receiver, every.route.key, every.route.send_resolved) == ("all", "{}", True)
+    assert pager.route.key == '{}/{device=~"pump-.*",severity="critical"}'
+    assert not pager.route.send_resolved
+    critical = Alert({"alertname": "DeviceOffline", "device": "pump-1", "severity": "critical"})
+    warning = Alert({"alertname": "DeviceAnomaly", "device": "pump-1", "severity": "warning"})
+    assert every.takes(critical) and every.takes(warning)
+    assert pager.takes(critical) and not pager.takes(warning)

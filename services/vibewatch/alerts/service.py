@@ -67,6 +67,8 @@ _BATCH: Final = 1000
 _LOOK_S: Final = 1.0
 
 _Message = AnomalyEvent | Status | Telemetry
+#: Matcher operators in Alertmanager's order (its ``MatchType``).
+_OPS: Final = ("=", "!=", "=~", "!~")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +91,21 @@ class ReceiverRoute:
 def receiver_routes(config: Config) -> list[ReceiverRoute]:
     """One route per configured receiver: a receiver without matchers is the root
     route's (group keys ``{}:...``), one with matchers a child route's
-    (``{}/{matchers}:...``), as in the equivalent Alertmanager configuration."""
+    (``{}/{matchers}:...``, the matchers in Alertmanager's order: by name, value, then
+    operator), as in the equivalent Alertmanager configuration."""
     alerts = config.alerts
     out = []
     for receiver in alerts.receivers:
         matchers = tuple(parse_matcher(m) for m in receiver.matchers)
-        key = "{}/{" + ",".join(map(str, matchers)) + "}" if matchers else "{}"
+        ordered = sorted(matchers, key=lambda m: (m.name, m.value, _OPS.index(m.op)))
+        key = "{}/{" + ",".join(map(str, ordered)) + "}" if matchers else "{}"
         route = Route(
             receiver.name,
             tuple(name.strip() for name in alerts.group_by.split(",")),
             alerts.group_wait,
             alerts.group_interval,
             alerts.repeat_interval,
+            send_resolved=receiver.send_resolved,
             key=key,
         )
         out.append(ReceiverRoute(route, matchers))
