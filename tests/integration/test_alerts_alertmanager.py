@@ -16,6 +16,9 @@ import pytest
 from vibewatch.alerts.alertmanager import alert_json
 from vibewatch.alerts.dispatch import Dispatcher, Route
 from vibewatch.alerts.model import Alert
+from vibewatch.alerts.service import receiver_routes
+from vibewatch.alerts.signing import new_secret
+from vibewatch.config import load_config
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.sim import FaultPlan, ManualClock, Scenario
 from vibewatch.sim.run import Simulation
@@ -105,6 +108,51 @@ def test_the_same_alerts_give_the_same_webhook_bodies(
     (third,) = ours.due(t0 + 5 * S)
     assert json.loads(third.body)["status"] == "resolved"
     assert bodies(receiver, 3)[2] == third.body, (bodies(receiver, 3)[2], third.body)
+
+
+def test_a_receiver_with_matchers_is_a_child_route_as_in_alertmanager(
+    tmp_path: Path, receiver: LocalReceiver
+) -> None:
+    config = f"""\
+route:
+  receiver: nobody
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+  routes:
+    - receiver: pager
+      matchers: ['severity="critical"', 'device=~"pump-.*"']
+      continue: true
+receivers:
+  - name: nobody
+  - name: pager
+    webhook_configs:
+      - url: {receiver.url}
+        send_resolved: true
+"""
+    table = {"pager": {"url": receiver.url, "secrets": [new_secret()],
+                       "matchers": ['severity="critical"', 'device=~"pump-.*"']}}  # fmt: skip
+    env = {"VIBEWATCH_ALERTS_RECEIVERS": json.dumps(table), "VIBEWATCH_ALERTS_GROUP_WAIT": "1",
+           "VIBEWATCH_ALERTS_GROUP_INTERVAL": "2"}  # fmt: skip
+    (pager,) = receiver_routes(load_config(environ=env))
+    start = _now_ms() * 1_000_000
+    alerts = [
+        Alert(
+            {"alertname": "DeviceOffline", "device": "pump-1", "severity": "critical"}, {}, start
+        ),
+        Alert({"alertname": "DeviceOffline", "device": "fan-1", "severity": "critical"}, {}, start),
+        Alert({"alertname": "DeviceOffline", "device": "pump-2", "severity": "warning"}, {}, start),
+    ]
+    with LocalAlertmanager(workdir=tmp_path / "am", config=config) as alertmanager:
+        ours = Dispatcher(pager.route, external_url=alertmanager.url)
+        t0 = time.time_ns()
+        for alert in filter(pager.takes, alerts):
+            ours.put(alert, t0)
+        alertmanager.post_alerts([alert_json(a, time.time_ns()) for a in alerts])
+        (notice,) = ours.due(t0 + 1 * S)
+        assert bodies(receiver, 1)[0] == notice.body, (bodies(receiver, 1)[0], notice.body)
+    assert [a["labels"]["device"] for a in json.loads(notice.body)["alerts"]] == ["pump-1"]
 
 
 def test_with_an_alertmanager_configured_the_alerts_go_there(
