@@ -1069,10 +1069,8 @@ class _GroupsKind(_Kind):
         return "{" + ", ".join(f"{n} = [...]" for n, _ in groups) + "}" if groups else "{}"
 
 
-class _ReceiversKind(_Kind):
-    name = "table of receivers"
-    secret = True  # the tables hold secrets: an error message never shows them
-    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency", "matchers", "send_resolved")
+class _TablesKind(_Kind):
+    """A table of named tables in the file, the same as a JSON object in the environment."""
 
     def from_env(self, text: str) -> object:
         try:
@@ -1082,7 +1080,20 @@ class _ReceiversKind(_Kind):
 
     def from_toml(self, value: object) -> object:
         if not isinstance(value, dict):
-            raise _BadValueError(f"expected a table of receivers, got {toml_type(value)}")
+            raise _BadValueError(f"expected a {self.name}, got {toml_type(value)}")
+        return self.tables(value)
+
+    def tables(self, value: dict[str, object]) -> object:
+        """The value of the named tables."""
+        raise NotImplementedError
+
+
+class _ReceiversKind(_TablesKind):
+    name = "table of receivers"
+    secret = True  # the tables hold secrets: an error message never shows them
+    _FIELDS: Final = ("url", "secrets", "timeout", "concurrency", "matchers", "send_resolved")
+
+    def tables(self, value: dict[str, object]) -> object:
         return WebhookReceivers(tuple(self._receiver(n, t) for n, t in value.items()))
 
     def _receiver(self, name: str, table: object) -> WebhookReceiver:
@@ -1156,18 +1167,10 @@ class _ReceiversKind(_Kind):
         return "{}" if not value else "{...}"
 
 
-class _RulesKind(_Kind):
+class _RulesKind(_TablesKind):
     name = "table of alert rules"
 
-    def from_env(self, text: str) -> object:
-        try:
-            return self.from_toml(json.loads(text) if text.strip() else {})
-        except json.JSONDecodeError as exc:
-            raise _BadValueError(f"not a JSON object: {exc.msg}") from None
-
-    def from_toml(self, value: object) -> object:
-        if not isinstance(value, dict):
-            raise _BadValueError(f"expected a table of rules, got {toml_type(value)}")
+    def tables(self, value: dict[str, object]) -> object:
         try:
             return AlertRules(parse_rules(value))
         except ValueError as exc:
