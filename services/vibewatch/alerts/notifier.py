@@ -13,6 +13,11 @@ a restart), signs it for this attempt (:mod:`vibewatch.alerts.signing`: a new
 * a timeout, a connection error, 408, 429 (its ``Retry-After`` honoured) or a 5xx
   leaves it pending, due again after a jittered exponential backoff, until the retry
   budget is spent: then it is dead.
+
+The outcome is recorded in one transaction with the worker's next claim, and the
+workers of a notifier take turns writing the outbox (a lock of the process) instead of
+meeting in SQLite's busy handler, which sleeps a millisecond or more each time: one
+write transaction an attempt instead of two, and fewer waits.
 """
 
 from __future__ import annotations
@@ -114,6 +119,15 @@ def post(
     return Answer(status, text, retry_after, time.monotonic() - started)
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """An attempt made, to be recorded."""
+
+    receiver: WebhookReceiver
+    note: Notification
+    answer: Answer
+
+
 class Notifier:
     """Delivers the outbox's notifications (see the module documentation)."""
 
@@ -144,6 +158,9 @@ class Notifier:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
+        #: Held by a worker while it writes the outbox: the workers of this process take
+        #: turns here rather than in SQLite's busy handler, which sleeps milliseconds.
+        self._writing = threading.Lock()
         self.ready = False
 
     @classmethod
@@ -205,18 +222,25 @@ class Notifier:
         outbox = self._outbox()
         wake = self._wake[receiver.name]
         lease = receiver.timeout + _CLAIM_MARGIN_S
-        while not self._stop.is_set():
-            notification = outbox.claim(receiver.name, self._clock(), lease)
-            if notification is None:
+        done: _Attempt | None = None  # the last attempt, recorded with the next claim
+        while True:
+            stopping = self._stop.is_set()
+            wake.clear()  # before the claim: a notification stored after it wakes the wait
+            with self._writing, outbox.step():
+                if done is not None:
+                    self._record(outbox, done)
+                    done = None
+                note = None if stopping else outbox.claim(receiver.name, self._clock(), lease)
+            if stopping:
+                return
+            if note is None:
                 due = outbox.next_due(receiver.name)
-                wait = 1.0 if due is None else min(1.0, max(0.0, due - self._clock()))
-                wake.wait(wait)
-                wake.clear()
+                wake.wait(1.0 if due is None else min(1.0, max(0.0, due - self._clock())))
                 continue
-            self._attempt(outbox, receiver, notification)
+            done = _Attempt(receiver, note, post(receiver, note.id, note.body, clock=self._clock))
 
-    def _attempt(self, outbox: Outbox, receiver: WebhookReceiver, note: Notification) -> None:
-        answer = post(receiver, note.id, note.body, clock=self._clock)
+    def _record(self, outbox: Outbox, attempt: _Attempt) -> None:
+        note, answer = attempt.note, attempt.answer
         now = self._clock()
         state = outcome(answer.status)
         next_s = None
@@ -235,7 +259,7 @@ class Notifier:
             level,
             "webhook %s to %s: %s (%s) after %d attempts",
             note.id,
-            receiver.name,
+            attempt.receiver.name,
             state.value,
             answer.status if answer.status is not None else answer.text,
             note.attempts + 1,

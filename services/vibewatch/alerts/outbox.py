@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -127,6 +128,11 @@ class Outbox:
     def __init__(self, db: sqlite3.Connection) -> None:
         """Use ``db`` (from :func:`vibewatch.state.open_state_db`)."""
         self._db = db
+
+    def step(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction around several calls (an attempt's record and the next
+        claim); a call inside it is part of it."""
+        return transaction(self._db)
 
     def add(self, receiver: str, body: bytes, now_s: float) -> str:
         """Store a notification for ``receiver``, due now; returns its id."""
