@@ -207,12 +207,14 @@ class Dispatcher:
         for key, group in list(self._groups.items()):
             if group.next_ns > now_ns:
                 continue
+            before = (group.flushed, group.sent, len(group.alerts))
             group.next_ns = now_ns + int(self._route.group_interval_s * _S)
             group.flushed = True
-            self._dirty.add(key)
             notice = self._flush(group, now_ns)
             if notice is not None:
                 out.append(notice)
+            if (group.flushed, group.sent, len(group.alerts)) != before:
+                self._dirty.add(key)  # a look that only moved the schedule is no change
             if not group.alerts:
                 del self._groups[key]
         return out
@@ -268,7 +270,9 @@ class Dispatcher:
 
     def changes(self) -> dict[str, dict[str, Any] | None]:
         """The groups changed since the last call, by key: each as :meth:`restore` takes
-        it, or None when it is gone."""
+        it, or None when it is gone. A look that notified nothing and dropped nothing
+        does not change a group: restored, it is looked at again at once, which notifies
+        only what is due."""
         out = {key: _group_json(self._groups[key]) if key in self._groups else None
                for key in self._dirty}  # fmt: skip
         self._dirty.clear()

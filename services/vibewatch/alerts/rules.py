@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -392,6 +392,7 @@ class RuleEngine:
             self._by_kind.setdefault(rule.kind, []).append(rule)
         self._threshold_of = threshold_of or (lambda _m, _v: None)
         self.firing: dict[str, Alert] = {}
+        self._on_device: Counter[tuple[str | None, str | None]] = Counter()
         self._thresholds: dict[str, float] = {}
         self._heard_ns: dict[str, int] = {}
         self._windows: dict[tuple[str, str], _Windows] = {}
@@ -410,9 +411,13 @@ class RuleEngine:
         (heard of now, so a silent one fires only ``silent_for`` from here)."""
         for alert in alerts:
             if alert.firing:
-                self.firing[alert.fingerprint] = alert
+                self._fire(alert.fingerprint, alert)
         for device in devices:
             self._heard_ns.setdefault(device, now_ns)
+
+    def _fire(self, key: str, alert: Alert) -> None:
+        self.firing[key] = alert
+        self._on_device[_where(alert)] += 1
 
     def _change(self, rule: Rule, subject: Mapping[str, str], values: Mapping[str, object],
                 at_ns: int, *, fire: bool) -> list[Alert]:  # fmt: skip
@@ -423,10 +428,11 @@ class RuleEngine:
             if old is not None:
                 return []
             alert = Alert(labels, rule.annotate(values), at_ns)
-            self.firing[key] = alert
+            self._fire(key, alert)
             return [alert]
         if old is None:
             return []
+        self._on_device[_where(old)] -= 1
         del self.firing[key]
         return [Alert(old.labels, old.annotations, old.starts_at_ns, max(at_ns, old.starts_at_ns))]
 
@@ -570,7 +576,9 @@ class RuleEngine:
         if not inhibitors:
             return False
         device = alert.labels.get("device")
-        return any(
-            other.labels.get("alertname") in inhibitors and other.labels.get("device") == device
-            for other in self.firing.values()
-        )
+        return any(self._on_device[(name, device)] > 0 for name in inhibitors)
+
+
+def _where(alert: Alert) -> tuple[str | None, str | None]:
+    """An alert's rule and device (the inhibition's index)."""
+    return alert.labels.get("alertname"), alert.labels.get("device")
