@@ -16,7 +16,15 @@ from typing import Any
 import standardwebhooks
 
 from vibewatch.edge.device import DeviceSettings
-from vibewatch.protocol import DEFAULT_PREFIX, AnomalyEvent, EventKind, Kind, topic_for
+from vibewatch.protocol import (
+    DEFAULT_PREFIX,
+    AnomalyEvent,
+    DeviceState,
+    EventKind,
+    Kind,
+    Status,
+    topic_for,
+)
 from vibewatch.sim import FaultPlan, ManualClock, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.state import ServiceReport, open_state_db, record_report
@@ -140,4 +148,28 @@ def test_a_sustained_high_score_and_ingestion_trouble_page(
     assert alert["labels"] == {"alertname": "IngestionTrouble", "instance": "ingest-7",
                                "severity": "critical"}  # fmt: skip
     assert alert["annotations"]["summary"] == "ingest ingest-7: 30.0% of 1000 messages rejected"
+    assert alerts.stop() == 0
+
+
+def test_an_offline_device_pages_for_being_offline_not_for_its_anomaly(
+    start_alerts: Callable[..., ServiceProcess],
+    publisher: Publisher,
+    receiver: LocalReceiver,
+    secret: str,
+) -> None:
+    alerts = start_alerts(VIBEWATCH_ALERTS_GROUP_WAIT="1")
+    will = (
+        topic_for(DEFAULT_PREFIX, "pump-c", Kind.STATUS),
+        Status("pump-c", DeviceState.OFFLINE).encode(),
+    )
+    publisher.publish_all(
+        [anomaly("pump-c", EventKind.START), will, anomaly("pump-d", EventKind.START)]
+    )
+    notified = {b["groupLabels"]["alertname"]: devices(b) for b in bodies(receiver, secret, 2)}
+    assert notified == {"DeviceAnomaly": ["pump-d"], "DeviceOffline": ["pump-c"]}
+    shown = listed(alerts, "--matcher", 'alertname="DeviceAnomaly"')
+    assert {a["labels"]["device"] for a in shown} == {
+        "pump-c",
+        "pump-d",
+    }  # both fire; the offline one's is muted
     assert alerts.stop() == 0
