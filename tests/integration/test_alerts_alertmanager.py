@@ -166,6 +166,7 @@ def test_with_an_alertmanager_configured_the_alerts_go_there(
         "VIBEWATCH_DATA_HOME": str(tmp_path / "home"),
         "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
         "VIBEWATCH_ALERTS_ALERTMANAGER_URL": alertmanager.url,
+        "VIBEWATCH_ALERTS_RULES": json.dumps({"AnomalyScoreSustained": {"enabled": False}}),
     }
     service = ServiceProcess(env, tmp_path, ("serve",), command="alerts", name="alerts")
     service.start()
