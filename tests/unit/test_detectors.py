@@ -17,6 +17,7 @@ from vibewatch.train.detectors import (
     PCADetector,
 )
 from vibewatch.train.metrics import alarm_rate, auc, calibrate_threshold
+from vibewatch.train.tail import tail_threshold
 
 N_FEATURES = 12
 
@@ -50,7 +51,7 @@ IDS = [type(d).__name__ for d in DETECTORS]
 
 @pytest.fixture(scope="module")
 def train() -> np.ndarray:
-    return healthy_rows(600)
+    return healthy_rows(960)  # 480 to fit on, the newest 480 to calibrate on
 
 
 @pytest.fixture(scope="module", params=DETECTORS, ids=IDS)
@@ -104,8 +105,9 @@ def test_residual_weighting_evens_out_the_reconstruction_errors() -> None:
         z = detector.normalise(part)
         return np.std(z - detector.model_(z, training=False).numpy(), axis=0)
 
-    plain = AutoencoderDetector(hidden=(8, 2), epochs=60, residual_weighting=False).fit(rows)
-    weighted = AutoencoderDetector(hidden=(8, 2), epochs=60).fit(rows)
+    kw: dict[str, Any] = {"hidden": (8, 2), "epochs": 60, "calibration_fraction": 0.2}
+    plain = AutoencoderDetector(residual_weighting=False, **kw).fit(rows)
+    weighted = AutoencoderDetector(**kw).fit(rows)
     part, _ = plain.split(rows)
     np.testing.assert_allclose(plain.std_, part.std(axis=0, dtype=np.float64), rtol=1e-5)
     assert np.all(weighted.std_ / plain.std_ >= RESIDUAL_FLOOR * (1 - 1e-6))
@@ -119,7 +121,8 @@ def test_threshold_is_calibrated_on_held_out_rows(fitted: Detector, train: np.nd
     _, held_out = fitted.split(train)
     scores = fitted.anomaly_score(held_out)
     np.testing.assert_array_equal(scores, fitted.calibration_scores_)
-    assert fitted.threshold_ == calibrate_threshold(scores, fitted.false_alarm_rate)
+    assert fitted.tail_ == tail_threshold(scores, fitted.false_alarm_rate)
+    assert fitted.threshold_ == fitted.tail_.threshold
     assert alarm_rate(scores, fitted.threshold_) <= fitted.false_alarm_rate
 
 

@@ -13,6 +13,7 @@ from vibewatch.edge.vwm import encode
 from vibewatch.testing.models import random_model
 from vibewatch.train.gate import DeviceLimits, HeldOut, Scores, allowed_false_alarms, decide
 from vibewatch.train.metrics import auc
+from vibewatch.train.tail import tail_threshold
 
 N = 12
 
@@ -57,7 +58,8 @@ def test_a_candidate_as_good_as_the_champion_is_promoted(
     )
     assert decision.promote, decision.reasons
     assert decision.reasons[1].startswith("false alarms within target: 0 of 400")
-    assert decision.reasons[2] == (
+    assert decision.reasons[2].startswith("estimated false-alarm rate within target: ")
+    assert decision.reasons[3] == (
         "AUC on fault: 1.0000 vs champion v7 1.0000 (not worse than the margin 0.005)"
     )
 
@@ -72,7 +74,7 @@ def test_a_worse_candidate_is_rejected_and_a_margin_can_forgive_it(
         candidate, champion, held_out, false_alarm_rate=0.005, auc_margin=0.005, limits=LIMITS
     )
     assert not decision.promote
-    assert f"AUC on fault: {mine:.4f} vs champion v7 1.0000 (worse than" in decision.reasons[2]
+    assert f"AUC on fault: {mine:.4f} vs champion v7 1.0000 (worse than" in decision.reasons[3]
     lenient = decide(
         candidate, champion, held_out, false_alarm_rate=0.005, auc_margin=1.0, limits=LIMITS
     )
@@ -93,7 +95,8 @@ def test_false_alarms_above_target_are_rejected(champion: Model, held_out: HeldO
         alarms = int(np.sum(model.score(held_out.healthy) > model.threshold))
         verdict = "within" if expected else "above"
         assert decision.reasons[1].startswith(f"false alarms {verdict} target: {alarms} of 400")
-        assert decision.reasons[2] == "no champion to compare with"
+        assert decision.reasons[2].startswith(f"estimated false-alarm rate {verdict} target")
+        assert decision.reasons[3] == "no champion to compare with"
 
 
 def test_a_model_that_does_not_fit_the_devices_is_rejected(
@@ -140,14 +143,23 @@ def test_scores_summarise_auc_and_detection(champion: Model, held_out: HeldOut) 
     assert scores.detected()["fault"] == float(np.mean(scores.faulty["fault"] > champion.threshold))
 
 
-def test_too_few_calibration_windows_are_noted(champion: Model, held_out: HeldOut) -> None:
+def test_too_few_calibration_windows_are_noted_with_how_many_more(
+    champion: Model, held_out: HeldOut
+) -> None:
     candidate = fresh(1, held_out, share_above=0.0)
     common = {"false_alarm_rate": 0.005, "auc_margin": 0.005, "limits": LIMITS}
-    noted = decide(candidate, champion, held_out, calibration_windows=199, **common)
-    assert noted.reasons[2] == (
-        "note: 199 calibration windows cannot resolve a 0.50% target (it takes at least 200); "
-        "more healthy data gives a threshold that meets it"
+    few = tail_threshold(np.random.default_rng(3).exponential(1.0, 600), 0.005)
+    noted = decide(candidate, champion, held_out, tail=few, seconds_per_window=0.05, **common)
+    assert noted.reasons[3] == (
+        "note: the threshold extends the tail of 600 calibration windows beyond what they "
+        "show; the sample alone resolves a 0.50% target from 2,000 windows (10 expected "
+        "above it): 1,400 more, about 70 s more healthy data"
     )
     assert noted.promote == decide(candidate, champion, held_out, **common).promote
-    plenty = decide(candidate, champion, held_out, calibration_windows=200, **common)
-    assert not any(reason.startswith("note:") for reason in plenty.reasons)
+    plenty = tail_threshold(np.random.default_rng(3).exponential(1.0, 2000), 0.005)
+    quiet = decide(candidate, champion, held_out, tail=plenty, **common)
+    assert not any(reason.startswith("note:") for reason in quiet.reasons)
+    fallback = tail_threshold(np.arange(15.0), 0.005)  # 10 % of 15 is too few to fit
+    assert fallback.method == "empirical"
+    noted = decide(candidate, champion, held_out, tail=fallback, **common)
+    assert noted.reasons[3] == f"note: {fallback.note}"

@@ -1,14 +1,16 @@
 """Training and evaluating on the real CWRU recordings, through the command line.
 
-Trained on the first 60 % of the healthy recording and judged on the rest of it and on the
-three fault recordings, both on raw windows and on amplitude-normalised ones (each window
-divided by its own RMS, so that the spectral shape has to carry the decision).
+Trained on the healthy recording up to a split point and judged on the rest of it (from
+0.1 s after the split) and on the three fault recordings, at every split point from 2.0 s
+to 3.5 s, both on raw windows and on amplitude-normalised ones (each window divided by
+its own RMS, so that the spectral shape has to carry the decision).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +29,8 @@ from vibewatch.train.gate import HeldOut, Scores
 from vibewatch.train.job import TrainSettings, detector_scores, train
 
 CWRU = Path(__file__).resolve().parents[1] / "data" / "cwru"
-SPLIT_S = 3.05  # 60 % of the 5.08 s healthy recording
+SPLITS_S = (2.0, 2.5, 3.0, 3.5)  # of the 5.08 s healthy recording
+SPLIT_S = 3.0  # the split the other tests use
 HEALTHY = f"{CWRU}/normal_0_97.mat@*_DE_time"
 FAULTY = [
     f"{CWRU}/48k_Drive_End_IR007_0_109.mat@*_DE_time",
@@ -54,37 +57,64 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module", params=[[], ["--normalise", "rms"]], ids=["raw", "rms"])
-def trained(request: pytest.FixtureRequest, home: Path) -> tuple[Path, list[str], dict[str, Any]]:
-    options: list[str] = request.param
-    out = home / f"out-{len(options)}"
-    result = run(
-        home,
-        "train",
-        "--recordings",
-        f"{HEALTHY}:0-{SPLIT_S}",
-        *repeated("--faulty", FAULTY),
-        *COMMON,
-        *options,
-        "--out",
-        str(out),
-        "--json",
-    )
-    assert result.exit_code == 0, result.output
-    return out, options, json.loads(result.stdout)
+Trained = tuple[Path, list[str], dict[str, Any]]
+NORMALISE = {"raw": [], "rms": ["--normalise", "rms"]}
 
 
-def test_int8_model_detects_every_fault_with_few_false_alarms(
-    home: Path, trained: tuple[Path, list[str], dict[str, Any]]
+def trainer(home: Path) -> Callable[[float, str], Trained]:
+    """Trains on ``[0, split)`` (``raw`` or ``rms`` windows) into ``home``'s registry,
+    once for each."""
+    done: dict[tuple[float, str], Trained] = {}
+
+    def trained(split: float, normalise: str) -> Trained:
+        if (split, normalise) not in done:
+            options = NORMALISE[normalise]
+            out = home / f"out-{split}-{normalise}"
+            result = run(
+                home,
+                "train",
+                "--recordings",
+                f"{HEALTHY}:0-{split}",
+                *repeated("--faulty", FAULTY),
+                *COMMON,
+                *options,
+                "--out",
+                str(out),
+                "--json",
+            )
+            assert result.exit_code == 0, result.output
+            done[(split, normalise)] = (out, options, json.loads(result.stdout))
+        return done[(split, normalise)]
+
+    return trained
+
+
+@pytest.fixture(scope="module")
+def train_at(tmp_path_factory: pytest.TempPathFactory) -> Callable[[float, str], Trained]:
+    """A trainer with a home of its own (its models do not replace the other tests')."""
+    home = tmp_path_factory.mktemp("splits")
+    assert run(home, "keys", "generate").exit_code == 0
+    return trainer(home)
+
+
+@pytest.fixture(scope="module", params=list(NORMALISE))
+def trained(request: pytest.FixtureRequest, home: Path) -> Trained:
+    return trainer(home)(SPLIT_S, request.param)
+
+
+@pytest.mark.parametrize("normalise", list(NORMALISE))
+@pytest.mark.parametrize("split", SPLITS_S)
+def test_at_every_split_few_false_alarms_and_every_fault_detected(
+    train_at: Callable[[float, str], Trained], split: float, normalise: str
 ) -> None:
-    out, options, _ = trained
+    out, options, _ = train_at(split, normalise)
     result = run(
-        home,
+        out.parent,  # the trainer's home
         "evaluate",
         "--model",
         str(out / "package"),
         "--healthy",
-        f"{HEALTHY}:{SPLIT_S}-",
+        f"{HEALTHY}:{split + 0.1}-",
         *repeated("--faulty", FAULTY),
         *COMMON,
         "--json",
@@ -93,8 +123,8 @@ def test_int8_model_detects_every_fault_with_few_false_alarms(
     report = json.loads(result.stdout)
     # The package remembers the normalisation it was trained with.
     assert report["normalise"] == ("rms" if options else None)
-    assert report["healthy_windows"] > 300
-    assert report["far"] <= 0.02
+    assert report["healthy_windows"] > 250
+    assert report["far"] <= 0.02, report
     assert [f["path"] for f in report["files"]] == FAULTY
     for row in report["files"]:
         assert row["auc"] >= 0.99, row
@@ -102,7 +132,7 @@ def test_int8_model_detects_every_fault_with_few_false_alarms(
 
 
 def test_float_and_int8_auc_agree_on_held_out_data(
-    trained: tuple[Path, list[str], dict[str, Any]],
+    trained: Trained,
 ) -> None:
     _, _, summary = trained
     assert set(summary["auc"]) == set(FAULTY)
@@ -132,9 +162,7 @@ def test_float_and_int8_auc_agree_on_the_rest_of_the_recording(
         assert abs(floats[name] - int8[name]) <= 0.01
 
 
-def test_package_golden_vectors_reproduce_on_the_c_engine(
-    home: Path, trained: tuple[Path, list[str], dict[str, Any]]
-) -> None:
+def test_package_golden_vectors_reproduce_on_the_c_engine(home: Path, trained: Trained) -> None:
     out, _, summary = trained
     package = verify_package(out / "package", load_public_key(home / "keys/model-signing.pub"))
     engine = Model(package.vwm)
@@ -155,9 +183,7 @@ def test_package_golden_vectors_reproduce_on_the_c_engine(
     assert (out / "MODEL_CARD.md").is_file()
 
 
-def test_registry_keeps_both_and_the_gate_compares_them(
-    home: Path, trained: tuple[Path, list[str], dict[str, Any]]
-) -> None:
+def test_registry_keeps_both_and_the_gate_compares_them(home: Path, trained: Trained) -> None:
     _, _, summary = trained
     assert summary["version"] >= 2
     listing = json.loads(run(home, "models", "list", "--json").stdout)
@@ -168,9 +194,7 @@ def test_registry_keeps_both_and_the_gate_compares_them(
         assert any(line.startswith("AUC on ") for line in summary["gate"])
 
 
-def test_evaluate_refuses_a_tampered_package(
-    home: Path, trained: tuple[Path, list[str], dict[str, Any]], tmp_path: Path
-) -> None:
+def test_evaluate_refuses_a_tampered_package(home: Path, trained: Trained, tmp_path: Path) -> None:
     out, _, _ = trained
     copy = tmp_path / "package"
     copy.mkdir()

@@ -18,6 +18,7 @@ import numpy as np
 
 from vibewatch.train.gate import Scores
 from vibewatch.train.metrics import roc
+from vibewatch.train.tail import CONFIDENCE, TailEstimate
 
 CARD = "MODEL_CARD.md"
 PLOTS = ("scores.png", "roc.png", "loss.png")
@@ -38,7 +39,7 @@ def _save(fig: Any, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def _plot_scores(scores: Scores, path: Path) -> None:
+def _plot_scores(scores: Scores, path: Path, tail: TailEstimate | None) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     sets = {"held-out healthy": scores.healthy, **scores.faulty}
@@ -52,7 +53,16 @@ def _plot_scores(scores: Scores, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("int8 anomaly score")
     ax.set_ylabel("windows")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left")
+    if tail is not None and tail.method == "pot":
+        # the fitted tail of the calibration scores: share of healthy windows above x
+        right = ax.twinx()
+        xs = np.geomspace(max(tail.u, low), max(bins[-1], tail.threshold * 2), 200)
+        right.plot(xs, tail.survival(xs), color="grey", linewidth=1.0, label="fitted tail")
+        right.axhline(tail.target, color="grey", linestyle=":", linewidth=1.0, label="target")
+        right.set_yscale("log")
+        right.set_ylabel("share of healthy windows above (fitted tail)")
+        right.legend(fontsize="small", loc="upper right")
     _save(fig, path)
 
 
@@ -108,10 +118,11 @@ def write_card(
 ) -> Path:
     """Write ``MODEL_CARD.md`` and its plots into ``out_dir``; returns the card's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _plot_scores(scores, out_dir / PLOTS[0])
+    m = manifest["metrics"]
+    tail = TailEstimate(**m["tail"]) if "tail" in m else None
+    _plot_scores(scores, out_dir / PLOTS[0], tail)
     _plot_roc(scores, out_dir / PLOTS[1])
     _plot_loss(history, out_dir / PLOTS[2])
-    m = manifest["metrics"]
     spec = manifest["feature_spec"]
     files = manifest["files"]
     faulty = sorted(m["auc"])
@@ -160,6 +171,7 @@ def write_card(
         f"{m['training']['calibration_windows']} calibrated the threshold, "
         f"{m['held_out_healthy_windows']} held out; {m['training']['epochs_run']} epochs.",
         "",
+        *_tail_lines(tail),
         "## Results on held-out data",
         "",
         f"False-alarm rate at the threshold: **{_pct(m['far'])}** "
@@ -202,3 +214,23 @@ def write_card(
     path = out_dir / CARD
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _tail_lines(tail: TailEstimate | None) -> list[str]:
+    """How the threshold was set, for the card."""
+    if tail is None:
+        return []
+    if tail.method != "pot":
+        return [
+            f"Threshold: the empirical quantile of {tail.n} calibration scores: {tail.note}.",
+            "",
+        ]
+    fit = f"Kolmogorov-Smirnov p = {tail.fit_p:.2f}" if tail.fit_p is not None else "not tested"
+    return [
+        f"Threshold: the score healthy windows exceed with probability {_pct(tail.target)}, "
+        f"from a generalised Pareto fit to the {tail.excesses} highest of {tail.n} "
+        f"calibration scores above {_num(tail.u)} (shape {tail.gamma:.3f}, taken as "
+        f"{max(tail.gamma, 0.0):.3f}; scale {_num(tail.sigma)}, its upper "
+        f"{CONFIDENCE:.0%} bound; {fit}). The score plot shows the fitted tail.",
+        "",
+    ]

@@ -9,10 +9,12 @@ Every detector follows one contract (checked by one conformance suite):
   (``threshold_``) are learned in ``fit`` and belong to the detector;
 * the same ``random_state`` gives the same fit.
 
-``fit`` keeps the newest ``calibration_fraction`` of the rows out of training and sets the
-threshold on their scores for the target ``false_alarm_rate``
-(:func:`~vibewatch.train.metrics.calibrate_threshold`). Scores are higher for more anomalous
-windows; a window is anomalous when its score is above the threshold.
+``fit`` keeps the newest ``calibration_fraction`` of the rows (half, by default) out of
+training and sets the threshold on their scores for the target ``false_alarm_rate`` from
+the fitted upper tail (:func:`~vibewatch.train.tail.tail_threshold`): the threshold meets
+windows recorded after those the detector learned from, as on a device, and
+``docs/training.md`` says why. Scores are higher for more anomalous windows; a window is
+anomalous when its score is above the threshold.
 
 Implementations: :class:`AutoencoderDetector` (the model the devices run; Keras, exported
 to int8 by :mod:`vibewatch.train.export`), and two baselines, :class:`PCADetector` and
@@ -32,7 +34,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
 from vibewatch.errors import DataError
-from vibewatch.train.metrics import calibrate_threshold
+from vibewatch.train.tail import TailEstimate, tail_threshold
 
 #: Progress of a fit: ``(steps done, steps in total)``.
 Progress = Callable[[int, int], None]
@@ -81,6 +83,7 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
         std_: Per-feature scale of the normalisation: the standard deviation of the
             training rows (floored, > 0), which a detector may refine.
         threshold_: Score threshold for ``false_alarm_rate``.
+        tail_: How the threshold was estimated.
         calibration_scores_: Scores of the held-out calibration rows.
     """
 
@@ -92,6 +95,7 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
     mean_: npt.NDArray[np.float64]
     std_: npt.NDArray[np.float64]
     threshold_: float
+    tail_: TailEstimate
     calibration_scores_: Array
 
     def split(self, values: npt.ArrayLike) -> tuple[Array, Array]:
@@ -126,7 +130,8 @@ class Detector(BaseEstimator, ABC):  # type: ignore[misc]
         self.std_ = np.maximum(std, floor)
         self._fit_normalised(self.normalise(fit_rows), progress or (lambda done, total: None))
         self.calibration_scores_ = self.anomaly_score(calibration_rows)
-        self.threshold_ = calibrate_threshold(self.calibration_scores_, self.false_alarm_rate)
+        self.tail_ = tail_threshold(self.calibration_scores_, self.false_alarm_rate)
+        self.threshold_ = self.tail_.threshold
         return self
 
     def normalise(self, values: npt.ArrayLike) -> Array:
@@ -203,7 +208,7 @@ class AutoencoderDetector(Detector):
         validation_fraction: float = 0.15,
         residual_weighting: bool = True,
         false_alarm_rate: float = 0.005,
-        calibration_fraction: float = 0.2,
+        calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.hidden = hidden
@@ -303,7 +308,7 @@ class PCADetector(Detector):
         *,
         n_components: int = 8,
         false_alarm_rate: float = 0.005,
-        calibration_fraction: float = 0.2,
+        calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -330,7 +335,7 @@ class IsolationForestDetector(Detector):
         *,
         n_estimators: int = 200,
         false_alarm_rate: float = 0.005,
-        calibration_fraction: float = 0.2,
+        calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators

@@ -5,8 +5,9 @@
 2. :func:`vibewatch.edge.convert` turns it into a ``.vwm`` blob with the normalisation
    folded into the input quantisation.
 3. The held-out calibration rows are scored by the C engine (``vibewatch.edge.Model``), and
-   the threshold is set again on those int8 scores: the device decides with them, so its
-   threshold must come from them, not from the float model.
+   the threshold is set again on those int8 scores, from their fitted upper tail
+   (:mod:`vibewatch.train.tail`): the device decides with them, so its threshold must
+   come from them, not from the float model.
 4. The blob is written again with that threshold and with golden vectors: quantised inputs
    whose exact outputs and scores the engine records and the device must reproduce before
    it activates the model.
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from vibewatch.edge import FeatureSpec, Model, convert
 from vibewatch.edge.tf_export import to_int8_tflite
 from vibewatch.train.detectors import AutoencoderDetector
-from vibewatch.train.metrics import calibrate_threshold
+from vibewatch.train.tail import TailEstimate, tail_threshold
 
 #: Rows of the training data the TF Lite converter calibrates activation ranges on.
 REPRESENTATIVE_ROWS = 512
@@ -38,6 +39,7 @@ class Int8Model:
         tflite: Full-integer int8 ``.tflite``.
         vwm: The ``.vwm`` blob, with the int8 threshold and golden vectors.
         threshold: The score threshold calibrated on int8 scores.
+        tail: How it was estimated from them.
         engine: The blob bound to the C engine (scores exactly as the device).
         golden_inputs: The quantised inputs of the golden vectors in the blob.
     """
@@ -45,6 +47,7 @@ class Int8Model:
     tflite: bytes
     vwm: bytes
     threshold: float
+    tail: TailEstimate
     engine: Model
     golden_inputs: npt.NDArray[np.int8]
 
@@ -85,11 +88,17 @@ def export_int8(
         )
 
     draft = Model(blob(detector.threshold_, np.zeros((0, spec.n_features), np.int8)))
-    threshold = calibrate_threshold(draft.score(calibration), detector.false_alarm_rate)
+    tail = tail_threshold(draft.score(calibration), detector.false_alarm_rate)
+    threshold = tail.threshold
     n = spec.n_features
     edges = np.array([np.full(n, -128), np.full(n, 127), np.zeros(n)], dtype=np.int8)
     golden = np.concatenate([draft.quantize(calibration[: GOLDEN_ROWS - len(edges)]), edges])
     vwm = blob(threshold, golden)
     return Int8Model(
-        tflite=tflite, vwm=vwm, threshold=threshold, engine=Model(vwm), golden_inputs=golden
+        tflite=tflite,
+        vwm=vwm,
+        threshold=threshold,
+        tail=tail,
+        engine=Model(vwm),
+        golden_inputs=golden,
     )

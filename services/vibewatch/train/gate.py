@@ -9,7 +9,10 @@ data and with int8 scores from the C engine, as the devices compute them:
 2. **False alarms within target**: the share of held-out healthy windows above the
    candidate's own threshold is not significantly above the target rate: at most the
    95th percentile of the count a model with exactly the target rate would raise
-   (binomial), so a few hundred windows do not fail a well-calibrated model by chance.
+   (binomial), so a few hundred windows do not fail a well-calibrated model by chance;
+   and the rate the fitted tail of those held-out scores estimates
+   (:func:`~vibewatch.train.tail.exceedance`, the estimate the threshold came from) is
+   within the same allowance, which a few hundred windows cannot show by counting.
 3. **Not worse than the champion**: for every faulty set, the candidate's AUC is at most
    ``auc_margin`` below the champion's. With no faulty data, AUC cannot be measured and the
    gate says so; with no champion, or a champion of another feature spec, there is nothing
@@ -28,6 +31,7 @@ from scipy.stats import binom
 
 from vibewatch.edge import Model
 from vibewatch.train.metrics import alarm_rate, auc
+from vibewatch.train.tail import MIN_EXCESSES, TailEstimate, exceedance
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,14 +145,16 @@ def decide(
     false_alarm_rate: float,
     auc_margin: float,
     limits: DeviceLimits,
-    calibration_windows: int | None = None,
+    tail: TailEstimate | None = None,
+    seconds_per_window: float | None = None,
 ) -> Decision:
     """Judge ``candidate`` against ``champion`` on ``data`` (see the module docstring).
 
-    ``calibration_windows``, the number of windows the candidate's threshold was calibrated
-    on, only adds a note when they are too few to resolve the target: the threshold is then
-    the largest of them, and about one healthy window in ``calibration_windows + 1`` lies
-    above it.
+    ``tail``, how the candidate's threshold was estimated, only adds notes: that the
+    estimate fell back to the empirical quantile, and when its calibration windows are
+    too few for the sample alone to resolve the target, how many more it takes (and,
+    with ``seconds_per_window``, the seconds of healthy recording one calibration window
+    stands for, how much more healthy data that is).
     """
     reasons: list[str] = []
     ok = True
@@ -173,14 +179,16 @@ def decide(
         f"allows up to {allowed}"
     )
 
-    needed = math.ceil(1 / false_alarm_rate)
-    if calibration_windows is not None and calibration_windows < needed:
-        reasons.append(
-            f"note: {calibration_windows} calibration windows cannot resolve a "
-            f"{false_alarm_rate:.2%} target (it takes at least {needed}); more healthy data "
-            "gives a threshold that meets it"
-        )
-
+    estimated = exceedance(mine.healthy, mine.threshold)
+    limit = allowed / n if n else 0.0
+    ok &= estimated <= limit
+    reasons.append(
+        f"estimated false-alarm rate {'within' if estimated <= limit else 'above'} target: "
+        f"{estimated:.3%} of healthy windows above the threshold by the tail of the held-out "
+        f"scores (allowed {limit:.3%})"
+    )
+    if tail is not None:
+        reasons += _data_notes(tail, seconds_per_window)
     if not data.faulty:
         reasons.append("AUC not compared: no faulty data in the held-out set")
     elif champion is None:
@@ -201,3 +209,23 @@ def decide(
                 f"{auc_margin:g})"
             )
     return Decision(ok, tuple(reasons))
+
+
+def _data_notes(tail: TailEstimate, seconds_per_window: float | None) -> list[str]:
+    notes = []
+    if tail.method != "pot":
+        notes.append(f"note: {tail.note}")
+    needed = math.ceil(MIN_EXCESSES / tail.target)
+    if tail.n < needed:
+        more = needed - tail.n
+        data = (
+            f", about {more * seconds_per_window:,.0f} s more healthy data"
+            if seconds_per_window
+            else ""
+        )
+        notes.append(
+            f"note: the threshold extends the tail of {tail.n} calibration windows beyond "
+            f"what they show; the sample alone resolves a {tail.target:.2%} target from "
+            f"{needed:,} windows ({MIN_EXCESSES} expected above it): {more:,} more{data}"
+        )
+    return notes

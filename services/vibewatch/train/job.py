@@ -45,6 +45,7 @@ from vibewatch.train.detectors import (
 )
 from vibewatch.train.export import export_int8
 from vibewatch.train.gate import Decision, DeviceLimits, HeldOut, Scores, decide
+from vibewatch.train.tail import TailEstimate
 
 #: Opens a phase: called with its name, returns the phase's progress callback.
 Phases = Callable[[str], Progress]
@@ -124,6 +125,9 @@ class TrainedModel:
         float_scores: Float scores of the same rows (healthy, then each faulty set).
         metrics: The manifest's ``metrics``.
         detector: The fitted float autoencoder (its ``history_`` holds the loss per epoch).
+        tail: How the int8 threshold was estimated.
+        seconds_per_calibration_window: Seconds of healthy recording that one calibration
+            window stands for (None: the source does not say).
     """
 
     package: ModelPackage
@@ -133,6 +137,8 @@ class TrainedModel:
     float_scores: Scores
     metrics: dict[str, Any]
     detector: AutoencoderDetector
+    tail: TailEstimate
+    seconds_per_calibration_window: float | None = None
 
 
 def split_held_out(
@@ -233,6 +239,7 @@ def train(
         "far": int8_scores.far,
         "far_float": float_scores.far,
         "threshold_float": detector.threshold_,
+        "tail": int8.tail.as_json(),
         "detected": int8_scores.detected(),
         **_auc_summary(int8_scores),
         "auc_float": float_scores.auc(),
@@ -264,6 +271,7 @@ def train(
         private_key=private_key,
     )
     step(1, 1)
+    per = _recorded_seconds(data.source)
     return TrainedModel(
         package=package,
         engine=engine,
@@ -272,7 +280,21 @@ def train(
         float_scores=float_scores,
         metrics=metrics,
         detector=detector,
+        tail=int8.tail,
+        seconds_per_calibration_window=None
+        if per is None
+        else per * len(data.healthy) / len(calibration_rows),
     )
+
+
+def _recorded_seconds(source: Mapping[str, Any]) -> float | None:
+    """Seconds of recording per window of a source of recordings (None: another source)."""
+    entries = source.get("recordings") if source.get("source") == "recordings" else None
+    if not entries:
+        return None
+    windows = sum(int(e["windows"]) for e in entries)
+    seconds = sum(int(e["windows"]) * int(e["hop"]) / int(e["sample_rate_hz"]) for e in entries)
+    return seconds / windows if windows else None
 
 
 def register(
@@ -292,7 +314,8 @@ def register(
         false_alarm_rate=settings.false_alarm_rate,
         auc_margin=settings.auc_margin,
         limits=settings.limits,
-        calibration_windows=trained.metrics["training"]["calibration_windows"],
+        tail=trained.tail,
+        seconds_per_window=trained.seconds_per_calibration_window,
     )
     reason = "; ".join(decision.reasons)
     if decision.promote:
