@@ -129,6 +129,12 @@ def test_at_every_split_few_false_alarms_and_every_fault_detected(
     for row in report["files"]:
         assert row["auc"] >= 0.99, row
         assert row["detected"] >= 0.95, row
+        # the device layer pages once per fault recording, within its first windows
+        assert row["events"] == 1 and row["first_event_s"] <= 0.2, row
+    events = report["events"]
+    assert (events["k"], events["n"], events["m"]) == (3, 5, 5)  # the firmware's
+    assert events["false_events"] == 0, events  # the healthy rest of the recording: quiet
+    assert events["healthy_seconds"] > 1.4  # [s + 0.1, 5.08): at least 1.48 s
 
 
 def test_float_and_int8_auc_agree_on_held_out_data(
@@ -206,6 +212,21 @@ def test_evaluate_refuses_a_tampered_package(home: Path, trained: Trained, tmp_p
     result = run(home, "evaluate", "--model", str(copy), "--healthy", HEALTHY, *COMMON)
     assert result.exit_code == 2
     assert "model.vwm" in result.output and "sha256" in result.output
+
+
+def test_evaluate_takes_the_device_settings_and_refuses_impossible_ones(
+    home: Path, trained: Trained
+) -> None:
+    out, _, _ = trained
+    args = ["evaluate", "--model", str(out / "package"), "--healthy", f"{HEALTHY}:4-", *COMMON]
+    strict = run(home, *args, *repeated("--faulty", FAULTY[:1]), "--k", "5", "--json")
+    assert strict.exit_code == 0, strict.output
+    report = json.loads(strict.stdout)
+    assert (report["events"]["k"], report["events"]["n"]) == (5, 5)
+    assert report["files"][0]["first_event_s"] == pytest.approx(5 * 1024 / 48_000)
+    impossible = run(home, *args, "--k", "6")
+    assert impossible.exit_code == 2
+    assert "--k 6 is more than --n 5: no anomaly could ever start" in impossible.output
 
 
 def test_too_few_healthy_windows_are_refused_with_the_count(home: Path, tmp_path: Path) -> None:

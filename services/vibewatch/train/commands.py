@@ -474,6 +474,40 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            metavar="K",
+            min=1,
+            max=32,
+            help="Windows at or above the threshold, of the last --n, that start an anomaly "
+            "event \\[default: the firmware's, 3].",
+            show_default=False,
+        ),
+    ] = None,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n",
+            metavar="N",
+            min=1,
+            max=32,
+            help="Windows the device looks back over \\[default: the firmware's, 5].",
+            show_default=False,
+        ),
+    ] = None,
+    m: Annotated[
+        int | None,
+        typer.Option(
+            "--m",
+            metavar="M",
+            min=1,
+            help="Consecutive quiet windows that end an anomaly event \\[default: the "
+            "firmware's, 5].",
+            show_default=False,
+        ),
+    ] = None,
     public: PublicOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -482,12 +516,18 @@ def evaluate_command(
 
     Prints the false-alarm rate on the healthy windows at the shipped threshold and, per
     faulty recording, the AUC against the healthy windows and the share of its windows
-    detected. The package's signature and hashes are checked first.
+    detected. Then the anomaly events the firmware's device layer raises, running the
+    model on each recording's windows back to back (K of N windows start one, M quiet
+    windows end it): false events on the healthy recordings (and per hour), and per
+    faulty recording its events and the seconds from its first window to the first
+    event. The package's signature and hashes are checked first.
     """
     from vibewatch.edge import Model
+    from vibewatch.edge.device import DeviceSettings
     from vibewatch.models.keys import load_public_key
     from vibewatch.models.package import verify_package
     from vibewatch.train import sources
+    from vibewatch.train.events import RecordingEvents, recording_events
     from vibewatch.train.job import evaluate
 
     key_path = public_key_path(public, config)
@@ -505,7 +545,35 @@ def evaluate_command(
         options: dict[str, Any] = {"sample_rate_hz": sample_rate, "hop": hop, "normalise": norm}
         good = sources.from_recordings(healthy, spec=engine.spec, **options).healthy
         bad = sources.faulty_recordings(faulty or [], engine.spec, **options)
+        given = {"k": k, "n": n, "m": m}
+        device = DeviceSettings(**{key: v for key, v in given.items() if v is not None})
+        if device.k > device.n:
+            fail(f"--k {device.k} is more than --n {device.n}: no anomaly could ever start", 2)
+
+        def events_of(text: str) -> list[RecordingEvents]:
+            return recording_events(
+                package.vwm, text, sample_rate_hz=sample_rate, normalise=norm, settings=device
+            )
+
+        calm = [e for text in healthy for e in events_of(text)]
+        sick = {text: events_of(text) for text in faulty or []}
     result = {"model": str(model), "normalise": norm, **evaluate(engine, good, bad)}
+    seconds = sum(e.seconds for e in calm)
+    false_events = sum(e.events for e in calm)
+    result["events"] = {
+        "k": device.k,
+        "n": device.n,
+        "m": device.m,
+        "healthy": [e.as_json() for e in calm],
+        "false_events": false_events,
+        "healthy_seconds": seconds,
+        "false_events_per_hour": false_events * 3600 / seconds if seconds else None,
+    }
+    for row in result["files"]:
+        found = sick[row["path"]]
+        firsts = [e.starts_s[0] for e in found if e.starts_s]
+        row["events"] = sum(e.events for e in found)
+        row["first_event_s"] = min(firsts) if firsts else None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -518,3 +586,12 @@ def evaluate_command(
             f"  {row['path']}: AUC {row['auc']:.4f}, detected {row['detected']:.1%} "
             f"of {row['windows']} windows"
         )
+    typer.echo(
+        f"anomaly events ({device.k} of {device.n} windows start one, {device.m} quiet end "
+        f"it): {false_events} "
+        f"on {seconds:.1f} s of healthy recording"
+    )
+    for row in result["files"]:
+        first = row["first_event_s"]
+        when = f", the first {first:.3f} s after its start" if first is not None else ""
+        typer.echo(f"  {row['path']}: {row['events']} events{when}")

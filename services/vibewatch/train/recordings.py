@@ -270,6 +270,37 @@ def channel_features(
     return out
 
 
+def device_windows(
+    text: str,
+    spec: FeatureSpec,
+    *,
+    sample_rate_hz: int | None = None,
+    normalise: Normalise | None = None,
+) -> list[tuple[str, npt.NDArray[np.floating[Any]]]]:
+    """Each channel's samples as a sensor delivers them: windows of ``spec.window``,
+    one after another without overlap (divided by their RMS with ``normalise="rms"``).
+
+    Returns:
+        ``(PATH@CHANNEL, windows [n, spec.window])`` per selected channel.
+
+    Raises:
+        DataError: As :func:`channel_features` for the same recording.
+    """
+    _check_options(spec, spec.window, normalise)
+    out = []
+    for recording in load_recording(text, sample_rate_hz):
+        if recording.sample_rate_hz != spec.sample_rate_hz:
+            raise DataError(
+                f"{recording.name}: sample rate {recording.sample_rate_hz} Hz differs from "
+                f"the model's {spec.sample_rate_hz} Hz"
+            )
+        windows = sample_windows(recording.samples, spec.window, spec.window)
+        if normalise == "rms" and len(windows):
+            windows = _rms_normalised(windows, recording, spec.window, 0)
+        out.append((recording.name, windows))
+    return out
+
+
 def recording_features(
     ref: RecordingRef | str,
     spec: FeatureSpec,
