@@ -57,12 +57,14 @@ def _plot_scores(scores: Scores, path: Path, tail: TailEstimate | None) -> None:
     if tail is not None and tail.method == "pot":
         # the fitted tail of the calibration scores: share of healthy windows above x
         right = ax.twinx()
-        xs = np.geomspace(max(tail.u, low), max(bins[-1], tail.threshold * 2), 200)
+        xs = np.geomspace(max(tail.u, low), max(bins[-1], tail.threshold * 2), 400)
+        xs = xs[tail.survival(xs) >= tail.target / 100]
         right.plot(xs, tail.survival(xs), color="grey", linewidth=1.0, label="fitted tail")
         right.axhline(tail.target, color="grey", linestyle=":", linewidth=1.0, label="target")
         right.set_yscale("log")
+        right.set_ylim(tail.target / 100, 1.0)  # from the tail's start to past the target
         right.set_ylabel("share of healthy windows above (fitted tail)")
-        right.legend(fontsize="small", loc="upper right")
+        right.legend(fontsize="small", loc="center right")
     _save(fig, path)
 
 
