@@ -5,32 +5,21 @@ config file of the alerts process."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 from vibewatch.alerts.model import Alert, webhook_body
 from vibewatch.config import load_config
 from vibewatch.protocol import AnomalyEvent, EventKind, Kind, Limits, decode_message, parse_topic
 from vibewatch.testing.webhooks import Received
 
-ALERTS_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "alerts.py"
+from .benchmarks import load_benchmark
+
 T0_NS = 1_760_000_000_000_000_000
 
 
-def _load() -> ModuleType:
-    sys.path.insert(0, str(ALERTS_BENCH.parent))  # its sibling modules, as when run as a script
-    spec = importlib.util.spec_from_file_location("bench_alerts", ALERTS_BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("alerts")
 
 
 def test_the_events_are_anomaly_starts_in_the_wire_format() -> None:

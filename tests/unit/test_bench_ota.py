@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -23,20 +21,9 @@ from vibewatch.protocol import OtaChunk, OtaState
 from vibewatch.sim.fleet import Fleet
 from vibewatch.sim.scenario import Scenario
 
-OTA_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "ota.py"
+from .benchmarks import load_benchmark
 
-
-def _load() -> ModuleType:
-    sys.path.insert(0, str(OTA_BENCH.parent))  # its sibling modules, as when run as a script
-    spec = importlib.util.spec_from_file_location("bench_ota", OTA_BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("ota")
 FACTORY = FACTORY_MODEL.read_bytes()
 
 

@@ -3,31 +3,16 @@ window numbers, the held clock, CPU time from ``/proc`` and the uplink figures."
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from vibewatch.protocol import Features, FeatureVector, Reading, Telemetry
 
-SIM_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "sim.py"
+from .benchmarks import load_benchmark
 
-
-def _load() -> ModuleType:
-    sys.path.insert(0, str(SIM_BENCH.parent))  # its sibling modules, as when run as a script
-    spec = importlib.util.spec_from_file_location("bench_sim", SIM_BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("sim")
 
 
 def test_publish_packet_bytes_is_the_whole_mqtt5_publish_at_qos1() -> None:
