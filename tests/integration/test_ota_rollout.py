@@ -89,6 +89,7 @@ class Fleet:
         )
         self.db = open_state_db(home / "state.db")
         self.store = RolloutStore(self.db)
+        self.closed = False
         self.simulation.start()
         deadline = time.monotonic() + 20
         while len(self.store.devices()) < scenario.devices:  # a lost birth goes again
@@ -122,35 +123,60 @@ class Fleet:
         return json.loads(shown.stdout)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self.simulation.close()
-        self.db.close()
+        """Stop the devices (again: nothing)."""
+        if not self.closed:
+            self.closed = True
+            self.simulation.close()
+            self.db.close()
+
+
+@pytest.fixture
+def start_fleet(
+    home: Path,
+    env: dict[str, str],
+    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+) -> Iterator[Callable[..., Fleet]]:
+    """Starts a scenario's devices, trusting the home's signing key unless given another;
+    they stop after the test."""
+    started: list[Fleet] = []
+
+    def start(scenario: Scenario, key: Ed25519PublicKey | None = None) -> Fleet:
+        trusted = key or load_public_key(home / "keys" / "model-signing.pub")
+        started.append(Fleet(home, env, manual_simulation, scenario, trusted))
+        return started[-1]
+
+    yield start
+    for fleet in started:
+        fleet.close()
+
+
+def deploy(env: dict[str, str], *args: str) -> str:
+    """``vibewatch ota deploy ARGS``, which must succeed; what it printed."""
+    done = vibewatch(env, "ota", "deploy", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
-    home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
-    key = load_public_key(home / "keys" / "model-signing.pub")
     scenario = Scenario(devices=20, seed=8, link=LinkPlan(loss=0.05, duplicate=0.05))
-    fleet = Fleet(home, env, manual_simulation, scenario, key)
-    try:
-        refused = vibewatch(env, "ota", "deploy", "vibewatch-ae", "1", "--all")
-        assert refused.returncode == 2
-        assert "version 1 is not above what the targets run (sim-0001 runs" in refused.stderr
-        unknown = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--devices", "nobody")
-        assert unknown.returncode == 2 and "unknown devices" in unknown.stderr
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
-            "--waves", "50%,100%", "--timeout", "10m", "--json",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        created = json.loads(done.stdout)
-        assert created["rollout"] == "rollout-1" and created["waves"] == 3
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
+    fleet = start_fleet(scenario)
+    refused = vibewatch(env, "ota", "deploy", "vibewatch-ae", "1", "--all")
+    assert refused.returncode == 2
+    assert "version 1 is not above what the targets run (sim-0001 runs" in refused.stderr
+    unknown = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--devices", "nobody")
+    assert unknown.returncode == 2 and "unknown devices" in unknown.stderr
+    done = deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "2",
+        "--waves", "50%,100%", "--timeout", "10m", "--json",
+    )  # fmt: skip
+    created = json.loads(done)
+    assert created["rollout"] == "rollout-1" and created["waves"] == 3
+    final = fleet.run("rollout-1")
+    fleet.close()
     assert final["phase"] == "completed" and final["converged"] is True, final
     assert final["counts"] == {"confirmed": 20}
     for device in fleet.simulation.fleet.devices.values():
@@ -167,25 +193,21 @@ def test_a_rollout_goes_wave_after_wave_until_every_device_runs_the_new_model(
 
 
 def test_a_canary_that_refuses_the_package_aborts_the_rollout(
-    home: Path,
     env: dict[str, str],
     mosquitto: LocalMosquitto,
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     # the fleet trusts another key than the one that signed the package
     watcher = Watcher(mosquitto.port)
     other = Ed25519PrivateKey.generate().public_key()
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=9), other)
-    try:
-        done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "1")
-        assert done.returncode == 0, done.stderr
-        waves = "rollout-1: rollout of vibewatch-ae version 2 to 10 devices in waves of 1 + 4 + 5"
-        assert waves in done.stdout
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
-        watcher.close()
+    fleet = start_fleet(Scenario(devices=10, seed=9), other)
+    done = deploy(env, "vibewatch-ae", "2", "--all", "--canary", "1")
+    waves = "rollout-1: rollout of vibewatch-ae version 2 to 10 devices in waves of 1 + 4 + 5"
+    assert waves in done
+    final = fleet.run("rollout-1")
+    fleet.close()
+    watcher.close()
     assert final["phase"] == "aborted", final
     assert final["reason"] == "a canary failed: failed (signature)"
     canary = final["devices"]["sim-0001"]
@@ -201,68 +223,58 @@ def test_a_canary_that_refuses_the_package_aborts_the_rollout(
 
 
 def test_a_controller_killed_mid_rollout_resumes_where_it_was(
-    home: Path,
     env: dict[str, str],
     mosquitto: LocalMosquitto,
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     watcher = Watcher(mosquitto.port)
-    key = load_public_key(home / "keys" / "model-signing.pub")
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=10), key)
-    try:
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
-            "--waves", "50%,100%",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 60
-        while fleet.store.load("rollout-1").wave < 1:  # the canaries are done
-            assert time.monotonic() < deadline
-            fleet.step()
-        before = fleet.store.load("rollout-1")
-        confirmed = [d for d, p in before.devices.items() if p.state.value == "confirmed"]
-        controller.kill()  # as a crash would: nothing flushed
-        fleet.step(10)  # the devices go on; their chunk requests go unanswered
-        controller.start()
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
-        watcher.close()
+    fleet = start_fleet(Scenario(devices=10, seed=10))
+    deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "2",
+        "--waves", "50%,100%",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while fleet.store.load("rollout-1").wave < 1:  # the canaries are done
+        assert time.monotonic() < deadline
+        fleet.step()
+    before = fleet.store.load("rollout-1")
+    confirmed = [d for d, p in before.devices.items() if p.state.value == "confirmed"]
+    controller.kill()  # as a crash would: nothing flushed
+    fleet.step(10)  # the devices go on; their chunk requests go unanswered
+    controller.start()
+    final = fleet.run("rollout-1")
+    fleet.close()
+    watcher.close()
     assert final["phase"] == "completed" and final["converged"] is True, final
     assert confirmed == ["sim-0001", "sim-0002"]
     jobs = watcher.messages("ota/job")
     for device in confirmed:  # a device that had its model got nothing again
         assert len(jobs[device]) == 1, (device, jobs[device])
-    for device in fleet.simulation.fleet.devices.values():
-        assert device.slots.state.model_version == 2
-        assert device.device.counters.chunks_ignored == 0  # no chunk it had came again
+    for sim in fleet.simulation.fleet.devices.values():
+        assert sim.slots.state.model_version == 2
+        assert sim.device.counters.chunks_ignored == 0  # no chunk it had came again
     assert controller.stop() == 0
 
 
 def test_a_broker_restarted_mid_transfer_does_not_stop_the_rollout(
-    home: Path,
     env: dict[str, str],
     mosquitto: LocalMosquitto,
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
-    key = load_public_key(home / "keys" / "model-signing.pub")
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=11), key)
-    try:
-        done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2")
-        assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 60
-        while not any(  # a device of the second wave is downloading
-            p.wave >= 1 and p.state.value == "downloading"
-            for p in fleet.store.load("rollout-1").devices.values()
-        ):
-            assert time.monotonic() < deadline
-            fleet.step()
-        mosquitto.restart()  # persistence keeps the sessions and the retained jobs
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
+    fleet = start_fleet(Scenario(devices=10, seed=11))
+    deploy(env, "vibewatch-ae", "2", "--all", "--canary", "2")
+    deadline = time.monotonic() + 60
+    while not any(  # a device of the second wave is downloading
+        p.wave >= 1 and p.state.value == "downloading"
+        for p in fleet.store.load("rollout-1").devices.values()
+    ):
+        assert time.monotonic() < deadline
+        fleet.step()
+    mosquitto.restart()  # persistence keeps the sessions and the retained jobs
+    final = fleet.run("rollout-1")
+    fleet.close()
     assert final["phase"] == "completed" and final["converged"] is True, final
     for device in fleet.simulation.fleet.devices.values():
         slots = device.slots.state
@@ -275,25 +287,22 @@ def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
     home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     # version 3: the same model with a threshold far too low: every window is an anomaly
     key = load_private_key(home / "keys" / "model-signing.key")
     factory_version(tmp_path / "v3", key, 3, threshold=1e-6)
     with Registry(home / "models", home / "state.db", key.public_key()) as registry:
         registry.register(tmp_path / "v3")
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=12), key.public_key())
-    try:
-        fleet.run_for(10.0)  # the controller learns how quiet the fleet is on the old model
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--canary", "3",
-            "--trial", "5s",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        final = fleet.run("rollout-1")
-        fleet.step(20)  # the rollback commands reach the canaries
-    finally:
-        fleet.close()
+    fleet = start_fleet(Scenario(devices=10, seed=12))
+    fleet.run_for(10.0)  # the controller learns how quiet the fleet is on the old model
+    deploy(
+        env, "vibewatch-ae", "3", "--all", "--canary", "3",
+        "--trial", "5s",
+    )  # fmt: skip
+    final = fleet.run("rollout-1")
+    fleet.step(20)  # the rollback commands reach the canaries
+    fleet.close()
     assert final["phase"] == "aborted", final
     assert final["reason"].startswith("regression guard: 3 anomaly events on the new model")
     assert final["counts"] == {"rolled_back": 3, "queued": 7}  # no wave after the canaries
@@ -303,51 +312,41 @@ def test_a_model_that_makes_the_machines_look_sicker_trips_the_regression_guard(
 
 
 def test_a_good_model_on_a_fleet_with_a_faulty_machine_does_not_trip_the_guard(
-    home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
-    key = load_public_key(home / "keys" / "model-signing.pub")
     faulty = FaultPlan("outer_race", devices=("sim-0001",), severity=1.0)  # from the start
     scenario = Scenario(devices=10, seed=13, faults=(faulty,))
-    fleet = Fleet(home, env, manual_simulation, scenario, key)
-    try:
-        fleet.step(30)  # the faulty machine alarms on the old model
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "3",
-            "--trial", "3s",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
+    fleet = start_fleet(scenario)
+    fleet.step(30)  # the faulty machine alarms on the old model
+    deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "3",
+        "--trial", "3s",
+    )  # fmt: skip
+    final = fleet.run("rollout-1")
+    fleet.close()
     assert final["phase"] == "completed" and final["converged"] is True, final
     assert fleet.simulation.summary().events.get("sim-0001", 0) >= 1
     assert controller.stop() == 0
 
 
 def test_power_lost_at_every_step_of_an_install_leaves_every_device_a_valid_model(
-    home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
-    key = load_public_key(home / "keys" / "model-signing.pub")
     # every install loses power once: in a chunk write, at verification or in the trial
     scenario = Scenario(devices=9, seed=3, power=PowerPlan(during_install=1.0))
-    fleet = Fleet(home, env, manual_simulation, scenario, key)
-    try:
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "9",
-            "--waves", "100%",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        final = fleet.run("rollout-1")
-        fleet.step(20)  # after an abort: the rollback commands
-        known = {d.device: d for d in fleet.store.devices()}
-    finally:
-        fleet.close()
+    fleet = start_fleet(scenario)
+    deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "9",
+        "--waves", "100%",
+    )  # fmt: skip
+    final = fleet.run("rollout-1")
+    fleet.step(20)  # after an abort: the rollback commands
+    known = {d.device: d for d in fleet.store.devices()}
+    fleet.close()
     summary = fleet.simulation.summary()
     assert summary.install_power_losses == 9, summary
     assert final["phase"] in ("completed", "aborted"), final
@@ -362,26 +361,21 @@ def test_power_lost_at_every_step_of_an_install_leaves_every_device_a_valid_mode
 
 
 def test_two_hundred_devices_a_tenth_on_lossy_links_all_end_on_the_new_model(
-    home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
-    key = load_public_key(home / "keys" / "model-signing.pub")
     lossy = LinkPlan(loss=0.1, duplicate=0.05, reorder=0.05, share=0.1)
     scenario = Scenario(devices=200, seed=14, link=lossy)
     assert len(scenario.lossy_devices()) == 20
-    fleet = Fleet(home, env, manual_simulation, scenario, key)
-    try:
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
-            "--waves", "50%,100%", "--timeout", "10m",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert "in waves of 2 + 98 + 100" in done.stdout
-        final = fleet.run("rollout-1", limit_s=600)
-    finally:
-        fleet.close()
+    fleet = start_fleet(scenario)
+    done = deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "2",
+        "--waves", "50%,100%", "--timeout", "10m",
+    )  # fmt: skip
+    assert "in waves of 2 + 98 + 100" in done
+    final = fleet.run("rollout-1", limit_s=600)
+    fleet.close()
     assert final["phase"] == "completed" and final["converged"] is True, final["reason"]
     assert final["counts"] == {"confirmed": 200}
     for device_id, device in fleet.simulation.fleet.devices.items():
@@ -411,7 +405,7 @@ def test_a_job_or_chunk_changed_on_its_way_is_refused_with_its_own_reason(
     home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     key = load_private_key(home / "keys" / "model-signing.key")
     # an older job, signed once: version 1 of the model, not the one the devices run
@@ -422,20 +416,17 @@ def test_a_job_or_chunk_changed_on_its_way_is_refused_with_its_own_reason(
         "sha256": hashlib.sha256(older.vwm).hexdigest(),
         "signature": base64.b64encode(older.device_signature).decode(),
     }
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=4, seed=15), key.public_key())
+    fleet = start_fleet(Scenario(devices=4, seed=15))
     attacks = {
         "sim-0001": ("hash", _flip_chunk_data),
         "sim-0002": ("signature", _job_changed(model_version=3)),  # the manifest changed
         "sim-0003": ("downgrade", _job_changed(**replayed)),  # an older signed job
     }
-    try:
-        for target, (_, change) in attacks.items():
-            fleet.simulation.tamper(target, change)
-            done = vibewatch(env, "ota", "deploy", "vibewatch-ae", "2", "--devices", target)
-            assert done.returncode == 0, done.stderr
-        finals = [fleet.run(f"rollout-{n}") for n in (1, 2, 3)]
-    finally:
-        fleet.close()
+    for target, (_, change) in attacks.items():
+        fleet.simulation.tamper(target, change)
+        deploy(env, "vibewatch-ae", "2", "--devices", target)
+    finals = [fleet.run(f"rollout-{n}") for n in (1, 2, 3)]
+    fleet.close()
     for final, (target, (reason, _)) in zip(finals, attacks.items(), strict=True):
         assert final["phase"] == "aborted", final
         assert final["devices"][target] == {"state": "failed", "wave": 1, "detail": reason}
@@ -466,7 +457,7 @@ def test_a_package_whose_golden_vectors_fail_on_the_devices_stops_at_the_canarie
     home: Path,
     env: dict[str, str],
     mosquitto: LocalMosquitto,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     key = load_private_key(home / "keys" / "model-signing.key")
 
@@ -478,18 +469,15 @@ def test_a_package_whose_golden_vectors_fail_on_the_devices_stops_at_the_canarie
     controller = OtaController.from_config(load_config(environ=env), registry=registry)
     controller.start()
     watcher = Watcher(mosquitto.port)
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=10, seed=16), key.public_key())
-    try:
-        done = vibewatch(
-            env, "ota", "deploy", "vibewatch-ae", "2", "--all", "--canary", "2",
-            "--waves", "50%,100%",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        final = fleet.run("rollout-1")
-    finally:
-        fleet.close()
-        watcher.close()
-        assert controller.stop()
+    fleet = start_fleet(Scenario(devices=10, seed=16))
+    deploy(
+        env, "vibewatch-ae", "2", "--all", "--canary", "2",
+        "--waves", "50%,100%",
+    )  # fmt: skip
+    final = fleet.run("rollout-1")
+    fleet.close()
+    watcher.close()
+    assert controller.stop()
     assert final["phase"] == "aborted", final
     assert final["reason"] == "a canary failed: failed (golden)"
     assert final["counts"] == {"failed": 2, "queued": 8}
@@ -506,41 +494,39 @@ def test_a_signed_rollback_job_and_the_operators_rollback_take_the_fleet_back(
     home: Path,
     env: dict[str, str],
     controller: ServiceProcess,
-    manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
+    start_fleet: Callable[..., Fleet],
 ) -> None:
     key = load_private_key(home / "keys" / "model-signing.key")
     factory_version(tmp_path / "v3", key, 3)
     with Registry(home / "models", home / "state.db", key.public_key()) as registry:
         registry.register(tmp_path / "v3")
         older = registry.load("vibewatch-ae", 2)
-    fleet = Fleet(home, env, manual_simulation, Scenario(devices=4, seed=17), key.public_key())
-    try:
-        up = vibewatch(env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--waves", "100%")
-        assert up.returncode == 0, up.stderr
-        assert fleet.run("rollout-1")["converged"] is True
-        down = ("ota", "deploy", "vibewatch-ae", "2", "--all", "--waves", "100%", "--rollback")
-        unsigned = vibewatch(env, *down)
-        assert unsigned.returncode == 2 and "no signed rollback statement" in unsigned.stderr
-        signed = vibewatch(env, "models", "sign-rollback", "vibewatch-ae", "2")
-        assert signed.returncode == 0, signed.stderr
-        assert vibewatch(env, *down).returncode == 0
-        back = fleet.run("rollout-2")
-        for device in fleet.simulation.fleet.devices.values():  # the job installed it
-            assert device.slots.state.model_version == 2
-            active = device.slots.state.slots
-            assert {s.sha256 for s in active.values() if s.state == "active"} == {
-                hashlib.sha256(older.vwm).hexdigest()
-            }
-        undo = vibewatch(env, "ota", "rollback", "rollout-2", "--reason", "misses faults")
-        assert undo.returncode == 0, undo.stderr
-        deadline = time.monotonic() + 30
-        while not fleet.store.load("rollout-2").counts().get("rolled_back"):
-            assert time.monotonic() < deadline
-            fleet.step()
-        fleet.step(10)  # the rollback commands reach the devices
-        undone = fleet.status("rollout-2")
-    finally:
-        fleet.close()
+    fleet = start_fleet(Scenario(devices=4, seed=17))
+    up = vibewatch(env, "ota", "deploy", "vibewatch-ae", "3", "--all", "--waves", "100%")
+    assert up.returncode == 0, up.stderr
+    assert fleet.run("rollout-1")["converged"] is True
+    down = ("ota", "deploy", "vibewatch-ae", "2", "--all", "--waves", "100%", "--rollback")
+    unsigned = vibewatch(env, *down)
+    assert unsigned.returncode == 2 and "no signed rollback statement" in unsigned.stderr
+    signed = vibewatch(env, "models", "sign-rollback", "vibewatch-ae", "2")
+    assert signed.returncode == 0, signed.stderr
+    assert vibewatch(env, *down).returncode == 0
+    back = fleet.run("rollout-2")
+    for device in fleet.simulation.fleet.devices.values():  # the job installed it
+        assert device.slots.state.model_version == 2
+        active = device.slots.state.slots
+        assert {s.sha256 for s in active.values() if s.state == "active"} == {
+            hashlib.sha256(older.vwm).hexdigest()
+        }
+    undo = vibewatch(env, "ota", "rollback", "rollout-2", "--reason", "misses faults")
+    assert undo.returncode == 0, undo.stderr
+    deadline = time.monotonic() + 30
+    while not fleet.store.load("rollout-2").counts().get("rolled_back"):
+        assert time.monotonic() < deadline
+        fleet.step()
+    fleet.step(10)  # the rollback commands reach the devices
+    undone = fleet.status("rollout-2")
+    fleet.close()
     assert back["phase"] == "completed" and back["converged"] is True, back
     assert undone["counts"] == {"rolled_back": 4}
     assert undone["devices"]["sim-0001"]["detail"] == (
