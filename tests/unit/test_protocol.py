@@ -1183,6 +1183,7 @@ def test_parse_topic_accepts_edge_ids() -> None:
         ("vw/v1/dev\n/telemetry", "bad_device_id"),
         ("vw/v1/dev /telemetry", "bad_device_id"),
         ("vw/v1/dev/telemetry/extra", "bad_topic"),
+        (None, "bad_topic"),  # not UTF-8: the MQTT adapter hands over None
         ("vw/v1/site/dev/telemetry", "bad_topic"),
         ("vw/v1/dev/telemetry/", "bad_topic"),
         ("vw/v1/dev", "bad_topic"),
@@ -1213,7 +1214,7 @@ def test_parse_topic_accepts_edge_ids() -> None:
         ("", "bad_topic"),
     ],
 )
-def test_parse_topic_rejects(topic: str, reason: str) -> None:
+def test_parse_topic_rejects(topic: str | None, reason: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_topic(topic, "vw/v1/")
     assert info.value.reason == reason

@@ -234,8 +234,6 @@ class AlertService:
 
     def _handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
         try:
-            if topic is None:
-                raise ProtocolError("bad_topic", "topic is not valid UTF-8")
             device, kind = parse_topic(topic, self._prefix)
             now_ms = self._clock() // _MS
             message = decode_message(kind, device, payload, now_ms=now_ms, limits=Limits())

@@ -304,8 +304,6 @@ class IngestService:
         self._pipeline.submit(lines, token)
 
     def _lines_for(self, topic: str | None, payload: bytes) -> list[str]:
-        if topic is None:
-            raise ProtocolError("bad_topic", "topic is not valid UTF-8")
         device, kind = parse_topic(topic, self._prefix)
         if kind not in INGESTED_KINDS:
             raise ProtocolError("bad_topic", f"{kind.value!r} messages are not ingested")

@@ -222,8 +222,6 @@ class OtaController:
     # ------------------------------------------------------ the network thread
     def _handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
         try:
-            if topic is None:
-                raise ProtocolError("bad_topic", "topic is not valid UTF-8")
             device, kind = parse_topic(topic, self._prefix)
             now_ms = int(self._clock() * 1000)
             message = decode_message(kind, device, payload, now_ms=now_ms, limits=Limits())

@@ -132,20 +132,23 @@ def check_device_id(device: str) -> str:
     return device
 
 
-def parse_topic(topic: str, prefix: str) -> tuple[str, Kind]:
+def parse_topic(topic: str | None, prefix: str) -> tuple[str, Kind]:
     """Split a received topic into its device id and message kind.
 
     Args:
-        topic: The topic of a received message.
+        topic: The topic of a received message; None when it was not valid UTF-8 (as
+            the MQTT adapter hands it over).
         prefix: The configured prefix (see :func:`check_prefix`).
 
     Returns:
         ``(device, kind)``.
 
     Raises:
-        ProtocolError: ``bad_topic`` when the topic is not ``prefix`` + one level +
-            a known suffix; ``bad_device_id`` when that level is not a valid id.
+        ProtocolError: ``bad_topic`` when the topic is not UTF-8, or not ``prefix`` + one
+            level + a known suffix; ``bad_device_id`` when that level is not a valid id.
     """
+    if topic is None:
+        raise ProtocolError("bad_topic", "topic is not valid UTF-8")
     if not topic.startswith(prefix):
         raise ProtocolError("bad_topic", f"topic {show(topic)} does not start with {prefix!r}")
     # Device ids hold no '/', so the first '/' after the prefix ends the id level.
