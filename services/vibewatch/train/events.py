@@ -13,6 +13,7 @@ events it publishes. Times are seconds of recording from its first window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from vibewatch.edge import FeatureSpec
 from vibewatch.edge.device import Device, DeviceSettings
 from vibewatch.edge.ota import DeviceCapabilities, SlotDevice
 from vibewatch.edge.vwm import decode_header
@@ -81,18 +83,12 @@ def recording_events(
         EdgeError: The device layer refuses the model or the settings.
     """
     spec = decode_header(blob).spec
-    chosen = settings or DeviceSettings()
-    quiet = DeviceSettings(
-        k=chosen.k,
-        n=chosen.n,
-        m=chosen.m,
-        release_ratio=chosen.release_ratio,
-        batch_windows=100,
-        batch_ms=0,
-        features_every=0,
+    # the events are what counts: few telemetry messages, no feature vectors
+    quiet = dataclasses.replace(
+        settings or DeviceSettings(), batch_windows=100, batch_ms=0, features_every=0
     )
     return [
-        _channel_events(blob, name, windows, quiet)
+        _channel_events(blob, spec, name, windows, quiet)
         for name, windows in device_windows(
             recording, spec, sample_rate_hz=sample_rate_hz, normalise=normalise
         )
@@ -100,9 +96,12 @@ def recording_events(
 
 
 def _channel_events(
-    blob: bytes, name: str, windows: npt.NDArray[np.floating[Any]], settings: DeviceSettings
+    blob: bytes,
+    spec: FeatureSpec,
+    name: str,
+    windows: npt.NDArray[np.floating[Any]],
+    settings: DeviceSettings,
 ) -> RecordingEvents:
-    spec = decode_header(blob).spec
     window_ms = 1000 * spec.window / spec.sample_rate_hz
     slots = SlotDevice(
         Ed25519PrivateKey.generate().public_key(),  # provisioning checks no signature

@@ -127,6 +127,11 @@ def _fit(excess: npt.NDArray[np.float64]) -> tuple[float, float, float]:
     return float(gamma), float(sigma), p
 
 
+def _fits(gamma: float, sigma: float, p: float) -> bool:
+    """Whether a fit is one to extrapolate from (finite, a positive scale, not rejected)."""
+    return math.isfinite(gamma) and math.isfinite(sigma) and sigma > 0 and p >= MIN_FIT_P
+
+
 def tail_threshold(scores: npt.ArrayLike, target: float) -> TailEstimate:
     """The threshold that healthy windows like ``scores`` exceed with probability
     ``target`` (see the module documentation).
@@ -154,7 +159,7 @@ def tail_threshold(scores: npt.ArrayLike, target: float) -> TailEstimate:
     if not np.any(excess > 0):
         return fallback("the highest scores are all equal: the threshold is the largest")
     gamma, sigma, p = _fit(excess)
-    if not math.isfinite(gamma) or not math.isfinite(sigma) or sigma <= 0 or p < MIN_FIT_P:
+    if not _fits(gamma, sigma, p):
         return fallback(
             f"the tail does not fit a generalised Pareto distribution (Kolmogorov-Smirnov "
             f"p = {p:.3g}): the threshold is the empirical quantile",
@@ -186,7 +191,7 @@ def exceedance(scores: npt.ArrayLike, threshold: float) -> float:
     if not np.any(excess > 0):
         return 0.0
     gamma, sigma, p = _fit(excess)
-    if not math.isfinite(gamma) or not math.isfinite(sigma) or sigma <= 0 or p < MIN_FIT_P:
+    if not _fits(gamma, sigma, p):
         return 0.0
     share = float(genpareto(gamma, 0.0, sigma).sf(threshold - u))
     return k / n * share
