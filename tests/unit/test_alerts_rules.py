@@ -78,6 +78,8 @@ def test_silent_for_zero_watches_only_the_last_will() -> None:
     no_telemetry = engine({"DeviceOffline": {"silent_for": 0}, "AnomalyScoreSustained": {
         "enabled": False}})  # fmt: skip
     assert not no_telemetry.needs_telemetry and engine().needs_telemetry
+    assert engine().watches(RuleKind.INGESTION)
+    assert not engine({"IngestionTrouble": {"enabled": False}}).watches(RuleKind.INGESTION)
 
 
 def telemetry(device: str, scores: list[float], t0_ms: int, step_ms: int = 1000) -> Telemetry:

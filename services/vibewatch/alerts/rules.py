@@ -399,6 +399,10 @@ class RuleEngine:
         self._last_report: dict[str, IngestReport] = {}
         self._inhibitors = {r.name: frozenset(r.inhibited_by) for r in self.rules}
 
+    def watches(self, kind: RuleKind) -> bool:
+        """Whether a rule of ``kind`` is in force."""
+        return bool(self._by_kind.get(kind))
+
     @property
     def needs_telemetry(self) -> bool:
         """Whether a rule looks at telemetry (sustained score, silence)."""

@@ -37,7 +37,7 @@ from vibewatch.alerts.alertmanager import RESEND_S, RESOLVED_RETENTION_S, alert_
 from vibewatch.alerts.dispatch import Dispatcher, Matcher, Route, parse_matcher
 from vibewatch.alerts.model import Alert
 from vibewatch.alerts.notifier import Notifier
-from vibewatch.alerts.rules import IngestReport, Rule, RuleEngine
+from vibewatch.alerts.rules import IngestReport, Rule, RuleEngine, RuleKind
 from vibewatch.alerts.silences import Silence, SilenceStore
 from vibewatch.alerts.store import AlertStore
 from vibewatch.config import Config
@@ -298,7 +298,11 @@ class AlertService:
                 next_look = now_mono + _LOOK_S
                 try:
                     self._silences = silences.silences(active_at=self._clock() / 1e9)
-                    looked = (store.rollouts(), _ingest(db))
+                    engine = self._engine  # only what a rule in force reads
+                    looked = (
+                        store.rollouts() if engine.watches(RuleKind.ROLLOUT_ABORTED) else [],
+                        _ingest(db) if engine.watches(RuleKind.INGESTION) else [],
+                    )
                 except sqlite3.Error as exc:
                     log.warning("alerts: cannot read the state database: %s", exc)
                 else:
