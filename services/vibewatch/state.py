@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,6 +248,23 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()!r}")
 
 
+def _use_wal(db: sqlite3.Connection) -> str:
+    """Switch ``db`` to WAL journaling; the journal mode it then has.
+
+    The switch can fail at once as locked, without waiting on the busy timeout, while
+    another connection is switching the same new file; it is tried again until
+    :data:`BUSY_TIMEOUT_MS` has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
 def open_state_db(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the state database and bring its schema up to date.
 
@@ -274,7 +292,7 @@ def open_state_db(path: Path) -> sqlite3.Connection:
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _use_wal(db)
         if mode != "wal":
             raise StateError(f"state database {path} cannot use WAL journaling (mode {mode})")
         db.execute("PRAGMA synchronous = NORMAL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,29 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     assert again.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert again.execute("SELECT count(*) FROM models").fetchone()[0] == 1
     again.close()
+
+
+def test_threads_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    # switching a new file to WAL can fail at once as locked while another connection
+    # switches it: open_state_db waits that out as it waits for any lock
+    for attempt in range(40):
+        path = tmp_path / f"state{attempt}.db"
+        failures: list[BaseException] = []
+
+        def open_and_close(path: Path = path, failures: list[BaseException] = failures) -> None:
+            try:
+                open_state_db(path).close()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_and_close) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_later_migrations_apply_in_order_each_whole_or_not_at_all(
