@@ -1,14 +1,16 @@
 """The upper tail of healthy scores: thresholds for a false-alarm target beyond what the
 sample resolves, by peaks over threshold (as SPOT does: Siffer et al., KDD 2017).
 
-The ``k`` largest of ``n`` healthy scores (``k`` = 10 % of them, at least
-:data:`MIN_EXCESSES`, at most half) lie above an initial threshold ``u``, the next score
-down; their excesses over ``u`` are fitted with a generalised Pareto distribution
-(shape ``gamma``, scale ``sigma``, maximum likelihood). The score exceeded with
+The rule is the firmware's (``vw_tail.h``, run through :mod:`vibewatch.edge.tail`), so
+the training job sets a model's threshold exactly as a device sets its own with the
+``calibrate`` command. The ``k`` largest of ``n`` healthy scores (``k`` = 10 % of them, at
+least :data:`MIN_EXCESSES`, at most half) lie above an initial threshold ``u``, the next
+score down; their excesses over ``u`` are fitted with a generalised Pareto distribution
+(shape ``gamma``, scale ``sigma``, probability-weighted moments). The score exceeded with
 probability ``q`` is then::
 
-    z_q = u + sigma / gamma * ((q * n / k) ** -gamma - 1)     (gamma != 0)
-    z_q = u + sigma * ln(k / (q * n))                        (gamma == 0)
+    z_q = u + sigma / gamma * ((q * n / k) ** -gamma - 1)     (gamma > 0)
+    z_q = u + sigma * ln(k / (q * n))                        (gamma <= 0)
 
 Two choices make the threshold one that holds on unseen healthy data rather than on the
 sample it came from:
@@ -17,38 +19,31 @@ sample it came from:
   a few dozen excesses the end of a bounded tail is placed too low, and healthy data
   recorded later, under slightly other conditions, goes past it;
 * ``sigma`` is replaced by its one-sided upper confidence bound at :data:`CONFIDENCE`
-  (for the exponential tail ``2 k sigma / chi2(1 - CONFIDENCE, 2 k)``, exact), so a
-  threshold set on few windows is higher, not luckier.
+  (``2 k sigma / chi2(1 - CONFIDENCE, 2 k)``), so a threshold set on few windows is
+  higher, not luckier.
 
 When the fit is poor (too few excesses, or the Kolmogorov-Smirnov test rejects the
 fitted distribution at the 5 % level) the threshold falls back to the empirical quantile
-(:func:`~vibewatch.train.metrics.calibrate_threshold`) and the estimate says why.
+and the estimate says why.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import chi2, genpareto, kstest
 
-from vibewatch.errors import DataError
-from vibewatch.train.metrics import calibrate_threshold
+from vibewatch.edge.tail import TailFit, TailMethod, tail_constants, tail_fit
+from vibewatch.errors import DataError, EdgeError
 
 __all__ = ["CONFIDENCE", "MIN_EXCESSES", "TailEstimate", "exceedance", "tail_threshold"]
 
 #: Fewest scores above the initial threshold a tail is fitted to.
-MIN_EXCESSES: Final = 10
-#: Share of the scores the initial threshold leaves above it.
-TAIL_SHARE: Final = 0.10
+MIN_EXCESSES: Final = tail_constants().min_excesses
 #: One-sided confidence of the scale's upper bound.
-CONFIDENCE: Final = 0.90
-#: Below this Kolmogorov-Smirnov p-value the fit is rejected.
-MIN_FIT_P: Final = 0.05
+CONFIDENCE: Final = tail_constants().confidence
 
 
 @dataclass(frozen=True)
@@ -99,37 +94,43 @@ class TailEstimate:
         above ``u``; for plots)."""
         x = np.asarray(scores, dtype=np.float64)
         base = self.excesses / self.n if self.n else 0.0
-        gamma = max(self.gamma, 0.0)
-        excess = np.maximum(x - self.u, 0.0)
-        if gamma > 1e-9:
-            tail = base * (1.0 + gamma * excess / self.sigma) ** (-1.0 / gamma)
-        else:
-            tail = base * np.exp(-excess / self.sigma)
+        tail = base * _pareto_sf(x - self.u, max(self.gamma, 0.0), self.sigma)
         return np.asarray(np.where(x >= self.u, tail, np.nan), dtype=np.float64)
 
 
-def _excesses(scores: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], float, int]:
-    ordered = np.sort(np.asarray(scores, dtype=np.float64).ravel())
-    if ordered.size == 0 or not np.all(np.isfinite(ordered)):
-        raise DataError("the tail needs finite scores")
-    n = len(ordered)
-    k = min(max(MIN_EXCESSES, round(TAIL_SHARE * n)), n // 2)
-    u = float(ordered[n - k - 1]) if n > k else float(ordered[0])
-    return ordered, u, k
+def _pareto_sf(excess: npt.ArrayLike, gamma: float, sigma: float) -> npt.NDArray[np.float64]:
+    """The generalised Pareto survival function at ``excess`` (0 past a bounded tail's end)."""
+    y = np.maximum(np.asarray(excess, dtype=np.float64), 0.0)
+    if abs(gamma) < 1e-9:
+        return np.asarray(np.exp(-y / sigma), dtype=np.float64)
+    base = 1.0 + gamma * y / sigma
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sf = np.where(base > 0, np.abs(base) ** (-1.0 / gamma), 0.0)
+    return np.asarray(sf, dtype=np.float64)
 
 
-def _fit(excess: npt.NDArray[np.float64]) -> tuple[float, float, float]:
-    """Shape, scale and KS p-value of the generalised Pareto fit of ``excess``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        gamma, _, sigma = genpareto.fit(excess, floc=0.0)
-        p = float(kstest(excess, genpareto(gamma, 0.0, sigma).cdf).pvalue)
-    return float(gamma), float(sigma), p
+def _fit(scores: npt.ArrayLike, target: float) -> TailFit:
+    try:
+        return tail_fit(scores, target)
+    except EdgeError as exc:
+        raise DataError(f"the tail needs finite scores: {exc}") from exc
 
 
-def _fits(gamma: float, sigma: float, p: float) -> bool:
-    """Whether a fit is one to extrapolate from (finite, a positive scale, not rejected)."""
-    return math.isfinite(gamma) and math.isfinite(sigma) and sigma > 0 and p >= MIN_FIT_P
+def _note(fit: TailFit) -> str:
+    if fit.method is TailMethod.FEW:
+        return (
+            f"{fit.n} scores leave {fit.k} above the tail's start; a tail fit needs "
+            f"{MIN_EXCESSES}: the threshold is the empirical quantile"
+        )
+    if fit.method is TailMethod.FLAT:
+        return "the highest scores are all equal: the threshold is the largest"
+    if fit.method is TailMethod.MISFIT:
+        test = f"Kolmogorov-Smirnov p = {fit.fit_p:.3g}" if fit.fit_p is not None else "no fit"
+        return (
+            f"the tail does not fit a generalised Pareto distribution ({test}): the "
+            "threshold is the empirical quantile"
+        )
+    return ""
 
 
 def tail_threshold(scores: npt.ArrayLike, target: float) -> TailEstimate:
@@ -141,57 +142,33 @@ def tail_threshold(scores: npt.ArrayLike, target: float) -> TailEstimate:
     """
     if not 0.0 < target < 1.0:
         raise DataError(f"false-alarm rate {target} is not in (0, 1)")
-    ordered, u, k = _excesses(scores)
-    n = len(ordered)
-    empirical = calibrate_threshold(ordered, target)
-
-    def fallback(
-        note: str, gamma: float = 0.0, sigma: float = 0.0, p: float | None = None
-    ) -> TailEstimate:
-        return TailEstimate(empirical, target, "empirical", n, k, u, gamma, sigma, p, note)
-
-    if k < MIN_EXCESSES:
-        return fallback(
-            f"{n} scores leave {k} above the tail's start; a tail fit needs "
-            f"{MIN_EXCESSES}: the threshold is the empirical quantile"
-        )
-    excess = ordered[n - k :] - u
-    if not np.any(excess > 0):
-        return fallback("the highest scores are all equal: the threshold is the largest")
-    gamma, sigma, p = _fit(excess)
-    if not _fits(gamma, sigma, p):
-        return fallback(
-            f"the tail does not fit a generalised Pareto distribution (Kolmogorov-Smirnov "
-            f"p = {p:.3g}): the threshold is the empirical quantile",
-            gamma,
-            sigma,
-            p,
-        )
-    ratio = target * n / k
-    if gamma <= 0.0:
-        scale = float(np.mean(excess)) * 2 * k / float(chi2.ppf(1 - CONFIDENCE, 2 * k))
-        z = u + scale * math.log(1 / ratio)
-    else:
-        scale = sigma * 2 * k / float(chi2.ppf(1 - CONFIDENCE, 2 * k))
-        z = u + scale / gamma * (ratio**-gamma - 1)
-    return TailEstimate(float(z), target, "pot", n, k, u, gamma, scale, p)
+    fit = _fit(scores, target)
+    pot = fit.method is TailMethod.POT
+    return TailEstimate(
+        threshold=fit.threshold,
+        target=target,
+        method="pot" if pot else "empirical",
+        n=fit.n,
+        excesses=fit.k,
+        u=fit.u,
+        gamma=fit.gamma,
+        sigma=fit.scale if pot else fit.sigma,
+        fit_p=fit.fit_p,
+        note=_note(fit),
+    )
 
 
 def exceedance(scores: npt.ArrayLike, threshold: float) -> float:
     """The estimated share of healthy windows like ``scores`` above ``threshold``: the
-    sample's share where it has some above, else that of the fitted tail as fitted (the
-    maximum-likelihood estimate, without the conservative choices of
-    :func:`tail_threshold`, which are for setting a threshold, not for judging one)."""
-    ordered, u, k = _excesses(scores)
-    n = len(ordered)
-    above = int(np.sum(ordered > threshold))
-    if above > 0 or k < MIN_EXCESSES or threshold <= u:
-        return above / n
-    excess = ordered[n - k :] - u
-    if not np.any(excess > 0):
+    sample's share where it has some above, else that of the fitted tail as fitted
+    (without the conservative choices of :func:`tail_threshold`, which are for setting a
+    threshold, not for judging one)."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    # the fit does not depend on the target; any valid one will do
+    fit = _fit(values, 0.5)
+    above = int(np.sum(values > threshold))
+    if above > 0 or fit.method is TailMethod.FEW or threshold <= fit.u:
+        return above / fit.n
+    if fit.method is not TailMethod.POT:
         return 0.0
-    gamma, sigma, p = _fit(excess)
-    if not _fits(gamma, sigma, p):
-        return 0.0
-    share = float(genpareto(gamma, 0.0, sigma).sf(threshold - u))
-    return k / n * share
+    return fit.k / fit.n * float(_pareto_sf(threshold - fit.u, fit.gamma, fit.sigma))
