@@ -62,7 +62,7 @@ vw_status_t vw_engine_init(vw_engine_t *engine, const vw_model_t *model, void *w
 /* Memory position of input c in a pair-interleaved buffer (vw_kernel.h). */
 static VW_HOT_INLINE uint32_t interleaved(uint32_t c)
 {
-    return (c & ~3u) | ((c & 1u) << 1) | ((c >> 1) & 1u);
+    return c ^ (((c ^ (c >> 1)) & 1u) * 3u); /* bits 0 and 1 swapped */
 }
 
 /* Values 0..3 of a whole group into their interleaved places (0, 2, 1, 3). */
@@ -142,15 +142,7 @@ static vw_status_t quantize_all(const vw_engine_t *engine, const float *features
     const int32_t zp = m->in_zero_point;
     int16_t *in16 = engine->input;
     int bad = 0;
-    uint32_t i = 0;
-    for (; i + 4u <= n; i += 4u) {
-        int32_t q0 = quantize_one(features[i], mul[i], add[i], &bad);
-        int32_t q1 = quantize_one(features[i + 1u], mul[i + 1u], add[i + 1u], &bad);
-        int32_t q2 = quantize_one(features[i + 2u], mul[i + 2u], add[i + 2u], &bad);
-        int32_t q3 = quantize_one(features[i + 3u], mul[i + 3u], add[i + 3u], &bad);
-        put_group(in16 + i, q0 - zp, q1 - zp, q2 - zp, q3 - zp);
-    }
-    for (; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         in16[interleaved(i)] = (int16_t)(quantize_one(features[i], mul[i], add[i], &bad) - zp);
     }
     return bad ? VW_ERR_INPUT : VW_OK;
@@ -276,13 +268,9 @@ vw_status_t vw_engine_run(vw_engine_t *engine, const int8_t *input, int8_t *outp
     }
     const vw_model_t *m = engine->model;
     int16_t *in16 = engine->input;
+    const uint32_t n = m->n_features;
     const int32_t zp = m->in_zero_point;
-    uint32_t i = 0;
-    for (; i + 4u <= m->n_features; i += 4u) {
-        put_group(in16 + i, input[i] - zp, input[i + 1u] - zp, input[i + 2u] - zp,
-                  input[i + 3u] - zp);
-    }
-    for (; i < m->n_features; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         in16[interleaved(i)] = (int16_t)(input[i] - zp);
     }
     run_layers(engine, output, score);

@@ -24,19 +24,6 @@
 /* The calls' states, as a mask for check_call(). */
 #define IN(state) (1u << (state))
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4u; i++) {
-        p[i] = (uint8_t)(v >> (8u * i));
-    }
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
 static uint32_t min32(uint32_t a, uint32_t b)
 {
     return a < b ? a : b;
@@ -164,9 +151,10 @@ static const uint8_t meta_header[8] = {'V', 'W', 'O', 'T', 1, 0,
                                        VW_OTA_META_BYTES & 0xffu, VW_OTA_META_BYTES >> 8};
 
 /*
- * Where the fields of vw_ota_meta_t are in a record (docs/ota-slots.md): a field of
- * 4 bytes is a uint32_t, little-endian in the record; any other is bytes as they are.
- * The download's id and its length are written apart (encode_meta).
+ * Where the fields of vw_ota_meta_t are in a record (docs/ota-slots.md), copied as they
+ * are in memory: a uint32_t is little-endian in the record as in memory on every target
+ * of the core (the model blob's headers are read in place likewise, vw_model.c). The
+ * download's id and its length are written apart (encode_meta), the CRC last.
  */
 typedef struct {
     uint8_t at_meta, at_record, bytes;
@@ -202,19 +190,13 @@ static void encode_meta(const vw_ota_meta_t *m, uint8_t rec[VW_OTA_META_BYTES])
     memcpy(rec, meta_header, sizeof meta_header);
     for (size_t i = 0; i < sizeof meta_fields / sizeof meta_fields[0]; i++) {
         const meta_field_t *f = &meta_fields[i];
-        const uint8_t *from = (const uint8_t *)m + f->at_meta;
-        if (f->bytes == 4u) {
-            uint32_t v;
-            memcpy(&v, from, sizeof v);
-            put32(rec + f->at_record, v);
-        } else {
-            memcpy(rec + f->at_record, from, f->bytes);
-        }
+        memcpy(rec + f->at_record, (const uint8_t *)m + f->at_meta, f->bytes);
     }
     size_t id_len = strlen(m->download.model_id);
     rec[META_ID_LEN_AT] = (uint8_t)id_len;
     memcpy(rec + META_ID_AT, m->download.model_id, id_len);
-    put32(rec + META_CRC_AT, vw_crc32_update(0, rec, META_CRC_AT));
+    const uint32_t crc = vw_crc32_update(0, rec, META_CRC_AT);
+    memcpy(rec + META_CRC_AT, &crc, sizeof crc);
 }
 
 /* 1 if @p rec is the record of a state (into @p m) whose every field is in range for @p cfg. */
@@ -225,13 +207,7 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
     memset(m, 0, sizeof *m);
     for (size_t i = 0; i < sizeof meta_fields / sizeof meta_fields[0]; i++) {
         const meta_field_t *f = &meta_fields[i];
-        uint8_t *to = (uint8_t *)m + f->at_meta;
-        if (f->bytes == 4u) {
-            uint32_t v = get32(rec + f->at_record);
-            memcpy(to, &v, sizeof v);
-        } else {
-            memcpy(to, rec + f->at_record, f->bytes);
-        }
+        memcpy((uint8_t *)m + f->at_meta, rec + f->at_record, f->bytes);
     }
     memcpy(m->download.model_id, rec + META_ID_AT, VW_MODEL_MAX_ID);
     if (!m->downloading) {
@@ -582,10 +558,10 @@ vw_status_t vw_ota_begin(vw_ota_t *ota, const vw_ota_manifest_t *manifest,
     if (st != VW_OK) {
         return st;
     }
-    if (!manifest_ok(manifest, VW_MODEL_MAX_BYTES)) {
-        return VW_ERR_ARG;
+    size_t text_len;
+    if (vw_ota_signed_text(manifest, text, sizeof text, &text_len) != VW_OK) {
+        return VW_ERR_ARG; /* a malformed manifest */
     }
-    size_t text_len = signed_text(manifest, text);
     if (ota->port.verify_signature(ota->port.ctx, (const uint8_t *)text, text_len, signature) !=
         1) {
         return VW_ERR_SIGNATURE;
