@@ -9,11 +9,14 @@
  *
  *   cfg0  bits 0-1 the model provisioned: a candidate of vw_fuzz_models.h (seeds.py):
  *                  factory (32 bands), odd (7), per-tensor (12), deep (4 bands, 16 layers);
+ *                  all with the threshold 1.5; the harness gives odd and deep a threshold
+ *                  ceiling of 64 (the others' is their threshold: see with_ceiling);
  *         bits 2-4 batch_windows - 1 (1..8);
  *         bits 5-6 features_every: 60, 0 (none), 1, 3 (so a printable byte picks one of
  *                  the last three: ' '..'?' none, '@'..'_' every window, '`'..'~' 1 in 3)
- *   cfg1  bits 0-1 calibrate_windows: 1, 2, 3, 5;
- *         bits 2-3 calibrate_margin: 1, 1.25, 2, 1e6;
+ *   cfg1  bits 0-1 calibrate_windows: 1, 2, 3, 24 (from 20 windows on, the tail rule
+ *                  fits its tail: vw_tail.h);
+ *         bits 2-3 calibrate_target: 0.5, 0.1, 0.01, 0.001;
  *         bits 4-5 batch_ms: 0 (only when full), 100, 1000, 10000;
  *         bits 6-7 anomaly (k of n, m, release): defaults, 1 of 1 and 1 at 1.0,
  *                  2 of 3 and 2 at 0.5, 32 of 32 and 255 at 1e-6
@@ -59,7 +62,8 @@
  *                 numbers from UINT32_MAX - (b>>2 & 1), reaching the new boot range that
  *                 4 billion windows open (a write to the private field: nothing else gets
  *                 there in a fuzz run)
- *   D b:u8        until the next reboot, boot record writes fail, (b>>1)%17 bytes landing
+ *   D b:u8        until the next reboot, record writes fail (the boot records' and the
+ *                 calibration record's), (b>>1)%17 bytes landing
  *   A             vw_device_connected (the birth message)
  *   L cap:u8      vw_device_last_will into a buffer of cap % 32 bytes
  *
@@ -67,28 +71,48 @@
  * working memory is one block of exactly vw_device_required_bytes, so AddressSanitizer
  * reports any access past either. The port's signature check accepts the SHA-256 of the
  * signed text followed by its complement (vw_fuzz.h), so the harness signs the jobs
- * it makes. The harness reads two private fields of vw_device_t (threshold, batch_len) and
- * writes one (window, see R). VW_FUZZ_TRACE=1 prints each operation, its status and every
- * payload published (for reading a reproducer).
+ * it makes. The harness reads three private fields of vw_device_t (threshold,
+ * threshold_source, batch_len) and writes one (window, see R). It scores the windows of a
+ * calibration itself (a DSP and an engine of its own on the live model) and runs its own
+ * vw_tail_t over those scores: the calibrated threshold it expects is exact.
+ * VW_FUZZ_TRACE=1 prints each operation, its status and every payload published (for
+ * reading a reproducer).
  *
  * Invariants checked (a violation aborts, which the fuzzer reports as a crash):
  *   - every JSON payload handed to publish starts with '{' and vw_json_parse accepts it;
  *     its topic is one of the device's; storage writes stay inside the OTA region or
- *     inside the boot records, never across;
+ *     inside the device's records (VW_DEVICE_STORAGE_BYTES), never across;
  *   - cmd/reply: an id vw_json_get_string reads and vw_model_id_valid accepts, the outcome
- *     done, refused or failed (with a detail unless done), t the wall clock, a threshold
- *     exactly when done with set_threshold, calibrate or rollback, equal to the device's;
+ *     done, refused or failed (with a detail unless done; done with a detail only as a
+ *     calibration the ceiling capped), t the wall clock, a threshold exactly when done
+ *     with set_threshold, calibrate or rollback, equal to the device's;
  *   - vw_device_command returns VW_OK, VW_ERR_JSON exactly when vw_json_parse refuses the
  *     payload, VW_ERR_MESSAGE exactly when it has no valid id, VW_ERR_STATE exactly when
  *     the wall clock is unknown, or the port's error; it answers with one reply carrying the
  *     command's id, unless it starts a calibration (answered after calibrate_windows scored
  *     windows) or an upload (answered with the next synced window, after the raw message);
- *     unanswered, it publishes nothing;
+ *     unanswered, it publishes nothing; a rollback that binds a model while a calibration
+ *     runs first ends the calibration (below), then answers;
+ *   - calibration: when its last window is scored, the threshold the tail rule gives for
+ *     calibrate_target over the scores of its windows (as the harness computes them), at
+ *     most the live model's ceiling (then detail "ceiling"); failed "the calibration
+ *     windows give no usable threshold" when that is not in (0, 1e12]; else the record
+ *     (magic "VWC1", the threshold's bits, the model's CRC-32, the CRC-32 of those 12
+ *     bytes) written at record_addr + 2 x 16: failed "storage" when the write fails (the
+ *     bytes the port lets through land, the threshold is unchanged), else done with the
+ *     threshold, which is then in force (source calibration), followed by a status
+ *     message; with the wall clock unknown neither goes out, the rest happens all the
+ *     same. A model bound while a calibration runs (an activation, a rollback) ends it:
+ *     failed "the model changed during the calibration", sent before anything else that
+ *     call answers (unless the wall clock is unknown);
+ *   - the calibration record in storage is, after every operation, exactly the bytes the
+ *     harness expects (the device writes nothing else there);
  *   - the threshold is finite and > 0 after every operation, and it is the one the harness
- *     expects: the model's after a boot, an activation or a rollback, the command's number
- *     as a float32 after set_threshold done, the reply's after a calibration done (and
- *     whatever in (0, 1e12] a calibration that ends unanswered, the wall clock unknown,
- *     leaves);
+ *     expects, with its source: whenever a model is bound (a boot, a fallback from a trial,
+ *     an activation, a rollback), the calibrated one stored for it when the record is
+ *     valid, carries the model's CRC-32 and a value in (0, its ceiling] (source
+ *     calibration), else the model's own (source model); the command's number as a
+ *     float32 after set_threshold done (source command); a calibration's, above;
  *   - vw_device_window returns VW_OK or VW_ERR_INPUT (always when a sample is not finite;
  *     then nothing is published or counted); VW_ERR_STORAGE only when the boot record
  *     cannot be written as the window numbers run out, which vw_device.h does not list;
@@ -110,8 +134,9 @@
  *     payload (the job withdrawn) is VW_OK, says nothing, and no chunk is asked for
  *     after it until a job comes (unless a model is on trial);
  *   - vw_device_connected: VW_ERR_STATE exactly when the wall clock is unknown, else one
- *     status message with the running model and the uptime; the last will is
- *     {"state":"offline"}, or VW_ERR_BUFFER below 19 bytes.
+ *     status message with the running model, the uptime, the threshold in force and its
+ *     source ("model", "calibration" or "command"); the last will is {"state":"offline"},
+ *     or VW_ERR_BUFFER below 19 bytes.
  */
 #include <float.h>
 #include <math.h>
@@ -121,11 +146,15 @@
 #include <string.h>
 
 #include "vw_chunk.h"
+#include "vw_crc32.h"
 #include "vw_device.h"
+#include "vw_dsp.h"
+#include "vw_engine.h"
 #include "vw_json_reader.h"
 #include "vw_model.h"
 #include "vw_ota.h"
 #include "vw_sha256.h"
+#include "vw_tail.h"
 
 #include "vw_fuzz.h"
 #include "vw_fuzz_models.h"
@@ -150,6 +179,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define MAX_JOBS 32u      /* jobs the harness made, by id */
 #define MAX_CALL_REPLIES 4u
 #define MAX_CALL_REPORTS 8u
+#define CALIBRATION_MAGIC 0x31435756u /* "VWC1", little endian */
+#define CALIBRATION_OFFSET (2u * VW_DEVICE_RECORD_BYTES) /* after the two boot records */
+#define NO_USABLE "the calibration windows give no usable threshold"
+#define MODEL_CHANGED "the model changed during the calibration"
+
+/* Where the threshold in force comes from: vw_device_t.threshold_source, and the status. */
+enum { SOURCE_MODEL, SOURCE_CALIBRATION, SOURCE_COMMAND };
+static const char *const SOURCES[3] = {"model", "calibration", "command"};
 
 /* VW_FUZZ_TRACE=1 prints each operation, its status and every payload. */
 static int trace;
@@ -205,12 +242,51 @@ typedef struct {
     uint8_t sha256[VW_SHA256_DIGEST_BYTES];
 } candidate_t;
 
+/* The candidate blobs the harness provisions and sends: see with_ceiling. */
+typedef struct {
+    const uint8_t *data;
+    uint32_t len;
+} blob_t;
+
+static blob_t blobs[N_CAND];
 static candidate_t cands[N_CAND];
 /* Storage after provisioning candidate i; each execution starts from a copy. */
 static uint8_t images[N_PROVISION][STORAGE_MAX] __attribute__((aligned(4)));
 static vw_ota_layout_t layout;
 static uint32_t record_addr, storage_bytes;
 static uint8_t engine_work[ENGINE_WORK_BYTES] __attribute__((aligned(4)));
+/* The harness's own DSP and engine memory: the scores of a calibration's windows. */
+static uint8_t oracle_engine_work[ENGINE_WORK_BYTES] __attribute__((aligned(4)));
+static void *oracle_dsp_work;
+static size_t oracle_dsp_bytes;
+
+/*
+ * Candidate @p i of vw_fuzz_models.h, but odd (1) and deep (3) with a threshold ceiling of
+ * CEILING (header offset 56, the CRC-32 sealed again; 0 in the others: their threshold):
+ * the random models score every window above their threshold (1.5), so only a higher
+ * ceiling lets a calibration set a threshold of its own. The copy lives for the process.
+ */
+#define CEILING 64.0f
+static blob_t with_ceiling(unsigned i)
+{
+    const uint32_t len = vw_fuzz_blobs[i].len;
+    if (i != 1u && i != 3u) {
+        return (blob_t){vw_fuzz_blobs[i].data, len};
+    }
+    static const uint8_t zero[4] = {0};
+    uint8_t *blob = malloc(len); /* malloc's alignment: the 4 vw_model_parse needs */
+    require(blob != NULL && len > VW_MODEL_HEADER_BYTES);
+    memcpy(blob, vw_fuzz_blobs[i].data, len);
+    const float ceiling = CEILING;
+    uint32_t bits;
+    memcpy(&bits, &ceiling, sizeof bits);
+    require(le32(blob + 56) == 0u);
+    put_le32(blob + 56, bits);
+    uint32_t crc = vw_crc32_update(0u, blob, 12u); /* over the blob, its CRC field as 0 */
+    crc = vw_crc32_update(crc, zero, sizeof zero);
+    put_le32(blob + 12, vw_crc32_update(crc, blob + 16, len - 16u));
+    return (blob_t){blob, len};
+}
 
 /* ---- the port ---- */
 
@@ -221,6 +297,7 @@ typedef struct {
     char id[VW_MODEL_MAX_ID + 1];
     char cmd[16];
     char outcome[16];
+    char detail[128]; /* "" when it has none */
     int accepted;
     float threshold; /* when it has one */
 } reply_t;
@@ -238,6 +315,8 @@ typedef struct {
     reply_t reply[MAX_CALL_REPLIES];
     report_t report[MAX_CALL_REPORTS];
     const char *job; /* the job every ota/req of this call is about; NULL: none may come */
+    float status_threshold; /* of the last status message */
+    char status_source[16];
 } call_t;
 
 typedef struct {
@@ -285,6 +364,8 @@ typedef struct {
     uint32_t last_boot;        /* the highest boot number that came up */
     uint32_t window;           /* number of the next window in this boot */
     float threshold;           /* the one the device must use */
+    uint8_t source;            /* where it comes from: SOURCE_* */
+    uint8_t record[VW_DEVICE_RECORD_BYTES]; /* the calibration record storage must hold */
     uint64_t pending_seq;      /* seq and t of the window being scored */
     uint64_t pending_t;
     int last_telemetry_set;
@@ -296,6 +377,8 @@ typedef struct {
     int anomaly;               /* an anomaly is active */
     uint16_t calibrating;      /* windows left of the calibration, 0: none */
     char calibration_id[VW_MODEL_MAX_ID + 1];
+    vw_tail_t tail;            /* the scores of the calibration's windows */
+    float tail_top[VW_DEVICE_CALIBRATION_KEPT];
     char upload_id[VW_MODEL_MAX_ID + 1]; /* upload_raw waiting, "" for none */
     uint64_t uptime_ms;        /* as the device counts it across wraps of the clock */
     uint32_t uptime_at;
@@ -363,6 +446,57 @@ static const vw_model_t *live_model(void)
     const vw_model_t *m = NULL;
     require(vw_ota_model(&ota, &m) == VW_OK && m != NULL);
     return m;
+}
+
+/* The score the live model gives @p samples, by a DSP and an engine of the harness's own;
+   0 when they refuse the window. */
+static int score_of(const float *samples, float *score)
+{
+    const vw_model_t *m = live_model();
+    vw_dsp_t dsp;
+    vw_engine_t engine;
+    float features[MAX_FEATURES];
+    require(vw_dsp_init(&dsp, &m->spec, oracle_dsp_work, oracle_dsp_bytes) == VW_OK);
+    require(vw_engine_init(&engine, m, oracle_engine_work, sizeof oracle_engine_work) == VW_OK);
+    return vw_dsp_features(&dsp, samples, features) == VW_OK &&
+           vw_engine_infer(&engine, features, score) == VW_OK;
+}
+
+/* The calibration record of @p threshold for the model of CRC-32 @p crc. */
+static void calibration_record(float threshold, uint32_t crc,
+                               uint8_t out[VW_DEVICE_RECORD_BYTES])
+{
+    uint32_t bits;
+    memcpy(&bits, &threshold, sizeof bits);
+    put_le32(out, CALIBRATION_MAGIC);
+    put_le32(out + 4, bits);
+    put_le32(out + 8, crc);
+    put_le32(out + 12, vw_crc32_update(0u, out, 12u));
+}
+
+/* Model @p m is bound: its threshold is the one calibrated for it when storage holds a
+   valid record with its CRC-32 and a value in (0, its ceiling], else its own. */
+static void bound(const vw_model_t *m)
+{
+    const uint8_t *rec = h.record;
+    const uint32_t bits = le32(rec + 4);
+    float calibrated;
+    memcpy(&calibrated, &bits, sizeof calibrated);
+    if (le32(rec) == CALIBRATION_MAGIC && le32(rec + 12) == vw_crc32_update(0u, rec, 12u) &&
+        le32(rec + 8) == m->crc && calibrated > 0.0f && calibrated <= m->threshold_ceiling) {
+        h.threshold = calibrated;
+        h.source = SOURCE_CALIBRATION;
+    } else {
+        h.threshold = m->threshold;
+        h.source = SOURCE_MODEL;
+    }
+}
+
+/* The calibration record in storage is the one the harness expects. */
+static void check_record(void)
+{
+    require(memcmp(port_state.storage + record_addr + CALIBRATION_OFFSET, h.record,
+                   sizeof h.record) == 0);
 }
 
 static int find_job(const char *id)
@@ -460,9 +594,14 @@ static void check_reply(const vw_json_doc_t *doc, const char *text, size_t len, 
         r->threshold = get_float(doc, "threshold");
         require(r->threshold == dev.threshold && r->threshold > 0.0f);
     }
-    char detail[128];
-    require(vw_json_get_string(doc, "detail", detail, sizeof detail, NULL, &found) == VW_OK);
-    require(found == !done);
+    require(vw_json_get_string(doc, "detail", r->detail, sizeof r->detail, NULL, &found) ==
+            VW_OK);
+    if (!found) {
+        r->detail[0] = '\0';
+    }
+    /* Done with a detail only as a calibration the ceiling capped. */
+    require(found == !done ||
+            (done && strcmp(r->cmd, "calibrate") == 0 && strcmp(r->detail, "ceiling") == 0));
     r->accepted = accepted;
 }
 
@@ -534,6 +673,11 @@ static void check_status(const vw_json_doc_t *doc, const char *text, size_t len)
     int64_t uptime_s = -1;
     require(vw_json_get_int(doc, "uptime_s", 0, INT64_MAX, &uptime_s, NULL) == VW_OK);
     check_t(text, len, port_state.wall);
+    /* The threshold in force and its source: the caller checks them against its own. */
+    call_t *c = &port_state.call;
+    c->status_threshold = get_float(doc, "threshold");
+    require(c->status_threshold == dev.threshold);
+    get_string(doc, "threshold_source", c->status_source, sizeof c->status_source);
     h.uptime_ms += (uint32_t)(port_state.now - h.uptime_at);
     h.uptime_at = port_state.now;
     require((uint64_t)uptime_s == h.uptime_ms / 1000u);
@@ -579,7 +723,7 @@ static void check_ota_req(const vw_json_doc_t *doc, const char *text, size_t len
     require(vw_json_get_int(doc, "offset", 0, UINT32_MAX, &offset, NULL) == VW_OK);
     require(vw_json_get_int(doc, "length", 1, UINT32_MAX, &length, NULL) == VW_OK);
     const job_t *jb = &h.jobs[j];
-    const uint32_t size = vw_fuzz_blobs[jb->cand].len;
+    const uint32_t size = blobs[jb->cand].len;
     require(offset % jb->chunk_size == 0 && length <= (int64_t)jb->chunk_size);
     require(offset < (int64_t)size && length <= (int64_t)size - offset);
     if (accepted && h.n_requests < MAX_REQUESTS) {
@@ -669,24 +813,49 @@ static void end_call(void)
 }
 
 /*
+ * The call bound a new model @p now (an activation, a rollback): a calibration under way
+ * ends failed, its reply the call's first (none while the wall clock is unknown), and the
+ * threshold is the model's (bound). Returns the replies that took.
+ */
+static unsigned model_changed(const vw_model_t *now)
+{
+    const call_t *c = &port_state.call;
+    unsigned replies = 0;
+    if (h.calibrating != 0 && port_state.wall != 0u) {
+        const reply_t *r = &c->reply[0];
+        require(c->replies >= 1 && strcmp(r->id, h.calibration_id) == 0);
+        require(strcmp(r->cmd, "calibrate") == 0 && strcmp(r->outcome, "failed") == 0 &&
+                strcmp(r->detail, MODEL_CHANGED) == 0);
+        h.answered += (uint32_t)r->accepted;
+        replies = 1;
+    }
+    h.calibrating = 0;
+    bound(now);
+    return replies;
+}
+
+/*
  * After a call that handled OTA (@p before: the model running before it): a new model runs
- * only as the activation of the download under way, with its own threshold; the report
- * of it may be missing (the wall clock unknown) or refused, never wrong. A download that
- * ends (refused by verification, or a trial confirmed by a poll) leaves the device
- * without a current job.
+ * only as the activation of the download under way, with its threshold (bound); the report
+ * of it may be missing (the wall clock unknown) or refused, never wrong; the only reply is
+ * that of a calibration it ends. A download that ends (refused by verification, or a trial
+ * confirmed by a poll) leaves the device without a current job.
  */
 static void after_ota(const vw_model_t *before, int from_poll)
 {
     const call_t *c = &port_state.call;
     const vw_model_t *now = live_model();
+    unsigned replies = 0;
     if (now != before) {
         const int j = find_job(h.current_job);
         require(!from_poll && j >= 0);
         const vw_model_t *want = &cands[h.jobs[j].cand].model;
         require(strcmp(now->id, want->id) == 0 && now->version == want->version);
-        h.threshold = now->threshold;
+        require(now->crc == want->crc);
+        replies = model_changed(now);
         h.n_requests = 0;
     }
+    require(c->replies == replies);
     for (unsigned i = 0; i < c->reports; i++) {
         const report_t *r = &c->report[i];
         const int ends = (strcmp(r->state, "failed") == 0 && i > 0 &&
@@ -708,6 +877,8 @@ static void check_device(void)
 {
     const vw_device_counters_t n = vw_device_counters(&dev);
     require(isfinite(dev.threshold) && dev.threshold > 0.0f && dev.threshold == h.threshold);
+    require(dev.threshold_source == h.source);
+    check_record();
     require(n.windows == h.windows && n.unsynced_windows == h.unsynced);
     require(n.commands_unanswered == h.unanswered && n.commands == h.answered);
     require(dev.batch_len == h.batch_len);
@@ -742,7 +913,9 @@ static void boot(uint8_t b)
     if (b & 2u) {
         h.window = dev.window = UINT32_MAX - ((b >> 2) & 1u);
     }
-    h.threshold = live_model()->threshold;
+    bound(live_model());
+    require(dev.threshold == h.threshold && dev.threshold_source == h.source);
+    check_record();
     h.batch_len = 0;
     h.windows = h.unsynced = h.unanswered = h.answered = 0;
     h.anomaly = 0;
@@ -801,13 +974,17 @@ static void command(const uint8_t *text, size_t n)
             require(h.calibrating == 0);
             h.calibrating = h.config.settings.calibrate_windows;
             memcpy(h.calibration_id, id, sizeof id);
+            require(vw_tail_init(&h.tail, h.tail_top, VW_DEVICE_CALIBRATION_KEPT) == VW_OK);
         } else {
             require(strcmp(cmd, "upload_raw") == 0 && h.upload_id[0] == '\0');
             memcpy(h.upload_id, id, sizeof id);
         }
     } else {
-        const reply_t *r = &c->reply[0];
-        require(c->publishes == 1 && strcmp(r->id, id) == 0);
+        /* A rollback binds the previous model: a calibration under way ends first. */
+        const vw_model_t *now = live_model();
+        const unsigned first = now != model ? model_changed(now) : 0u;
+        const reply_t *r = &c->reply[first];
+        require(c->publishes == first + 1u && strcmp(r->id, id) == 0);
         require((st == VW_OK) == r->accepted);
         h.answered += (uint32_t)r->accepted;
         if (strcmp(r->outcome, "done") == 0) {
@@ -816,12 +993,12 @@ static void command(const uint8_t *text, size_t n)
                 /* The command's number, as a float32. */
                 require(has_threshold && threshold > 0.0 && threshold <= 1e12);
                 h.threshold = (float)threshold;
+                h.source = SOURCE_COMMAND;
+                require(r->threshold == h.threshold);
             } else {
-                /* Back to the previous model, with its threshold. */
+                /* Back to the previous model, with its threshold (bound). */
                 require(strcmp(cmd, "rollback") == 0);
-                const vw_model_t *now = live_model();
-                require(now != model);
-                h.threshold = now->threshold;
+                require(now != model && r->threshold == h.threshold);
                 h.current_job[0] = '\0';
                 h.n_requests = 0;
             }
@@ -889,7 +1066,7 @@ static void ota_job(const uint8_t *text, size_t n)
     require((st == VW_ERR_JSON) == !parsed);
     require((st == VW_ERR_MESSAGE) == (parsed && !job_ok));
     require(!job_ok || (st == VW_ERR_STATE) == (port_state.wall == 0u));
-    require(c->publishes == c->ota_reqs);
+    require(c->publishes == c->ota_reqs + c->replies);
     if (st == VW_OK && c->reports == 0) {
         /* Unanswered only when its model is the one running on trial (reported once
            confirmed): the job's hash is the active slot's. */
@@ -934,7 +1111,7 @@ static void signed_job(uint8_t cand_sel, uint8_t flags)
     memset(&m, 0, sizeof m);
     memcpy(m.model_id, c->model.id, sizeof m.model_id);
     m.model_version = c->model.version;
-    m.size = vw_fuzz_blobs[cand].len;
+    m.size = blobs[cand].len;
     m.chunk_size = VW_OTA_MIN_CHUNK << (flags & 3u);
     m.rollback = (uint8_t)((flags >> 2) & 1u);
     memcpy(m.sha256, c->sha256, sizeof m.sha256);
@@ -988,7 +1165,7 @@ static void ota_chunk(const uint8_t *payload, size_t n)
     }
     const call_t *c = &port_state.call;
     require(st >= VW_OK && st <= VW_ERR_MESSAGE);
-    require(c->publishes == c->ota_reqs);
+    require(c->publishes == c->ota_reqs + c->replies);
     if (st != VW_OK) {
         require(c->publishes == 0 && live_model() == model);
     }
@@ -1014,7 +1191,7 @@ static void answer(unsigned k, uint8_t flags)
     put_le32(payload + 4, flags & 2u ? job->ref ^ 1u : job->ref);
     put_le32(payload + 8, rq.offset);
     put_le32(payload + 12, rq.len);
-    memcpy(payload + VW_CHUNK_HEADER_BYTES, vw_fuzz_blobs[job->cand].data + rq.offset, rq.len);
+    memcpy(payload + VW_CHUNK_HEADER_BYTES, blobs[job->cand].data + rq.offset, rq.len);
     if (flags & 1u) {
         payload[VW_CHUNK_HEADER_BYTES + flags % rq.len] ^= 0x01u;
     }
@@ -1088,35 +1265,77 @@ static void make_window(reader_t *r)
     h.have_window = 1;
 }
 
-/* Checks the replies a window sent: the calibration's end, the upload's answer. */
-static void window_replies(int calibration_ends, int uploads)
+/* What the end of a calibration must give. */
+typedef struct {
+    const char *outcome; /* "done" or "failed" */
+    const char *detail;  /* "" for none */
+    float threshold;     /* when done */
+} calibration_t;
+
+/*
+ * The calibration's last window was scored (@p fault and @p tear: the record writes as they
+ * were when it was handed over): the threshold of the tail rule over the harness's scores,
+ * at most the live model's ceiling, stored with the model's CRC-32, then in force. Updates
+ * what storage must hold and the threshold the device must use.
+ */
+static calibration_t end_calibration(int fault, uint32_t tear)
+{
+    const vw_model_t *m = live_model();
+    vw_tail_estimate_t e;
+    require(vw_tail_estimate(&h.tail, h.config.settings.calibrate_target, &e) == VW_OK);
+    if (trace) {
+        fprintf(stderr, "calibration over %u windows: method %u, threshold %.9g\n",
+                (unsigned)e.n, (unsigned)e.method, (double)e.threshold);
+    }
+    float threshold = e.threshold;
+    const char *detail = "";
+    if (threshold > m->threshold_ceiling) {
+        threshold = m->threshold_ceiling;
+        detail = "ceiling";
+    }
+    if (!(threshold > 0.0f && threshold <= 1e12f)) {
+        return (calibration_t){"failed", NO_USABLE, 0.0f};
+    }
+    uint8_t rec[VW_DEVICE_RECORD_BYTES];
+    calibration_record(threshold, m->crc, rec);
+    if (fault != FAULT_NONE) { /* what the port let through lands; the threshold stays */
+        memcpy(h.record, rec, tear < sizeof rec ? tear : sizeof rec);
+        return (calibration_t){"failed", "storage", 0.0f};
+    }
+    memcpy(h.record, rec, sizeof rec);
+    h.threshold = threshold;
+    h.source = SOURCE_CALIBRATION;
+    return (calibration_t){"done", detail, threshold};
+}
+
+/*
+ * Checks the replies a window sent: the calibration's end (@p cal, NULL if it did not end
+ * with this window) first, then its status message when done, the upload's answer.
+ */
+static void window_replies(const calibration_t *cal, int uploads)
 {
     const call_t *c = &port_state.call;
-    const int cal_reply = calibration_ends && port_state.wall != 0u;
+    const int cal_reply = cal != NULL && port_state.wall != 0u;
+    const int status = cal_reply && strcmp(cal->outcome, "done") == 0;
     require(c->replies == (unsigned)(cal_reply + uploads));
     require(c->raws == (unsigned)uploads);
+    require(c->statuses == (unsigned)status);
     for (unsigned i = 0; i < c->replies; i++) {
         const reply_t *r = &c->reply[i];
         h.answered += (uint32_t)r->accepted;
         if (strcmp(r->cmd, "calibrate") == 0) {
-            require(cal_reply && strcmp(r->id, h.calibration_id) == 0);
-            if (strcmp(r->outcome, "done") == 0) {
-                require(r->threshold <= 1e12f);
-                h.threshold = r->threshold;
-            } else {
-                require(strcmp(r->outcome, "failed") == 0);
-            }
+            require(cal_reply && i == 0 && strcmp(r->id, h.calibration_id) == 0);
+            require(strcmp(r->outcome, cal->outcome) == 0 && strcmp(r->detail, cal->detail) == 0);
+            require(strcmp(r->outcome, "failed") == 0 || r->threshold == cal->threshold);
         } else {
             require(uploads && strcmp(r->cmd, "upload_raw") == 0);
             require(strcmp(r->id, h.upload_id) == 0);
             require(strcmp(r->outcome, c->raw_accepted ? "done" : "failed") == 0);
         }
     }
-    if (calibration_ends && !cal_reply) {
-        /* The wall clock is unknown: the reply cannot go out, the threshold is set anyway
-           (the harness learns it from the device). */
-        require(dev.threshold > 0.0f && dev.threshold <= 1e12f);
-        h.threshold = dev.threshold;
+    if (status) { /* the new threshold in the retained status */
+        require(c->status_threshold == h.threshold &&
+                strcmp(c->status_source, SOURCES[SOURCE_CALIBRATION]) == 0);
     }
     if (uploads) {
         h.upload_id[0] = '\0';
@@ -1148,6 +1367,11 @@ static void window(void)
     if (synced) {
         h.batch[h.batch_len++] = (expected_t){h.pending_seq, h.pending_t, port_state.now};
     }
+    /* A calibration window: the harness scores it too. */
+    float score = 0.0f;
+    const int scored = h.calibrating != 0 && score_of(samples, &score) && isfinite(score);
+    const int fault = port_state.record_fault;
+    const uint32_t tear = port_state.tear;
 
     begin_call(NULL);
     const vw_status_t st = vw_device_window(&dev, samples);
@@ -1167,15 +1391,26 @@ static void window(void)
     }
     if (st == VW_ERR_INPUT) {
         require(c->publishes == 0 && memcmp(&before, &after, sizeof before) == 0);
+        require(!scored); /* the device refuses only a window its model cannot score */
         free(samples);
         return;
     }
-    /* Scored: one more calibration window. */
-    const int calibration_ends = h.calibrating != 0 && --h.calibrating == 0;
+    /* Scored: one more calibration window, with the harness's score. */
+    calibration_t cal = {"", "", 0.0f};
+    int calibration_ends = 0;
+    if (h.calibrating != 0) {
+        require(scored && vw_tail_add(&h.tail, score) == VW_OK);
+        calibration_ends = --h.calibrating == 0;
+        if (calibration_ends) {
+            cal = end_calibration(fault, tear);
+        }
+    }
     const int uploads = st == VW_OK && synced && h.upload_id[0] != '\0';
-    window_replies(calibration_ends, uploads);
+    window_replies(calibration_ends ? &cal : NULL, uploads);
+    require(c->publishes == c->replies + c->statuses + c->raws + c->telemetry + c->events +
+                                c->features);
     if (st == VW_ERR_STORAGE) {
-        require(c->publishes == c->replies);
+        require(c->publishes == c->replies + c->statuses);
         free(samples);
         return;
     }
@@ -1194,7 +1429,7 @@ static void window(void)
         }
     } else {
         h.unsynced++;
-        require(c->publishes == c->replies);
+        require(c->publishes == c->replies + c->statuses);
     }
     if (h.window == UINT32_MAX) {
         /* The window numbers ran out: a new boot's range. */
@@ -1261,6 +1496,8 @@ static void connected(void)
     } else {
         require(c->publishes == 1 && c->statuses == 1);
         require(st == VW_OK || st == PORT_REFUSED);
+        require(c->status_threshold == h.threshold &&
+                strcmp(c->status_source, SOURCES[h.source]) == 0);
     }
 }
 
@@ -1414,23 +1651,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const vw_ota_config_t oc = ota_config();
     require(vw_ota_layout(&oc, &layout) == VW_OK);
     record_addr = (layout.end + 3u) & ~3u;
-    storage_bytes = record_addr + 2u * VW_DEVICE_RECORD_BYTES;
+    storage_bytes = record_addr + VW_DEVICE_STORAGE_BYTES;
     require(storage_bytes <= STORAGE_MAX && N_CAND >= N_PROVISION);
+    oracle_dsp_bytes = vw_dsp_required_bytes(MAX_WINDOW);
+    oracle_dsp_work = malloc(oracle_dsp_bytes);
+    require(oracle_dsp_bytes > 0 && oracle_dsp_work != NULL);
     for (unsigned i = 0; i < N_CAND; i++) {
-        require(vw_model_parse(&cands[i].model, vw_fuzz_blobs[i].data, vw_fuzz_blobs[i].len) ==
-                VW_OK);
-        require(vw_sha256(vw_fuzz_blobs[i].data, vw_fuzz_blobs[i].len, cands[i].sha256) ==
-                VW_OK);
+        blobs[i] = with_ceiling(i);
+        require(vw_model_parse(&cands[i].model, blobs[i].data, blobs[i].len) == VW_OK);
+        require(vw_sha256(blobs[i].data, blobs[i].len, cands[i].sha256) == VW_OK);
     }
     const vw_port_t port = make_port();
     for (unsigned i = 0; i < N_PROVISION; i++) {
         memset(port_state.storage, 0xFF, sizeof port_state.storage);
         require(vw_ota_init(&ota, &port, &oc) == VW_ERR_NO_MODEL);
-        require(vw_ota_provision(&ota, vw_fuzz_blobs[i].data, vw_fuzz_blobs[i].len) == VW_OK);
+        require(vw_ota_provision(&ota, blobs[i].data, blobs[i].len) == VW_OK);
         memcpy(images[i], port_state.storage, sizeof images[i]);
         const vw_model_t *m = &cands[i].model;
         require(m->spec.sample_rate_hz == SAMPLE_RATE_HZ && m->spec.window <= MAX_WINDOW &&
                 m->n_features <= MAX_FEATURES && isfinite(m->threshold) && m->threshold > 0.0f);
+        require(m->threshold_ceiling ==
+                (blobs[i].data != vw_fuzz_blobs[i].data ? CEILING : m->threshold));
     }
     return 0;
 }
@@ -1438,8 +1679,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static vw_device_config_t device_config(uint8_t cfg0, uint8_t cfg1, uint8_t cfg2)
 {
     static const uint16_t features_every[4] = {60u, 0u, 1u, 3u};
-    static const uint16_t calibrate_windows[4] = {1u, 2u, 3u, 5u};
-    static const float margins[4] = {1.0f, 1.25f, 2.0f, 1e6f};
+    static const uint16_t calibrate_windows[4] = {1u, 2u, 3u, 24u};
+    static const float targets[4] = {0.5f, 0.1f, 0.01f, 0.001f};
     static const uint32_t batch_ms[4] = {0u, 100u, 1000u, 10000u};
     static const uint32_t ota_timeouts[4] = {1u, 500u, 5000u, 60000u};
     const vw_anomaly_config_t anomalies[4] = {
@@ -1460,7 +1701,7 @@ static vw_device_config_t device_config(uint8_t cfg0, uint8_t cfg1, uint8_t cfg2
     c.settings.ota_timeout_ms = ota_timeouts[(cfg2 >> 5) & 3u];
     c.settings.trial_ms = cfg2 & 16u ? 0u : 3000u;
     c.settings.calibrate_windows = calibrate_windows[cfg1 & 3u];
-    c.settings.calibrate_margin = margins[(cfg1 >> 2) & 3u];
+    c.settings.calibrate_target = targets[(cfg1 >> 2) & 3u];
     c.settings.batch_ms = batch_ms[(cfg1 >> 4) & 3u];
     c.settings.anomaly = anomalies[cfg1 >> 6];
     return c;
@@ -1476,6 +1717,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&h, 0, sizeof h);
     memset(&port_state, 0, sizeof port_state);
     memcpy(port_state.storage, images[cfg0 & 3u], sizeof port_state.storage);
+    memcpy(h.record, port_state.storage + record_addr + CALIBRATION_OFFSET, sizeof h.record);
     h.config = device_config(cfg0, cfg1, cfg2);
     h.ota_config = ota_config();
     h.port = make_port();

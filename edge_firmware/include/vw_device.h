@@ -7,9 +7,11 @@
  * state (vw_anomaly) and the messages of docs/protocol/, published through the
  * port:
  *
- *  - `status` (retained) on vw_device_connected(): firmware, model id, version and
- *    SHA-256, capabilities, slot states, uptime; vw_device_last_will() gives the
- *    `offline` payload the port registers as the connection's last will;
+ *  - `status` (retained) on vw_device_connected(), and again when a calibration sets
+ *    the threshold: firmware, model id, version and SHA-256, capabilities, slot states,
+ *    uptime, the threshold in force and where it comes from (`model`, `calibration` or
+ *    `command`); vw_device_last_will() gives the `offline` payload the port registers
+ *    as the connection's last will;
  *  - `event` when an anomaly starts or ends (score, threshold, model);
  *  - `telemetry`: the readings (score, rms, peak, crest, kurtosis) of
  *    settings.batch_windows windows in one message, or fewer once the first of them
@@ -31,9 +33,18 @@
  * Commands (`cmd`, vw_device_command) are answered on `cmd/reply` with their outcome:
  *  - `set_threshold`: the threshold in force from the next window on (until a reboot or
  *    a new model, which bring the model's threshold back); done, with the threshold;
- *  - `calibrate`: the next settings.calibrate_windows windows are scored, and the
- *    threshold becomes their highest score times settings.calibrate_margin; the reply
- *    (done, with the threshold) goes out when the last of them is scored;
+ *  - `calibrate`: the device learns its own baseline. It scores the next
+ *    settings.calibrate_windows windows, keeping the VW_DEVICE_CALIBRATION_KEPT highest
+ *    scores, and sets its threshold by the tail rule (vw_tail.h) for the per-window
+ *    false-alarm target settings.calibrate_target, at most the model's threshold
+ *    ceiling (vw_model_t.threshold_ceiling: a package that does not allow more lets a
+ *    device lower its threshold, never raise it). The threshold is written to storage
+ *    with the identity (CRC-32) of the model it is for: it stays across reboots, comes
+ *    back with that model after a rollback to it, and a new model starts from its own
+ *    threshold. The reply (done, with the threshold; detail `ceiling` when the ceiling
+ *    capped it) goes out when the last window is scored, then a new `status`; failed
+ *    when storage refuses the write (the threshold is unchanged), or when the model
+ *    changes before the calibration ends;
  *  - `rollback`: back to the previous valid model (vw_ota_rollback), done with the
  *    threshold now in force; refused when there is none or a download is in progress;
  *  - `upload_raw`: the samples of the next window go out on `raw` (binary: a 32-byte
@@ -85,6 +96,7 @@
 #include "vw_ota.h"
 #include "vw_port.h"
 #include "vw_status.h"
+#include "vw_tail.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,7 +105,11 @@ extern "C" {
 #define VW_DEVICE_MAX_BATCH 100u        /**< most readings in one telemetry message */
 #define VW_DEVICE_FIRMWARE_MAX 32u      /**< longest firmware version string */
 #define VW_DEVICE_CAPABILITIES_MAX 128u /**< longest capability list, "ota,raw" */
-#define VW_DEVICE_RECORD_BYTES 16u      /**< one boot record; the device keeps two */
+#define VW_DEVICE_RECORD_BYTES 16u      /**< one record: two boot records, a calibration */
+/** Storage the device's records take at config.record_addr: two boot records, then the
+ *  calibration record. */
+#define VW_DEVICE_STORAGE_BYTES (3u * VW_DEVICE_RECORD_BYTES)
+#define VW_DEVICE_CALIBRATION_KEPT 32u  /**< highest scores a calibration keeps */
 #define VW_DEVICE_OTA_WINDOW_MAX 8u     /**< most chunk requests outstanding */
 
 /** What the device does per window (device settings; see vw_device_defaults). */
@@ -104,7 +120,8 @@ typedef struct vw_device_settings {
                                       now_ms); 0: only when full */
     uint16_t features_every;     /**< one feature vector in every so many windows; 0: none */
     uint16_t calibrate_windows;  /**< windows a `calibrate` command scores, >= 1 */
-    float calibrate_margin;      /**< threshold = highest calibration score x this, >= 1 */
+    float calibrate_target;      /**< per-window false-alarm target of a calibrated
+                                      threshold, in (0, 0.5] */
     uint8_t ota_window;          /**< chunk requests outstanding, 1..VW_DEVICE_OTA_WINDOW_MAX */
     uint32_t ota_timeout_ms;     /**< a chunk request is sent again after this, >= 1 */
     uint32_t trial_ms;           /**< a new model runs this long before it is confirmed */
@@ -117,9 +134,9 @@ typedef struct vw_device_config {
     const char *capabilities; /**< comma-separated names of [A-Za-z0-9._-] ("ota,raw"), at
                                    most VW_DEVICE_CAPABILITIES_MAX characters; NULL or "" for
                                    none; must outlive the device */
-    uint32_t record_addr;     /**< storage address of the two boot records (2 x
-                                   VW_DEVICE_RECORD_BYTES), a multiple of 4, outside the OTA
-                                   region */
+    uint32_t record_addr;     /**< storage address of the device's records
+                                   (VW_DEVICE_STORAGE_BYTES), a multiple of 4, outside the
+                                   OTA region */
     uint16_t max_window;      /**< largest window of a model (as vw_ota_config_t's) */
     uint16_t max_features;    /**< largest feature vector of a model, 1..VW_DSP_MAX_BANDS +
                                    VW_DSP_N_STATS */
@@ -167,6 +184,7 @@ typedef struct vw_device {
     vw_dsp_t dsp;
     vw_anomaly_t anomaly;
     float threshold;
+    uint8_t threshold_source; /**< 0 the model, 1 a calibration, 2 a command */
     char spec_id[VW_DSP_SPEC_ID_MAX + 1];
     uint32_t boot;
     uint32_t window;
@@ -180,7 +198,8 @@ typedef struct vw_device {
     char *payload;
     size_t payload_cap;
     uint16_t calibrating; /**< windows left of a calibration, 0: none */
-    float calibration_max;
+    vw_tail_t calibration;
+    float calibration_top[VW_DEVICE_CALIBRATION_KEPT];
     char calibration_id[VW_MODEL_MAX_ID + 1];
     char upload_id[VW_MODEL_MAX_ID + 1]; /**< the upload_raw command waiting; "" for none */
     char job[VW_MODEL_MAX_ID + 1]; /**< the job being downloaded or on trial; "" for none */
@@ -194,7 +213,7 @@ typedef struct vw_device {
 
 /**
  * @brief The default settings: anomaly defaults, 10 windows or 10 s a batch, features every
- *        60 windows, calibration over 60 windows with a margin of 1.25, 4 chunk
+ *        60 windows, calibration over 600 windows for a false-alarm target of 0.1 %, 4 chunk
  *        requests outstanding, asked again after 5 s, a trial of 10 minutes.
  */
 vw_device_settings_t vw_device_defaults(void);

@@ -24,7 +24,9 @@
  *    40  f32      output scale   44 i32  output zero point
  *    48  f32      score threshold
  *    52  u16      golden count   54 u8   model id length   55 u8 reserved (0)
- *    56  u32      reserved (0)   60 u32  reserved (0)
+ *    56  f32      threshold ceiling: the highest threshold a device may set itself
+ *                 (`calibrate`); 0: the score threshold; else >= the score threshold
+ *    60  u32      reserved (0)
  *   model id       (id length bytes, [A-Za-z0-9._-], padded to 4)
  *   band bin edges (u16[n_bands + 1], padded to 4)
  *   input affine   (f32 mul[n_features], f32 add[n_features]):
@@ -100,6 +102,8 @@ typedef struct vw_model {
     float in_scale, out_scale;
     int32_t in_zero_point, out_zero_point;
     float threshold;
+    float threshold_ceiling;      /**< highest threshold a device may calibrate to */
+    uint32_t crc;                 /**< the blob's CRC-32 (header offset 12): its identity */
     const float *in_mul, *in_add; /**< n_features each */
     vw_layer_t layers[VW_MODEL_MAX_LAYERS];
     uint16_t golden_count;

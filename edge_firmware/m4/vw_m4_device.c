@@ -34,7 +34,7 @@
 #define LOG_BYTES (16u * 1024u)
 #define LOG_ENTRIES 16u
 
-static uint32_t flash[FLASH_BYTES / 4u]; /* the device's storage: OTA region, boot records */
+static uint32_t flash[FLASH_BYTES / 4u]; /* the device's storage: OTA region, device records */
 static uint32_t storage_bytes;
 static uint32_t engine_work[ENGINE_BYTES / 4u];
 static uint32_t device_work[WORK_BYTES / 4u];
@@ -179,11 +179,11 @@ static vw_status_t boot(const vw_m4_replay_t *r, vw_device_config_t *config)
     if (st != VW_OK) {
         return st;
     }
-    if (layout.end > FLASH_BYTES - 2u * VW_DEVICE_RECORD_BYTES ||
+    if (layout.end > FLASH_BYTES - VW_DEVICE_STORAGE_BYTES ||
         r->engine_work_bytes > ENGINE_BYTES) {
         return VW_ERR_TOO_LARGE;
     }
-    storage_bytes = layout.end + 2u * VW_DEVICE_RECORD_BYTES;
+    storage_bytes = layout.end + VW_DEVICE_STORAGE_BYTES;
     memset(flash, 0xFF, storage_bytes);
     memset(&ota, 0, sizeof ota);
     st = vw_ota_init(&ota, &port, &ota_config);

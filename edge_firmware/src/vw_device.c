@@ -7,14 +7,16 @@
 #include "vw_json_reader.h"
 #include "vw_json_writer.h"
 
-#define RECORD_MAGIC 0x31445756u /* "VWD1", little endian */
+#define RECORD_MAGIC 0x31445756u      /* "VWD1", little endian: a boot record */
+#define CALIBRATION_MAGIC 0x31435756u /* "VWC1": the calibration record */
+#define CALIBRATION_RECORD 2u         /* its index, after the two boot records */
 
 /* Longest JSON of one reading in a telemetry message, its comma included. */
 #define READING_JSON_MAX 179u
 /* Bytes of the raw window message's header (docs/protocol: raw). */
 #define RAW_HEADER_BYTES 32u
 /* Longest status message without its capability list. */
-#define STATUS_JSON_MAX 400u
+#define STATUS_JSON_MAX 460u
 
 static const char *const SLOT_NAMES[] = {"empty", "active", "invalid"};
 
@@ -25,8 +27,8 @@ vw_device_settings_t vw_device_defaults(void)
     settings.batch_windows = 10u;
     settings.batch_ms = 10000u;
     settings.features_every = 60u;
-    settings.calibrate_windows = 60u;
-    settings.calibrate_margin = 1.25f;
+    settings.calibrate_windows = 600u;
+    settings.calibrate_target = 0.001f;
     settings.ota_window = 4u;
     settings.ota_timeout_ms = 5000u;
     settings.trial_ms = 600000u;
@@ -73,12 +75,12 @@ static int config_ok(const vw_device_config_t *c)
     const vw_device_settings_t *s = &c->settings;
     return c->firmware != NULL && printable(c->firmware, VW_DEVICE_FIRMWARE_MAX) &&
            capability_list(c->capabilities) && c->record_addr % 4u == 0u &&
-           c->record_addr <= UINT32_MAX - 2u * VW_DEVICE_RECORD_BYTES &&
+           c->record_addr <= UINT32_MAX - VW_DEVICE_STORAGE_BYTES &&
            vw_dsp_required_bytes(c->max_window) != 0 && c->max_features >= 1u &&
            c->max_features <= VW_DSP_MAX_BANDS + VW_DSP_N_STATS && c->engine_work != NULL &&
            vw_anomaly_check(&s->anomaly) == VW_OK && s->batch_windows >= 1u &&
            s->batch_windows <= VW_DEVICE_MAX_BATCH && s->calibrate_windows >= 1u &&
-           s->calibrate_margin >= 1.0f && s->calibrate_margin <= 1e6f && s->ota_window >= 1u &&
+           s->calibrate_target > 0.0f && s->calibrate_target <= 0.5f && s->ota_window >= 1u &&
            s->ota_window <= VW_DEVICE_OTA_WINDOW_MAX && s->ota_timeout_ms >= 1u;
 }
 
@@ -110,7 +112,7 @@ size_t vw_device_required_bytes(const vw_device_config_t *config)
            payload_bytes(config);
 }
 
-/* -------------------------------------------------------------- boot count */
+/* ----------------------------------------------------------------- records */
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -119,18 +121,40 @@ static void put_le32(uint8_t *p, uint32_t v)
     }
 }
 
-static void record_encode(uint32_t boot, uint8_t out[VW_DEVICE_RECORD_BYTES])
-{
-    put_le32(out, RECORD_MAGIC);
-    put_le32(out + 4, boot);
-    put_le32(out + 8, 0u);
-    put_le32(out + 12, vw_crc32_update(0u, out, 12u));
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
            ((uint32_t)p[3] << 24);
+}
+
+/* A record is its magic, two words, and the CRC-32 of those 12 bytes. */
+static vw_status_t record_write(vw_device_t *dev, uint32_t index, uint32_t magic, uint32_t a,
+                                uint32_t b)
+{
+    uint8_t rec[VW_DEVICE_RECORD_BYTES];
+    put_le32(rec, magic);
+    put_le32(rec + 4, a);
+    put_le32(rec + 8, b);
+    put_le32(rec + 12, vw_crc32_update(0u, rec, 12u));
+    uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;
+    return dev->port.storage_write(dev->port.ctx, addr, rec, sizeof rec) == VW_OK
+               ? VW_OK
+               : VW_ERR_STORAGE;
+}
+
+/* Record @p index's two words; *valid says whether it holds a record of @p magic. */
+static vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
+                               uint32_t words[2], int *valid)
+{
+    uint8_t rec[VW_DEVICE_RECORD_BYTES];
+    uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;
+    if (dev->port.storage_read(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+        return VW_ERR_STORAGE;
+    }
+    *valid = le32(rec) == magic && le32(rec + 12) == vw_crc32_update(0u, rec, 12u);
+    words[0] = le32(rec + 4);
+    words[1] = le32(rec + 8);
+    return VW_OK;
 }
 
 /* The next boot number, written durably before it is used. */
@@ -138,24 +162,20 @@ static vw_status_t count_boot(vw_device_t *dev)
 {
     uint32_t newest = 0;
     for (uint32_t i = 0; i < 2u; i++) {
-        uint8_t rec[VW_DEVICE_RECORD_BYTES];
-        uint32_t addr = dev->config.record_addr + i * VW_DEVICE_RECORD_BYTES;
-        if (dev->port.storage_read(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+        uint32_t words[2];
+        int valid;
+        if (record_read(dev, i, RECORD_MAGIC, words, &valid) != VW_OK) {
             return VW_ERR_STORAGE;
         }
-        if (le32(rec) == RECORD_MAGIC && le32(rec + 12) == vw_crc32_update(0u, rec, 12u) &&
-            le32(rec + 4) > newest) {
-            newest = le32(rec + 4);
+        if (valid && words[0] > newest) {
+            newest = words[0];
         }
     }
     if (newest == UINT32_MAX) {
         return VW_ERR_STORAGE; /* four billion boots: the count cannot go on */
     }
     uint32_t boot = newest + 1u;
-    uint8_t rec[VW_DEVICE_RECORD_BYTES];
-    record_encode(boot, rec);
-    uint32_t addr = dev->config.record_addr + (boot % 2u) * VW_DEVICE_RECORD_BYTES;
-    if (dev->port.storage_write(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+    if (record_write(dev, boot % 2u, RECORD_MAGIC, boot, 0u) != VW_OK) {
         return VW_ERR_STORAGE;
     }
     dev->boot = boot;
@@ -164,6 +184,28 @@ static vw_status_t count_boot(vw_device_t *dev)
 }
 
 /* ------------------------------------------------------------------- model */
+
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd,
+                         const char *outcome, const char *detail, int with_threshold);
+
+/* The active model's threshold: its own, or the one calibrated for it. */
+static vw_status_t load_threshold(vw_device_t *dev)
+{
+    const vw_model_t *model = dev->model;
+    dev->threshold = model->threshold;
+    dev->threshold_source = 0u;
+    uint32_t words[2];
+    int valid;
+    vw_status_t status = record_read(dev, CALIBRATION_RECORD, CALIBRATION_MAGIC, words, &valid);
+    float calibrated;
+    memcpy(&calibrated, &words[0], sizeof calibrated);
+    if (status == VW_OK && valid && words[1] == model->crc && calibrated > 0.0f &&
+        calibrated <= model->threshold_ceiling) {
+        dev->threshold = calibrated;
+        dev->threshold_source = 1u;
+    }
+    return status;
+}
 
 static vw_status_t bind_model(vw_device_t *dev)
 {
@@ -193,8 +235,12 @@ static vw_status_t bind_model(vw_device_t *dev)
         return status;
     }
     dev->model = model;
-    dev->threshold = model->threshold;
-    return VW_OK;
+    if (dev->calibrating != 0u) { /* its scores are the previous model's */
+        dev->calibrating = 0u;
+        reply(dev, dev->calibration_id, "calibrate", "failed",
+              "the model changed during the calibration", 0);
+    }
+    return load_threshold(dev);
 }
 
 vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
@@ -324,8 +370,12 @@ vw_status_t vw_device_connected(vw_device_t *dev)
             names[i] = "standby";
         }
     }
-    vw_jsonw_put(&w, ",\"slots\":{\"a\":%s,\"b\":%s},\"uptime_s\":%u}", names[0], names[1],
-                 uptime(dev) / 1000u);
+    static const char *const SOURCES[] = {"model", "calibration", "command"};
+    vw_jsonw_put(&w,
+                 ",\"slots\":{\"a\":%s,\"b\":%s},\"uptime_s\":%u,\"threshold\":%f,"
+                 "\"threshold_source\":%s}",
+                 names[0], names[1], uptime(dev) / 1000u, &dev->threshold,
+                 SOURCES[dev->threshold_source]);
     return send(dev, "status", &w);
 }
 
@@ -471,6 +521,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
             return refuse(dev, id, cmd, "threshold: missing or not in (0, 1e12]");
         }
         dev->threshold = (float)threshold;
+        dev->threshold_source = 2u;
         return reply(dev, id, cmd, "done", NULL, 1);
     }
     if (strcmp(cmd, "calibrate") == 0) {
@@ -479,7 +530,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
         }
         memcpy(dev->calibration_id, id, id_len + 1u);
         dev->calibrating = dev->config.settings.calibrate_windows;
-        dev->calibration_max = 0.0f;
+        vw_tail_init(&dev->calibration, dev->calibration_top, VW_DEVICE_CALIBRATION_KEPT);
         return VW_OK; /* answered when the last window is scored */
     }
     if (strcmp(cmd, "rollback") == 0) {
@@ -521,20 +572,38 @@ static void calibrate(vw_device_t *dev, float score)
     if (dev->calibrating == 0u) {
         return;
     }
-    if (score > dev->calibration_max) {
-        dev->calibration_max = score;
-    }
+    vw_tail_add(&dev->calibration, score); /* finite: the anomaly state took it */
     if (--dev->calibrating != 0u) {
         return;
     }
-    float threshold = dev->calibration_max * dev->config.settings.calibrate_margin;
-    if (threshold > 0.0f && threshold <= 1e12f) {
-        dev->threshold = threshold;
-        reply(dev, dev->calibration_id, "calibrate", "done", NULL, 1);
-    } else {
-        reply(dev, dev->calibration_id, "calibrate", "failed",
-              "the calibration windows give no usable threshold", 0);
+    vw_tail_estimate_t e;
+    float threshold = 0.0f;
+    if (vw_tail_estimate(&dev->calibration, dev->config.settings.calibrate_target, &e) ==
+        VW_OK) {
+        threshold = e.threshold;
     }
+    const char *detail = NULL;
+    if (threshold > dev->model->threshold_ceiling) {
+        threshold = dev->model->threshold_ceiling;
+        detail = "ceiling";
+    }
+    const char *failure = NULL;
+    uint32_t bits;
+    memcpy(&bits, &threshold, sizeof bits);
+    if (!(threshold > 0.0f && threshold <= 1e12f)) {
+        failure = "the calibration windows give no usable threshold";
+    } else if (record_write(dev, CALIBRATION_RECORD, CALIBRATION_MAGIC, bits, dev->model->crc) !=
+               VW_OK) {
+        failure = "storage";
+    }
+    if (failure != NULL) {
+        reply(dev, dev->calibration_id, "calibrate", "failed", failure, 0);
+        return;
+    }
+    dev->threshold = threshold;
+    dev->threshold_source = 1u;
+    reply(dev, dev->calibration_id, "calibrate", "done", detail, 1);
+    vw_device_connected(dev); /* the new threshold in the retained status */
 }
 
 /* The raw window for the waiting upload_raw command, then its reply. */

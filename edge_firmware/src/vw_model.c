@@ -18,7 +18,8 @@ typedef struct {
     float threshold;
     uint16_t golden_count;
     uint8_t id_len, reserved8;
-    uint32_t reserved[2];
+    float threshold_ceiling;
+    uint32_t reserved;
 } header_t;
 
 /* A layer's 16-byte header. */
@@ -98,7 +99,7 @@ static vw_status_t parse_header(vw_model_t *m, const header_t *h)
     if (h->format_version != VW_MODEL_FORMAT_VERSION) {
         return VW_ERR_VERSION;
     }
-    if (h->header_bytes != VW_MODEL_HEADER_BYTES || h->reserved[0] != 0 || h->reserved[1] != 0 ||
+    if (h->header_bytes != VW_MODEL_HEADER_BYTES || h->reserved != 0 ||
         h->reserved8 != 0 || h->n_bands == 0 || h->n_bands > VW_DSP_MAX_BANDS ||
         h->n_features != h->n_bands + VW_DSP_N_STATS || h->n_layers == 0) {
         return VW_ERR_FORMAT;
@@ -107,7 +108,9 @@ static vw_status_t parse_header(vw_model_t *m, const header_t *h)
         return VW_ERR_UNSUPPORTED;
     }
     if (!is_scale(h->in_scale) || !is_scale(h->out_scale) || !is_finite(h->threshold) ||
-        h->threshold < 0.0f || !is_zero_point(h->in_zero_point) ||
+        h->threshold < 0.0f || !is_finite(h->threshold_ceiling) ||
+        (h->threshold_ceiling != 0.0f && h->threshold_ceiling < h->threshold) ||
+        !is_zero_point(h->in_zero_point) ||
         !is_zero_point(h->out_zero_point) || h->id_len == 0 || h->id_len > VW_MODEL_MAX_ID) {
         return VW_ERR_FORMAT;
     }
@@ -122,6 +125,8 @@ static vw_status_t parse_header(vw_model_t *m, const header_t *h)
     m->out_scale = h->out_scale;
     m->out_zero_point = h->out_zero_point;
     m->threshold = h->threshold;
+    m->threshold_ceiling = h->threshold_ceiling != 0.0f ? h->threshold_ceiling : h->threshold;
+    m->crc = h->crc;
     m->golden_count = h->golden_count;
     return VW_OK;
 }

@@ -138,6 +138,8 @@ static uint32_t le32(const uint8_t *p)
 }
 
 static const char *last(void) { return port_state.payload[(port_state.count - 1) % 16]; }
+/* The message before the last @p back ones. */
+static const char *recent(int back) { return port_state.payload[(port_state.count - 1 - back) % 16]; }
 static const char *last_suffix(void) { return port_state.suffix[(port_state.count - 1) % 16]; }
 
 /* The score the model gives a window, from an engine and DSP of the test's own. */
@@ -187,7 +189,8 @@ static void test_birth_message_and_last_will(void)
     snprintf(want, sizeof want,
              "{\"state\":\"online\",\"t\":%llu,\"firmware\":\"1.2.0\",\"model_id\":\"fan\","
              "\"model_version\":1,\"model_sha256\":\"%s\",\"capabilities\":[\"ota\",\"raw\"],"
-             "\"slots\":{\"a\":\"active\",\"b\":\"empty\"},\"uptime_s\":3600}",
+             "\"slots\":{\"a\":\"active\",\"b\":\"empty\"},\"uptime_s\":3600,\"threshold\":1.0,"
+             "\"threshold_source\":\"model\"}",
              (unsigned long long)T0, hex);
     VW_CHECK(strcmp(last(), want) == 0);
     uint8_t will[32];
@@ -367,7 +370,6 @@ static void test_commands(void)
     c.settings.features_every = 0;
     c.settings.batch_windows = 100;
     c.settings.calibrate_windows = 3;
-    c.settings.calibrate_margin = 2.0f;
     VW_CHECK_EQ(power_on(&c), VW_OK);
     VW_CHECK_EQ(command("{\"id\":\"c-1\",\"t\":1764547200000,\"cmd\":\"set_threshold\","
                         "\"threshold\":2.5}"),
@@ -382,7 +384,8 @@ static void test_commands(void)
                 "\"outcome\":\"refused\",\"detail\":\"threshold: missing or not in (0, 1e12]\"}");
     VW_CHECK(dev.threshold == 2.5f);
 
-    /* calibrate: three windows, then threshold = 2 x the highest score, and the reply */
+    /* calibrate: three windows, too few for a tail fit: the threshold is the empirical
+       quantile, their highest score; the reply, then the status with the new threshold */
     VW_CHECK_EQ(command("{\"cmd\":\"calibrate\",\"id\":\"cal\",\"t\":1764547200000,"
                         "\"extra\":{\"nested\":[1,2]}}"),
                 VW_OK);
@@ -396,16 +399,50 @@ static void test_commands(void)
         float score = score_of(window_of(amplitudes[i]));
         highest = score > highest ? score : highest;
         VW_CHECK_EQ(vw_device_window(&dev, window_of(amplitudes[i])), VW_OK);
-        VW_CHECK_EQ(port_state.count, before + 1 + (i == 2)); /* the reply after the third */
+        VW_CHECK_EQ(port_state.count, before + 1 + 2 * (i == 2)); /* reply, status */
     }
     char want[256], text[VW_JSONW_FLOAT_MAX + 1];
-    text[vw_jsonw_format_float(2.0f * highest, text)] = '\0';
+    text[vw_jsonw_format_float(highest, text)] = '\0';
     snprintf(want, sizeof want,
              "{\"id\":\"cal\",\"t\":1764547200000,\"cmd\":\"calibrate\",\"outcome\":\"done\","
              "\"threshold\":%s}",
              text);
-    CHECK_REPLY(want);
-    VW_CHECK(dev.threshold == 2.0f * highest);
+    VW_CHECK(strcmp(recent(1), want) == 0);
+    VW_CHECK(strcmp(last_suffix(), "status") == 0);
+    VW_CHECK(strstr(last(), "\"threshold_source\":\"calibration\"}") != NULL);
+    VW_CHECK(dev.threshold == highest && highest < 1.0f);
+
+    /* it is stored with the model's identity: a reboot keeps it */
+    VW_CHECK_EQ(power_on(&c), VW_OK);
+    VW_CHECK(dev.threshold == highest);
+    VW_CHECK_EQ(vw_device_connected(&dev), VW_OK);
+    VW_CHECK(strstr(last(), "\"threshold_source\":\"calibration\"}") != NULL);
+
+    /* a calibration never raises the threshold past the model's ceiling (here its own
+       threshold, 1.0): scores above it give the ceiling, said in the detail */
+    VW_CHECK_EQ(command("{\"id\":\"cal-3\",\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_OK);
+    for (int i = 0; i < 3; i++) {
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(HIGH)), VW_OK);
+    }
+    VW_CHECK(score_of(window_of(HIGH)) > 1.0f);
+    VW_CHECK(strstr(last(), "\"kind\":\"start\"") != NULL); /* after the reply and status */
+    VW_CHECK(strcmp(recent(2),
+                    "{\"id\":\"cal-3\",\"t\":1764547200000,\"cmd\":\"calibrate\","
+                    "\"outcome\":\"done\",\"detail\":\"ceiling\",\"threshold\":1.0}") == 0);
+    VW_CHECK(dev.threshold == 1.0f);
+
+    /* storage that refuses the record: failed, the threshold unchanged */
+    VW_CHECK_EQ(command("{\"id\":\"cal-4\",\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_OK);
+    for (int i = 0; i < 3; i++) {
+        port_state.mem.dead = i == 2;
+        VW_CHECK_EQ(vw_device_window(&dev, window_of(LOW)), VW_OK);
+    }
+    port_state.mem.dead = 0;
+    CHECK_REPLY("{\"id\":\"cal-4\",\"t\":1764547200000,\"cmd\":\"calibrate\","
+                "\"outcome\":\"failed\",\"detail\":\"storage\"}");
+    VW_CHECK(dev.threshold == 1.0f);
+    VW_CHECK_EQ(power_on(&c), VW_OK); /* the record of cal-3 */
+    VW_CHECK(dev.threshold == 1.0f);
 
     /* upload_raw: the next window's samples on raw, then the reply */
     VW_CHECK_EQ(command("{\"id\":\"r\",\"t\":1764547200000,\"cmd\":\"upload_raw\"}"), VW_OK);
@@ -450,7 +487,7 @@ static void test_commands(void)
     port_state.wall = T0;
     VW_CHECK_EQ(port_state.count, answered);
     VW_CHECK_EQ(vw_device_counters(&dev).commands_unanswered, 6);
-    VW_CHECK_EQ(vw_device_counters(&dev).commands, 9);
+    VW_CHECK_EQ(vw_device_counters(&dev).commands, 5); /* since the last power on */
 }
 
 /* ---- over the air ------------------------------------------------------------ */

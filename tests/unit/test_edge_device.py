@@ -289,7 +289,7 @@ def test_refused_settings_and_windows() -> None:
 def test_commands_from_the_back_end_are_answered_as_the_contract_says(
     command_id: str, name: CommandName, threshold: float
 ) -> None:
-    bench = Bench(DeviceSettings(features_every=0, calibrate_windows=2, calibrate_margin=1.5))
+    bench = Bench(DeviceSettings(features_every=0, calibrate_windows=2))
     sent = Command(
         device="dev-1",
         id=command_id,
@@ -301,6 +301,9 @@ def test_commands_from_the_back_end_are_answered_as_the_contract_says(
     if name in (CommandName.CALIBRATE, CommandName.UPLOAD_RAW):
         assert bench.sent == []  # answered once its windows are scored
         bench.run(healthy(2))
+    if name is CommandName.CALIBRATE:  # the new threshold goes out in the status too
+        assert bench.sent[-1][0] == "status"
+        bench.sent.pop()
     suffix, payload = bench.sent[-1]
     assert suffix == "cmd/reply"
     jsonschema.validate(json.loads(payload), schema(suffix))

@@ -9,7 +9,7 @@ size_t vwpy_device_sizeof(void);
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
                         void *engine_work, size_t engine_work_bytes, const uint32_t settings[10],
-                        float release_ratio, float calibrate_margin);
+                        float release_ratio, float calibrate_target);
 size_t vwpy_device_config_sizeof(void);
 void vwpy_device_counters(const vw_device_t *dev, uint32_t out[10]);
 
@@ -21,7 +21,7 @@ size_t vwpy_device_config_sizeof(void) { return sizeof(vw_device_config_t); }
 void vwpy_device_config(vw_device_config_t *config, const char *firmware, const char *capabilities,
                         uint32_t record_addr, uint16_t max_window, uint16_t max_features,
                         void *engine_work, size_t engine_work_bytes, const uint32_t settings[10],
-                        float release_ratio, float calibrate_margin)
+                        float release_ratio, float calibrate_target)
 {
     config->firmware = firmware;
     config->capabilities = capabilities;
@@ -38,7 +38,7 @@ void vwpy_device_config(vw_device_config_t *config, const char *firmware, const 
     config->settings.batch_ms = settings[4];
     config->settings.features_every = (uint16_t)(settings[5] > 65535u ? 0u : settings[5]);
     config->settings.calibrate_windows = (uint16_t)(settings[6] > 65535u ? 0u : settings[6]);
-    config->settings.calibrate_margin = calibrate_margin;
+    config->settings.calibrate_target = calibrate_target;
     config->settings.ota_window = (uint8_t)(settings[7] > 255u ? 0u : settings[7]);
     config->settings.ota_timeout_ms = settings[8];
     config->settings.trial_ms = settings[9];

@@ -389,6 +389,7 @@ def convert(
     std: npt.ArrayLike,
     threshold: float,
     golden_inputs: npt.ArrayLike = (),
+    threshold_ceiling: float = 0.0,
 ) -> bytes:
     """Convert a dense int8 ``.tflite`` autoencoder into a ``.vwm`` blob.
 
@@ -407,6 +408,8 @@ def convert(
         threshold: Anomaly-score threshold.
         golden_inputs: int8 ``[k, n_features]`` quantised inputs; the blob records the C
             engine's exact outputs and scores for them.
+        threshold_ceiling: The highest threshold a device may calibrate itself to; 0 is
+            ``threshold`` (it may lower its threshold, never raise it).
 
     Returns:
         The blob, accepted by the firmware's parser.
@@ -448,6 +451,7 @@ def convert(
             threshold=threshold,
             layers=model.layers,
             golden_inputs=np.asarray(golden_inputs, dtype=np.int8).reshape(-1, n),
+            threshold_ceiling=threshold_ceiling,
         )
     )
 

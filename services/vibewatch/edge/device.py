@@ -64,7 +64,8 @@ class DeviceSettings:
         batch_ms: A partial batch is sent once its first reading is this old; 0: never.
         features_every: One feature vector in every so many windows; 0: none.
         calibrate_windows: Windows a ``calibrate`` command scores.
-        calibrate_margin: Threshold after calibration = highest score x this (>= 1).
+        calibrate_target: Per-window false-alarm target of the threshold a calibration
+            sets by the tail rule (``vw_tail.h``), in ``(0, 0.5]``.
         ota_window: Chunk requests outstanding during a download, 1..8.
         ota_timeout_ms: A chunk request is sent again after this.
         trial_ms: A new model runs this long (by the since-boot clock) before it is confirmed.
@@ -77,8 +78,8 @@ class DeviceSettings:
     batch_windows: int = 10
     batch_ms: int = 10_000
     features_every: int = 60
-    calibrate_windows: int = 60
-    calibrate_margin: float = 1.25
+    calibrate_windows: int = 600
+    calibrate_target: float = 0.001
     ota_window: int = 4
     ota_timeout_ms: int = 5000
     trial_ms: int = 600_000
@@ -217,7 +218,7 @@ class Device:
             ctypes.sizeof(handles.engine_work),
             values,
             settings.release_ratio,
-            settings.calibrate_margin,
+            settings.calibrate_target,
         )
         need = self._core.vw_device_required_bytes(self._config)
         if need == 0:

@@ -141,7 +141,7 @@ class DeviceReplay:
     """A recorded sequence for one device: its model, configuration, windows and steps.
 
     The image provisions ``blob`` into slot A of erased storage (the OTA region of
-    ``slot_bytes`` slots, then the boot records), boots ``vw_ota`` and ``vw_device`` with the
+    ``slot_bytes`` slots, then the device records), boots ``vw_ota`` and ``vw_device`` with the
     clocks at ``boot_now_ms`` and ``boot_wall_ms``, and runs ``steps``; a
     :class:`~vibewatch.edge.SlotDevice` and :class:`~vibewatch.edge.Device` with the same
     arguments run the same code on the host.
@@ -692,7 +692,7 @@ REPLAY_SETTINGS = DeviceSettings(
     batch_ms=3000,
     features_every=5,
     calibrate_windows=3,
-    calibrate_margin=1.5,
+    calibrate_target=0.01,
 )
 
 

@@ -330,7 +330,7 @@ class SlotHandles:
     Attributes:
         ota: The ``vw_ota_t`` memory.
         engine_work: The engine memory the OTA code and the device share.
-        record_addr: Storage address of the device layer's boot records, after the OTA
+        record_addr: Storage address of the device layer's records, after the OTA
             region (:data:`DEVICE_RECORD_BYTES`).
         max_window: Largest window a model may have.
         read: ``storage_read`` callback (ctx, addr, buf, len) -> status.
@@ -349,8 +349,9 @@ class SlotHandles:
     verify: Callable[[int | None, int | None, int, int | None], int]
 
 
-DEVICE_RECORD_BYTES = 32
-"""Storage after the OTA region for the device layer's two boot records (``vw_device.h``)."""
+DEVICE_RECORD_BYTES = 48
+"""Storage after the OTA region for the device layer's records: two boot records and
+the calibration record (``VW_DEVICE_STORAGE_BYTES``, ``vw_device.h``)."""
 
 _VW_OK = 0
 _VW_ERR_STORAGE = 18
@@ -371,7 +372,7 @@ class SlotDevice:
         storage: Contents of a device's storage to start from (e.g. another device's
             :attr:`storage`, to replay a scenario); erased (0xFF) storage when omitted.
             It is the OTA region (:attr:`layout`) followed by :data:`DEVICE_RECORD_BYTES`
-            for the device layer's boot records.
+            for the device layer's records.
 
     Raises:
         EdgeError: ``arg`` for capabilities or sizes the firmware refuses; ``storage`` if
@@ -419,7 +420,7 @@ class SlotDevice:
             raise EdgeError(
                 "arg",
                 f"{len(storage)} bytes of storage, the layout needs {self._size} "
-                f"({layout.end} for the slots, {DEVICE_RECORD_BYTES} for the boot records)",
+                f"({layout.end} for the slots, {DEVICE_RECORD_BYTES} for the device records)",
             )
         self._base = ctypes.addressof(self._mem)
         self._writes = 0

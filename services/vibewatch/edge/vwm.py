@@ -27,7 +27,7 @@ MAX_DIM = 2048
 MAX_GOLDEN = 64
 #: Largest |bias| (``VW_MODEL_MAX_BIAS``): keeps every sum of the engine below 2**30.
 MAX_BIAS = 2**30 - 2**27
-_HEADER = struct.Struct("<4sHHIIIIHHHHfififHBBII")
+_HEADER = struct.Struct("<4sHHIIIIHHHHfififHBBfI")
 _LAYER = struct.Struct("<HHbbBBiI")
 
 
@@ -76,6 +76,8 @@ class VwmModel:
         layers: The fully connected layers, first to last.
         golden_inputs: int8 ``[k, n_features]`` quantised inputs whose exact outputs and
             scores the device must reproduce before it activates the model.
+        threshold_ceiling: The highest threshold a device may set itself by calibration;
+            0 means ``threshold`` (a device may lower its threshold, never raise it).
     """
 
     model_id: str
@@ -92,6 +94,7 @@ class VwmModel:
     golden_inputs: npt.NDArray[np.int8] = field(
         default_factory=lambda: np.zeros((0, 0), dtype=np.int8)
     )
+    threshold_ceiling: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class VwmHeader:
     golden_count: int
     n_layers: int
     total_bytes: int
+    threshold_ceiling: float = 0.0
 
 
 def _check(model: VwmModel) -> None:
@@ -219,7 +223,7 @@ def _assemble(model: VwmModel, golden: bytes, golden_count: int) -> bytes:
         golden_count,
         len(model_id),
         0,
-        0,
+        model.threshold_ceiling,
         0,
     )
     blob = bytearray(header + body)
@@ -264,4 +268,5 @@ def decode_header(blob: bytes) -> VwmHeader:
         golden_count=golden_count,
         n_layers=n_layers,
         total_bytes=total,
+        threshold_ceiling=f[19],
     )

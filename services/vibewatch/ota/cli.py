@@ -426,7 +426,8 @@ def devices_show(
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """One device: online, firmware, model, slot states, last seen, and its part in the
+    """One device: online, firmware, model, slot states, last seen, the anomaly threshold
+    in force (the model's, its own calibration's or a command's), and its part in the
     rollouts that target it."""
     with _store(config) as store:
         known = {d.device: d for d in store.devices()}
@@ -453,6 +454,9 @@ def devices_show(
     capabilities = d.status.get("capabilities")
     if capabilities:
         typer.echo("  capabilities: " + " ".join(capabilities))
+    if "threshold" in d.status:
+        source = d.status.get("threshold_source", "model")
+        typer.echo(f"  threshold: {d.status['threshold']:.6g} ({source})")
     for part in parts:
         detail = f" ({part['detail']})" if part["detail"] else ""
         typer.echo(f"  {part['rollout']} ({part['phase']}): {part['state']}{detail}")

@@ -208,7 +208,7 @@ class RolloutStore:
         """Keep what a status message says of its device (a last will only marks it
         offline and keeps the rest)."""
         online = status.state is Online.ONLINE
-        body = json.dumps(_status_json(status), sort_keys=True)
+        body = status.encode().decode()
         with transaction(self._db):
             if online:
                 self._db.execute(
@@ -280,16 +280,3 @@ class RolloutStore:
                     "ON CONFLICT (device, key) DO UPDATE SET value = excluded.value",
                     [(device, key, value) for key, value in put.items()],
                 )
-
-
-def _status_json(status: Status) -> dict[str, Any]:
-    out: dict[str, Any] = {"state": status.state.value}
-    for name in ("t", "firmware", "model_id", "model_version", "model_sha256", "uptime_s"):
-        value = getattr(status, name)
-        if value is not None:
-            out[name] = value
-    if status.capabilities:
-        out["capabilities"] = list(status.capabilities)
-    if status.slots is not None:
-        out["slots"] = asdict(status.slots)
-    return out

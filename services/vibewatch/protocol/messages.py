@@ -164,6 +164,17 @@ class OtaState(StrEnum):
     ROLLED_BACK = "rolled_back"
 
 
+class ThresholdSource(StrEnum):
+    """Where a device's threshold in force comes from (``status``)."""
+
+    MODEL = "model"
+    """The active model's own."""
+    CALIBRATION = "calibration"
+    """The device's own, from its healthy windows (the ``calibrate`` command)."""
+    COMMAND = "command"
+    """A ``set_threshold`` command."""
+
+
 class CommandName(StrEnum):
     """Commands the back end can send to a device."""
 
@@ -496,6 +507,8 @@ class Status:
         capabilities: Optional feature names (id pattern), at most 16.
         slots: Optional states of model slots A and B.
         uptime_s: Optional seconds since boot, ``[0, 2**63-1]``.
+        threshold: Optional anomaly threshold in force, ``(0, 1e12]``.
+        threshold_source: Optional: where that threshold comes from.
     """
 
     KIND: ClassVar[Kind] = Kind.STATUS
@@ -510,6 +523,8 @@ class Status:
     capabilities: tuple[str, ...] = ()
     slots: Slots | None = None
     uptime_s: int | None = None
+    threshold: float | None = None
+    threshold_source: ThresholdSource | None = None
 
     @classmethod
     def decode(cls, payload: bytes, device: str, *, now_ms: int, limits: Limits) -> Self:
@@ -548,6 +563,12 @@ class Status:
                 choice(states, "a", "slots", SlotState), choice(states, "b", "slots", SlotState)
             )
         uptime_s = integer(obj, "uptime_s", "", 0, _INT64_MAX) if "uptime_s" in obj else None
+        threshold = None
+        if "threshold" in obj:
+            threshold = number(obj, "threshold", "", 0.0, _SCORE_MAX, above=True)
+        source = None
+        if "threshold_source" in obj:
+            source = choice(obj, "threshold_source", "", ThresholdSource)
         return cls(
             device,
             state,
@@ -559,6 +580,8 @@ class Status:
             capabilities,
             slots,
             uptime_s,
+            threshold,
+            source,
         )
 
     def encode(self) -> bytes:
@@ -578,6 +601,10 @@ class Status:
             obj["slots"] = {"a": self.slots.a.value, "b": self.slots.b.value}
         if self.uptime_s is not None:
             obj["uptime_s"] = self.uptime_s
+        if self.threshold is not None:
+            obj["threshold"] = self.threshold
+        if self.threshold_source is not None:
+            obj["threshold_source"] = self.threshold_source.value
         return _dumps(obj)
 
 

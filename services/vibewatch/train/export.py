@@ -8,9 +8,10 @@
    the threshold is set again on those int8 scores, from their fitted upper tail
    (:mod:`vibewatch.train.tail`): the device decides with them, so its threshold must
    come from them, not from the float model.
-4. The blob is written again with that threshold and with golden vectors: quantised inputs
-   whose exact outputs and scores the engine records and the device must reproduce before
-   it activates the model.
+4. The blob is written again with that threshold, its ceiling (:data:`CEILING_RATIO`
+   times it: the highest threshold a device may set itself with the ``calibrate``
+   command), and golden vectors: quantised inputs whose exact outputs and scores the
+   engine records and the device must reproduce before it activates the model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from vibewatch.train.tail import TailEstimate, tail_threshold
 REPRESENTATIVE_ROWS = 512
 #: Golden vectors per blob: calibration rows, then inputs at the edges of the int8 range.
 GOLDEN_ROWS = 16
+#: A device's calibrated threshold may be at most this times the model's: a machine a
+#: little noisier than the training data quiets its false alarms, but one that scores far
+#: above them (a fault already present while it calibrates) cannot teach itself to ignore
+#: it; that machine needs a model of its own.
+CEILING_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def export_int8(
     pick = np.sort(rng.choice(len(train), min(REPRESENTATIVE_ROWS, len(train)), replace=False))
     tflite = to_int8_tflite(detector.model_, detector.normalise(train[pick]))
 
-    def blob(threshold: float, golden: npt.NDArray[np.int8]) -> bytes:
+    def blob(threshold: float, golden: npt.NDArray[np.int8], ceiling: float = 0.0) -> bytes:
         return convert(
             tflite,
             spec,
@@ -85,6 +91,7 @@ def export_int8(
             std=detector.std_,
             threshold=threshold,
             golden_inputs=golden,
+            threshold_ceiling=ceiling,
         )
 
     draft = Model(blob(detector.threshold_, np.zeros((0, spec.n_features), np.int8)))
@@ -93,7 +100,7 @@ def export_int8(
     n = spec.n_features
     edges = np.array([np.full(n, -128), np.full(n, 127), np.zeros(n)], dtype=np.int8)
     golden = np.concatenate([draft.quantize(calibration[: GOLDEN_ROWS - len(edges)]), edges])
-    vwm = blob(threshold, golden)
+    vwm = blob(threshold, golden, CEILING_RATIO * threshold)
     return Int8Model(
         tflite=tflite,
         vwm=vwm,
