@@ -62,6 +62,13 @@ def test_the_demo_detects_the_bearing_faults_and_leaves_nothing_running() -> Non
     assert all(fault["alerted"] for fault in injected) and report["faults_alerted"] == 3
     assert report["alerted_devices"] == sorted(fault["device"] for fault in injected)
     assert report["webhooks_verified"] == report["webhooks_received"] >= 1
+    # chapter four: every device calibrated, within the factory model's ceiling (its own
+    # threshold: the package allows no higher)
+    assert len(report["thresholds"]) == 50
+    assert all(0 < t <= report["model_threshold"] for t in report["thresholds"].values())
+    assert set(report["capped"]) <= set(report["thresholds"])
+    assert report["false_alarms"] == {}
+    assert "chapter four: every device learns its baseline over 40 windows" in done.stderr
     assert report["ok"] is True
     # the progress and the steps went to standard error; the servers are gone
     ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", done.stderr)]
@@ -80,7 +87,7 @@ def test_the_demo_runs_on_configured_servers(
         "VIBEWATCH_INFLUX_DATABASE": influx_db,
     }
     done = demo(
-        "--devices", "8", "--faulty", "1", "--duration", "90", "--onset", "20", "--growth",
+        "--devices", "8", "--faulty", "1", "--duration", "120", "--onset", "45", "--growth",
         "30", "--speedup", "10", "--json", env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -149,12 +156,15 @@ def test_the_alerts_chapter_counts_what_verified_and_a_missing_alert_is_a_proble
         readings_published=60, readings_stored=60, lost=0,
         rollout={"id": "rollout-1", "phase": "completed", "reason": "", "counts": {}, "seconds": 5},
         rollout_converged=True, webhooks_received=2, webhooks_verified=1,
-        alerted_devices=["demo-0001"], faults_alerted=1, ok=False,
+        alerted_devices=["demo-0001"], faults_alerted=1, model_threshold=2.0,
+        thresholds={"demo-0001": 1.5}, capped=[], false_alarms={}, ok=False,
     )  # fmt: skip
     assert report.problems() == [
         "1 of 2 faults' alerts did not arrive",
         "1 of 2 webhooks did not verify",
+        "1 of 2 devices did not calibrate",
     ]
+    assert "  demo-0001 1.5 0" in report.lines()
     lines = report.lines()
     assert (
         "  demo-0003  ball        onset 10 s, detected at 35 s, 25 s after its onset; NO alert"
@@ -163,5 +173,6 @@ def test_the_alerts_chapter_counts_what_verified_and_a_missing_alert_is_a_proble
     assert lines[-2:] == [
         "webhooks: 2 received by the demo's receiver, 1 verified; DeviceAnomaly alerts for "
         "demo-0001 (1 of 2 faults)",
-        "NOT ok: 1 of 2 faults' alerts did not arrive; 1 of 2 webhooks did not verify",
+        "NOT ok: 1 of 2 faults' alerts did not arrive; 1 of 2 webhooks did not verify; 1 of 2 "
+        "devices did not calibrate",
     ]

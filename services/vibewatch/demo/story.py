@@ -22,6 +22,14 @@ the demo waits (a bounded time) for every faulty device's alert; the story count
 notifications received and verified, and says which devices' alerts arrived. Nothing is
 left running.
 
+Chapter four, baselines: when the fleet has connected, the demo sends every device the
+``calibrate`` command through the broker (:func:`~vibewatch.ota.commands.send_commands`,
+as ``vibewatch devices calibrate`` does): each learns its own threshold from its first
+:data:`CALIBRATE_WINDOWS` windows, before the faults appear, by the training job's tail
+rule and within its model's ceiling. The story reports each device's threshold and its
+false alarms. (The rollout of chapter two brings a new model, which starts again from
+its own threshold.)
+
 A later chapter (retraining) adds its part to the same run.
 """
 
@@ -47,12 +55,15 @@ from vibewatch.alerts.signing import new_secret
 from vibewatch.config import Config, load_config
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.edge.vwm import decode_header
 from vibewatch.influx import schema
 from vibewatch.influx.query import InfluxQL, quote_identifier, quote_string
 from vibewatch.models.keys import generate_keypair, load_private_key
 from vibewatch.models.registry import Registry
+from vibewatch.ota.commands import CommandResult, send_commands
 from vibewatch.ota.rollout import Phase, RolloutPlan
 from vibewatch.ota.store import RolloutStore
+from vibewatch.protocol import CommandName, CommandOutcome
 from vibewatch.sim.fleet import SimClock
 from vibewatch.sim.run import Progress, Simulation
 from vibewatch.sim.scenario import FaultPlan, Scenario
@@ -101,6 +112,12 @@ ALERTS_LIMIT_S: Final = 20.0
 #: The alert a device's anomaly events raise, and its label that names the device.
 ANOMALY_ALERT: Final = "DeviceAnomaly"
 
+#: Chapter four: the windows over which each device learns its own baseline (simulated
+#: seconds, one window each), before the faults appear; and how long (real seconds) after
+#: them the demo waits for the devices' replies at most.
+CALIBRATE_WINDOWS: Final = 40
+CALIBRATE_LIMIT_S: Final = 30.0
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -136,9 +153,11 @@ class DemoPlan:
             out.append(f"duration must be > 0 simulated seconds, not {self.duration_s:g}")
         if not self.speedup > 0:
             out.append(f"speedup must be > 0, not {self.speedup:g}")
-        if not 0 <= self.onset_s < self.duration_s:
+        if not CALIBRATE_WINDOWS <= self.onset_s < self.duration_s:
             out.append(
-                f"onset must be in [0, duration = {self.duration_s:g}) s, not {self.onset_s:g}"
+                f"onset must be in [{CALIBRATE_WINDOWS}, duration = {self.duration_s:g}) s "
+                f"(the devices learn their baseline over their first {CALIBRATE_WINDOWS} "
+                f"windows), not {self.onset_s:g}"
             )
         if self.growth_s < 0:
             out.append(f"growth must be >= 0 s, not {self.growth_s:g}")
@@ -214,9 +233,15 @@ class DemoReport:
         alerted_devices: Devices named in a ``DeviceAnomaly`` alert of a verified
             notification (faulty ones, and healthy ones that raised a false alarm).
         faults_alerted: Injected faults whose device's alert arrived so.
+        model_threshold: The factory model's threshold.
+        thresholds: Chapter four: each device's threshold after its calibration, by
+            device (devices whose calibration did not answer done are missing).
+        capped: Devices whose calibrated threshold the model's ceiling capped (a model
+            without a ceiling lets a device lower its threshold, never raise it).
+        false_alarms: Anomaly events of each device that raised a false alarm.
         ok: Nothing in :meth:`problems`: every fault detected and its alert arrived
             verified, no false alarm, nothing lost, the rollout converged, every webhook
-            verified.
+            verified, every device calibrated.
     """
 
     devices: int
@@ -237,6 +262,10 @@ class DemoReport:
     webhooks_verified: int
     alerted_devices: list[str]
     faults_alerted: int
+    model_threshold: float
+    thresholds: dict[str, float]
+    capped: list[str]
+    false_alarms: dict[str, int]
     ok: bool
 
     def problems(self) -> list[str]:
@@ -256,6 +285,9 @@ class DemoReport:
         if self.webhooks_verified < self.webhooks_received:
             unverified = self.webhooks_received - self.webhooks_verified
             out.append(f"{unverified} of {self.webhooks_received} webhooks did not verify")
+        if len(self.thresholds) < self.devices:
+            missing = self.devices - len(self.thresholds)
+            out.append(f"{missing} of {self.devices} devices did not calibrate")
         return out
 
     def lines(self) -> list[str]:
@@ -278,6 +310,18 @@ class DemoReport:
             )
         alarms = ", ".join(self.false_alarm_devices) or "none"
         out.append(f"false alarms on healthy devices: {alarms}")
+        out.append(
+            f"baselines: {len(self.thresholds)} of {self.devices} devices calibrated over "
+            f"{CALIBRATE_WINDOWS} windows (the model's threshold {self.model_threshold:.3g}); "
+            f"{len(self.capped)} capped at its ceiling; each device's threshold and false "
+            "alarms:"
+        )
+        cells = [
+            f"{device} {self.thresholds.get(device, math.nan):.3g} "
+            f"{self.false_alarms.get(device, 0)}"
+            for device in sorted({*self.thresholds, *self.false_alarms})
+        ]
+        out.extend("  " + "   ".join(cells[i : i + 4]) for i in range(0, len(cells), 4))
         out.append(
             f"telemetry: {self.readings_published} readings published, {self.readings_stored} "
             f"in InfluxDB, {self.lost} lost; {self.events} anomaly events stored"
@@ -531,7 +575,7 @@ def run_demo(
             chapter.public_key,
             config.mqtt,
             clock=clock,
-            settings=DeviceSettings(trial_ms=TRIAL_MS),
+            settings=DeviceSettings(trial_ms=TRIAL_MS, calibrate_windows=CALIBRATE_WINDOWS),
         )
 
         def done() -> bool:
@@ -539,12 +583,25 @@ def run_demo(
                 return True
             return clock.now_s() >= plan.duration_s and chapter.ended(say)
 
+        calibrations: list[CommandResult] = []
+        wait_s = CALIBRATE_WINDOWS / plan.speedup + CALIBRATE_LIMIT_S
+        calibrate = threading.Thread(
+            target=lambda: calibrations.extend(
+                send_commands(config, scenario.device_ids(), CommandName.CALIBRATE, wait_s=wait_s)
+            ),
+            name="vibewatch-demo-calibrate",
+            daemon=True,
+        )
         try:
             simulation.start()
             say(f"{plan.devices} devices connected; {plan.faulty} develop bearing faults")
+            calibrate.start()
+            say(f"chapter four: every device learns its baseline over {CALIBRATE_WINDOWS} windows")
             simulation.run(done, on_progress)
         finally:
             simulation.close()
+            if calibrate.is_alive():
+                calibrate.join(wait_s)
         summary = simulation.summary()  # every PUBACK in
         rollout, converged = chapter.result()
 
@@ -585,6 +642,23 @@ def run_demo(
     )
     readings = sum(stored.readings.values())
     lost = max(0, summary.readings_published - readings)
+    thresholds = {
+        r.device: r.reply.threshold
+        for r in calibrations
+        if r.reply is not None
+        and r.reply.outcome is CommandOutcome.DONE
+        and r.reply.threshold is not None
+    }
+    capped = sorted(
+        r.device for r in calibrations if r.reply is not None and r.reply.detail == "ceiling"
+    )
+    false_alarms = {
+        device_id: sum(
+            (ms - since_ms) / 1000 < onsets.get(device_id, math.inf)
+            for ms in stored.events_ms[device_id]
+        )
+        for device_id in alarms
+    }
     report = DemoReport(
         devices=summary.devices,
         simulated_s=summary.simulated_s,
@@ -604,6 +678,10 @@ def run_demo(
         webhooks_verified=sum(request.verified for request in requests),
         alerted_devices=sorted(alerted),
         faults_alerted=sum(fault.alerted for fault in injected),
+        model_threshold=decode_header(FACTORY_MODEL.read_bytes()).threshold,
+        thresholds=thresholds,
+        capped=capped,
+        false_alarms=false_alarms,
         ok=False,
     )
     return dataclasses.replace(report, ok=not report.problems())

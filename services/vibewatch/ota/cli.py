@@ -395,8 +395,6 @@ def devices_label(
 ) -> None:
     """Label devices, e.g. `vibewatch devices label pump-01 pump-02 site=north line=a`;
     `vibewatch ota deploy --group site=north` targets them."""
-    import fnmatch
-
     from vibewatch.protocol import DEVICE_SELECTOR_RE, ID_RE
 
     selectors = [item for item in items if "=" not in item]
@@ -411,13 +409,68 @@ def devices_label(
     if not put and not gone:
         fail("nothing to do: give labels KEY=VALUE or --remove KEY", 2)
     with _store(config) as store:
-        known = [d.device for d in store.devices()]
-        chosen = {d for s in selectors for d in known if fnmatch.fnmatchcase(d, s)}
-        missing = [s for s in selectors if not any(fnmatch.fnmatchcase(d, s) for d in known)]
-        if missing:
-            fail(f"no known device matches {', '.join(missing)} (no status received)", 2)
-        store.label(sorted(chosen), put, gone)
+        chosen = _chosen(store, selectors)
+        store.label(chosen, put, gone)
     typer.echo(f"labelled {len(chosen)} devices")
+
+
+def _chosen(store: Any, selectors: list[str]) -> list[str]:
+    """The known devices that ``selectors`` (ids or globs) name, sorted; exits with status
+    2 naming a selector that matches none."""
+    import fnmatch
+
+    from vibewatch.protocol import DEVICE_SELECTOR_RE
+
+    bad = [s for s in selectors if DEVICE_SELECTOR_RE.fullmatch(s) is None]
+    if bad or not selectors:
+        fail(f"give devices as ids or globs such as `pump-*`, not {bad or selectors}", 2)
+    known = [d.device for d in store.devices()]
+    missing = [s for s in selectors if not any(fnmatch.fnmatchcase(d, s) for d in known)]
+    if missing:
+        fail(f"no known device matches {', '.join(missing)} (no status received)", 2)
+    return sorted({d for s in selectors for d in known if fnmatch.fnmatchcase(d, s)})
+
+
+@devices_app.command("calibrate")
+def devices_calibrate(
+    devices: Annotated[
+        list[str],
+        typer.Argument(help="Devices: ids or globs such as `pump-*`.", show_default=False),
+    ],
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0.0,
+            help="Seconds to wait for the devices' replies (a device answers once it has "
+            "scored its calibration windows: 600 by default, ten minutes at one a second); "
+            "0 only sends.",
+        ),
+    ] = 0.0,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Make devices learn their own baseline: each scores its next calibration windows
+    of healthy operation and sets its threshold from their upper tail (the training
+    job's rule), at most its model's ceiling. The threshold stays across reboots until a
+    new model; `vibewatch devices show` prints it once the device reports it."""
+    from vibewatch.ota.commands import send_commands
+    from vibewatch.protocol import CommandName
+
+    cfg = load(config)
+    with _store(config) as store:
+        chosen = _chosen(store, devices)
+    results = send_commands(cfg, chosen, CommandName.CALIBRATE, wait_s=wait)
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in results]))
+        return
+    for r in results:
+        if r.reply is None:
+            typer.echo(f"{r.device}: sent ({r.id})" + (", no reply yet" if wait else ""))
+            continue
+        said = f" ({r.reply.detail})" if r.reply.detail else ""
+        threshold = f", threshold {r.reply.threshold:.6g}" if r.reply.threshold else ""
+        typer.echo(f"{r.device}: {r.reply.outcome.value}{said}{threshold}")
 
 
 @devices_app.command("show")
