@@ -33,6 +33,8 @@ from vibewatch.sim.soak import (
 )
 from vibewatch.train.factory import LOAD_RANGE, SPEED_RANGE_HZ
 
+from .benchmarks import load_benchmark
+
 BLOB = FACTORY_MODEL.read_bytes()
 SPEC = decode_header(BLOB).spec
 
@@ -212,3 +214,15 @@ def test_the_command_prints_the_figures_as_json() -> None:
     shown = json.loads(result.stdout)
     assert shown["windows"] == 60 and shown["detectors"][DEVICE]["false_events"] == 0
     assert shown["plan"]["settings"]["k"] == DeviceSettings().k
+
+
+def test_the_training_benchmark_misses_the_soak_bars() -> None:
+    bench = load_benchmark("train")
+    passing = {
+        "false_events_per_100_device_days": 0.5,
+        "fault_report_delay_max_s": 30.0,
+    }
+    assert bench.soak_misses(passing) == []
+    failing = {"false_events_per_100_device_days": 4.0, "fault_report_delay_max_s": None}
+    missed = bench.soak_misses(failing)
+    assert len(missed) == 2 and "not reported" in missed[1]
