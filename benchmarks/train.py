@@ -369,7 +369,12 @@ def soak_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"  {name}",
                 f"{f['false_events']} / {f['healthy_device_days']:.1f} "
                 f"({f['devices_with_false_events']})  {rate}"
-                f"  {_delay(f['fault_report_delay_max_s'])}",
+                f"  {_delay(f['fault_report_delay_max_s'])}"
+                + (
+                    f" ({f['open_at_onset']} with a false event open at the onset)"
+                    if f.get("open_at_onset")
+                    else ""
+                ),
             )
         )
         for kind, delays in f["report_delay_s"].items():

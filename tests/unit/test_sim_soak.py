@@ -3,6 +3,7 @@ simulated runs, and the figures counted from them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -127,8 +128,14 @@ def test_the_c_anomaly_state_machine_starts_what_the_device_layer_starts() -> No
     assert len(scores) == 400
     assert 1 < len(device_starts) < 100, "a weak fault: some windows above, some below"
     first_seq = json.loads(next(p for s, p in sent if s == "telemetry"))["readings"][0]["seq"]
-    ours = AnomalyState(settings).starts(scores, threshold)
-    assert [first_seq + i for i in ours] == device_starts
+    device_ends = [
+        json.loads(payload)["seq"]
+        for suffix, payload in sent
+        if suffix == "event" and json.loads(payload)["kind"] == "end"
+    ]
+    starts, ends = AnomalyState(settings).events(scores, threshold)
+    assert [first_seq + i for i in starts] == device_starts
+    assert [first_seq + i for i in ends] == device_ends and ends
 
 
 def test_the_factory_model_raises_no_event_on_healthy_machines_in_a_short_soak() -> None:
@@ -182,7 +189,9 @@ def test_a_fault_never_reported_is_a_miss_and_the_figures_count_false_events() -
     runs = [
         DeviceRun("a", None, None, 2 * day, 0, {DEVICE: (10.0, 5000.0)}, 1.0, 1.0),
         DeviceRun("b", None, None, 2 * day, 0, {DEVICE: ()}, 1.0, 1.0),
-        DeviceRun("c", "ball", 1000.0, 2000.0, 0, {DEVICE: (500.0, 1300.0)}, 1.0, 1.0),
+        DeviceRun(
+            "c", "ball", 1000.0, 2000.0, 0, {DEVICE: (500.0, 1300.0)}, 1.0, 1.0, {DEVICE: (600.0,)}
+        ),
     ]
     figures = DetectorFigures.of(runs, DEVICE)
     assert figures.false_events == 3 and figures.devices_with_false_events == 2
@@ -190,11 +199,16 @@ def test_a_fault_never_reported_is_a_miss_and_the_figures_count_false_events() -
     assert figures.false_events_per_100_device_days == pytest.approx(300 / (4 + 1000 / day))
     assert figures.report_delay_s == {"ball": [300.0]}
     assert figures.fault_report_delay_max_s == 300.0 and figures.missed == 0
+    # a false event still open at the onset: no new start for the fault, a miss
     missed = DeviceRun("d", "inner_race", 1000.0, 3000.0, 0, {DEVICE: (10.0,)}, 1.0, 1.0)
-    assert missed.report_delay_s(DEVICE) == math.inf
+    assert missed.report_delay_s(DEVICE) == math.inf and missed.open_at_onset(DEVICE)
     figures = DetectorFigures.of([*runs, missed], DEVICE)
     assert figures.report_delay_s["inner_race"] == [None]
     assert figures.fault_report_delay_max_s is None and figures.missed == 1
+    assert figures.open_at_onset == 1
+    assert not runs[2].open_at_onset(DEVICE)  # its false event at 500 s...
+    closed = dataclasses.replace(missed, ends_s={DEVICE: (20.0,)})
+    assert not closed.open_at_onset(DEVICE)  # ...and this one had ended
 
 
 def test_processes_give_the_runs_one_process_gives() -> None:

@@ -59,7 +59,7 @@ import multiprocessing
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -163,6 +163,7 @@ class AnomalyState:
     """
 
     _START = 1
+    _END = 2
 
     def __init__(self, settings: DeviceSettings) -> None:
         self._core = _anomaly_core()
@@ -174,9 +175,9 @@ class AnomalyState:
             "starting the anomaly state",
         )
 
-    def starts(self, scores: npt.ArrayLike, threshold: float) -> list[int]:
+    def events(self, scores: npt.ArrayLike, threshold: float) -> tuple[list[int], list[int]]:
         """Take the scores of the next windows; the indices (into ``scores``) of the
-        windows that started an anomaly.
+        windows that started an anomaly, and of those that ended one.
 
         Raises:
             EdgeError: ``input`` for a score that is not finite or a threshold that is not
@@ -184,12 +185,14 @@ class AnomalyState:
         """
         update = self._core.vw_anomaly_update
         state, event = ctypes.byref(self._state), ctypes.byref(self._event)
-        out = []
+        starts, ends = [], []
         for i, score in enumerate(np.asarray(scores, dtype=np.float64).tolist()):
             _lib.check(update(state, score, threshold, event), "an anomaly update")
             if self._event.value == self._START:
-                out.append(i)
-        return out
+                starts.append(i)
+            elif self._event.value == self._END:
+                ends.append(i)
+        return starts, ends
 
 
 # ---- the plan ----
@@ -296,6 +299,7 @@ class DeviceRun:
         seconds: Real seconds it took.
         cpu_seconds: CPU seconds its process spent on it (the measure of cost on a machine
             that other work shares).
+        ends_s: By detector, the simulated times of the windows that ended an anomaly.
     """
 
     device_id: str
@@ -306,6 +310,7 @@ class DeviceRun:
     starts_s: dict[str, tuple[float, ...]]
     seconds: float
     cpu_seconds: float
+    ends_s: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def healthy_s(self) -> float:
@@ -315,6 +320,16 @@ class DeviceRun:
     def false_events(self, detector: str) -> int:
         """Anomalies ``detector`` started while the machine was healthy."""
         return sum(1 for t in self.starts_s[detector] if self.onset_s is None or t < self.onset_s)
+
+    def open_at_onset(self, detector: str) -> bool:
+        """Whether ``detector`` had an anomaly open when the fault appeared (a false event
+        that had not ended): it starts no new one for the fault until that one ends."""
+        if self.onset_s is None:
+            return False
+        onset = self.onset_s
+        began = [t for t in self.starts_s[detector] if t < onset]
+        ended = [t for t in self.ends_s.get(detector, ()) if t < onset]
+        return bool(began) and (not ended or ended[-1] < began[-1])
 
     def report_delay_s(self, detector: str) -> float | None:
         """Seconds from the onset to ``detector``'s first anomaly at or after it (None when
@@ -356,11 +371,13 @@ def run_device(
     clock = ManualClock()
     starts: dict[str, list[float]] = {DEVICE: [], **{name: [] for name in baselines}}
 
+    ends: dict[str, list[float]] = {name: [] for name in starts}
     replies: list[bytes] = []
 
     def publish(suffix: str, payload: bytes) -> bool:
-        if suffix == "event" and json.loads(payload).get("kind") == "start":
-            starts[DEVICE].append(clock.now_s())
+        if suffix == "event":
+            kind = json.loads(payload).get("kind")
+            (starts if kind == "start" else ends)[DEVICE].append(clock.now_s())
         elif suffix == "cmd/reply":
             replies.append(payload)
         return True
@@ -412,8 +429,9 @@ def run_device(
             features = np.concatenate(rows)
             for name, baseline in baselines.items():
                 scores = baseline.anomaly_score(features)
-                for i in states[name].starts(scores, float(baseline.threshold_)):
-                    starts[name].append(first_s + i * plan.window_period_s)
+                opened, closed = states[name].events(scores, float(baseline.threshold_))
+                starts[name] += [first_s + i * plan.window_period_s for i in opened]
+                ends[name] += [first_s + i * plan.window_period_s for i in closed]
         if onset is not None and all(any(t >= onset for t in ts) for ts in starts.values()):
             break
     return DeviceRun(
@@ -425,6 +443,7 @@ def run_device(
         {name: tuple(ts) for name, ts in starts.items()},
         time.perf_counter() - began,
         time.process_time() - cpu_began,
+        {name: tuple(ts) for name, ts in ends.items()},
     )
 
 
@@ -446,6 +465,9 @@ class DetectorFigures:
         fault_report_delay_max_s: The largest delay; None when a fault was not reported
             (or no device was faulty).
         missed: Faulty devices whose fault was not reported.
+        open_at_onset: Faulty devices on which the detector had an anomaly open when the
+            fault appeared (a false event not ended yet): the fault's report is a new
+            anomaly after that one ends, a miss when it never does.
     """
 
     healthy_device_days: float
@@ -455,6 +477,7 @@ class DetectorFigures:
     report_delay_s: dict[str, list[float | None]]
     fault_report_delay_max_s: float | None
     missed: int
+    open_at_onset: int
 
     @classmethod
     def of(cls, runs: Sequence[DeviceRun], detector: str) -> DetectorFigures:
@@ -478,6 +501,7 @@ class DetectorFigures:
                 max(d for d in every if d is not None) if every and not missed else None
             ),
             missed=missed,
+            open_at_onset=sum(1 for run in runs if run.open_at_onset(detector)),
         )
 
 
@@ -639,6 +663,7 @@ def _summary(result: SoakResult) -> str:
             f"device-days ({'-' if rate is None else f'{rate:.2f}'} per 100, on "
             f"{f.devices_with_false_events} devices); fault report delay max "
             f"{worst}"
+            + (f" ({f.open_at_onset} with an anomaly open at the onset)" if f.open_at_onset else "")
         )
         for kind, delays in f.report_delay_s.items():
             shown = ", ".join("missed" if d is None else f"{d:.0f} s" for d in delays)
