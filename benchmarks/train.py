@@ -30,7 +30,9 @@ Three parts, on this machine's CPU:
   and size) at the manifest's false-alarm target, judge the same windows: the C DSP
   (``features_batch``), the baseline's score, and the C anomaly state machine
   (``vw_anomaly``, the device layer's) at the baseline's threshold. Devices run on one
-  process per CPU. ``--quick``: 4 healthy devices of 0.25 days and 1 device per fault kind.
+  process per CPU; the soak takes about 15 minutes of two CPUs (0.2 ms a window, three
+  quarters of it generating the signal). ``--quick``: 4 healthy devices of 0.25 days and 1
+  device per fault kind (about a minute).
 
 Reported: ``train_seconds``; over every split and both variants, ``far_max_over_splits``
 (the largest false-alarm rate on the unseen healthy windows at the package's threshold),
