@@ -79,15 +79,19 @@ from vibewatch.sim.scenario import FaultPlan
 from vibewatch.train.factory import LOAD_RANGE, SPEED_RANGE_HZ
 
 __all__ = [
+    "DEVICE",
     "AnomalyState",
     "DetectorFigures",
     "DeviceRun",
     "Scorer",
     "SoakPlan",
     "SoakResult",
+    "device_seed",
+    "fit_baselines",
     "operation",
     "run_device",
     "soak",
+    "soak_command",
 ]
 
 #: Windows per :func:`~vibewatch.signals.generate` call.
