@@ -6,7 +6,11 @@ layer (:class:`~vibewatch.edge.Device`) on it, a machine of its own (speed, reso
 noise levels drawn near the defaults) and the faults its scenario gives it, whose
 severity grows with simulated time. Every ``window_period_s`` of simulated time it takes
 one window of samples (:func:`vibewatch.signals.generate`) and hands it to the device; what
-the device publishes goes to the ``publish`` callback. A :class:`Fleet` is the scenario's
+the device publishes goes to the ``publish`` callback. Its machine runs at its nominal speed
+and load 1, or as an :class:`Operation` says (speed and load over simulated time). For long
+runs at accelerated time (:mod:`vibewatch.sim.soak`), :meth:`SimDevice.next_block` generates
+many consecutive windows in one call and :meth:`SimDevice.feed` hands them to the device one
+by one. A :class:`Fleet` is the scenario's
 devices on one clock (:class:`SimClock`: real time times a speedup, or driven by hand in
 tests)::
 
@@ -19,9 +23,12 @@ tests)::
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -31,10 +38,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from vibewatch.edge.device import Device, DeviceSettings
 from vibewatch.edge.ota import DeviceCapabilities, SlotDevice
 from vibewatch.edge.vwm import decode_header
-from vibewatch.signals import Fault, FaultKind, Machine, generate
+from vibewatch.errors import DataError
+from vibewatch.signals import Fault, FaultKind, Machine, Profile, generate
 from vibewatch.sim.scenario import FaultPlan, Scenario
 
-__all__ = ["Clock", "Fleet", "ManualClock", "SimClock", "SimDevice", "device_machine"]
+__all__ = [
+    "Clock",
+    "Fleet",
+    "ManualClock",
+    "Operation",
+    "SimClock",
+    "SimDevice",
+    "device_machine",
+]
 
 #: The firmware version simulated devices report.
 FIRMWARE = "1.0.0-sim"
@@ -117,6 +133,41 @@ def device_machine(rng: random.Random) -> Machine:
     )
 
 
+@dataclass(frozen=True)
+class Operation:
+    """How a machine is run over simulated time: its shaft speed and load at knots, linear
+    between them and constant before the first and after the last.
+
+    Attributes:
+        times_s: Simulated seconds of the knots, increasing.
+        speed_hz: Shaft speed at each knot, in Hz (> 0).
+        load: Load at each knot, relative to the nominal one (>= 0).
+    """
+
+    times_s: tuple[float, ...]
+    speed_hz: tuple[float, ...]
+    load: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.times_s or not len(self.times_s) == len(self.speed_hz) == len(self.load):
+            raise DataError(
+                f"operation: {len(self.times_s)} knot times, {len(self.speed_hz)} speeds and "
+                f"{len(self.load)} loads; they must be as many, at least one"
+            )
+        if any(b <= a for a, b in itertools.pairwise(self.times_s)):
+            raise DataError("operation: knot times must increase")
+        if min(self.speed_hz) <= 0 or min(self.load) < 0:
+            raise DataError("operation: speeds must be > 0 and loads >= 0")
+
+    def speed_at(self, t_s: float | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Shaft speed in Hz at simulated times ``t_s``."""
+        return np.asarray(np.interp(t_s, self.times_s, self.speed_hz), dtype=np.float64)
+
+    def load_at(self, t_s: float | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Load at simulated times ``t_s``."""
+        return np.asarray(np.interp(t_s, self.times_s, self.load), dtype=np.float64)
+
+
 class SimDevice:
     """One simulated sensor (see the module documentation).
 
@@ -132,6 +183,8 @@ class SimDevice:
         seed: Seed of its signal.
         settings: The device layer's settings (the defaults when None).
         window_period_s: Simulated seconds between two windows.
+        operation: Speed and load over simulated time; None runs the machine at its
+            nominal speed and load 1.
     """
 
     def __init__(
@@ -147,11 +200,13 @@ class SimDevice:
         seed: int = 0,
         settings: DeviceSettings | None = None,
         window_period_s: float = 1.0,
+        operation: Operation | None = None,
     ) -> None:
         spec = decode_header(blob).spec
         self.id = device_id
         self.machine = machine
         self.faults = faults
+        self.operation = operation
         self.windows = 0
         self._rate_hz = spec.sample_rate_hz
         self._window = spec.window
@@ -195,16 +250,104 @@ class SimDevice:
         """The severity of each of its faults ``t_s`` simulated seconds after the start."""
         return {plan.kind: plan.severity_at(t_s) for plan in self.faults}
 
+    @property
+    def next_s(self) -> float:
+        """Simulated time of the next window the device takes."""
+        return self._next_s
+
     def samples(self, t_s: float) -> npt.NDArray[np.float32]:
         """The window of samples the sensor takes at simulated time ``t_s``."""
         faults = [Fault(kind, s) for kind, s in self.severities(t_s).items() if s > 0]
+        speed: Profile | None = None
+        load: Profile = 1.0
+        if self.operation is not None:
+            speed = float(self.operation.speed_at(t_s))
+            load = float(self.operation.load_at(t_s))
         return generate(
             self.machine,
             duration_s=self._window / self._rate_hz,
             sample_rate_hz=self._rate_hz,
             faults=faults,
+            speed_hz=speed,
+            load=load,
             seed=(self._seed * 1_000_003 + self.windows) % 2**32,
         )
+
+    def next_block(self, count: int) -> npt.NDArray[np.float32]:
+        """The next ``count`` windows the sensor takes (at :attr:`next_s`, one
+        ``window_period_s`` apart), ``(count, window)``, generated as one continuous signal.
+
+        One :func:`~vibewatch.signals.generate` call for many windows costs a fraction of one
+        call per window (its fixed cost per call is larger than the samples of one window).
+        The windows of a block are back to back in the signal, while on the device they are
+        snapshots ``window_period_s`` apart; for a machine whose condition changes slowly
+        compared with a window that is statistically the same signal: each window still
+        sees its own noise, its own strikes and the same harmonics and levels, and the
+        speed, load and fault severity of its own time (the block's profiles map signal time
+        to simulated time). What differs is that the phases of the shaft lines and the
+        strike train run on across a block's windows instead of starting afresh, which the
+        features (magnitudes of bands, RMS, kurtosis, crest) do not see; and that the noise
+        filters and the resonance start from rest once per block instead of once per window,
+        as in the factory model's training segments. The block is split where a fault
+        appears or stops growing and at the knots of the operation, so that within each part
+        speed, load and every severity are linear in time: ramps that
+        :func:`~vibewatch.signals.generate` draws sample by sample.
+
+        Raises:
+            DataError: ``count`` is below 1.
+        """
+        if count < 1:
+            raise DataError(f"a block of {count} windows; at least 1")
+        times = self._next_s + self._period_s * np.arange(count, dtype=np.float64)
+        kinks = {t for plan in self.faults for t in (plan.onset_s, plan.onset_s + plan.growth_s)}
+        if self.operation is not None:
+            kinks.update(self.operation.times_s)
+        cuts = np.searchsorted(times, sorted(kinks))  # the first window at or after each
+        bounds = sorted({0, count, *(int(i) for i in cuts if 0 < i < count)})
+        parts = [self._block(times[a:b], self.windows + a) for a, b in itertools.pairwise(bounds)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _block(self, times: npt.NDArray[np.float64], index: int) -> npt.NDArray[np.float32]:
+        """Windows at simulated ``times``, between which speed, load and severities are
+        linear, the first being the device's ``index``-th."""
+        count = len(times)
+        first, last = float(times[0]), float(times[-1])
+        # The ramps run from the first sample to the last, which the signal reaches a
+        # window after the last window's start, less one sample.
+        reach = (count * self._window - 1) / ((count - 1) * self._window) if count > 1 else 0.0
+
+        def ramp(at: Callable[[float], float], low: float, high: float) -> tuple[float, float]:
+            start = at(first)
+            return start, min(max(start + (at(last) - start) * reach, low), high)
+
+        faults = []
+        for plan in self.faults:
+            severity = ramp(plan.severity_at, 0.0, 1.0)
+            if max(severity) > 0:
+                faults.append(Fault(plan.kind, *severity))
+        speed: Profile | None = None
+        load: Profile = 1.0
+        operation = self.operation
+        if operation is not None:
+            speed = ramp(lambda t: float(operation.speed_at(t)), 1e-3, math.inf)
+            load = ramp(lambda t: float(operation.load_at(t)), 0.0, math.inf)
+        samples = generate(
+            self.machine,
+            duration_s=count * self._window / self._rate_hz,
+            sample_rate_hz=self._rate_hz,
+            faults=faults,
+            speed_hz=speed,
+            load=load,
+            seed=(self._seed * 1_000_003 + index) % 2**32,
+        )
+        return samples.reshape(count, self._window)
+
+    def feed(self, samples: npt.ArrayLike) -> None:
+        """Hand the window due at :attr:`next_s` to the device layer (which scores it and
+        publishes what falls due) and move on to the next."""
+        self.device.window(samples)
+        self.windows += 1
+        self._next_s += self._period_s
 
     def run_due(self) -> int:
         """Feed the windows that fell due since the last call, then poll the device;
@@ -212,10 +355,8 @@ class SimDevice:
         now = self._clock.now_s()
         ran = 0
         while self._next_s <= now:
-            self.device.window(self.samples(self._next_s))
-            self.windows += 1
+            self.feed(self.samples(self._next_s))
             ran += 1
-            self._next_s += self._period_s
         self.device.poll()
         return ran
 
