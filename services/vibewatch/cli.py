@@ -18,6 +18,7 @@ from vibewatch.models.cli import keys_app, models_app
 from vibewatch.ota.cli import devices_app, ota_app
 from vibewatch.serve import SERVICES, build_services, run_services
 from vibewatch.sim.cli import sim_command
+from vibewatch.sim.soak import soak_command
 from vibewatch.train.cli import dataset_app
 from vibewatch.train.commands import evaluate_command, train_command
 
@@ -35,6 +36,7 @@ app.add_typer(alerts_app, name="alerts")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("sim")(sim_command)
+app.command("soak")(soak_command)
 app.command("demo")(demo_command)
 
 

@@ -762,15 +762,3 @@ def soak_command(
     result = soak(plan, blob, baselines=scorers, workers=workers or None, progress=show)
     line.end()
     typer.echo(json.dumps(result.as_json()) if as_json else _summary(result))
-
-
-def main() -> None:
-    """``python -m vibewatch.sim.soak``."""
-    typer.run(soak_command)
-
-
-if __name__ == "__main__":
-    # through the package's module, so that what the workers unpickle is its functions
-    from vibewatch.sim.soak import main as package_main
-
-    package_main()
