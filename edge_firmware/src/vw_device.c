@@ -18,7 +18,8 @@
 /* Longest status message without its capability list. */
 #define STATUS_JSON_MAX 460u
 
-static const char *const SLOT_NAMES[] = {"empty", "active", "invalid"};
+/* By slot state; a valid slot that is not the active one is on standby. */
+static const char *const SLOT_NAMES[] = {"empty", "active", "invalid", "standby"};
 
 vw_device_settings_t vw_device_defaults(void)
 {
@@ -353,11 +354,11 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     }
     const char *names[2];
     for (unsigned i = 0; i < 2u; i++) {
-        uint8_t state = info.slot[i].state;
-        names[i] = state < 3u ? SLOT_NAMES[state] : "invalid";
+        unsigned state = info.slot[i].state < 3u ? info.slot[i].state : VW_OTA_SLOT_INVALID;
         if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
-            names[i] = "standby";
+            state = 3u; /* standby */
         }
+        names[i] = SLOT_NAMES[state];
     }
     static const char *const SOURCES[] = {"model", "calibration", "command"};
     vw_jsonw_put(&w,
@@ -566,11 +567,9 @@ static void calibrate(vw_device_t *dev, float score)
         return;
     }
     vw_tail_estimate_t e;
-    float threshold = 0.0f;
-    if (vw_tail_estimate(&dev->calibration, dev->config.settings.calibrate_target, &e) ==
-        VW_OK) {
-        threshold = e.threshold;
-    }
+    e.threshold = 0.0f; /* kept if there is no estimate: vw_tail_estimate writes on VW_OK only */
+    vw_tail_estimate(&dev->calibration, dev->config.settings.calibrate_target, &e);
+    float threshold = e.threshold;
     const char *detail = NULL;
     if (threshold > dev->model->threshold_ceiling) {
         threshold = dev->model->threshold_ceiling;
