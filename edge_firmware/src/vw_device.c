@@ -18,7 +18,8 @@
 /* Longest status message without its capability list. */
 #define STATUS_JSON_MAX 460u
 
-static const char *const SLOT_NAMES[] = {"empty", "active", "invalid"};
+/* By slot state; a valid slot that is not the active one is on standby. */
+static const char *const SLOT_NAMES[] = {"empty", "active", "invalid", "standby"};
 
 vw_device_settings_t vw_device_defaults(void)
 {
@@ -114,30 +115,19 @@ size_t vw_device_required_bytes(const vw_device_config_t *config)
 
 /* ----------------------------------------------------------------- records */
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (unsigned b = 0; b < 4u; b++) {
-        p[b] = (uint8_t)(v >> (8u * b));
-    }
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-/* A record is its magic, two words, and the CRC-32 of those 12 bytes. */
+/*
+ * A record is its magic, two words, and the CRC-32 of those 12 bytes, each word
+ * little-endian: copied as it is in memory, as on every target of the core (vw_model.c
+ * reads the blob's headers in place likewise).
+ */
 static vw_status_t record_write(vw_device_t *dev, uint32_t index, uint32_t magic, uint32_t a,
                                 uint32_t b)
 {
-    uint8_t rec[VW_DEVICE_RECORD_BYTES];
-    put_le32(rec, magic);
-    put_le32(rec + 4, a);
-    put_le32(rec + 8, b);
-    put_le32(rec + 12, vw_crc32_update(0u, rec, 12u));
+    uint32_t rec[VW_DEVICE_RECORD_BYTES / 4u] = {magic, a, b};
+    rec[3] = vw_crc32_update(0u, (const uint8_t *)rec, 12u);
     uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;
-    return dev->port.storage_write(dev->port.ctx, addr, rec, sizeof rec) == VW_OK
+    return dev->port.storage_write(dev->port.ctx, addr, (const uint8_t *)rec, sizeof rec) ==
+                   VW_OK
                ? VW_OK
                : VW_ERR_STORAGE;
 }
@@ -146,14 +136,14 @@ static vw_status_t record_write(vw_device_t *dev, uint32_t index, uint32_t magic
 static vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
                                uint32_t words[2], int *valid)
 {
-    uint8_t rec[VW_DEVICE_RECORD_BYTES];
+    uint32_t rec[VW_DEVICE_RECORD_BYTES / 4u];
     uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;
-    if (dev->port.storage_read(dev->port.ctx, addr, rec, sizeof rec) != VW_OK) {
+    if (dev->port.storage_read(dev->port.ctx, addr, (uint8_t *)rec, sizeof rec) != VW_OK) {
         return VW_ERR_STORAGE;
     }
-    *valid = le32(rec) == magic && le32(rec + 12) == vw_crc32_update(0u, rec, 12u);
-    words[0] = le32(rec + 4);
-    words[1] = le32(rec + 8);
+    *valid = rec[0] == magic && rec[3] == vw_crc32_update(0u, (const uint8_t *)rec, 12u);
+    words[0] = rec[1];
+    words[1] = rec[2];
     return VW_OK;
 }
 
@@ -247,15 +237,16 @@ vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
                            const vw_device_config_t *config, vw_ota_t *ota, void *work,
                            size_t work_bytes)
 {
-    if (dev == NULL || port == NULL || config == NULL || ota == NULL || work == NULL ||
-        port->now_ms == NULL || port->storage_read == NULL || port->storage_write == NULL ||
-        port->publish == NULL || port->time_ms == NULL || !config_ok(config)) {
+    const size_t required = vw_device_required_bytes(config); /* 0: no valid config */
+    if (dev == NULL || port == NULL || ota == NULL || work == NULL || port->now_ms == NULL ||
+        port->storage_read == NULL || port->storage_write == NULL || port->publish == NULL ||
+        port->time_ms == NULL || required == 0u) {
         return VW_ERR_ARG;
     }
     if (((uintptr_t)work & 3u) != 0u || ((uintptr_t)config->engine_work & 3u) != 0u) {
         return VW_ERR_ALIGN;
     }
-    if (work_bytes < vw_device_required_bytes(config)) {
+    if (work_bytes < required) {
         return VW_ERR_BUFFER;
     }
     memset(dev, 0, sizeof *dev);
@@ -269,9 +260,8 @@ vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
     p += align4((size_t)config->max_features * sizeof(float));
     const size_t slack = ((uintptr_t)p & 7u) != 0u ? READINGS_SLACK : 0u;
     dev->batch = (vw_device_reading_t *)(void *)(p + slack);
-    p += READINGS_SLACK + (size_t)config->settings.batch_windows * sizeof(vw_device_reading_t);
-    dev->payload = (char *)p;
     dev->payload_cap = payload_bytes(config);
+    dev->payload = (char *)work + required - dev->payload_cap; /* the last part */
     vw_status_t status = vw_anomaly_init(&dev->anomaly, &config->settings.anomaly);
     if (status == VW_OK) {
         status = bind_model(dev);
@@ -364,11 +354,11 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     }
     const char *names[2];
     for (unsigned i = 0; i < 2u; i++) {
-        uint8_t state = info.slot[i].state;
-        names[i] = state < 3u ? SLOT_NAMES[state] : "invalid";
+        unsigned state = info.slot[i].state < 3u ? info.slot[i].state : VW_OTA_SLOT_INVALID;
         if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
-            names[i] = "standby";
+            state = 3u; /* standby */
         }
+        names[i] = SLOT_NAMES[state];
     }
     static const char *const SOURCES[] = {"model", "calibration", "command"};
     vw_jsonw_put(&w,
@@ -431,7 +421,6 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
 
 static void clear_requests(vw_device_t *dev);
 
-#define REPLY_DETAIL_MAX 96u
 /* The wire contract's earliest time: 2020-01-01T00:00:00Z. */
 #define MIN_TIME_MS INT64_C(1577836800000)
 
@@ -517,7 +506,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
     if (strcmp(cmd, "set_threshold") == 0) {
         double threshold;
         if (vw_json_get_number(&doc, "threshold", &threshold, NULL) != VW_OK ||
-            !(threshold > 0.0 && threshold <= 1e12) || !((float)threshold > 0.0f)) {
+            !(threshold <= 1e12 && (float)threshold > 0.0f)) { /* so threshold > 0 too */
             return refuse(dev, id, cmd, "threshold: missing or not in (0, 1e12]");
         }
         dev->threshold = (float)threshold;
@@ -557,7 +546,8 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
         memcpy(dev->upload_id, id, id_len + 1u);
         return VW_OK; /* answered once the next window is published */
     }
-    char detail[REPLY_DETAIL_MAX] = "unknown command";
+    char detail[sizeof "unknown command" + sizeof cmd];
+    memcpy(detail, "unknown command", sizeof "unknown command");
     size_t n = strlen(cmd);
     if (vw_model_id_valid(cmd, n)) { /* named back only when it is plain ASCII */
         detail[15] = ' ';
@@ -577,11 +567,9 @@ static void calibrate(vw_device_t *dev, float score)
         return;
     }
     vw_tail_estimate_t e;
-    float threshold = 0.0f;
-    if (vw_tail_estimate(&dev->calibration, dev->config.settings.calibrate_target, &e) ==
-        VW_OK) {
-        threshold = e.threshold;
-    }
+    e.threshold = 0.0f; /* kept if there is no estimate: vw_tail_estimate writes on VW_OK only */
+    vw_tail_estimate(&dev->calibration, dev->config.settings.calibrate_target, &e);
+    float threshold = e.threshold;
     const char *detail = NULL;
     if (threshold > dev->model->threshold_ceiling) {
         threshold = dev->model->threshold_ceiling;
@@ -610,24 +598,21 @@ static void calibrate(vw_device_t *dev, float score)
 static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_t t)
 {
     const vw_feature_spec_t *spec = &dev->model->spec;
-    uint32_t ref = 0;
-    vw_chunk_job_ref(dev->upload_id, strlen(dev->upload_id), &ref);
-    /* the header's little-endian words (magic "VR", format version 1), then the samples */
-    const uint32_t header[RAW_HEADER_BYTES / 4u] = {
-        0x00015256u, ref, spec->sample_rate_hz, spec->window, (uint32_t)seq,
-        (uint32_t)(seq >> 32), (uint32_t)t, (uint32_t)(t >> 32)};
-    uint8_t *p = (uint8_t *)dev->payload;
-    const size_t words = RAW_HEADER_BYTES / 4u + spec->window;
-    for (size_t i = 0; i < words; i++) {
-        uint32_t v;
-        if (i < RAW_HEADER_BYTES / 4u) {
-            v = header[i];
-        } else {
-            memcpy(&v, &samples[i - RAW_HEADER_BYTES / 4u], sizeof v);
-        }
-        put_le32(p + 4u * i, v);
-    }
-    vw_status_t status = dev->port.publish(dev->port.ctx, "raw", p, 4u * words);
+    /* the header's words (magic "VR", format version 1), then the samples: little-endian,
+     * copied as they are in memory like the records; the payload is 4-aligned */
+    uint32_t *p = (uint32_t *)(void *)dev->payload;
+    p[0] = 0x00015256u;
+    p[1] = 0u;
+    vw_chunk_job_ref(dev->upload_id, strlen(dev->upload_id), &p[1]);
+    p[2] = spec->sample_rate_hz;
+    p[3] = spec->window;
+    p[4] = (uint32_t)seq;
+    p[5] = (uint32_t)(seq >> 32);
+    p[6] = (uint32_t)t;
+    p[7] = (uint32_t)(t >> 32);
+    const size_t bytes = 4u * (RAW_HEADER_BYTES / 4u + (size_t)spec->window);
+    memcpy(p + RAW_HEADER_BYTES / 4u, samples, bytes - RAW_HEADER_BYTES);
+    vw_status_t status = dev->port.publish(dev->port.ctx, "raw", (const uint8_t *)p, bytes);
     if (status == VW_OK) {
         dev->counters.published++;
         reply(dev, dev->upload_id, "upload_raw", "done", NULL, 0);
@@ -730,9 +715,11 @@ vw_status_t vw_device_poll(vw_device_t *dev)
 
 vw_device_counters_t vw_device_counters(const vw_device_t *dev)
 {
-    vw_device_counters_t none;
-    memset(&none, 0, sizeof none);
-    return dev == NULL ? none : dev->counters;
+    vw_device_counters_t counters = {0};
+    if (dev != NULL) {
+        counters = dev->counters;
+    }
+    return counters;
 }
 
 /* --------------------------------------------------------------------- OTA */

@@ -48,12 +48,12 @@ vw_status_t vw_tail_add(vw_tail_t *tail, float score)
     return VW_OK;
 }
 
-/* The lowest score with at most floor(target n) above it; the lowest kept if not kept. */
+/* The lowest score with at most floor(target n) above it; the lowest kept if not kept
+ * (the conversion truncates: the floor of a product in [0, 2^32)). */
 static float empirical(const vw_tail_t *tail, float target)
 {
-    float allowed = floorf(target * (float)tail->n);
-    return allowed < (float)tail->kept ? tail->top[tail->kept - 1u - (uint16_t)allowed]
-                                       : tail->top[0];
+    uint32_t allowed = (uint32_t)(target * (float)tail->n);
+    return allowed < tail->kept ? tail->top[tail->kept - 1u - allowed] : tail->top[0];
 }
 
 /* Distribution function of the generalised Pareto distribution (shape gamma, scale sigma). */
@@ -87,6 +87,22 @@ static float ks_p(float d, uint16_t k)
     return sum < 0.0f ? 0.0f : (sum > 1.0f ? 1.0f : sum);
 }
 
+/* The excesses: round(VW_TAIL_SHARE n) (0.10 n, in integers: the same for every n whose
+ * share is below the capacity), at least VW_TAIL_MIN_EXCESSES, at most n / 2 and
+ * capacity - 1. */
+static uint16_t excesses(const vw_tail_t *tail)
+{
+    uint32_t n = tail->n;
+    uint32_t k = n / 10u + (n % 10u >= 5u);
+    if (k < VW_TAIL_MIN_EXCESSES) {
+        k = VW_TAIL_MIN_EXCESSES;
+    }
+    if (k > n / 2u) {
+        k = n / 2u;
+    }
+    return (uint16_t)(k < tail->capacity - 1u ? k : tail->capacity - 1u);
+}
+
 vw_status_t vw_tail_estimate(const vw_tail_t *tail, float target, vw_tail_estimate_t *out)
 {
     if (tail == NULL || out == NULL || !(target > 0.0f && target < 1.0f)) {
@@ -95,31 +111,22 @@ vw_status_t vw_tail_estimate(const vw_tail_t *tail, float target, vw_tail_estima
     if (tail->n == 0u) {
         return VW_ERR_STATE;
     }
-    const float n = (float)tail->n;
-    float share = roundf(VW_TAIL_SHARE * n);
-    float k_max = floorf(n / 2.0f);
-    if (k_max > (float)(tail->capacity - 1u)) {
-        k_max = (float)(tail->capacity - 1u);
-    }
-    float k_f = share < (float)VW_TAIL_MIN_EXCESSES ? (float)VW_TAIL_MIN_EXCESSES : share;
-    const uint16_t k = (uint16_t)(k_f < k_max ? k_f : k_max);
-
-    vw_tail_estimate_t e = {empirical(tail, target), 0.0f, 0.0f, 0.0f, 0.0f, -1.0f,
-                            tail->n, k, VW_TAIL_FEW};
+    const uint16_t k = excesses(tail);
+    vw_tail_estimate_t *e = out;
+    *e = (vw_tail_estimate_t){empirical(tail, target), 0.0f, 0.0f, 0.0f, 0.0f, -1.0f,
+                              tail->n, k, VW_TAIL_FEW};
     if (k < VW_TAIL_MIN_EXCESSES) {
-        *out = e;
         return VW_OK;
     }
     const float *y = tail->top + (tail->kept - k); /* the k largest, ascending */
     const float u = y[-1];
-    e.u = u;
+    e->u = u;
+    e->method = VW_TAIL_FLAT;
     if (!(y[k - 1u] - u > 0.0f)) {
-        e.method = VW_TAIL_FLAT;
-        *out = e;
         return VW_OK;
     }
     float a = 0.0f, b = 0.0f;
-    for (uint16_t i = 0; i < k; i++) {
+    for (unsigned i = 0; i < k; i++) {
         float excess = y[i] - u;
         a += excess;
         b += (1.0f - ((float)i + 0.65f) / (float)k) * excess;
@@ -127,23 +134,24 @@ vw_status_t vw_tail_estimate(const vw_tail_t *tail, float target, vw_tail_estima
     a /= (float)k;
     b /= (float)k;
     const float d = a - 2.0f * b;
-    e.gamma = 2.0f - a / d;
-    e.sigma = 2.0f * a * b / d;
-    e.method = VW_TAIL_MISFIT;
-    if (!(d > 0.0f) || !isfinite(e.gamma) || !(e.sigma > 0.0f) || !isfinite(e.sigma)) {
-        *out = e;
+    const float gamma = 2.0f - a / d;
+    const float sigma = 2.0f * a * b / d;
+    e->gamma = gamma;
+    e->sigma = sigma;
+    e->method = VW_TAIL_MISFIT;
+    if (!(d > 0.0f) || !isfinite(gamma) || !(sigma > 0.0f) || !isfinite(sigma)) {
         return VW_OK;
     }
     float ks = 0.0f;
-    for (uint16_t i = 0; i < k; i++) {
-        float f = gpd_cdf(y[i] - u, e.gamma, e.sigma);
-        float above = (float)(i + 1u) / (float)k - f;
-        float below = f - (float)i / (float)k;
-        ks = fmaxf(ks, fmaxf(above, below));
+    float below_edge = 0.0f; /* i / k, the empirical distribution below y[i] */
+    for (unsigned i = 0; i < k; i++) {
+        float f = gpd_cdf(y[i] - u, gamma, sigma);
+        float above_edge = (float)(i + 1u) / (float)k;
+        ks = fmaxf(ks, fmaxf(above_edge - f, f - below_edge));
+        below_edge = above_edge;
     }
-    e.fit_p = ks_p(ks, k);
-    if (e.fit_p < VW_TAIL_MIN_FIT_P) {
-        *out = e;
+    e->fit_p = ks_p(ks, k);
+    if (e->fit_p < VW_TAIL_MIN_FIT_P) {
         return VW_OK;
     }
     /* chi2(1 - confidence, 2k) by Wilson and Hilferty's cube of a normal. */
@@ -151,19 +159,18 @@ vw_status_t vw_tail_estimate(const vw_tail_t *tail, float target, vw_tail_estima
     const float c = 2.0f / (9.0f * nu);
     const float cube = 1.0f - c + NORMAL_QUANTILE * sqrtf(c);
     const float bound = nu / (nu * cube * cube * cube);
-    const float r = target * n / (float)k;
+    const float log_r = logf(target * (float)tail->n / (float)k); /* r = q n / k */
     float z;
-    if (e.gamma <= 0.0f) {
-        e.scale = a * bound;
-        z = u - e.scale * logf(r);
+    if (gamma <= 0.0f) {
+        e->scale = a * bound;
+        z = u - e->scale * log_r;
     } else {
-        e.scale = e.sigma * bound;
-        z = u + e.scale / e.gamma * (expf(-e.gamma * logf(r)) - 1.0f);
+        e->scale = sigma * bound;
+        z = u + e->scale / gamma * (expf(-gamma * log_r) - 1.0f);
     }
     if (isfinite(z)) {
-        e.threshold = z;
-        e.method = VW_TAIL_POT;
+        e->threshold = z;
+        e->method = VW_TAIL_POT;
     }
-    *out = e;
     return VW_OK;
 }
