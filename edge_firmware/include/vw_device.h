@@ -44,7 +44,10 @@
  *    threshold. The reply (done, with the threshold; detail `ceiling` when the ceiling
  *    capped it) goes out when the last window is scored, then a new `status`; failed
  *    when storage refuses the write (the threshold is unchanged), or when the model
- *    changes before the calibration ends;
+ *    changes before the calibration ends. There is one calibration record: a write cut
+ *    off by a power failure (or one the port reports failed after it landed) leaves no
+ *    calibration or the new one for the next boot, never a corrupt threshold (the
+ *    record's CRC is checked);
  *  - `rollback`: back to the previous valid model (vw_ota_rollback), done with the
  *    threshold now in force; refused when there is none or a download is in progress;
  *  - `upload_raw`: the samples of the next window go out on `raw` (binary: a 32-byte
