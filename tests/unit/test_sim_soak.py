@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from vibewatch.edge import features_batch
+from vibewatch.edge.anomaly import AnomalyState
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
@@ -23,7 +24,6 @@ from vibewatch.sim.fleet import ManualClock, Operation, SimDevice, device_machin
 from vibewatch.sim.scenario import FaultPlan
 from vibewatch.sim.soak import (
     DEVICE,
-    AnomalyState,
     DetectorFigures,
     DeviceRun,
     SoakPlan,

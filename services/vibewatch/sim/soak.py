@@ -51,7 +51,6 @@ From the command line: ``python -m vibewatch.sim.soak --help``.
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import dataclasses
 import json
 import math
@@ -69,7 +68,8 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.cliutil import JsonOption, ProgressLine, exits, fail
-from vibewatch.edge import _lib, features_batch
+from vibewatch.edge import features_batch
+from vibewatch.edge.anomaly import AnomalyState
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import DataError
@@ -80,7 +80,6 @@ from vibewatch.train.factory import LOAD_RANGE, SPEED_RANGE_HZ
 
 __all__ = [
     "DEVICE",
-    "AnomalyState",
     "DetectorFigures",
     "DeviceRun",
     "Scorer",
@@ -114,89 +113,6 @@ class Scorer(Protocol):
     def anomaly_score(self, rows: npt.ArrayLike, /) -> npt.NDArray[np.float32]:
         """Scores of feature rows, higher is more anomalous."""
         ...
-
-
-# ---- the C anomaly state machine ----
-
-
-class _AnomalyConfig(ctypes.Structure):
-    """``vw_anomaly_config_t`` (edge_firmware/include/vw_anomaly.h)."""
-
-    _fields_ = [
-        ("k", ctypes.c_uint8),
-        ("n", ctypes.c_uint8),
-        ("m", ctypes.c_uint8),
-        ("release_ratio", ctypes.c_float),
-    ]
-
-
-class _AnomalyState(ctypes.Structure):
-    """``vw_anomaly_t`` (edge_firmware/include/vw_anomaly.h); its fields are the C code's."""
-
-    _fields_ = [
-        ("config", _AnomalyConfig),
-        ("history", ctypes.c_uint32),
-        ("above", ctypes.c_uint8),
-        ("below", ctypes.c_uint8),
-        ("active", ctypes.c_uint8),
-    ]
-
-
-def _anomaly_core() -> ctypes.CDLL:
-    return _lib.declare(
-        [
-            ("vw_anomaly_init", ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
-            (
-                "vw_anomaly_update",
-                ctypes.c_int,
-                [ctypes.c_void_p, ctypes.c_float, ctypes.c_float, ctypes.c_void_p],
-            ),
-        ]
-    )
-
-
-class AnomalyState:
-    """The firmware's anomaly state machine (``vw_anomaly.c``, the one the device layer
-    runs) over scores that are not the device's own: a baseline's.
-
-    Args:
-        settings: ``k``, ``n``, ``m`` and ``release_ratio`` are used.
-
-    Raises:
-        EdgeError: ``range`` for settings the C code refuses.
-    """
-
-    _START = 1
-    _END = 2
-
-    def __init__(self, settings: DeviceSettings) -> None:
-        self._core = _anomaly_core()
-        config = _AnomalyConfig(settings.k, settings.n, settings.m, settings.release_ratio)
-        self._state = _AnomalyState()
-        self._event = ctypes.c_int(0)
-        _lib.check(
-            self._core.vw_anomaly_init(ctypes.byref(self._state), ctypes.byref(config)),
-            "starting the anomaly state",
-        )
-
-    def events(self, scores: npt.ArrayLike, threshold: float) -> tuple[list[int], list[int]]:
-        """Take the scores of the next windows; the indices (into ``scores``) of the
-        windows that started an anomaly, and of those that ended one.
-
-        Raises:
-            EdgeError: ``input`` for a score that is not finite or a threshold that is not
-                a finite positive number.
-        """
-        update = self._core.vw_anomaly_update
-        state, event = ctypes.byref(self._state), ctypes.byref(self._event)
-        starts, ends = [], []
-        for i, score in enumerate(np.asarray(scores, dtype=np.float64).tolist()):
-            _lib.check(update(state, score, threshold, event), "an anomaly update")
-            if self._event.value == self._START:
-                starts.append(i)
-            elif self._event.value == self._END:
-                ends.append(i)
-        return starts, ends
 
 
 # ---- the plan ----
