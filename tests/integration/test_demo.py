@@ -17,6 +17,8 @@ from pathlib import Path
 
 from vibewatch.alerts.signing import new_secret, sign
 from vibewatch.demo.story import DemoReport, DetectedFault, _AlertsChapter
+from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.edge.vwm import decode_header
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port
 
 
@@ -62,10 +64,10 @@ def test_the_demo_detects_the_bearing_faults_and_leaves_nothing_running() -> Non
     assert all(fault["alerted"] for fault in injected) and report["faults_alerted"] == 3
     assert report["alerted_devices"] == sorted(fault["device"] for fault in injected)
     assert report["webhooks_verified"] == report["webhooks_received"] >= 1
-    # chapter four: every device calibrated, within the factory model's ceiling (its own
-    # threshold: the package allows no higher)
+    # chapter four: every device calibrated, within the factory model's ceiling
+    ceiling = decode_header(FACTORY_MODEL.read_bytes()).threshold_ceiling
     assert len(report["thresholds"]) == 50
-    assert all(0 < t <= report["model_threshold"] for t in report["thresholds"].values())
+    assert all(0 < t <= ceiling * (1 + 1e-6) for t in report["thresholds"].values())
     assert set(report["capped"]) <= set(report["thresholds"])
     assert report["false_alarms"] == {}
     assert "chapter four: every device learns its baseline over 40 windows" in done.stderr
