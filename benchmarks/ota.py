@@ -166,6 +166,7 @@ class FactoryParts:
         model_id: The model id.
         spec: The feature spec.
         threshold: The anomaly threshold.
+        threshold_ceiling: The highest threshold a device may calibrate itself to.
         in_scale: Scale of the ``.tflite``'s int8 input.
         in_zero_point: Zero point of that input.
         layers: The dense layers, as :func:`vibewatch.testing.tflite.dense_graph` takes them.
@@ -178,6 +179,7 @@ class FactoryParts:
     model_id: str
     spec: FeatureSpec
     threshold: float
+    threshold_ceiling: float
     in_scale: float
     in_zero_point: int
     layers: tuple[tflite.Dense, ...]
@@ -236,6 +238,7 @@ def factory_parts() -> FactoryParts:
         model_id=header.model_id,
         spec=header.spec,
         threshold=header.threshold,
+        threshold_ceiling=header.threshold_ceiling,
         in_scale=in_scale,
         in_zero_point=in_zero_point,
         layers=tuple(layers),
@@ -272,7 +275,7 @@ def convert_layers(
     parts: FactoryParts, layers: Sequence[tflite.Dense], version: int
 ) -> tuple[bytes, bytes]:
     """``layers`` as a ``.tflite`` file and the blob the project's converter makes of it,
-    with the factory's normalisation, threshold and golden inputs."""
+    with the factory's normalisation, threshold (and its ceiling) and golden inputs."""
     graph = tflite.dense_graph(parts.in_scale, parts.in_zero_point, layers)
     model = tflite.write(graph)
     blob = convert(
@@ -284,6 +287,7 @@ def convert_layers(
         std=parts.std,
         threshold=parts.threshold,
         golden_inputs=parts.golden_inputs,
+        threshold_ceiling=parts.threshold_ceiling,
     )
     return model, blob
 
