@@ -59,6 +59,25 @@ def start_ingest(
 
 
 @pytest.fixture
+def serve(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> Iterator[ServiceProcess]:
+    """``vibewatch serve`` as a process of its own on the test servers (its data home in the
+    test's directory, its environment in ``.env``); closed after the test."""
+    env = ingest_env(
+        mqtt_port=mosquitto.port,
+        influx_url=influxdb.url,
+        database=influx_db,
+        data_home=tmp_path / "home",
+        client_id="serve-test",
+    )
+    process = ServiceProcess(env, tmp_path, command="serve")
+    process.start()
+    yield process
+    process.close()
+
+
+@pytest.fixture
 def publisher(mosquitto: LocalMosquitto) -> Iterator[Publisher]:
     """A retrying QoS 1 publisher connected to the test broker."""
     pub = Publisher(mosquitto.port)

@@ -6,47 +6,27 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from typer.testing import CliRunner, Result
 
 from vibewatch.cli import app
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.sim import ManualClock, Scenario
 from vibewatch.sim.run import Simulation
-from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
+from vibewatch.testing.ingest import ServiceProcess, wait_for
 
 WINDOWS = 20
 
 
-@pytest.fixture
-def env(
-    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
-) -> Iterator[dict[str, str]]:
-    settings = ingest_env(
-        mqtt_port=mosquitto.port,
-        influx_url=influxdb.url,
-        database=influx_db,
-        data_home=tmp_path / "home",
-        client_id="serve-calibrate",
-    )
-    process = ServiceProcess(settings, tmp_path, command="serve")
-    process.start()
-    yield settings
-    process.close()
-
-
 def test_devices_calibrate_sends_the_command_and_the_new_threshold_shows(
-    env: dict[str, str],
+    serve: ServiceProcess,
     manual_simulation: Callable[..., tuple[Simulation, ManualClock]],
 ) -> None:
     runner = CliRunner()
 
     def cli(*args: str) -> Result:
-        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        return runner.invoke(app, list(args), env=serve.env, catch_exceptions=False)
 
     simulation, clock = manual_simulation(
         Scenario(devices=3, seed=4), settings=DeviceSettings(calibrate_windows=WINDOWS)

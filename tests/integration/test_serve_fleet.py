@@ -6,38 +6,18 @@ its sequence numbers on."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.sim import FaultPlan, LinkPlan, ManualClock, PowerPlan, Scenario
 from vibewatch.sim.run import Simulation
-from vibewatch.testing.ingest import ServiceProcess, ingest_env, wait_for
+from vibewatch.testing.ingest import ServiceProcess, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, rows
 from vibewatch.testing.watch import Watcher
 
 FAULTY = {"sim-0007": "outer_race", "sim-0021": "inner_race", "sim-0042": "ball"}
 REBOOTED, KILLED = "sim-0013", "sim-0030"
-
-
-@pytest.fixture
-def serve(
-    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
-) -> Iterator[ServiceProcess]:
-    env = ingest_env(
-        mqtt_port=mosquitto.port,
-        influx_url=influxdb.url,
-        database=influx_db,
-        data_home=tmp_path / "home",
-        client_id="serve-fleet",
-    )
-    process = ServiceProcess(env, tmp_path, command="serve")
-    process.start()
-    yield process
-    process.close()
 
 
 def test_fifty_devices_through_serve_into_influxdb(
