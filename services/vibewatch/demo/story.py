@@ -569,9 +569,10 @@ def run_demo(
         span_s = plan.duration_s + ROLLOUT_LIMIT_S * plan.speedup
         since_ms = int(time.time() * 1000 - span_s * 1000)
         clock = SimClock(plan.speedup, start_wall_ms=since_ms)
+        factory = FACTORY_MODEL.read_bytes()
         simulation = Simulation.from_config(
             dataclasses.replace(scenario, duration_s=0.0),  # the chapters say when it ends
-            FACTORY_MODEL.read_bytes(),
+            factory,
             chapter.public_key,
             config.mqtt,
             clock=clock,
@@ -678,7 +679,7 @@ def run_demo(
         webhooks_verified=sum(request.verified for request in requests),
         alerted_devices=sorted(alerted),
         faults_alerted=sum(fault.alerted for fault in injected),
-        model_threshold=decode_header(FACTORY_MODEL.read_bytes()).threshold,
+        model_threshold=decode_header(factory).threshold,
         thresholds=thresholds,
         capped=capped,
         false_alarms=false_alarms,

@@ -395,7 +395,7 @@ def devices_label(
 ) -> None:
     """Label devices, e.g. `vibewatch devices label pump-01 pump-02 site=north line=a`;
     `vibewatch ota deploy --group site=north` targets them."""
-    from vibewatch.protocol import DEVICE_SELECTOR_RE, ID_RE
+    from vibewatch.protocol import ID_RE
 
     selectors = [item for item in items if "=" not in item]
     put = dict(item.split("=", 1) for item in items if "=" in item)
@@ -403,9 +403,7 @@ def devices_label(
     for word in [*put, *put.values(), *gone]:
         if ID_RE.fullmatch(word) is None:
             fail(f"label key or value {word!r}: 1 to 64 characters from A-Z a-z 0-9 . _ -", 2)
-    bad = [s for s in selectors if DEVICE_SELECTOR_RE.fullmatch(s) is None]
-    if bad or not selectors:
-        fail(f"give devices (ids or globs) before the labels, not {bad or items}", 2)
+    _require_selectors(selectors, items, " before the labels")
     if not put and not gone:
         fail("nothing to do: give labels KEY=VALUE or --remove KEY", 2)
     with _store(config) as store:
@@ -414,16 +412,20 @@ def devices_label(
     typer.echo(f"labelled {len(chosen)} devices")
 
 
-def _chosen(store: Any, selectors: list[str]) -> list[str]:
-    """The known devices that ``selectors`` (ids or globs) name, sorted; exits with status
-    2 naming a selector that matches none."""
-    import fnmatch
-
+def _require_selectors(selectors: list[str], given: list[str], where: str = "") -> None:
+    """Exit with status 2 unless ``selectors`` are device ids or globs, at least one."""
     from vibewatch.protocol import DEVICE_SELECTOR_RE
 
     bad = [s for s in selectors if DEVICE_SELECTOR_RE.fullmatch(s) is None]
     if bad or not selectors:
-        fail(f"give devices as ids or globs such as `pump-*`, not {bad or selectors}", 2)
+        fail(f"give devices (ids or globs){where}, not {bad or given}", 2)
+
+
+def _chosen(store: Any, selectors: list[str]) -> list[str]:
+    """The known devices that ``selectors`` (ids or globs, checked) name, sorted; exits with
+    status 2 naming a selector that matches none."""
+    import fnmatch
+
     known = [d.device for d in store.devices()]
     missing = [s for s in selectors if not any(fnmatch.fnmatchcase(d, s) for d in known)]
     if missing:
@@ -457,6 +459,7 @@ def devices_calibrate(
     from vibewatch.ota.commands import send_commands
     from vibewatch.protocol import CommandName
 
+    _require_selectors(devices, devices)
     cfg = load(config)
     with _store(config) as store:
         chosen = _chosen(store, devices)
