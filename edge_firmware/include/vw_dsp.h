@@ -6,13 +6,19 @@
  *  1. remove the mean;
  *  2. RMS, peak (max |x|), crest factor (peak / RMS) and kurtosis
  *     (mean(x^4) / mean(x^2)^2, not excess) of the mean-removed samples;
- *     crest and kurtosis are 0 for a constant window;
+ *     crest and kurtosis are 0 for a constant window; and the kurtosis of the
+ *     first difference d[i] = x[i] - x[i-1], i = 1..N-1, about its mean (0 when
+ *     d is constant). The difference is a high-pass filter (gain 2 sin(pi f / fs)):
+ *     its kurtosis sees the short impacts of a bearing defect, which ring the
+ *     structure at high frequency, through the shaft's far larger low-frequency
+ *     vibration that dominates the plain kurtosis;
  *  3. periodic Hann window w[n] = 0.5 - 0.5 cos(2 pi n / N);
  *  4. real FFT X[k], k = 0..N/2, and power P[k] = |X[k]|^2 / N^2;
  *  5. band b covers FFT bins [bins[b], bins[b+1]) and its feature is
  *     log10(sum of P over the band + 1e-12).
  *
- * The feature vector is [band_0 .. band_{B-1}, rms, peak, crest, kurtosis]:
+ * The feature vector is
+ * [band_0 .. band_{B-1}, rms, peak, crest, kurtosis, diff_kurtosis]:
  * B + VW_DSP_N_STATS floats. Arithmetic is float32. The statistics and the
  * band powers agree with a float64 reference to 1e-4 relative, except bands
  * far below the window's average bin, which carry float32 FFT rounding noise
@@ -34,7 +40,9 @@ extern "C" {
 #define VW_DSP_MAX_WINDOW 4096u
 #define VW_DSP_MAX_BANDS 1024u
 #define VW_DSP_MAX_RATE_HZ 1000000u
-#define VW_DSP_N_STATS 4u
+#define VW_DSP_N_STATS 5u
+/** The statistics after the bands, in order, as the feature-spec id names them. */
+#define VW_DSP_STAT_NAMES "rms,peak,crest,kurtosis,diff_kurtosis"
 
 /** The feature spec: what a model expects from the DSP. */
 typedef struct vw_feature_spec {
@@ -86,8 +94,10 @@ vw_status_t vw_dsp_check_spec(const vw_feature_spec_t *spec);
  * @brief The feature-spec id devices send with their feature vectors (`features.spec`).
  *
  * `fs-{sample_rate_hz}-{window}-{n_bands}-{h}`, where h is the first 8 lowercase hex
- * digits of the SHA-256 of the band edges written in decimal and joined by commas
- * ("0,3,7,...") — the one definition of the id; the back end asks this function.
+ * digits of the SHA-256 of the band edges written in decimal and joined by commas,
+ * then ";" and VW_DSP_STAT_NAMES ("0,3,7,...;rms,peak,..."): the id names every
+ * column of the vector, so vectors of another DSP never pass as this one's. The one
+ * definition of the id; the back end asks this function.
  * @param spec a valid spec (input)
  * @param id   VW_DSP_SPEC_ID_MAX + 1 bytes (output, NUL-terminated)
  * @return VW_OK, VW_ERR_ARG or VW_ERR_FORMAT (as vw_dsp_check_spec).

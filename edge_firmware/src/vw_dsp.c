@@ -238,11 +238,19 @@ vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features
         }
     }
     const float scale = peak > 0.0f ? 1.0f / peak : 0.0f;
-    float s2 = 0.0f, s4 = 0.0f;
+    /* d[i] = y[i] - y[i-1], i = 1..N-1, has the mean (y[N-1] - y[0]) / (N-1). */
+    const float d_mean = (x[n - 1u] - x[0]) * scale / (float)(n - 1u);
+    float s2 = 0.0f, s4 = 0.0f, d2 = 0.0f, d4 = 0.0f, previous = x[0] * scale;
     for (uint32_t i = 0; i < n; i++) {
         const float y = x[i] * scale, y2 = y * y;
         s2 += y2;
         s4 += y2 * y2;
+        if (i > 0u) {
+            const float d = y - previous - d_mean, dd = d * d;
+            d2 += dd;
+            d4 += dd * dd;
+        }
+        previous = y;
         x[i] = y * (0.5f - 0.5f * vw_dsp_cos(q, quarter, i));
     }
 
@@ -282,9 +290,13 @@ vw_status_t vw_dsp_features(vw_dsp_t *dsp, const float *samples, float *features
     stats[1] = peak;
     stats[2] = 0.0f;
     stats[3] = 0.0f;
+    stats[4] = 0.0f;
     if (peak > 0.0f) {
         stats[2] = 1.0f / rms;
         stats[3] = (s4 / (float)n) / (m2 * m2);
+    }
+    if (d2 > 0.0f) {
+        stats[4] = d4 * (float)(n - 1u) / (d2 * d2);
     }
 
     /* Finite samples beyond about 1e19 overflow the band powers. */
@@ -329,6 +341,8 @@ vw_status_t vw_dsp_spec_id(const vw_feature_spec_t *spec, char id[VW_DSP_SPEC_ID
         n += decimal(spec->band_bins[i], edge + n);
         vw_sha256_update(&sha, edge, n);
     }
+    static const char stats[] = ";" VW_DSP_STAT_NAMES;
+    vw_sha256_update(&sha, stats, sizeof stats - 1u);
     uint8_t digest[VW_SHA256_DIGEST_BYTES];
     vw_sha256_final(&sha, digest);
     static const char hex[] = "0123456789abcdef";

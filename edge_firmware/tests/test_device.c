@@ -150,7 +150,7 @@ static float score_of(const float *x)
     vw_model_t m;
     vw_engine_t e;
     vw_dsp_t d;
-    float f[5], score = -1.0f;
+    float f[1 + VW_DSP_N_STATS], score = -1.0f;
     if (vw_model_parse(&m, (const uint8_t *)blob, blob_len) == VW_OK &&
         vw_engine_init(&e, &m, eng_work, sizeof eng_work) == VW_OK &&
         vw_dsp_init(&d, &m.spec, dsp_work, sizeof dsp_work) == VW_OK &&

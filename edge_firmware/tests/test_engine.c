@@ -7,7 +7,7 @@
 #include "vw_model.h"
 #include "vw_test.h"
 
-#define N 5 /* 1 band + 4 statistics */
+#define N (1 + (int)VW_DSP_N_STATS) /* 1 band and the statistics */
 
 static uint8_t *put32(uint8_t *p, uint32_t v)
 {
@@ -39,7 +39,7 @@ typedef struct {
     int32_t bias[8];
 } requant_t;
 
-/* One layer 5 -> 5 (padded 8 x 8), weights 2 on the diagonal, requantised by q. */
+/* One layer N -> N (padded 8 x 8), weights 2 on the diagonal, requantised by q. */
 static size_t build_with(uint32_t *storage, const requant_t *q)
 {
     uint8_t *b = (uint8_t *)storage;
@@ -107,7 +107,7 @@ static size_t build_with(uint32_t *storage, const requant_t *q)
 /* Bias 4c, multiplier 0.5, shift 0: y = round(acc / 2). */
 static size_t build(uint32_t *storage)
 {
-    requant_t q = {0, {1 << 30}, {0}, {0, 4, 8, 12, 16}};
+    requant_t q = {0, {1 << 30}, {0}, {0, 4, 8, 12, 16, 20}};
     return build_with(storage, &q);
 }
 
@@ -247,11 +247,11 @@ int main(void)
     VW_CHECK_EQ(vw_engine_init(&e, &m, work, sizeof work), VW_OK);
 
     /* y_c = round((2 (x_c + 2) + 4c) / 2) + 1 = x_c + 2c + 3, clamped */
-    const int8_t in[N] = {-2, 0, 10, 120, -128};
+    const int8_t in[N] = {-2, 0, 10, 120, -128, 30};
     int8_t out[N];
     float score = -1.0f;
     VW_CHECK_EQ(vw_engine_run(&e, in, out, &score), VW_OK);
-    const int8_t want[N] = {1, 5, 17, 127, -117};
+    const int8_t want[N] = {1, 5, 17, 127, -117, 43};
     VW_CHECK(memcmp(out, want, N) == 0);
     float sum = 0.0f;
     for (int c = 0; c < N; c++) {
@@ -260,11 +260,11 @@ int main(void)
     }
     VW_CHECK(score == sum / (float)N);
 
-    /* x * 2 - 2, rounded half to even: 0.5, -0.5, 2.5, 198, -202 */
-    float features[N] = {1.25f, 0.75f, 2.25f, 100.0f, -100.0f};
+    /* x * 2 - 2, rounded half to even: 0.5, -0.5, 2.5, 198, -202, 4 */
+    float features[N] = {1.25f, 0.75f, 2.25f, 100.0f, -100.0f, 3.0f};
     int8_t q[N];
     VW_CHECK_EQ(vw_engine_quantize(&e, features, q), VW_OK);
-    const int8_t want_q[N] = {0, 0, 2, 127, -128};
+    const int8_t want_q[N] = {0, 0, 2, 127, -128, 4};
     VW_CHECK(memcmp(q, want_q, N) == 0);
     float infer_score;
     VW_CHECK_EQ(vw_engine_infer(&e, features, &infer_score), VW_OK);

@@ -122,7 +122,7 @@ static void seal(uint8_t *b, uint32_t total)
  */
 static uint32_t build_blob(uint32_t *words, uint32_t version, uint32_t rate, int golden)
 {
-    enum { NF = 5, PAD = 8 };
+    enum { NF = 1 + VW_DSP_N_STATS, PAD = 8 };
     uint8_t *b = (uint8_t *)words;
     uint16_t golden_count = golden == GOLDEN_NONE ? 0u : 2u;
     memset(b, 0, 512);

@@ -27,7 +27,8 @@ def power_spectrum(samples: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def reference_features(samples: npt.ArrayLike, spec: FeatureSpec) -> npt.NDArray[np.float64]:
-    """Band log-powers, then rms, peak, crest factor and kurtosis of one window."""
+    """Band log-powers, then rms, peak, crest factor, kurtosis and the kurtosis of the first
+    difference of one window."""
     x = mean_removed(samples)
     assert x.shape == (spec.window,)
     m2 = np.mean(x**2)
@@ -35,6 +36,10 @@ def reference_features(samples: npt.ArrayLike, spec: FeatureSpec) -> npt.NDArray
     constant = peak == 0.0
     crest = 0.0 if constant else peak / np.sqrt(m2)
     kurtosis = 0.0 if constant else np.mean(x**4) / m2**2
+    d = np.diff(x)
+    d = d - d.mean()
+    d2 = np.mean(d**2)
+    diff_kurtosis = 0.0 if d2 == 0.0 else np.mean(d**4) / d2**2
     power = power_spectrum(samples)
     bands = [np.log10(power[lo:hi].sum() + 1e-12) for lo, hi in itertools.pairwise(spec.band_bins)]
-    return np.array([*bands, np.sqrt(m2), peak, crest, kurtosis])
+    return np.array([*bands, np.sqrt(m2), peak, crest, kurtosis, diff_kurtosis])

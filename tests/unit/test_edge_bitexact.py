@@ -112,8 +112,8 @@ def test_mlperf_sized_model_has_the_expected_size() -> None:
 
 @st.composite
 def dense_chains(draw: st.DrawFn) -> tuple[float, int, list[Dense]]:
-    """1..3 int8 layers, dims 1..70 (in = out = 5..70), any scales, zero points and biases."""
-    n = draw(st.integers(5, 70), label="n_features")
+    """1..3 int8 layers, dims 1..70 (in = out = 6..70), any scales, zero points and biases."""
+    n = draw(st.integers(6, 70), label="n_features")
     dims = [n, *draw(st.lists(st.integers(1, 70), max_size=2), label="hidden"), n]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
     in_scale = float(np.float32(2.0 ** draw(st.floats(-10, 3), label="log2 input scale")))

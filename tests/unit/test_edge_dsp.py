@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vibewatch.edge.dsp import features, features_batch
-from vibewatch.edge.spec import FeatureSpec
+from vibewatch.edge.spec import STAT_NAMES, FeatureSpec
 from vibewatch.errors import EdgeError
 
 from .dsp_reference import power_spectrum, reference_features
@@ -134,7 +134,7 @@ def test_constant_windows_have_zero_statistics() -> None:
     for value in (0.0, 0.1, -7.5, 3e4):
         got = features(np.full(256, value), spec)
         assert_agrees(got, spec, np.full(256, value))
-        assert got[2:].tolist() == [0.0] * 4
+        assert got[2:].tolist() == [0.0] * len(STAT_NAMES)
         np.testing.assert_allclose(got[:2], -12.0, rtol=1e-6)
 
 
@@ -219,10 +219,11 @@ def test_unusable_samples_are_refused(value: float, message: str) -> None:
     n_bands=st.integers(1, 64),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_the_spec_id_is_the_documented_hash_of_the_band_edges(
+def test_the_spec_id_is_the_documented_hash_of_the_band_edges_and_statistics(
     window: int, kind: str, n_bands: int, seed: int
 ) -> None:
     spec = layout(kind, window, n_bands, np.random.default_rng(seed))
-    edges = ",".join(str(edge) for edge in spec.band_bins).encode("ascii")
-    digest = hashlib.sha256(edges).hexdigest()[:8]
+    edges = ",".join(str(edge) for edge in spec.band_bins)
+    text = f"{edges};rms,peak,crest,kurtosis,diff_kurtosis".encode("ascii")
+    digest = hashlib.sha256(text).hexdigest()[:8]
     assert spec.spec_id == f"fs-{spec.sample_rate_hz}-{window}-{spec.n_bands}-{digest}"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vibewatch.edge.engine import Model
+from vibewatch.edge.spec import STAT_NAMES
 from vibewatch.edge.vwm import MAX_BIAS, VwmModel, encode
 from vibewatch.errors import EdgeError
 from vibewatch.testing.models import random_model, reseal
@@ -54,7 +55,7 @@ def test_any_shape_and_quantisation_matches_the_reference(
     seed: int, dims: list[int], n_bands: int, per_channel: bool, shifts: tuple[int, int]
 ) -> None:
     rng = np.random.default_rng(seed)
-    n = n_bands + 4
+    n = n_bands + len(STAT_NAMES)
     model = random_model(rng, [n, *dims, n], per_channel=per_channel, shifts=shifts, golden=1)
     engine = Model(encode(model))
     q = rng.integers(-128, 128, (3, n)).astype(np.int8)

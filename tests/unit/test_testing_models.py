@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vibewatch.edge.engine import Model
-from vibewatch.edge.spec import FeatureSpec
+from vibewatch.edge.spec import STAT_NAMES, FeatureSpec
 from vibewatch.edge.vwm import encode
 from vibewatch.errors import EdgeError
 from vibewatch.models.package import verify_package
@@ -27,7 +27,7 @@ from vibewatch.testing.models import (
 @pytest.mark.parametrize(
     ("dims", "options"),
     [
-        ((5, 5), {}),
+        ((6, 6), {}),
         ((36, 32, 8, 32, 36), {}),
         ((36, 32, 8, 32, 36), {"per_channel": False}),
         ((12, 7, 3, 7, 12), {"per_channel": [True, False, True, False], "relu": False}),
@@ -95,11 +95,11 @@ def test_bad_shapes_are_refused() -> None:
         spec_for(4)
 
 
-@pytest.mark.parametrize("n_features", [5, 36, 133, 134, 640, 1028])
+@pytest.mark.parametrize("n_features", [6, 36, 133, 134, 640, 1028])
 def test_spec_for_takes_the_shortest_window_the_c_core_accepts(n_features: int) -> None:
     spec = spec_for(n_features)
     assert spec.n_features == n_features
-    assert spec.band_bins == tuple(range(1, n_features - 2))
+    assert spec.band_bins == tuple(range(1, n_features - len(STAT_NAMES) + 2))
     if spec.window > 256:  # half the window would not hold the bands
         with pytest.raises(EdgeError):
             FeatureSpec(spec.sample_rate_hz, spec.window // 2, spec.band_bins)

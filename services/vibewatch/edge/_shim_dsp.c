@@ -31,6 +31,9 @@ void vwpy_dsp_limits(uint32_t limits[6])
     limits[5] = VW_DSP_SPEC_ID_MAX;
 }
 
+/* The statistics' names, comma-separated (VW_DSP_STAT_NAMES). */
+const char *vwpy_dsp_stat_names(void) { return VW_DSP_STAT_NAMES; }
+
 /* vw_dsp_check_spec_fault of a spec given as plain arguments; *fault as an int. */
 vw_status_t vwpy_dsp_check_spec(uint32_t sample_rate_hz, uint16_t window, uint16_t n_bands,
                                 const uint16_t *band_bins, int *fault)

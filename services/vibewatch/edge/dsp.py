@@ -1,8 +1,8 @@
 """Vibration features of sample windows, computed by the devices' own C DSP (``vw_dsp``).
 
 A feature vector holds the log10 band powers of the spec's bands, then RMS, peak, crest
-factor and kurtosis of the mean-removed window (:data:`~vibewatch.edge.spec.STAT_NAMES`);
-``vw_dsp.h`` states the exact definition.
+factor and kurtosis of the mean-removed window and the kurtosis of its first difference
+(:data:`~vibewatch.edge.spec.STAT_NAMES`); ``vw_dsp.h`` states the exact definition.
 """
 
 from __future__ import annotations

@@ -19,10 +19,8 @@ from typing import Final, NamedTuple
 from vibewatch.edge import _lib
 from vibewatch.errors import EdgeError
 
-DEFAULT_WINDOW = 1024
+DEFAULT_WINDOW = 4096
 DEFAULT_BANDS = 32
-#: Statistics after the band energies in every feature vector: rms, peak, crest, kurtosis.
-STAT_NAMES = ("rms", "peak", "crest", "kurtosis")
 
 _U16, _U32 = ctypes.c_uint16, ctypes.c_uint32
 _U16_MAX = 0xFFFF
@@ -57,6 +55,7 @@ def _core() -> ctypes.CDLL:
     return _lib.declare(
         [
             ("vwpy_dsp_limits", None, [ctypes.POINTER(_U32)]),
+            ("vwpy_dsp_stat_names", ctypes.c_char_p, []),
             (
                 "vwpy_dsp_check_spec",
                 ctypes.c_int,
@@ -76,18 +75,17 @@ def dsp_limits() -> DspLimits:
     """The limits the C DSP was compiled with.
 
     Raises:
-        EdgeError: ``build`` if the library is missing, or its statistics are not
-            :data:`STAT_NAMES`.
+        EdgeError: ``build`` if the library is missing.
     """
     values = (_U32 * len(DspLimits._fields))()
     _core().vwpy_dsp_limits(values)
-    limits = DspLimits(*values)
-    if limits.n_stats != len(STAT_NAMES):
-        raise EdgeError("build", f"the C DSP computes {limits.n_stats} statistics, not 4")
-    return limits
+    return DspLimits(*values)
 
 
 _LIMITS: Final = dsp_limits()
+#: Statistics after the band energies in every feature vector, as the C DSP names them
+#: (``VW_DSP_STAT_NAMES``): rms, peak, crest, kurtosis, diff_kurtosis.
+STAT_NAMES: Final[tuple[str, ...]] = tuple(_core().vwpy_dsp_stat_names().decode().split(","))
 MIN_WINDOW: Final = _LIMITS.min_window
 """Shortest DSP window (``VW_DSP_MIN_WINDOW``, read from the C core)."""
 MAX_WINDOW: Final = _LIMITS.max_window

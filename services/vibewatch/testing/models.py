@@ -72,7 +72,7 @@ TFLITE_STAND_IN: Final = b"\x1c\x00\x00\x00TFL3 int8 model stand-in"
 """The package does not parse the ``.tflite``: a few bytes stand for it."""
 
 TINY_DIMS: Final = (6, 4, 6)
-"""Layer widths of :func:`tiny_blob`: 2 bands + 4 statistics = 6 features."""
+"""Layer widths of :func:`tiny_blob`: 1 band + 5 statistics = 6 features."""
 
 
 def spec_for(
