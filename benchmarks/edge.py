@@ -62,9 +62,9 @@ from vibewatch.edge.tf_export import dense_autoencoder, to_int8_tflite
 
 MLPERF_DIMS = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640)
 MODELS: dict[str, tuple[tuple[int, ...], FeatureSpec]] = {
-    "small-ae": ((36, 32, 8, 32, 36), FeatureSpec.log_bands(48_000, 1024, 32, 50.0, 20_000.0)),
-    # 636 single-bin bands + 4 statistics = 640 features
-    "mlperf-ad": (MLPERF_DIMS, FeatureSpec(16_000, 2048, tuple(range(1, 638)))),
+    "small-ae": ((36, 32, 8, 32, 36), FeatureSpec.log_bands(48_000, 1024, 31, 50.0, 20_000.0)),
+    # 635 single-bin bands + 5 statistics = 640 features
+    "mlperf-ad": (MLPERF_DIMS, FeatureSpec(16_000, 2048, tuple(range(1, 637)))),
 }
 RAM_SHARE = 0.3
 VWM_SHARE = 0.6

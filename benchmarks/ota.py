@@ -11,7 +11,7 @@ every second, as on a board. Once the controller has every device's birth status
 --trial 5s --json`` creates the rollout (four waves: 10, 90, 400 and 500 devices), and
 the fleet runs until the state database says the rollout ended.
 
-The model: the factory model (36-32-8-32-36, 5,500 bytes) with its two 32-unit layers
+The model: the factory model (37-32-8-32-37, 5,928 bytes) with its two 32-unit layers
 widened, each by copies of its own units whose outgoing weights are zero, to the
 smallest width whose blob reaches ``--model-bytes`` (default 20,000: 169 units, 20,340
 bytes). It is written as a ``.tflite`` (:mod:`vibewatch.testing.tflite`) and converted
@@ -414,6 +414,7 @@ class Results:
     trial_s: float
     model_bytes: int = 0
     model_units: int = 0
+    model_dims: str = ""
     model_ram_bytes: int = 0
     connect_s: float = 0.0
     known_s: float = 0.0
@@ -667,7 +668,9 @@ def run(results: Results, model_bytes: int, limit_s: float) -> None:
         blob = package.vwm
         model = Model(blob)
         results.model_bytes = len(blob)
-        results.model_units = int(package.manifest["architecture"]["dims"][1])
+        dims = package.manifest["architecture"]["dims"]
+        results.model_units = int(dims[1])
+        results.model_dims = "-".join(str(d) for d in dims)
         results.model_ram_bytes = model.ram_bytes
         with Registry(home / "models", home / "state.db", public) as registry:
             registry.register(package.path)
@@ -863,8 +866,8 @@ def table(results: Results) -> str:
         ),
         (
             "model",
-            f"{results.model_bytes:,} bytes, dims 36-{results.model_units}-8-"
-            f"{results.model_units}-36, {results.model_ram_bytes} B engine memory",
+            f"{results.model_bytes:,} bytes, dims {results.model_dims}, "
+            f"{results.model_ram_bytes} B engine memory",
         ),
         (
             "rollout",

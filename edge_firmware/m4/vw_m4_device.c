@@ -30,7 +30,7 @@
 /* Room for the replay's storage, engine and device memory, and published payloads. */
 #define FLASH_BYTES (160u * 1024u)
 #define ENGINE_BYTES 8192u
-#define WORK_BYTES (32u * 1024u)
+#define WORK_BYTES (64u * 1024u)
 #define LOG_BYTES (16u * 1024u)
 #define LOG_ENTRIES 16u
 

@@ -29,14 +29,14 @@ FACTORY = FACTORY_MODEL.read_bytes()
 
 def test_the_conversion_path_rebuilds_the_factory_blob_byte_for_byte() -> None:
     parts = bench.factory_parts()
-    assert [layer.weights.shape for layer in parts.layers] == [(32, 36), (8, 32), (32, 8), (36, 32)]
+    assert [layer.weights.shape for layer in parts.layers] == [(32, 37), (8, 32), (32, 8), (37, 32)]
     assert bench.convert_layers(parts, parts.layers, 1)[1] == FACTORY
 
 
 def test_a_widened_model_scores_every_input_as_the_factory_model_does() -> None:
     parts = bench.factory_parts()
     layers = bench.widen(parts.layers, 21)
-    assert [layer.weights.shape for layer in layers] == [(53, 36), (8, 53), (53, 8), (36, 53)]
+    assert [layer.weights.shape for layer in layers] == [(53, 37), (8, 53), (53, 8), (37, 53)]
     wide, factory = Model(bench.convert_layers(parts, layers, 2)[1]), Model(FACTORY)
     assert wide.version == 2 and wide.blob_bytes > factory.blob_bytes
     features = np.random.default_rng(4).normal(0.0, 3.0, (300, factory.n_features))

@@ -19,6 +19,7 @@ from scipy.io import wavfile
 from typer.testing import CliRunner
 
 from vibewatch.cli import app
+from vibewatch.edge.spec import DEFAULT_WINDOW
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 FACTORY = str(MODELS / "factory" / "package")
@@ -37,7 +38,7 @@ BAD_RECORDINGS = {
     "none.npy": "array of shape (0,) holds no samples",
     "none3.npy": "array of shape (0, 3) holds no samples",
     "none.wav": "WAV data of shape (0,) holds no samples",
-    "short.npy": "fewer than one window of 1024",
+    "short.npy": f"fewer than one window of {DEFAULT_WINDOW}",
 }
 BAD_DATASETS = {
     "empty.npz": "empty dataset file (0 bytes)",

@@ -19,7 +19,14 @@ from vibewatch.train.recordings import RecordingRef, recording_features
 
 RATE = 4096
 SPEC = FeatureSpec.default(RATE)
+#: Lengths of the fixture's recordings: a little short of six and of five default windows.
+NPY_SAMPLES, WAV_SAMPLES = 6 * SPEC.window - SPEC.window // 8, 5 * SPEC.window - SPEC.window // 8
 runner = CliRunner()
+
+
+def n_windows(n_samples: int, hop: int) -> int:
+    """Windows of :data:`SPEC` that fit in ``n_samples`` samples, ``hop`` apart."""
+    return (n_samples - SPEC.window) // hop + 1
 
 
 def signal(n: int, seed: int) -> npt.NDArray[np.float64]:
@@ -30,11 +37,11 @@ def signal(n: int, seed: int) -> npt.NDArray[np.float64]:
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
     """A two-channel NPY without a rate and a mono float WAV at :data:`RATE`."""
-    table = np.stack([signal(6000, 1), signal(6000, 2)], axis=1)
+    table = np.stack([signal(NPY_SAMPLES, 1), signal(NPY_SAMPLES, 2)], axis=1)
     npy = tmp_path / "two@ch.npy"
     np.save(npy, table)
     wav = tmp_path / "one.wav"
-    wavfile.write(wav, RATE, signal(5000, 3).astype(np.float32))
+    wavfile.write(wav, RATE, signal(WAV_SAMPLES, 3).astype(np.float32))
     return npy, wav
 
 
@@ -47,7 +54,7 @@ def test_import_recordings_keeps_rows_and_sources_in_order(files: tuple[Path, Pa
     assert dataset.spec == FeatureSpec.default(RATE)
     want = np.concatenate([recording_features(a, SPEC, sample_rate_hz=RATE, hop=400) for a in args])
     np.testing.assert_array_equal(dataset.features, want)
-    windows = [(6000 - 1024 - 1024) // 400 + 1] * 2 + [(5000 - 1024) // 400 + 1]
+    windows = [n_windows(NPY_SAMPLES - RATE // 4, 400)] * 2 + [n_windows(WAV_SAMPLES, 400)]
     assert dataset.sources == (
         Source(f"{npy}@*:0.25-", "0", RATE, windows[0], 400, None),
         Source(f"{npy}@*:0.25-", "1", RATE, windows[1], 400, None),
@@ -63,7 +70,7 @@ def test_import_with_a_given_spec_and_normalisation(files: tuple[Path, Path]) ->
     np.testing.assert_array_equal(
         dataset.features, recording_features(str(wav), spec, normalise="rms")
     )
-    assert dataset.sources[0].hop == 256
+    assert dataset.sources[0].hop == 64  # an eighth of the window
     assert dataset.sources[0].normalise == "rms"
 
 
@@ -101,7 +108,7 @@ def test_save_and_load_round_trip(files: tuple[Path, Path], tmp_path: Path) -> N
 def test_dataset_checks_its_shape() -> None:
     sources = (Source("a.npy", "0", RATE, 3, 512, None),)
     FeatureDataset(np.zeros((3, SPEC.n_features), np.float32), SPEC, sources)
-    with pytest.raises(DataError, match=r"expected float32 \(3, 36\)"):
+    with pytest.raises(DataError, match=rf"expected float32 \(3, {SPEC.n_features}\)"):
         FeatureDataset(np.zeros((4, SPEC.n_features), np.float32), SPEC, sources)
     with pytest.raises(DataError, match="dtype float64"):
         FeatureDataset(np.zeros((3, SPEC.n_features)), SPEC, sources)  # type: ignore[arg-type]
@@ -136,8 +143,8 @@ def saved(tmp_path: Path, **changes: npt.ArrayLike) -> Path:
         ({"format": np.array("other-1")}, "format 'other-1'"),
         ({"spec_id": np.array("fs-1-2-3-x")}, "spec id 'fs-1-2-3-x' does not match"),
         ({"window": np.array(1000)}, "invalid feature spec"),
-        ({"features": np.ones((3, 36), np.float32)}, "do not fit the sources"),
-        ({"features": np.ones((2, 35), np.float32)}, "do not fit the sources"),
+        ({"features": np.ones((3, SPEC.n_features), np.float32)}, "do not fit the sources"),
+        ({"features": np.ones((2, SPEC.n_features - 1), np.float32)}, "do not fit the sources"),
         ({"sources": np.array(["{not json"])}, "invalid source entry"),
         ({"sources": np.array(['{"recording": "a"}'])}, "invalid source entry"),
         ({"sources": np.array([json.dumps({**SOURCE, "windows": -2})])}, "-2 windows"),
@@ -169,7 +176,7 @@ def test_load_refuses_damaged_and_foreign_files(tmp_path: Path) -> None:
 
 def test_load_says_what_is_wrong_with_a_file_that_is_no_dataset(tmp_path: Path) -> None:
     array = tmp_path / "features.npy"
-    np.save(array, np.zeros((3, 36), np.float32))
+    np.save(array, np.zeros((3, SPEC.n_features), np.float32))
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")
     (tmp_path / "dir.npz").mkdir()
@@ -206,10 +213,12 @@ def test_cli_import_prints_a_table_and_writes_the_dataset(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["recording", "channel", "sample", "rate", "windows"]
-    assert lines[1].split() == [f"{npy}@*", "0", str(RATE), "Hz", "10"]
-    assert lines[3].split() == [str(wav), "0", str(RATE), "Hz", "8"]
+    hop = SPEC.window // 8  # the default
+    npy_windows, wav_windows = n_windows(NPY_SAMPLES, hop), n_windows(WAV_SAMPLES, hop)
+    assert lines[1].split() == [f"{npy}@*", "0", str(RATE), "Hz", str(npy_windows)]
+    assert lines[3].split() == [str(wav), "0", str(RATE), "Hz", str(wav_windows)]
     assert SPEC.spec_id in lines[-1]
-    assert len(FeatureDataset.load(out).features) == 28
+    assert len(FeatureDataset.load(out).features) == 2 * npy_windows + wav_windows
 
 
 def test_cli_import_json(files: tuple[Path, Path], tmp_path: Path) -> None:
@@ -217,15 +226,15 @@ def test_cli_import_json(files: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "out.npz"
     result = runner.invoke(
         dataset_app,
-        ["import", f"{wav}:0-1", "--out", str(out), "--hop", "100", "--normalise", "rms", "--json"],
+        ["import", f"{wav}:0-2", "--out", str(out), "--hop", "100", "--normalise", "rms", "--json"],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["spec"] == SPEC.spec_id
-    assert summary["windows"] == (RATE - 1024) // 100 + 1
+    assert summary["windows"] == n_windows(2 * RATE, 100)
     assert summary["sources"] == [
         {
-            "recording": f"{wav}:0-1",
+            "recording": f"{wav}:0-2",
             "channel": "0",
             "sample_rate_hz": RATE,
             "windows": summary["windows"],

@@ -96,7 +96,7 @@ class Sensor:
         ]
 
 
-@pytest.mark.parametrize(("noise", "fault"), [(0.7, "outer_race"), (1.4, "ball")])
+@pytest.mark.parametrize(("noise", "fault"), [(0.85, "outer_race"), (1.15, "ball")])
 def test_quiet_and_noisy_machines_calibrate_out_their_false_alarms_and_still_see_faults(
     noise: float, fault: str
 ) -> None:

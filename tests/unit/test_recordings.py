@@ -403,11 +403,13 @@ def test_features_are_those_of_the_c_dsp_on_the_same_windows() -> None:
     np.testing.assert_array_equal(got, want)
 
 
-def test_default_hop_is_half_a_window() -> None:
+def test_default_hop_is_an_eighth_of_a_window() -> None:
     data = signal(SPEC.window * 4)
     got = channel_features(recording(data), SPEC)
-    assert len(got) == 7
-    np.testing.assert_array_equal(got[1], features_batch(data[None, 512:1536], SPEC)[0])
+    assert len(got) == 25
+    hop = SPEC.window // 8
+    second = data[None, hop : hop + SPEC.window]
+    np.testing.assert_array_equal(got[1], features_batch(second, SPEC)[0])
 
 
 def test_many_windows_are_computed_in_chunks_like_one_batch() -> None:
@@ -433,33 +435,35 @@ def test_rms_normalisation_divides_each_window_by_its_own_rms() -> None:
 
 
 def test_rms_normalisation_refuses_a_constant_window() -> None:
-    data = signal(RATE)
-    data[2048:3200] = 0.25
+    window = SPEC.window
+    data = signal(4 * window)
+    data[2 * window : 3 * window + window // 8] = 0.25  # all of window 2, a little of window 3
     message = ""
     with pytest.raises(DataError) as info:
-        channel_features(recording(data), SPEC, hop=1024, normalise="rms")
+        channel_features(recording(data), SPEC, hop=window, normalise="rms")
     message = str(info.value)
-    assert "window 2 (from 0.5 s) is constant" in message
+    assert f"window 2 (from {2 * window / RATE:g} s) is constant" in message
     assert "mem.npy@0" in message
     # Without normalisation the flat stretch is an ordinary (quiet) window.
-    assert len(channel_features(recording(data), SPEC, hop=1024)) == 4
+    assert len(channel_features(recording(data), SPEC, hop=window)) == 4
 
 
 def test_feature_refusals() -> None:
     with pytest.raises(DataError, match="48000 Hz differs from the feature spec's 4096 Hz"):
         channel_features(recording(signal(5000), 48000), SPEC)
-    with pytest.raises(DataError, match="fewer than one window of 1024"):
-        channel_features(recording(signal(1000)), SPEC)
+    with pytest.raises(DataError, match=f"fewer than one window of {SPEC.window}"):
+        channel_features(recording(signal(SPEC.window - 1)), SPEC)
     with pytest.raises(DataError, match="unknown normalisation 'peak'"):
         channel_features(recording(signal(5000)), SPEC, normalise="peak")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="hop 0"):
         channel_features(recording(signal(5000)), SPEC, hop=0)
     with pytest.raises(DataError, match=r"mem\.npy@0.*not a finite float32"):
-        channel_features(recording(np.full(2048, 1e300)), SPEC)
+        channel_features(recording(np.full(2 * SPEC.window, 1e300)), SPEC)
 
 
 def test_recording_features_concatenate_the_channels(tmp_path: Path) -> None:
-    table = np.stack([signal(3000, 1), signal(3000, 2)], axis=1)
+    n = 3 * SPEC.window - 100  # several windows and a part of one
+    table = np.stack([signal(n, 1), signal(n, 2)], axis=1)
     path = npy(tmp_path / "two.npy", table)
     got = recording_features(f"{path}@*", SPEC, sample_rate_hz=RATE, hop=512)
     want = [features_batch(sample_windows(table[:, i], SPEC.window, 512), SPEC) for i in (0, 1)]
@@ -476,9 +480,9 @@ def test_real_cwru_recording() -> None:
     assert rec.channel == "X097_DE_time"
     assert len(rec.samples) == 48_000
     got = recording_features(ref, spec, sample_rate_hz=48_000, hop=256)
-    assert got.shape == ((48_000 - 1024) // 256 + 1, 36)
+    assert got.shape == ((48_000 - spec.window) // 256 + 1, spec.n_features)
     assert np.all(np.isfinite(got))
     both = recording_features(
         f"{CWRU / 'normal_0_97.mat'}@X097_*_time:1-2", spec, sample_rate_hz=48_000
     )
-    assert both.shape == (2 * ((48_000 - 1024) // 512 + 1), 36)
+    assert both.shape == (2 * ((48_000 - spec.window) // (spec.window // 8) + 1), spec.n_features)

@@ -35,7 +35,7 @@ def test_recordings_are_recorded_by_name_size_and_hash(recording: Path) -> None:
         [f"{recording}@*:0.5-"], sample_rate_hz=RATE, hop=512, normalise="rms"
     )
     size, digest = recording.stat().st_size, _sha256(recording)
-    windows = (RATE * 3 // 2 - 1024) // 512 + 1
+    windows = (RATE * 3 // 2 - FeatureSpec.default(RATE).window) // 512 + 1
     assert data.source == {
         "source": "recordings",
         "recordings": [

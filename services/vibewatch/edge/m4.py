@@ -65,7 +65,7 @@ IMAGE_NAME = "vw_m4_test.elf"
 ICOUNT_SHIFT = 7
 #: Objects whose code is the engine and the DSP: the ``m4_text_bytes`` of the benchmark.
 ENGINE_DSP_OBJECTS = ("vw_engine.o", "vw_kernel_m4.o", "vw_dsp.o", "vw_model.o")
-#: The factory model (48 kHz, 1,024-sample windows): the model of :func:`factory_replay`.
+#: The factory model (48 kHz, 4,096-sample windows): the model of :func:`factory_replay`.
 FACTORY_MODEL = FIRMWARE_DIR.parent / "models" / "factory" / "package" / "model.vwm"
 #: NOP-run lengths on which the image checks its own instruction count.
 CALIBRATION_NOPS = (1, 37, 1000)

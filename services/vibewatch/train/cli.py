@@ -29,7 +29,7 @@ HopOption = Annotated[
     typer.Option(
         "--hop",
         min=1,
-        help="Samples from one window's start to the next \\[default: half a window].",
+        help="Samples from one window's start to the next \\[default: an eighth of a window].",
         show_default=False,
     ),
 ]

@@ -189,7 +189,8 @@ def import_recordings(
         spec: The feature spec; by default :meth:`FeatureSpec.default` at the sample rate
             of the first recording. Every recording must have the spec's sample rate.
         sample_rate_hz: Sample rate for files that carry none (``--sample-rate``).
-        hop: Samples from one window's start to the next (default ``spec.window // 2``).
+        hop: Samples from one window's start to the next (default an eighth of a
+            window).
         normalise: ``"rms"`` divides each window by the RMS of its mean-removed samples.
         progress: Called with each argument once its features are computed.
 

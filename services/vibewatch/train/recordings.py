@@ -33,7 +33,8 @@ The sample rate is the file's when it has one, else the one passed in
 and so is a file with neither. Samples that are not finite are refused by index.
 
 Features come from the devices' own C DSP (:func:`vibewatch.edge.features_batch`) over
-windows of ``spec.window`` samples, one every ``hop`` samples (default half a window);
+windows of ``spec.window`` samples, one every ``hop`` samples (default an eighth of a
+window, :data:`HOPS_PER_WINDOW`);
 samples after the last whole window are left out. There is no resampling: a recording's
 sample rate must equal the spec's. With ``normalise="rms"`` each window is divided by the
 RMS of its mean-removed samples, so that only the spectral shape and the shape statistics
@@ -74,6 +75,10 @@ TIME_COLUMNS: Final = frozenset({"t", "time", "time_s"})
 RATE_VARIABLES: Final = frozenset({"fs", "samplerate", "sampleratehz", "samplingrate"})
 # Windows handed to the C DSP per call: bounds the float copies a small hop would make.
 _CHUNK_WINDOWS = 4096
+#: Windows start every ``window // HOPS_PER_WINDOW`` samples unless told otherwise: 512 at
+#: the default 4,096-sample window, so three seconds at 48 kHz give 274 windows, enough to
+#: train on (``train.min_healthy_windows``).
+HOPS_PER_WINDOW: Final = 8
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE = re.compile(rf"(?P<start>{_NUMBER})?-(?P<end>{_NUMBER})?")
@@ -234,7 +239,8 @@ def channel_features(
     Args:
         recording: The channel's samples.
         spec: The feature spec; its sample rate must be the recording's.
-        hop: Samples from one window's start to the next (default ``spec.window // 2``).
+        hop: Samples from one window's start to the next (default
+            ``spec.window // HOPS_PER_WINDOW``).
         normalise: ``"rms"`` divides each window by the RMS of its mean-removed samples.
 
     Returns:
@@ -315,7 +321,8 @@ def recording_features(
         ref: A parsed argument, or its text ``PATH[@CHANNEL][:START_S-END_S]``.
         spec: The feature spec; its sample rate must be the recording's.
         sample_rate_hz: Sample rate for a file that carries none (``--sample-rate``).
-        hop: Samples from one window's start to the next (default ``spec.window // 2``).
+        hop: Samples from one window's start to the next (default
+            ``spec.window // HOPS_PER_WINDOW``).
         normalise: ``"rms"`` divides each window by the RMS of its mean-removed samples.
 
     Returns:
@@ -333,12 +340,12 @@ def recording_features(
 
 
 def window_hop(spec: FeatureSpec, hop: int | None) -> int:
-    """The hop to use: ``hop``, by default half a window.
+    """The hop to use: ``hop``, by default ``spec.window // HOPS_PER_WINDOW``.
 
     Raises:
         DataError: ``hop`` is below 1.
     """
-    hop = spec.window // 2 if hop is None else hop
+    hop = spec.window // HOPS_PER_WINDOW if hop is None else hop
     if hop < 1:
         raise DataError(f"hop {hop} is not a positive number of samples")
     return hop
