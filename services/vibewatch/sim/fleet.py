@@ -58,9 +58,9 @@ FIRMWARE = "1.0.0-sim"
 EPOCH_MS = 1_764_547_200_000
 #: How far a simulated machine's speed, resonance and noise levels stray from the defaults
 #: (a uniform factor in [1 - spread, 1 + spread]). The factory model learnt the default
-#: machine: at 3 % no healthy device of a fleet of 50 crosses its threshold in 600 windows,
-#: at 5 % one does, at 10 % fourteen do (machines that far apart need thresholds of their
-#: own: the ``calibrate`` command).
+#: machine: at 3 % no healthy device of a fleet of 50 raises an anomaly event in 600
+#: windows, at 5 % six do, at 10 % twenty-nine do (machines that far apart need thresholds
+#: of their own: the ``calibrate`` command).
 MACHINE_SPREAD = 0.03
 
 
