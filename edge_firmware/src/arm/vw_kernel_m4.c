@@ -6,10 +6,14 @@
  *   LDM   the 4 weight words, one per row: W = (w0, w1, w2, w3) as bytes
  *   per row: SXTB16 W gives (w0, w2), SXTB16 W ROR 8 gives (w1, w3), and two SMLAD
  *   add w0*x0 + w2*x2 and w1*x1 + w3*x3 to the row's sum.
- * The n_groups % 4 leftovers run one at a time first, the rest four to a loop
- * iteration: 2 loop instructions per 64 MACs (eight to an iteration would save one per
- * 128 MACs, about 1 % of an MLPerf-sized inference, for 272 more bytes of code; the
- * firmware core's code budget is the tighter one).
+ * The groups run four to a loop iteration: 2 loop instructions per 64 MACs (eight to an
+ * iteration would save one per 128 MACs, about 1 % of an MLPerf-sized inference, for 272
+ * more bytes of code; the firmware core's code budget is the tighter one). The
+ * n_groups % 4 leftovers do not run apart: the first pass enters the loop's body at its
+ * group 4 - n_groups % 4 (Duff's device), by ADD PC of that many times a group's 72
+ * bytes, so the first iteration runs the leftovers (or all four) and ceil(n_groups / 4)
+ * iterations run them all. That costs 3 instructions a block more than testing for
+ * leftovers, and saves a fifth copy of the group (72 bytes).
  *
  * Registers: r0 weights, r1 inputs, r2 groups left, r3-r6 the four sums, r7-r10 the
  * weight words, r11/r12 the input pairs, lr the sign-extended (w0, w2) of the row.
@@ -55,20 +59,23 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    movs   r4, #0\n"
         "    movs   r5, #0\n"
         "    movs   r6, #0\n"
-        "    tst    r2, #3\n"
-        "    beq    2f\n"
-        "1:  vw_group\n"
-        "    subs   r2, r2, #1\n"
-        "    tst    r2, #3\n"
-        "    bne    1b\n"
-        "2:  lsrs   r2, r2, #2\n"
-        "    beq    4f\n"
+        "    rsbs   r7, r2, #0\n"
+        "    and    r7, r7, #3\n" /* groups to skip: (4 - n_groups % 4) % 4 */
+        "    add    r7, r7, r7, lsl #3\n"
+        "    lsls   r7, r7, #3\n" /* times 72, the bytes of a group */
+        "    adds   r2, r2, #3\n"
+        "    lsrs   r2, r2, #2\n" /* iterations: ceil(n_groups / 4) */
+        "    add    pc, r7\n" /* to 3: plus r7 (the PC reads 4 bytes ahead) */
+        "    nop\n"
         "3:  .rept  4\n"
         "    vw_group\n"
         "    .endr\n"
-        "    subs   r2, r2, #1\n"
+        "4:  subs   r2, r2, #1\n"
         "    bne    3b\n"
-        "4:  ldr    r7, [sp, #48]\n"
+        "    .if    4b - 3b != 4 * 72\n"
+        "    .error \"a group is not 72 bytes\"\n"
+        "    .endif\n"
+        "    ldr    r7, [sp, #48]\n"
         "    stm    r7!, {r3, r4, r5, r6}\n"
         "    str    r7, [sp, #48]\n"
         "    ldr    r7, [sp, #8]\n"
