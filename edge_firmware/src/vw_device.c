@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vw_crc32.h"
+#include "vw_inline.h"
 #include "vw_json_reader.h"
 #include "vw_json_writer.h"
 
@@ -133,8 +134,8 @@ static vw_status_t record_write(vw_device_t *dev, uint32_t index, uint32_t magic
 }
 
 /* Record @p index's two words; *valid says whether it holds a record of @p magic. */
-static vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
-                               uint32_t words[2], int *valid)
+VW_INLINE vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
+                                 uint32_t words[2], int *valid)
 {
     uint32_t rec[VW_DEVICE_RECORD_BYTES / 4u];
     uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vw_bignum.h"
+#include "vw_inline.h"
 
 /* ------------------------------------------------------------------ buffer */
 
@@ -81,7 +82,7 @@ static void put_hex(vw_jsonw_t *w, const uint8_t *bytes, size_t n)
 /* ----------------------------------------------------------------- numbers */
 
 /* Decimal digits of v, right-aligned ending at end; returns the first. */
-static char *digits_u64(uint64_t v, char *end)
+VW_OUTLINE char *digits_u64(uint64_t v, char *end)
 {
     do {
         *--end = (char)('0' + v % 10u);

@@ -15,6 +15,7 @@
 
 #include "vw_crc32.h"
 #include "vw_engine.h"
+#include "vw_inline.h"
 
 #define META_CRC_AT (VW_OTA_META_BYTES - 4u)
 #define META_ID_LEN_AT 121u /* download: the id's length, then its bytes (64) at META_ID_AT */
@@ -29,7 +30,7 @@ static uint32_t min32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
-static vw_status_t rd(const vw_ota_t *o, uint32_t addr, void *buf, uint32_t len)
+VW_INLINE vw_status_t rd(const vw_ota_t *o, uint32_t addr, void *buf, uint32_t len)
 {
     return o->port.storage_read(o->port.ctx, addr, buf, len) == VW_OK ? VW_OK : VW_ERR_STORAGE;
 }
@@ -75,12 +76,12 @@ static int same_manifest(const vw_ota_manifest_t *a, const vw_ota_manifest_t *b)
            a->chunk_size == b->chunk_size && memcmp(a->sha256, b->sha256, sizeof a->sha256) == 0;
 }
 
-static uint32_t chunk_count(const vw_ota_manifest_t *m)
+VW_OUTLINE uint32_t chunk_count(const vw_ota_manifest_t *m)
 {
     return (m->size + m->chunk_size - 1u) / m->chunk_size; /* no overflow: size <= 16 MiB */
 }
 
-static char *put_text(char *p, const char *s, size_t n)
+VW_OUTLINE char *put_text(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
     return p + n;
@@ -327,8 +328,8 @@ static vw_status_t bitmap_scan(const vw_ota_t *o, uint32_t from, int count_all,
 
 /* ---- slots and models --------------------------------------------------- */
 
-static vw_status_t hash_slot(const vw_ota_t *o, unsigned slot, uint32_t size,
-                             uint8_t digest[VW_SHA256_DIGEST_BYTES])
+VW_INLINE vw_status_t hash_slot(const vw_ota_t *o, unsigned slot, uint32_t size,
+                                uint8_t digest[VW_SHA256_DIGEST_BYTES])
 {
     uint8_t buf[IO_PIECE];
     vw_sha256_t sha;
@@ -410,7 +411,7 @@ static vw_status_t load_slot(vw_ota_t *o, unsigned slot)
 }
 
 /* Back to the other slot: the slot left is marked invalid, the last event is ROLLED_BACK. */
-static void fall_back(vw_ota_meta_t *next)
+VW_OUTLINE void fall_back(vw_ota_meta_t *next)
 {
     next->slot[next->active].state = VW_OTA_SLOT_INVALID;
     next->active ^= 1u;
@@ -453,7 +454,7 @@ vw_status_t vw_ota_layout(const vw_ota_config_t *config, vw_ota_layout_t *layout
 }
 
 /* The boot procedure of vw_ota_init, on a struct holding the port and config. */
-static vw_status_t boot(vw_ota_t *o)
+VW_INLINE vw_status_t boot(vw_ota_t *o)
 {
     vw_status_t st = read_meta(o);
     if (st != VW_OK || !o->have_meta) {
