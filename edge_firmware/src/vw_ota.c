@@ -238,12 +238,13 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
 }
 
 /* Persist @p next as the newest record (in the area that does not hold the current one),
- * then enter @p state. */
+ * then enter @p state. Without a record yet, meta and meta_index are still zero from
+ * vw_ota_init: the first record is number 1, in area 0. */
 static vw_status_t write_meta(vw_ota_t *o, vw_ota_meta_t *next, uint8_t state)
 {
     uint8_t rec[VW_OTA_META_BYTES];
-    uint8_t index = o->have_meta ? (uint8_t)(o->meta_index ^ 1u) : 0u;
-    next->seq = o->have_meta ? o->meta.seq + 1u : 1u;
+    uint8_t index = (uint8_t)(o->meta_index ^ o->have_meta);
+    next->seq = o->meta.seq + 1u;
     encode_meta(next, rec);
     vw_status_t st = wr(o, o->layout.meta[index], rec, VW_OTA_META_BYTES);
     if (st == VW_OK) {
@@ -731,7 +732,7 @@ vw_status_t vw_ota_info(const vw_ota_t *ota, vw_ota_info_t *info)
     info->last_event = ota->meta.last_event;
     info->last_status = ota->meta.last_status;
     memcpy(info->slot, ota->meta.slot, sizeof info->slot);
-    info->seq = ota->have_meta ? ota->meta.seq : 0u;
+    info->seq = ota->meta.seq; /* 0 without a record: meta is as vw_ota_init zeroed it */
     if (ota->state == VW_OTA_DOWNLOADING) {
         info->received_chunks = ota->received;
         info->total_chunks = chunk_count(&ota->meta.download);
