@@ -212,12 +212,9 @@ void vw_jsonw_put(vw_jsonw_t *w, const char *template_, ...)
         size_t n;
         switch (*++c) {
         case 's':
-            first = va_arg(ap, const char *);
-            put_string(w, first, first == NULL ? 0u : strlen(first));
-            break;
         case 'S':
             first = va_arg(ap, const char *);
-            n = va_arg(ap, size_t);
+            n = *c == 'S' ? va_arg(ap, size_t) : first == NULL ? 0u : strlen(first);
             put_string(w, first, n);
             break;
         case 'x':
