@@ -55,20 +55,18 @@ static int capability_list(const char *s)
     if (s == NULL || s[0] == '\0') {
         return 1;
     }
-    size_t len = strlen(s);
-    if (len > VW_DEVICE_CAPABILITIES_MAX) {
+    if (strlen(s) > VW_DEVICE_CAPABILITIES_MAX) {
         return 0;
     }
-    for (const char *start = s;;) {
-        const char *comma = strchr(start, ',');
-        size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
-        if (!vw_model_id_valid(start, n)) {
+    for (;; s++) { /* s: at a name, then at the comma or NUL after it */
+        const size_t n = strcspn(s, ",");
+        if (!vw_model_id_valid(s, n)) {
             return 0;
         }
-        if (comma == NULL) {
+        s += n;
+        if (*s == '\0') {
             return 1;
         }
-        start = comma + 1;
     }
 }
 
@@ -341,15 +339,14 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     const char *caps = dev->config.capabilities;
     if (caps != NULL && caps[0] != '\0') {
         const char *item = ",\"capabilities\":[%S"; /* then ",%S" for the others */
-        for (const char *start = caps;;) {
-            const char *comma = strchr(start, ',');
-            size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
-            vw_jsonw_put(&w, item, start, n);
-            if (comma == NULL) {
+        for (;; caps++) { /* caps: at a name, then at the comma or NUL after it */
+            const size_t n = strcspn(caps, ",");
+            vw_jsonw_put(&w, item, caps, n);
+            caps += n;
+            if (*caps == '\0') {
                 break;
             }
             item = ",%S";
-            start = comma + 1;
         }
         vw_jsonw_put(&w, "]");
     }
