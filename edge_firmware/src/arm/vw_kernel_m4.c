@@ -10,15 +10,17 @@
  * iteration would save one per 128 MACs, about 1 % of an MLPerf-sized inference, for 272
  * more bytes of code; the firmware core's code budget is the tighter one). The
  * n_groups % 4 leftovers do not run apart: the first pass enters the loop's body at its
- * group 4 - n_groups % 4 (Duff's device), by ADD PC of that many times a group's 72
- * bytes, so the first iteration runs the leftovers (or all four) and ceil(n_groups / 4)
- * iterations run them all. That costs 3 instructions a block more than testing for
- * leftovers, and saves a fifth copy of the group (72 bytes).
+ * group (4 - n_groups % 4) % 4 (Duff's device), by ADD PC of that many times a group's
+ * 72 bytes, so the first iteration runs the leftovers (or all four) and
+ * ceil(n_groups / 4) iterations run them all. Both numbers are worked out once a call;
+ * a block then costs one instruction more than testing for leftovers did, and there is
+ * no fifth copy of the group (72 bytes).
  *
- * Registers: r0 weights, r1 inputs, r2 groups left, r3-r6 the four sums, r7-r10 the
+ * Registers: r0 weights, r1 inputs, r2 iterations left, r3-r6 the four sums, r7-r10 the
  * weight words, r11/r12 the input pairs, lr the sign-extended (w0, w2) of the row.
- * The input base, n_groups and the blocks left live on the stack between blocks; the
- * acc pointer (the fifth argument, on the stack) advances by 16 bytes a block. One call
+ * The input base, the iterations, the blocks left and the entry's offset live on the
+ * stack between blocks; the acc pointer (the fifth argument, on the stack) advances by
+ * 16 bytes a block. One call
  * per 4 blocks instead of one per block saves the call and register saves of 3 in 4.
  * Weights must be 4-byte aligned (LDM faults otherwise); the blob format
  * guarantees it, since every section of a .vwm blob is padded to 4 bytes.
@@ -53,18 +55,19 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    vw_row r6, r10\n"
         "    .endm\n"
         "    push   {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n"
-        "    push   {r1, r2, r3}\n" /* [sp] x, [sp+4] n_groups, [sp+8] blocks left */
-        "0:  ldrd   r1, r2, [sp]\n" /* acc pointer: [sp+48] */
-        "    movs   r3, #0\n"
-        "    movs   r4, #0\n"
-        "    movs   r5, #0\n"
-        "    movs   r6, #0\n"
         "    rsbs   r7, r2, #0\n"
         "    and    r7, r7, #3\n" /* groups to skip: (4 - n_groups % 4) % 4 */
         "    add    r7, r7, r7, lsl #3\n"
         "    lsls   r7, r7, #3\n" /* times 72, the bytes of a group */
         "    adds   r2, r2, #3\n"
         "    lsrs   r2, r2, #2\n" /* iterations: ceil(n_groups / 4) */
+        "    push   {r1, r2, r3, r7}\n" /* [sp] x, [sp+4] iterations, [sp+8] blocks left */
+        "0:  ldrd   r1, r2, [sp]\n" /* [sp+12] the entry's offset; acc pointer: [sp+52] */
+        "    ldr    r7, [sp, #12]\n"
+        "    movs   r3, #0\n"
+        "    movs   r4, #0\n"
+        "    movs   r5, #0\n"
+        "    movs   r6, #0\n"
         "    add    pc, r7\n" /* to 3: plus r7 (the PC reads 4 bytes ahead) */
         "    nop\n"
         "3:  .rept  4\n"
@@ -75,14 +78,14 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    .if    4b - 3b != 4 * 72\n"
         "    .error \"a group is not 72 bytes\"\n"
         "    .endif\n"
-        "    ldr    r7, [sp, #48]\n"
+        "    ldr    r7, [sp, #52]\n"
         "    stm    r7!, {r3, r4, r5, r6}\n"
-        "    str    r7, [sp, #48]\n"
+        "    str    r7, [sp, #52]\n"
         "    ldr    r7, [sp, #8]\n"
         "    subs   r7, r7, #1\n"
         "    str    r7, [sp, #8]\n"
         "    bne    0b\n"
-        "    add    sp, sp, #12\n"
+        "    add    sp, sp, #16\n"
         "    pop    {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n"
         "    .purgem vw_group\n"
         "    .purgem vw_row\n");
