@@ -6,15 +6,13 @@
  *   LDM   the 4 weight words, one per row: W = (w0, w1, w2, w3) as bytes
  *   per row: SXTB16 W gives (w0, w2), SXTB16 W ROR 8 gives (w1, w3), and two SMLAD
  *   add w0*x0 + w2*x2 and w1*x1 + w3*x3 to the row's sum.
- * The groups run four to a loop iteration: 2 loop instructions per 64 MACs (eight to an
- * iteration would save one per 128 MACs, about 1 % of an MLPerf-sized inference, for 272
- * more bytes of code; the firmware core's code budget is the tighter one). The
- * n_groups % 4 leftovers do not run apart: the first pass enters the loop's body at its
- * group (4 - n_groups % 4) % 4 (Duff's device), by ADD PC of that many times a group's
- * 72 bytes, so the first iteration runs the leftovers (or all four) and
- * ceil(n_groups / 4) iterations run them all. Both numbers are worked out once a call;
- * a block then costs one instruction more than testing for leftovers did, and there is
- * no fifth copy of the group (72 bytes).
+ * The groups run three to a loop iteration: 2 loop instructions per 48 MACs (four to an
+ * iteration would save about 3,000 instructions of an MLPerf-sized inference, 0.8 %, for
+ * 72 more bytes of code; the firmware core's code budget is the tighter one). The
+ * n_groups % 3 leftovers do not run apart: the first pass enters the loop's body at its
+ * group 3 ceil(n_groups / 3) - n_groups (Duff's device), by ADD PC of that many times a
+ * group's 72 bytes, so the first iteration runs the leftovers (or all three) and
+ * ceil(n_groups / 3) iterations run them all. Both numbers are worked out once a call.
  *
  * Registers: r0 weights, r1 inputs, r2 iterations left, r3-r6 the four sums, r7-r10 the
  * weight words, r11/r12 the input pairs, lr the sign-extended (w0, w2) of the row.
@@ -55,12 +53,14 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    vw_row r6, r10\n"
         "    .endm\n"
         "    push   {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n"
-        "    rsbs   r7, r2, #0\n"
-        "    and    r7, r7, #3\n" /* groups to skip: (4 - n_groups % 4) % 4 */
+        "    adds   r8, r2, #2\n"
+        "    movs   r7, #3\n"
+        "    udiv   r8, r8, r7\n" /* iterations: ceil(n_groups / 3) */
+        "    mul    r7, r7, r8\n"
+        "    subs   r7, r7, r2\n" /* groups to skip: 3 iterations - n_groups */
         "    add    r7, r7, r7, lsl #3\n"
         "    lsls   r7, r7, #3\n" /* times 72, the bytes of a group */
-        "    adds   r2, r2, #3\n"
-        "    lsrs   r2, r2, #2\n" /* iterations: ceil(n_groups / 4) */
+        "    mov    r2, r8\n"
         "    push   {r1, r2, r3, r7}\n" /* [sp] x, [sp+4] iterations, [sp+8] blocks left */
         "0:  ldrd   r1, r2, [sp]\n" /* [sp+12] the entry's offset; acc pointer: [sp+52] */
         "    ldr    r7, [sp, #12]\n"
@@ -70,12 +70,12 @@ __attribute__((naked)) void vw_kernel_rows(const int8_t *w VW_IN_REGISTER,
         "    movs   r6, #0\n"
         "    add    pc, r7\n" /* to 3: plus r7 (the PC reads 4 bytes ahead) */
         "    nop\n"
-        "3:  .rept  4\n"
+        "3:  .rept  3\n"
         "    vw_group\n"
         "    .endr\n"
         "4:  subs   r2, r2, #1\n"
         "    bne    3b\n"
-        "    .if    4b - 3b != 4 * 72\n"
+        "    .if    4b - 3b != 3 * 72\n"
         "    .error \"a group is not 72 bytes\"\n"
         "    .endif\n"
         "    ldr    r7, [sp, #52]\n"
