@@ -96,8 +96,8 @@ VW_OUTLINE char *digits_u64(uint64_t v, char *end)
  * (half to even); v finite and non-zero. v is m * 2^e exactly (m < 2^24,
  * -149 <= e <= 104), so v / 10^p = m * 5^-p * 2^(e - p): vw_bignum_pow5 gives its
  * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut. The first guess
- * of p leaves nine digits before the point, or ten: then the value is divided by ten
- * in 64 bits rather than computed again.
+ * of p leaves nine digits before the point, or ten: then they are computed again for
+ * p + 1.
  */
 static uint32_t float_digits(uint32_t bits, int *p_out)
 {
@@ -117,14 +117,13 @@ static uint32_t float_digits(uint32_t bits, int *p_out)
     int p = (log2v * 30103 + 4500000) / 100000 - 45 - 8;
     uint64_t f;
     int32_t e2;
-    (void)vw_bignum_pow5(m, -p, &f, &e2);
-    unsigned cut = (unsigned)(63 - (e2 + e - p)); /* bits below the units */
-    if ((f >> cut) >= 1000000000u) {
-        /* f / 10 = (f / 2) / 5: the bit shifted out and the remainder go to the sticky
-         * bit, which the division must not see (it is not a bit of the value) */
-        const uint64_t half = f >> 1;
-        f = half / 5u | (uint64_t)((f & 1u) != 0 || half % 5u != 0);
-        p++;
+    unsigned cut; /* bits below the units */
+    for (;; p++) {
+        (void)vw_bignum_pow5(m, -p, &f, &e2);
+        cut = (unsigned)(63 - (e2 + e - p));
+        if ((f >> cut) < 1000000000u) {
+            break;
+        }
     }
     uint32_t q = (uint32_t)vw_bignum_round(f, cut);
     if (q == 1000000000u) {
