@@ -95,9 +95,9 @@ VW_OUTLINE char *digits_u64(uint64_t v, char *end)
  * Nine digits q (10^8 <= q < 10^9) and p with |v| = q * 10^p rounded to nine digits
  * (half to even); v finite and non-zero. v is m * 2^e exactly (m < 2^24,
  * -149 <= e <= 104), so v / 10^p = m * 5^-p * 2^(e - p): vw_bignum_pow5 gives its
- * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut. The first guess
- * of p leaves nine digits before the point, or ten: then they are computed again for
- * p + 1.
+ * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut, rounded to q. The
+ * first guess of p leaves nine digits before the point, or ten: with ten, or nine that
+ * round up to ten (q = 10^9), q is computed again for p + 1.
  */
 static uint32_t float_digits(uint32_t bits, int *p_out)
 {
@@ -115,23 +115,18 @@ static uint32_t float_digits(uint32_t bits, int *p_out)
     /* floor(log10(2) * log2v): the leading digit's exponent, or one less (never more:
      * the tests hold both ends of every binade) */
     int p = (log2v * 30103 + 4500000) / 100000 - 45 - 8;
-    uint64_t f;
-    int32_t e2;
-    unsigned cut; /* bits below the units */
+    uint64_t q;
     for (;; p++) {
+        uint64_t f;
+        int32_t e2;
         (void)vw_bignum_pow5(m, -p, &f, &e2);
-        cut = (unsigned)(63 - (e2 + e - p));
-        if ((f >> cut) < 1000000000u) {
+        q = vw_bignum_round(f, (unsigned)(63 - (e2 + e - p))); /* cut: bits below the units */
+        if (q < 1000000000u) {
             break;
         }
     }
-    uint32_t q = (uint32_t)vw_bignum_round(f, cut);
-    if (q == 1000000000u) {
-        q = 100000000u;
-        p++;
-    }
     *p_out = p;
-    return q;
+    return (uint32_t)q;
 }
 
 size_t vw_jsonw_format_float(float v, char *out)
