@@ -377,7 +377,7 @@ static void flush(vw_device_t *dev)
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w, "{\"readings\":[");
-    for (uint16_t i = 0; i < dev->batch_len; i++) {
+    for (unsigned i = 0; i < dev->batch_len; i++) {
         const vw_device_reading_t *r = &dev->batch[i];
         static const char reading[] = ",{\"seq\":%u,\"t\":%u,\"score\":%f,\"rms\":%f,"
                                       "\"peak\":%f,\"crest\":%f,\"kurtosis\":%f}";
@@ -408,7 +408,7 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w, "{\"spec\":%s,\"vectors\":[{\"seq\":%u,\"t\":%u,\"x\":[", dev->spec_id,
                  seq, t);
-    for (uint16_t i = 0; i < dev->model->n_features; i++) {
+    for (unsigned i = 0; i < dev->model->n_features; i++) {
         vw_jsonw_put(&w, i == 0u ? "%f" : ",%f", &dev->features[i]);
     }
     vw_jsonw_put(&w, "]}]}");
@@ -815,8 +815,8 @@ static vw_status_t finish(vw_device_t *dev);
 /* Ask for missing chunks until the window is full; verify when none is missing. */
 static vw_status_t request_more(vw_device_t *dev)
 {
-    uint8_t window = dev->config.settings.ota_window;
-    for (uint8_t slot = 0; slot < window; slot++) {
+    const unsigned window = dev->config.settings.ota_window;
+    for (unsigned slot = 0; slot < window; slot++) {
         if (dev->requests[slot].len != 0u) {
             continue;
         }
@@ -835,7 +835,7 @@ static vw_status_t request_more(vw_device_t *dev)
         r->sent_at = dev->port.now_ms(dev->port.ctx);
         ota_req(dev, dev->job, NULL, NULL, offset, len);
     }
-    for (uint8_t slot = 0; slot < window; slot++) {
+    for (unsigned slot = 0; slot < window; slot++) {
         if (dev->requests[slot].len != 0u) {
             return VW_OK;
         }
