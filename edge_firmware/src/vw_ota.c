@@ -608,7 +608,7 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
     }
     uint32_t index = offset / m->chunk_size;
     uint32_t mark_at = ota->layout.bitmap + index / 8u;
-    uint8_t bit = (uint8_t)(1u << (index % 8u));
+    const unsigned bit = 1u << (index % 8u);
     uint8_t marks = 0;
     st = rd(ota, mark_at, &marks, 1);
     if (st != VW_OK || (marks & bit) != 0) {
