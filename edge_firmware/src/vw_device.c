@@ -174,8 +174,11 @@ static vw_status_t count_boot(vw_device_t *dev)
 
 /* ------------------------------------------------------------------- model */
 
-static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd,
-                         const char *outcome, const char *detail, int with_threshold);
+/* A command's outcome, as its reply names it. */
+enum outcome { REFUSED, FAILED, DONE, DONE_THRESHOLD /* done, with the threshold in force */ };
+
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, enum outcome outcome,
+                         const char *detail);
 
 /* The active model's threshold: its own, or the one calibrated for it. */
 static vw_status_t load_threshold(vw_device_t *dev)
@@ -226,8 +229,8 @@ static vw_status_t bind_model(vw_device_t *dev)
     dev->model = model;
     if (dev->calibrating != 0u) { /* its scores are the previous model's */
         dev->calibrating = 0u;
-        reply(dev, dev->calibration_id, "calibrate", "failed",
-              "the model changed during the calibration", 0);
+        reply(dev, dev->calibration_id, "calibrate", FAILED,
+              "the model changed during the calibration");
     }
     return load_threshold(dev);
 }
@@ -422,10 +425,11 @@ static void clear_requests(vw_device_t *dev);
 /* The wire contract's earliest time: 2020-01-01T00:00:00Z. */
 #define MIN_TIME_MS INT64_C(1577836800000)
 
-/* The reply to command @p id: outcome, and the threshold when @p with_threshold. */
-static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, const char *outcome,
-                         const char *detail, int with_threshold)
+/* The reply to command @p id: its outcome, with the threshold when DONE_THRESHOLD. */
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, enum outcome outcome,
+                         const char *detail)
 {
+    static const char *const OUTCOMES[] = {"refused", "failed", "done", "done"};
     uint64_t now = dev->port.time_ms(dev->port.ctx);
     if (now == 0u) {
         return VW_ERR_STATE;
@@ -436,11 +440,11 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
     if (cmd != NULL) {
         vw_jsonw_put(&w, ",\"cmd\":%s", cmd);
     }
-    vw_jsonw_put(&w, ",\"outcome\":%s", outcome);
+    vw_jsonw_put(&w, ",\"outcome\":%s", OUTCOMES[outcome]);
     if (detail != NULL) {
         vw_jsonw_put(&w, ",\"detail\":%s", detail);
     }
-    if (with_threshold) {
+    if (outcome == DONE_THRESHOLD) {
         vw_jsonw_put(&w, ",\"threshold\":%f", &dev->threshold);
     }
     vw_jsonw_put(&w, "}");
@@ -449,11 +453,6 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
         dev->counters.commands++;
     }
     return status;
-}
-
-static vw_status_t refuse(vw_device_t *dev, const char *id, const char *cmd, const char *detail)
-{
-    return reply(dev, id, cmd, "refused", detail, 0);
 }
 
 /*
@@ -495,25 +494,25 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
     }
     int64_t t;
     if (vw_json_get_int(&doc, "t", MIN_TIME_MS, INT64_MAX, &t, NULL) != VW_OK) {
-        return refuse(dev, id, NULL, "t: missing or not a time in ms since 2020");
+        return reply(dev, id, NULL, REFUSED, "t: missing or not a time in ms since 2020");
     }
     char cmd[16];
     if (vw_json_get_string(&doc, "cmd", cmd, sizeof cmd, NULL, NULL) != VW_OK) {
-        return refuse(dev, id, NULL, "cmd: missing or not a command name");
+        return reply(dev, id, NULL, REFUSED, "cmd: missing or not a command name");
     }
     if (strcmp(cmd, "set_threshold") == 0) {
         double threshold;
         if (vw_json_get_number(&doc, "threshold", &threshold, NULL) != VW_OK ||
             !(threshold <= 1e12 && (float)threshold > 0.0f)) { /* so threshold > 0 too */
-            return refuse(dev, id, cmd, "threshold: missing or not in (0, 1e12]");
+            return reply(dev, id, cmd, REFUSED, "threshold: missing or not in (0, 1e12]");
         }
         dev->threshold = (float)threshold;
         dev->threshold_source = 2u;
-        return reply(dev, id, cmd, "done", NULL, 1);
+        return reply(dev, id, cmd, DONE_THRESHOLD, NULL);
     }
     if (strcmp(cmd, "calibrate") == 0) {
         if (dev->calibrating != 0u) {
-            return refuse(dev, id, cmd, "a calibration is in progress");
+            return reply(dev, id, cmd, REFUSED, "a calibration is in progress");
         }
         memcpy(dev->calibration_id, id, id_len + 1u);
         dev->calibrating = dev->config.settings.calibrate_windows;
@@ -527,19 +526,19 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
             dev->on_trial = 0u;
             dev->job[0] = '\0';
             clear_requests(dev);
-            return status == VW_OK ? reply(dev, id, cmd, "done", NULL, 1)
-                                   : reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+            return status == VW_OK ? reply(dev, id, cmd, DONE_THRESHOLD, NULL)
+                                   : reply(dev, id, cmd, FAILED, vw_status_name(status));
         }
         if (status == VW_ERR_STORAGE) {
-            return reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+            return reply(dev, id, cmd, FAILED, vw_status_name(status));
         }
-        return refuse(dev, id, cmd,
+        return reply(dev, id, cmd, REFUSED,
                       status == VW_ERR_NO_MODEL ? "no previous model to go back to"
                                                 : "a download is in progress");
     }
     if (strcmp(cmd, "upload_raw") == 0) {
         if (dev->upload_id[0] != '\0') {
-            return refuse(dev, id, cmd, "an upload is in progress");
+            return reply(dev, id, cmd, REFUSED, "an upload is in progress");
         }
         memcpy(dev->upload_id, id, id_len + 1u);
         return VW_OK; /* answered once the next window is published */
@@ -551,7 +550,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
         detail[15] = ' ';
         memcpy(detail + 16u, cmd, n + 1u);
     }
-    return refuse(dev, id, NULL, detail);
+    return reply(dev, id, NULL, REFUSED, detail);
 }
 
 /* One more calibration window; the last one sets the threshold and answers. */
@@ -583,12 +582,12 @@ static void calibrate(vw_device_t *dev, float score)
         failure = "storage";
     }
     if (failure != NULL) {
-        reply(dev, dev->calibration_id, "calibrate", "failed", failure, 0);
+        reply(dev, dev->calibration_id, "calibrate", FAILED, failure);
         return;
     }
     dev->threshold = threshold;
     dev->threshold_source = 1u;
-    reply(dev, dev->calibration_id, "calibrate", "done", detail, 1);
+    reply(dev, dev->calibration_id, "calibrate", DONE_THRESHOLD, detail);
     vw_device_connected(dev); /* the new threshold in the retained status */
 }
 
@@ -613,10 +612,10 @@ static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_
     vw_status_t status = dev->port.publish(dev->port.ctx, "raw", (const uint8_t *)p, bytes);
     if (status == VW_OK) {
         dev->counters.published++;
-        reply(dev, dev->upload_id, "upload_raw", "done", NULL, 0);
+        reply(dev, dev->upload_id, "upload_raw", DONE, NULL);
     } else {
         dev->counters.publish_failures++;
-        reply(dev, dev->upload_id, "upload_raw", "failed", "the window could not be published", 0);
+        reply(dev, dev->upload_id, "upload_raw", FAILED, "the window could not be published");
     }
     dev->upload_id[0] = '\0';
 }
