@@ -154,34 +154,40 @@ static const uint8_t meta_header[8] = {'V', 'W', 'O', 'T', 1, 0,
 /*
  * Where the fields of vw_ota_meta_t are in a record (docs/ota-slots.md), copied as they
  * are in memory: a uint32_t is little-endian in the record as in memory on every target
- * of the core (the model blob's headers are read in place likewise, vw_model.c). The
- * download's id and its length are written apart (encode_meta), the CRC last.
+ * of the core (the model blob's headers are read in place likewise, vw_model.c). Fields
+ * that follow each other with no gap both in the struct and in the record are one span
+ * (checked below); the padding between fields is never copied. The download's id and
+ * its length are written apart (encode_meta), the CRC last.
  */
 typedef struct {
     uint8_t at_meta, at_record, bytes;
 } meta_field_t;
 
 #define FIELD(member, at_record, bytes) {offsetof(vw_ota_meta_t, member), at_record, bytes}
-#define SLOT_FIELDS(i, at)                                                                   \
-    FIELD(slot[i].state, at, 1), FIELD(slot[i].version, (at) + 4u, 4),                      \
-        FIELD(slot[i].size, (at) + 8u, 4), FIELD(slot[i].sha256, (at) + 12u, 32)
+/* a slot's state, then its version, size and SHA-256 */
+#define SLOT_FIELDS(i, at) FIELD(slot[i].state, at, 1), FIELD(slot[i].version, (at) + 4u, 40)
 
 static const meta_field_t meta_fields[] = {
-    FIELD(seq, 8, 4),
-    FIELD(active, 12, 1),
-    FIELD(trial, 13, 1),
-    FIELD(downloading, 14, 1),
-    FIELD(last_event, 15, 1),
-    FIELD(last_status, 16, 1),
+    FIELD(seq, 8, 9), /* seq, active, trial, downloading, last_event, last_status */
     SLOT_FIELDS(0, 20),
     SLOT_FIELDS(1, 64),
-    FIELD(download.model_version, 108, 4),
-    FIELD(download.size, 112, 4),
-    FIELD(download.chunk_size, 116, 4),
+    FIELD(download.model_version, 108, 12), /* model_version, size, chunk_size */
     FIELD(download.rollback, 120, 1),
     FIELD(download.sha256, 124, 32),
 };
 
+#define FOLLOWS(type, a, b) (offsetof(type, b) == offsetof(type, a) + sizeof(((type *)0)->a))
+_Static_assert(FOLLOWS(vw_ota_meta_t, seq, active) && FOLLOWS(vw_ota_meta_t, active, trial) &&
+                   FOLLOWS(vw_ota_meta_t, trial, downloading) &&
+                   FOLLOWS(vw_ota_meta_t, downloading, last_event) &&
+                   FOLLOWS(vw_ota_meta_t, last_event, last_status),
+               "seq to last_status is one span of 9 bytes");
+_Static_assert(FOLLOWS(vw_ota_slot_info_t, version, size) &&
+                   FOLLOWS(vw_ota_slot_info_t, size, sha256),
+               "a slot's version, size and SHA-256 are one span of 40 bytes");
+_Static_assert(FOLLOWS(vw_ota_manifest_t, model_version, size) &&
+                   FOLLOWS(vw_ota_manifest_t, size, chunk_size),
+               "the download's version, size and chunk size are one span of 12 bytes");
 _Static_assert(sizeof(vw_ota_meta_t) <= UINT8_MAX, "field offsets are stored in a uint8_t");
 
 /* The record of @p m (whose download fields are zero unless it is downloading). */
