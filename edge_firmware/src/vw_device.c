@@ -372,11 +372,9 @@ vw_status_t vw_device_connected(vw_device_t *dev)
 
 /* --------------------------------------------------------------- telemetry */
 
+/* The batch's readings (at least one: the callers check) in one telemetry message. */
 static void flush(vw_device_t *dev)
 {
-    if (dev->batch_len == 0u) {
-        return;
-    }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w, "{\"readings\":[");
