@@ -253,7 +253,7 @@ vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
     }
     memset(dev, 0, sizeof *dev);
     dev->port = *port;
-    dev->config = *config;
+    memcpy(&dev->config, config, sizeof dev->config);
     dev->ota = ota;
     uint8_t *p = work;
     dev->dsp_work = p;
