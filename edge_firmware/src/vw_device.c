@@ -331,7 +331,9 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     if (status != VW_OK) {
         return status;
     }
-    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
+    /* vw_ota_info: active_slot is 0 or 1, a slot's state one of the three (vw_ota.c
+     * uses no record that says otherwise) */
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot];
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w,
@@ -355,8 +357,8 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     }
     const char *names[2];
     for (unsigned i = 0; i < 2u; i++) {
-        unsigned state = info.slot[i].state < 3u ? info.slot[i].state : VW_OTA_SLOT_INVALID;
-        if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
+        unsigned state = info.slot[i].state;
+        if (state == VW_OTA_SLOT_VALID && i != info.active_slot) {
             state = 3u; /* standby */
         }
         names[i] = SLOT_NAMES[state];
@@ -923,8 +925,8 @@ vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t l
     if (status != VW_OK) {
         return status;
     }
-    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
-    const vw_ota_slot_info_t *other = &info.slot[(info.active_slot & 1u) ^ 1u];
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot]; /* 0 or 1 */
+    const vw_ota_slot_info_t *other = &info.slot[info.active_slot ^ 1u];
     if (active->state == VW_OTA_SLOT_VALID && memcmp(active->sha256, m.sha256, sizeof m.sha256) == 0) {
         /* the job's model runs: on trial (reported when confirmed), or installed */
         if (!dev->on_trial) {
