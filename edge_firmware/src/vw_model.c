@@ -47,11 +47,13 @@ static size_t pad4(size_t n)
     return (n + 3u) & ~(size_t)3u;
 }
 
-/* Next n bytes (rounded up to 4), or NULL if they are not all inside the blob. */
+/* Next n bytes (rounded up to 4), or NULL if they are not all inside the blob. Every n
+ * the parser asks for is below 2^24 (sizes of uint16_t counts, dims up to 2048), so
+ * rounding it up cannot wrap. */
 static const uint8_t *take(cursor_t *c, size_t n)
 {
     size_t padded = pad4(n);
-    if (padded < n || padded > c->len - c->off) {
+    if (padded > c->len - c->off) {
         return NULL;
     }
     const uint8_t *p = c->base + c->off;
