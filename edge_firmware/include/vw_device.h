@@ -179,39 +179,41 @@ typedef struct vw_device_reading {
 
 /** A device; its fields are private. */
 typedef struct vw_device {
-    vw_port_t port;
-    vw_device_config_t config;
-    vw_ota_t *ota;
-    const vw_model_t *model;
-    vw_engine_t engine;
-    vw_dsp_t dsp;
-    vw_anomaly_t anomaly;
+    /* The fields the code uses most come first, where Thumb-2's 16-bit loads and stores
+     * reach them (byte fields in the first 32 bytes, halfwords in 64, words in 128). */
     float threshold;
     uint8_t threshold_source; /**< 0 the model, 1 a calibration, 2 a command */
+    uint8_t on_trial;         /**< the job's model runs on trial since trial_started */
+    uint16_t batch_len;
+    uint16_t calibrating;     /**< windows left of a calibration, 0: none */
+    uint32_t last_now;
+    uint32_t batch_started;
+    uint32_t cursor;          /**< chunks before this offset have been asked for */
+    vw_device_reading_t *batch;
+    float *features;
+    vw_device_counters_t counters;
+    vw_port_t port;
+    const vw_model_t *model;
+    vw_ota_t *ota;
+    char *payload;
+    size_t payload_cap;
+    vw_device_request_t requests[VW_DEVICE_OTA_WINDOW_MAX];
+    vw_device_config_t config;
+    vw_anomaly_t anomaly;
+    vw_engine_t engine;
+    vw_dsp_t dsp;
     char spec_id[VW_DSP_SPEC_ID_MAX + 1];
     uint32_t boot;
     uint32_t window;
-    uint32_t last_now;
     uint64_t uptime_ms;
     void *dsp_work;
-    float *features;
-    vw_device_reading_t *batch;
-    uint16_t batch_len;
-    uint32_t batch_started;
-    char *payload;
-    size_t payload_cap;
-    uint16_t calibrating; /**< windows left of a calibration, 0: none */
     vw_tail_t calibration;
     float calibration_top[VW_DEVICE_CALIBRATION_KEPT];
     char calibration_id[VW_MODEL_MAX_ID + 1];
     char upload_id[VW_MODEL_MAX_ID + 1]; /**< the upload_raw command waiting; "" for none */
     char job[VW_MODEL_MAX_ID + 1]; /**< the job being downloaded or on trial; "" for none */
     uint32_t job_ref;              /**< its vw_chunk_job_ref */
-    uint32_t cursor;               /**< chunks before this offset have been asked for */
-    uint8_t on_trial;              /**< the job's model runs on trial since trial_started */
     uint32_t trial_started;
-    vw_device_request_t requests[VW_DEVICE_OTA_WINDOW_MAX];
-    vw_device_counters_t counters;
 } vw_device_t;
 
 /**

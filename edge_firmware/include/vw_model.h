@@ -92,23 +92,25 @@ typedef struct vw_layer {
 
 /** A parsed model; all pointers point into the blob. */
 typedef struct vw_model {
+    /* The scalars first, where Thumb-2's 16-bit loads reach them (halfwords in the first 64
+     * bytes, words in 128); the id and the layers after them. */
+    vw_feature_spec_t spec;
     uint32_t version;
     uint32_t blob_bytes;
-    char id[VW_MODEL_MAX_ID + 1]; /**< NUL-terminated copy */
-    vw_feature_spec_t spec;
     uint16_t n_features;
     uint16_t n_layers;
     uint16_t max_pad;             /**< largest in_pad/out_pad of any layer */
+    uint16_t golden_count;
     float in_scale, out_scale;
     int32_t in_zero_point, out_zero_point;
     float threshold;
     float threshold_ceiling;      /**< highest threshold a device may calibrate to */
     uint32_t crc;                 /**< the blob's CRC-32 (header offset 12): its identity */
     const float *in_mul, *in_add; /**< n_features each */
-    vw_layer_t layers[VW_MODEL_MAX_LAYERS];
-    uint16_t golden_count;
     const uint8_t *golden;        /**< golden_count records, see the layout */
     uint32_t macs;                /**< multiply-accumulates per inference (unpadded) */
+    char id[VW_MODEL_MAX_ID + 1]; /**< NUL-terminated copy */
+    vw_layer_t layers[VW_MODEL_MAX_LAYERS];
 } vw_model_t;
 
 /**

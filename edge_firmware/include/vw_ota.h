@@ -144,16 +144,18 @@ typedef struct vw_ota_meta {
 
 /** Caller-owned OTA state; fields are private to vw_ota.c (read them via vw_ota_info). */
 typedef struct vw_ota {
-    vw_port_t port;
-    vw_ota_config_t config;
+    /* The fields the code uses most come first, where Thumb-2's 16-bit loads and stores
+     * reach them (byte fields in the first 32 bytes, words in 128). */
     vw_ota_layout_t layout;
-    vw_ota_meta_t meta;       /**< the newest persisted record */
     uint8_t ready;            /**< 1 once vw_ota_init accepted the port and config */
     uint8_t have_meta;        /**< 0: no valid record in storage */
     uint8_t meta_index;       /**< which record area holds @c meta */
     uint8_t state;            /**< vw_ota_state_t */
     uint32_t received;        /**< chunks of the download marked in the bitmap */
     uint32_t first_missing;   /**< no chunk below this index is missing */
+    vw_ota_config_t config;
+    vw_port_t port;
+    vw_ota_meta_t meta;       /**< the newest persisted record */
     vw_model_t models[2];     /**< parsed model of each slot; models[meta.active] is live */
 } vw_ota_t;
 

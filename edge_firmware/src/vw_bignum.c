@@ -9,6 +9,8 @@
  * n words: as many as the longer one has; the words above those in use are zero. */
 #include "vw_bignum.h"
 
+#include "vw_inline.h"
+
 #define WORDS 27u
 
 /* x *= k over n words (the bounds above say it fits): the word count after. */
@@ -25,7 +27,7 @@ static unsigned mul(uint32_t *x, unsigned n, uint32_t k)
 }
 
 /* The number of bits of x (not zero). */
-static int32_t bit_length(const uint32_t *x, unsigned n)
+VW_INLINE int32_t bit_length(const uint32_t *x, unsigned n)
 {
     while (x[n - 1u] == 0) {
         n--;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vw_crc32.h"
+#include "vw_inline.h"
 #include "vw_json_reader.h"
 #include "vw_json_writer.h"
 
@@ -54,20 +55,18 @@ static int capability_list(const char *s)
     if (s == NULL || s[0] == '\0') {
         return 1;
     }
-    size_t len = strlen(s);
-    if (len > VW_DEVICE_CAPABILITIES_MAX) {
+    if (strlen(s) > VW_DEVICE_CAPABILITIES_MAX) {
         return 0;
     }
-    for (const char *start = s;;) {
-        const char *comma = strchr(start, ',');
-        size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
-        if (!vw_model_id_valid(start, n)) {
+    for (;; s++) { /* s: at a name, then at the comma or NUL after it */
+        const size_t n = strcspn(s, ",");
+        if (!vw_model_id_valid(s, n)) {
             return 0;
         }
-        if (comma == NULL) {
+        s += n;
+        if (*s == '\0') {
             return 1;
         }
-        start = comma + 1;
     }
 }
 
@@ -133,8 +132,8 @@ static vw_status_t record_write(vw_device_t *dev, uint32_t index, uint32_t magic
 }
 
 /* Record @p index's two words; *valid says whether it holds a record of @p magic. */
-static vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
-                               uint32_t words[2], int *valid)
+VW_INLINE vw_status_t record_read(vw_device_t *dev, uint32_t index, uint32_t magic,
+                                 uint32_t words[2], int *valid)
 {
     uint32_t rec[VW_DEVICE_RECORD_BYTES / 4u];
     uint32_t addr = dev->config.record_addr + index * VW_DEVICE_RECORD_BYTES;
@@ -175,8 +174,11 @@ static vw_status_t count_boot(vw_device_t *dev)
 
 /* ------------------------------------------------------------------- model */
 
-static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd,
-                         const char *outcome, const char *detail, int with_threshold);
+/* A command's outcome, as its reply names it. */
+enum outcome { REFUSED, FAILED, DONE, DONE_THRESHOLD /* done, with the threshold in force */ };
+
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, enum outcome outcome,
+                         const char *detail);
 
 /* The active model's threshold: its own, or the one calibrated for it. */
 static vw_status_t load_threshold(vw_device_t *dev)
@@ -227,8 +229,8 @@ static vw_status_t bind_model(vw_device_t *dev)
     dev->model = model;
     if (dev->calibrating != 0u) { /* its scores are the previous model's */
         dev->calibrating = 0u;
-        reply(dev, dev->calibration_id, "calibrate", "failed",
-              "the model changed during the calibration", 0);
+        reply(dev, dev->calibration_id, "calibrate", FAILED,
+              "the model changed during the calibration");
     }
     return load_threshold(dev);
 }
@@ -251,7 +253,7 @@ vw_status_t vw_device_init(vw_device_t *dev, const vw_port_t *port,
     }
     memset(dev, 0, sizeof *dev);
     dev->port = *port;
-    dev->config = *config;
+    memcpy(&dev->config, config, sizeof dev->config);
     dev->ota = ota;
     uint8_t *p = work;
     dev->dsp_work = p;
@@ -329,7 +331,9 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     if (status != VW_OK) {
         return status;
     }
-    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
+    /* vw_ota_info: active_slot is 0 or 1, a slot's state one of the three (vw_ota.c
+     * uses no record that says otherwise) */
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot];
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w,
@@ -340,22 +344,21 @@ vw_status_t vw_device_connected(vw_device_t *dev)
     const char *caps = dev->config.capabilities;
     if (caps != NULL && caps[0] != '\0') {
         const char *item = ",\"capabilities\":[%S"; /* then ",%S" for the others */
-        for (const char *start = caps;;) {
-            const char *comma = strchr(start, ',');
-            size_t n = comma == NULL ? strlen(start) : (size_t)(comma - start);
-            vw_jsonw_put(&w, item, start, n);
-            if (comma == NULL) {
+        for (;; caps++) { /* caps: at a name, then at the comma or NUL after it */
+            const size_t n = strcspn(caps, ",");
+            vw_jsonw_put(&w, item, caps, n);
+            caps += n;
+            if (*caps == '\0') {
                 break;
             }
             item = ",%S";
-            start = comma + 1;
         }
         vw_jsonw_put(&w, "]");
     }
     const char *names[2];
     for (unsigned i = 0; i < 2u; i++) {
-        unsigned state = info.slot[i].state < 3u ? info.slot[i].state : VW_OTA_SLOT_INVALID;
-        if (state == VW_OTA_SLOT_VALID && i != (info.active_slot & 1u)) {
+        unsigned state = info.slot[i].state;
+        if (state == VW_OTA_SLOT_VALID && i != info.active_slot) {
             state = 3u; /* standby */
         }
         names[i] = SLOT_NAMES[state];
@@ -371,15 +374,13 @@ vw_status_t vw_device_connected(vw_device_t *dev)
 
 /* --------------------------------------------------------------- telemetry */
 
+/* The batch's readings (at least one: the callers check) in one telemetry message. */
 static void flush(vw_device_t *dev)
 {
-    if (dev->batch_len == 0u) {
-        return;
-    }
     vw_jsonw_t w;
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w, "{\"readings\":[");
-    for (uint16_t i = 0; i < dev->batch_len; i++) {
+    for (unsigned i = 0; i < dev->batch_len; i++) {
         const vw_device_reading_t *r = &dev->batch[i];
         static const char reading[] = ",{\"seq\":%u,\"t\":%u,\"score\":%f,\"rms\":%f,"
                                       "\"peak\":%f,\"crest\":%f,\"kurtosis\":%f}";
@@ -410,7 +411,7 @@ static void publish_features(vw_device_t *dev, uint64_t seq, uint64_t t)
     vw_jsonw_init(&w, dev->payload, dev->payload_cap);
     vw_jsonw_put(&w, "{\"spec\":%s,\"vectors\":[{\"seq\":%u,\"t\":%u,\"x\":[", dev->spec_id,
                  seq, t);
-    for (uint16_t i = 0; i < dev->model->n_features; i++) {
+    for (unsigned i = 0; i < dev->model->n_features; i++) {
         vw_jsonw_put(&w, i == 0u ? "%f" : ",%f", &dev->features[i]);
     }
     vw_jsonw_put(&w, "]}]}");
@@ -424,10 +425,11 @@ static void clear_requests(vw_device_t *dev);
 /* The wire contract's earliest time: 2020-01-01T00:00:00Z. */
 #define MIN_TIME_MS INT64_C(1577836800000)
 
-/* The reply to command @p id: outcome, and the threshold when @p with_threshold. */
-static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, const char *outcome,
-                         const char *detail, int with_threshold)
+/* The reply to command @p id: its outcome, with the threshold when DONE_THRESHOLD. */
+static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, enum outcome outcome,
+                         const char *detail)
 {
+    static const char *const OUTCOMES[] = {"refused", "failed", "done", "done"};
     uint64_t now = dev->port.time_ms(dev->port.ctx);
     if (now == 0u) {
         return VW_ERR_STATE;
@@ -438,11 +440,11 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
     if (cmd != NULL) {
         vw_jsonw_put(&w, ",\"cmd\":%s", cmd);
     }
-    vw_jsonw_put(&w, ",\"outcome\":%s", outcome);
+    vw_jsonw_put(&w, ",\"outcome\":%s", OUTCOMES[outcome]);
     if (detail != NULL) {
         vw_jsonw_put(&w, ",\"detail\":%s", detail);
     }
-    if (with_threshold) {
+    if (outcome == DONE_THRESHOLD) {
         vw_jsonw_put(&w, ",\"threshold\":%f", &dev->threshold);
     }
     vw_jsonw_put(&w, "}");
@@ -451,11 +453,6 @@ static vw_status_t reply(vw_device_t *dev, const char *id, const char *cmd, cons
         dev->counters.commands++;
     }
     return status;
-}
-
-static vw_status_t refuse(vw_device_t *dev, const char *id, const char *cmd, const char *detail)
-{
-    return reply(dev, id, cmd, "refused", detail, 0);
 }
 
 /*
@@ -497,25 +494,25 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
     }
     int64_t t;
     if (vw_json_get_int(&doc, "t", MIN_TIME_MS, INT64_MAX, &t, NULL) != VW_OK) {
-        return refuse(dev, id, NULL, "t: missing or not a time in ms since 2020");
+        return reply(dev, id, NULL, REFUSED, "t: missing or not a time in ms since 2020");
     }
     char cmd[16];
     if (vw_json_get_string(&doc, "cmd", cmd, sizeof cmd, NULL, NULL) != VW_OK) {
-        return refuse(dev, id, NULL, "cmd: missing or not a command name");
+        return reply(dev, id, NULL, REFUSED, "cmd: missing or not a command name");
     }
     if (strcmp(cmd, "set_threshold") == 0) {
         double threshold;
         if (vw_json_get_number(&doc, "threshold", &threshold, NULL) != VW_OK ||
             !(threshold <= 1e12 && (float)threshold > 0.0f)) { /* so threshold > 0 too */
-            return refuse(dev, id, cmd, "threshold: missing or not in (0, 1e12]");
+            return reply(dev, id, cmd, REFUSED, "threshold: missing or not in (0, 1e12]");
         }
         dev->threshold = (float)threshold;
         dev->threshold_source = 2u;
-        return reply(dev, id, cmd, "done", NULL, 1);
+        return reply(dev, id, cmd, DONE_THRESHOLD, NULL);
     }
     if (strcmp(cmd, "calibrate") == 0) {
         if (dev->calibrating != 0u) {
-            return refuse(dev, id, cmd, "a calibration is in progress");
+            return reply(dev, id, cmd, REFUSED, "a calibration is in progress");
         }
         memcpy(dev->calibration_id, id, id_len + 1u);
         dev->calibrating = dev->config.settings.calibrate_windows;
@@ -529,19 +526,19 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
             dev->on_trial = 0u;
             dev->job[0] = '\0';
             clear_requests(dev);
-            return status == VW_OK ? reply(dev, id, cmd, "done", NULL, 1)
-                                   : reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+            return status == VW_OK ? reply(dev, id, cmd, DONE_THRESHOLD, NULL)
+                                   : reply(dev, id, cmd, FAILED, vw_status_name(status));
         }
         if (status == VW_ERR_STORAGE) {
-            return reply(dev, id, cmd, "failed", vw_status_name(status), 0);
+            return reply(dev, id, cmd, FAILED, vw_status_name(status));
         }
-        return refuse(dev, id, cmd,
+        return reply(dev, id, cmd, REFUSED,
                       status == VW_ERR_NO_MODEL ? "no previous model to go back to"
                                                 : "a download is in progress");
     }
     if (strcmp(cmd, "upload_raw") == 0) {
         if (dev->upload_id[0] != '\0') {
-            return refuse(dev, id, cmd, "an upload is in progress");
+            return reply(dev, id, cmd, REFUSED, "an upload is in progress");
         }
         memcpy(dev->upload_id, id, id_len + 1u);
         return VW_OK; /* answered once the next window is published */
@@ -553,7 +550,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
         detail[15] = ' ';
         memcpy(detail + 16u, cmd, n + 1u);
     }
-    return refuse(dev, id, NULL, detail);
+    return reply(dev, id, NULL, REFUSED, detail);
 }
 
 /* One more calibration window; the last one sets the threshold and answers. */
@@ -585,12 +582,12 @@ static void calibrate(vw_device_t *dev, float score)
         failure = "storage";
     }
     if (failure != NULL) {
-        reply(dev, dev->calibration_id, "calibrate", "failed", failure, 0);
+        reply(dev, dev->calibration_id, "calibrate", FAILED, failure);
         return;
     }
     dev->threshold = threshold;
     dev->threshold_source = 1u;
-    reply(dev, dev->calibration_id, "calibrate", "done", detail, 1);
+    reply(dev, dev->calibration_id, "calibrate", DONE_THRESHOLD, detail);
     vw_device_connected(dev); /* the new threshold in the retained status */
 }
 
@@ -615,10 +612,10 @@ static void upload(vw_device_t *dev, const float *samples, uint64_t seq, uint64_
     vw_status_t status = dev->port.publish(dev->port.ctx, "raw", (const uint8_t *)p, bytes);
     if (status == VW_OK) {
         dev->counters.published++;
-        reply(dev, dev->upload_id, "upload_raw", "done", NULL, 0);
+        reply(dev, dev->upload_id, "upload_raw", DONE, NULL);
     } else {
         dev->counters.publish_failures++;
-        reply(dev, dev->upload_id, "upload_raw", "failed", "the window could not be published", 0);
+        reply(dev, dev->upload_id, "upload_raw", FAILED, "the window could not be published");
     }
     dev->upload_id[0] = '\0';
 }
@@ -817,8 +814,8 @@ static vw_status_t finish(vw_device_t *dev);
 /* Ask for missing chunks until the window is full; verify when none is missing. */
 static vw_status_t request_more(vw_device_t *dev)
 {
-    uint8_t window = dev->config.settings.ota_window;
-    for (uint8_t slot = 0; slot < window; slot++) {
+    const unsigned window = dev->config.settings.ota_window;
+    for (unsigned slot = 0; slot < window; slot++) {
         if (dev->requests[slot].len != 0u) {
             continue;
         }
@@ -837,7 +834,7 @@ static vw_status_t request_more(vw_device_t *dev)
         r->sent_at = dev->port.now_ms(dev->port.ctx);
         ota_req(dev, dev->job, NULL, NULL, offset, len);
     }
-    for (uint8_t slot = 0; slot < window; slot++) {
+    for (unsigned slot = 0; slot < window; slot++) {
         if (dev->requests[slot].len != 0u) {
             return VW_OK;
         }
@@ -928,8 +925,8 @@ vw_status_t vw_device_ota_job(vw_device_t *dev, const uint8_t *payload, size_t l
     if (status != VW_OK) {
         return status;
     }
-    const vw_ota_slot_info_t *active = &info.slot[info.active_slot & 1u];
-    const vw_ota_slot_info_t *other = &info.slot[(info.active_slot & 1u) ^ 1u];
+    const vw_ota_slot_info_t *active = &info.slot[info.active_slot]; /* 0 or 1 */
+    const vw_ota_slot_info_t *other = &info.slot[info.active_slot ^ 1u];
     if (active->state == VW_OTA_SLOT_VALID && memcmp(active->sha256, m.sha256, sizeof m.sha256) == 0) {
         /* the job's model runs: on trial (reported when confirmed), or installed */
         if (!dev->on_trial) {

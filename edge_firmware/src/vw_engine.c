@@ -218,8 +218,9 @@ static VW_HOT_INLINE float squared_error(float out_scale, int32_t y, float in_sc
     return d * d;
 }
 
-/* The last layer, folded into the sum of squared differences (and output, if not NULL).
- * Outputs past the last real one are 0 and meet the input's padding, 0: they add +0. */
+/* The last layer, folded into the sum of squared differences (and output, if not NULL),
+ * in feature order, two outputs at a time. An odd count's last pair takes the first
+ * padding output, 0, which meets the input's padding, 0: it adds +0. */
 static float run_last(const vw_layer_t *l, const int16_t *x, const vw_model_t *m,
                       const int16_t *input, int8_t *output)
 {
@@ -229,11 +230,10 @@ static float run_last(const vw_layer_t *l, const int16_t *x, const vw_model_t *m
         int32_t v[CHUNK];
         uint32_t rows = chunk(l, x, c0, v);
         const int16_t *in = input + c0; /* output c0 + r meets in[interleaved(r)] */
-        for (uint32_t r = 0; r < rows; r += 4u) {
-            sum = sum + squared_error(out_scale, v[r], in_scale, in[r]);
-            sum = sum + squared_error(out_scale, v[r + 1u], in_scale, in[r + 2u]);
-            sum = sum + squared_error(out_scale, v[r + 2u], in_scale, in[r + 1u]);
-            sum = sum + squared_error(out_scale, v[r + 3u], in_scale, in[r + 3u]);
+        for (uint32_t r = 0; r < rows; r += 2u) {
+            const uint32_t j = r - ((r >> 1) & 1u); /* interleaved(r): r is even */
+            sum = sum + squared_error(out_scale, v[r], in_scale, in[j]);
+            sum = sum + squared_error(out_scale, v[r + 1u], in_scale, in[j + 2u]);
         }
         if (output != NULL) {
             for (uint32_t k = 0; k < rows; k++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vw_bignum.h"
+#include "vw_inline.h"
 
 /* ------------------------------------------------------------------ buffer */
 
@@ -81,7 +82,7 @@ static void put_hex(vw_jsonw_t *w, const uint8_t *bytes, size_t n)
 /* ----------------------------------------------------------------- numbers */
 
 /* Decimal digits of v, right-aligned ending at end; returns the first. */
-static char *digits_u64(uint64_t v, char *end)
+VW_OUTLINE char *digits_u64(uint64_t v, char *end)
 {
     do {
         *--end = (char)('0' + v % 10u);
@@ -94,9 +95,9 @@ static char *digits_u64(uint64_t v, char *end)
  * Nine digits q (10^8 <= q < 10^9) and p with |v| = q * 10^p rounded to nine digits
  * (half to even); v finite and non-zero. v is m * 2^e exactly (m < 2^24,
  * -149 <= e <= 104), so v / 10^p = m * 5^-p * 2^(e - p): vw_bignum_pow5 gives its
- * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut. The first guess
- * of p leaves nine digits before the point, or ten: then the value is divided by ten
- * in 64 bits rather than computed again.
+ * leading bits f exactly (with a sticky bit), v / 10^p = f * 2^-cut, rounded to q. The
+ * first guess of p leaves nine digits before the point, or ten: with ten, or nine that
+ * round up to ten (q = 10^9), q is computed again for p + 1.
  */
 static uint32_t float_digits(uint32_t bits, int *p_out)
 {
@@ -114,24 +115,18 @@ static uint32_t float_digits(uint32_t bits, int *p_out)
     /* floor(log10(2) * log2v): the leading digit's exponent, or one less (never more:
      * the tests hold both ends of every binade) */
     int p = (log2v * 30103 + 4500000) / 100000 - 45 - 8;
-    uint64_t f;
-    int32_t e2;
-    (void)vw_bignum_pow5(m, -p, &f, &e2);
-    unsigned cut = (unsigned)(63 - (e2 + e - p)); /* bits below the units */
-    if ((f >> cut) >= 1000000000u) {
-        /* f / 10 = (f / 2) / 5: the bit shifted out and the remainder go to the sticky
-         * bit, which the division must not see (it is not a bit of the value) */
-        const uint64_t half = f >> 1;
-        f = half / 5u | (uint64_t)((f & 1u) != 0 || half % 5u != 0);
-        p++;
-    }
-    uint32_t q = (uint32_t)vw_bignum_round(f, cut);
-    if (q == 1000000000u) {
-        q = 100000000u;
-        p++;
+    uint64_t q;
+    for (;; p++) {
+        uint64_t f;
+        int32_t e2;
+        (void)vw_bignum_pow5(m, -p, &f, &e2);
+        q = vw_bignum_round(f, (unsigned)(63 - (e2 + e - p))); /* cut: bits below the units */
+        if (q < 1000000000u) {
+            break;
+        }
     }
     *p_out = p;
-    return q;
+    return (uint32_t)q;
 }
 
 size_t vw_jsonw_format_float(float v, char *out)
@@ -211,12 +206,9 @@ void vw_jsonw_put(vw_jsonw_t *w, const char *template_, ...)
         size_t n;
         switch (*++c) {
         case 's':
-            first = va_arg(ap, const char *);
-            put_string(w, first, first == NULL ? 0u : strlen(first));
-            break;
         case 'S':
             first = va_arg(ap, const char *);
-            n = va_arg(ap, size_t);
+            n = *c == 'S' ? va_arg(ap, size_t) : first == NULL ? 0u : strlen(first);
             put_string(w, first, n);
             break;
         case 'x':

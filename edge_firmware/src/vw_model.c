@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "vw_crc32.h"
+#include "vw_inline.h"
 
 /* The 64-byte header, field by field (docs/vwm-format.md), read in place like the rest of
  * the blob: it is little endian, as every target of the core, and 4-byte aligned. */
@@ -46,11 +47,13 @@ static size_t pad4(size_t n)
     return (n + 3u) & ~(size_t)3u;
 }
 
-/* Next n bytes (rounded up to 4), or NULL if they are not all inside the blob. */
+/* Next n bytes (rounded up to 4), or NULL if they are not all inside the blob. Every n
+ * the parser asks for is below 2^24 (sizes of uint16_t counts, dims up to 2048), so
+ * rounding it up cannot wrap. */
 static const uint8_t *take(cursor_t *c, size_t n)
 {
     size_t padded = pad4(n);
-    if (padded < n || padded > c->len - c->off) {
+    if (padded > c->len - c->off) {
         return NULL;
     }
     const uint8_t *p = c->base + c->off;
@@ -64,7 +67,7 @@ static int is_finite(float x)
 }
 
 /* A finite scale > 0 (NaN fails both tests). */
-static int is_scale(float x)
+VW_OUTLINE int is_scale(float x)
 {
     return is_finite(x) && x > 0.0f;
 }
@@ -131,7 +134,7 @@ static vw_status_t parse_header(vw_model_t *m, const header_t *h)
     return VW_OK;
 }
 
-static vw_status_t parse_layer(cursor_t *c, vw_layer_t *l, uint16_t in_dim, int32_t in_zp)
+VW_OUTLINE vw_status_t parse_layer(cursor_t *c, vw_layer_t *l, uint16_t in_dim, int32_t in_zp)
 {
     const layer_header_t *h = (const layer_header_t *)(const void *)take(c, sizeof *h);
     if (h == NULL) {

@@ -15,6 +15,7 @@
 
 #include "vw_crc32.h"
 #include "vw_engine.h"
+#include "vw_inline.h"
 
 #define META_CRC_AT (VW_OTA_META_BYTES - 4u)
 #define META_ID_LEN_AT 121u /* download: the id's length, then its bytes (64) at META_ID_AT */
@@ -29,7 +30,7 @@ static uint32_t min32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
-static vw_status_t rd(const vw_ota_t *o, uint32_t addr, void *buf, uint32_t len)
+VW_INLINE vw_status_t rd(const vw_ota_t *o, uint32_t addr, void *buf, uint32_t len)
 {
     return o->port.storage_read(o->port.ctx, addr, buf, len) == VW_OK ? VW_OK : VW_ERR_STORAGE;
 }
@@ -75,12 +76,12 @@ static int same_manifest(const vw_ota_manifest_t *a, const vw_ota_manifest_t *b)
            a->chunk_size == b->chunk_size && memcmp(a->sha256, b->sha256, sizeof a->sha256) == 0;
 }
 
-static uint32_t chunk_count(const vw_ota_manifest_t *m)
+VW_OUTLINE uint32_t chunk_count(const vw_ota_manifest_t *m)
 {
     return (m->size + m->chunk_size - 1u) / m->chunk_size; /* no overflow: size <= 16 MiB */
 }
 
-static char *put_text(char *p, const char *s, size_t n)
+VW_OUTLINE char *put_text(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
     return p + n;
@@ -153,34 +154,40 @@ static const uint8_t meta_header[8] = {'V', 'W', 'O', 'T', 1, 0,
 /*
  * Where the fields of vw_ota_meta_t are in a record (docs/ota-slots.md), copied as they
  * are in memory: a uint32_t is little-endian in the record as in memory on every target
- * of the core (the model blob's headers are read in place likewise, vw_model.c). The
- * download's id and its length are written apart (encode_meta), the CRC last.
+ * of the core (the model blob's headers are read in place likewise, vw_model.c). Fields
+ * that follow each other with no gap both in the struct and in the record are one span
+ * (checked below); the padding between fields is never copied. The download's id and
+ * its length are written apart (encode_meta), the CRC last.
  */
 typedef struct {
     uint8_t at_meta, at_record, bytes;
 } meta_field_t;
 
 #define FIELD(member, at_record, bytes) {offsetof(vw_ota_meta_t, member), at_record, bytes}
-#define SLOT_FIELDS(i, at)                                                                   \
-    FIELD(slot[i].state, at, 1), FIELD(slot[i].version, (at) + 4u, 4),                      \
-        FIELD(slot[i].size, (at) + 8u, 4), FIELD(slot[i].sha256, (at) + 12u, 32)
+/* a slot's state, then its version, size and SHA-256 */
+#define SLOT_FIELDS(i, at) FIELD(slot[i].state, at, 1), FIELD(slot[i].version, (at) + 4u, 40)
 
 static const meta_field_t meta_fields[] = {
-    FIELD(seq, 8, 4),
-    FIELD(active, 12, 1),
-    FIELD(trial, 13, 1),
-    FIELD(downloading, 14, 1),
-    FIELD(last_event, 15, 1),
-    FIELD(last_status, 16, 1),
+    FIELD(seq, 8, 9), /* seq, active, trial, downloading, last_event, last_status */
     SLOT_FIELDS(0, 20),
     SLOT_FIELDS(1, 64),
-    FIELD(download.model_version, 108, 4),
-    FIELD(download.size, 112, 4),
-    FIELD(download.chunk_size, 116, 4),
+    FIELD(download.model_version, 108, 12), /* model_version, size, chunk_size */
     FIELD(download.rollback, 120, 1),
     FIELD(download.sha256, 124, 32),
 };
 
+#define FOLLOWS(type, a, b) (offsetof(type, b) == offsetof(type, a) + sizeof(((type *)0)->a))
+_Static_assert(FOLLOWS(vw_ota_meta_t, seq, active) && FOLLOWS(vw_ota_meta_t, active, trial) &&
+                   FOLLOWS(vw_ota_meta_t, trial, downloading) &&
+                   FOLLOWS(vw_ota_meta_t, downloading, last_event) &&
+                   FOLLOWS(vw_ota_meta_t, last_event, last_status),
+               "seq to last_status is one span of 9 bytes");
+_Static_assert(FOLLOWS(vw_ota_slot_info_t, version, size) &&
+                   FOLLOWS(vw_ota_slot_info_t, size, sha256),
+               "a slot's version, size and SHA-256 are one span of 40 bytes");
+_Static_assert(FOLLOWS(vw_ota_manifest_t, model_version, size) &&
+                   FOLLOWS(vw_ota_manifest_t, size, chunk_size),
+               "the download's version, size and chunk size are one span of 12 bytes");
 _Static_assert(sizeof(vw_ota_meta_t) <= UINT8_MAX, "field offsets are stored in a uint8_t");
 
 /* The record of @p m (whose download fields are zero unless it is downloading). */
@@ -237,12 +244,13 @@ static int decode_meta(const uint8_t rec[VW_OTA_META_BYTES], const vw_ota_config
 }
 
 /* Persist @p next as the newest record (in the area that does not hold the current one),
- * then enter @p state. */
+ * then enter @p state. Without a record yet, meta and meta_index are still zero from
+ * vw_ota_init: the first record is number 1, in area 0. */
 static vw_status_t write_meta(vw_ota_t *o, vw_ota_meta_t *next, uint8_t state)
 {
     uint8_t rec[VW_OTA_META_BYTES];
-    uint8_t index = o->have_meta ? (uint8_t)(o->meta_index ^ 1u) : 0u;
-    next->seq = o->have_meta ? o->meta.seq + 1u : 1u;
+    uint8_t index = (uint8_t)(o->meta_index ^ o->have_meta);
+    next->seq = o->meta.seq + 1u;
     encode_meta(next, rec);
     vw_status_t st = wr(o, o->layout.meta[index], rec, VW_OTA_META_BYTES);
     if (st == VW_OK) {
@@ -327,8 +335,8 @@ static vw_status_t bitmap_scan(const vw_ota_t *o, uint32_t from, int count_all,
 
 /* ---- slots and models --------------------------------------------------- */
 
-static vw_status_t hash_slot(const vw_ota_t *o, unsigned slot, uint32_t size,
-                             uint8_t digest[VW_SHA256_DIGEST_BYTES])
+VW_INLINE vw_status_t hash_slot(const vw_ota_t *o, unsigned slot, uint32_t size,
+                                uint8_t digest[VW_SHA256_DIGEST_BYTES])
 {
     uint8_t buf[IO_PIECE];
     vw_sha256_t sha;
@@ -410,7 +418,7 @@ static vw_status_t load_slot(vw_ota_t *o, unsigned slot)
 }
 
 /* Back to the other slot: the slot left is marked invalid, the last event is ROLLED_BACK. */
-static void fall_back(vw_ota_meta_t *next)
+VW_OUTLINE void fall_back(vw_ota_meta_t *next)
 {
     next->slot[next->active].state = VW_OTA_SLOT_INVALID;
     next->active ^= 1u;
@@ -453,7 +461,7 @@ vw_status_t vw_ota_layout(const vw_ota_config_t *config, vw_ota_layout_t *layout
 }
 
 /* The boot procedure of vw_ota_init, on a struct holding the port and config. */
-static vw_status_t boot(vw_ota_t *o)
+VW_INLINE vw_status_t boot(vw_ota_t *o)
 {
     vw_status_t st = read_meta(o);
     if (st != VW_OK || !o->have_meta) {
@@ -606,7 +614,7 @@ vw_status_t vw_ota_chunk(vw_ota_t *ota, uint32_t offset, const uint8_t *data, ui
     }
     uint32_t index = offset / m->chunk_size;
     uint32_t mark_at = ota->layout.bitmap + index / 8u;
-    uint8_t bit = (uint8_t)(1u << (index % 8u));
+    const unsigned bit = 1u << (index % 8u);
     uint8_t marks = 0;
     st = rd(ota, mark_at, &marks, 1);
     if (st != VW_OK || (marks & bit) != 0) {
@@ -730,7 +738,7 @@ vw_status_t vw_ota_info(const vw_ota_t *ota, vw_ota_info_t *info)
     info->last_event = ota->meta.last_event;
     info->last_status = ota->meta.last_status;
     memcpy(info->slot, ota->meta.slot, sizeof info->slot);
-    info->seq = ota->have_meta ? ota->meta.seq : 0u;
+    info->seq = ota->meta.seq; /* 0 without a record: meta is as vw_ota_init zeroed it */
     if (ota->state == VW_OTA_DOWNLOADING) {
         info->received_chunks = ota->received;
         info->total_chunks = chunk_count(&ota->meta.download);
