@@ -95,15 +95,15 @@
  *     runs first ends the calibration (below), then answers;
  *   - calibration: when its last window is scored, the threshold the tail rule gives for
  *     calibrate_target over the scores of its windows (as the harness computes them), at
- *     most the live model's ceiling (then detail "ceiling"); failed "the calibration
- *     windows give no usable threshold" when that is not in (0, 1e12]; else the record
+ *     most the live model's ceiling (then detail "ceiling"); failed "no usable threshold"
+ *     when that is not in (0, 1e12]; else the record
  *     (magic "VWC1", the threshold's bits, the model's CRC-32, the CRC-32 of those 12
  *     bytes) written at record_addr + 2 x 16: failed "storage" when the write fails (the
  *     bytes the port lets through land, the threshold is unchanged), else done with the
  *     threshold, which is then in force (source calibration), followed by a status
  *     message; with the wall clock unknown neither goes out, the rest happens all the
  *     same. A model bound while a calibration runs (an activation, a rollback) ends it:
- *     failed "the model changed during the calibration", sent before anything else that
+ *     failed "the model changed", sent before anything else that
  *     call answers (unless the wall clock is unknown);
  *   - the calibration record in storage is, after every operation, exactly the bytes the
  *     harness expects (the device writes nothing else there);
@@ -181,8 +181,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define MAX_CALL_REPORTS 8u
 #define CALIBRATION_MAGIC 0x31435756u /* "VWC1", little endian */
 #define CALIBRATION_OFFSET (2u * VW_DEVICE_RECORD_BYTES) /* after the two boot records */
-#define NO_USABLE "the calibration windows give no usable threshold"
-#define MODEL_CHANGED "the model changed during the calibration"
+#define NO_USABLE "no usable threshold"
+#define MODEL_CHANGED "the model changed"
 
 /* Where the threshold in force comes from: vw_device_t.threshold_source, and the status. */
 enum { SOURCE_MODEL, SOURCE_CALIBRATION, SOURCE_COMMAND };

@@ -230,7 +230,7 @@ static vw_status_t bind_model(vw_device_t *dev)
     if (dev->calibrating != 0u) { /* its scores are the previous model's */
         dev->calibrating = 0u;
         reply(dev, dev->calibration_id, "calibrate", FAILED,
-              "the model changed during the calibration");
+              "the model changed");
     }
     return load_threshold(dev);
 }
@@ -512,7 +512,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
     }
     if (strcmp(cmd, "calibrate") == 0) {
         if (dev->calibrating != 0u) {
-            return reply(dev, id, cmd, REFUSED, "a calibration is in progress");
+            return reply(dev, id, cmd, REFUSED, "already calibrating");
         }
         memcpy(dev->calibration_id, id, id_len + 1u);
         dev->calibrating = dev->config.settings.calibrate_windows;
@@ -576,7 +576,7 @@ static void calibrate(vw_device_t *dev, float score)
     uint32_t bits;
     memcpy(&bits, &threshold, sizeof bits);
     if (!(threshold > 0.0f && threshold <= 1e12f)) {
-        failure = "the calibration windows give no usable threshold";
+        failure = "no usable threshold";
     } else if (record_write(dev, CALIBRATION_RECORD, CALIBRATION_MAGIC, bits, dev->model->crc) !=
                VW_OK) {
         failure = "storage";
