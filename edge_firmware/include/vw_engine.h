@@ -46,6 +46,9 @@ size_t vw_engine_required_bytes(const vw_model_t *model);
 
 /**
  * @brief Bind an engine to a parsed model and caller-owned, 4-byte aligned memory.
+ *
+ * The memory holds nothing from one run to the next: between runs, other engines may use
+ * it (the device shares it with the OTA state machine's golden-vector checks).
  * @return VW_OK, VW_ERR_ARG, VW_ERR_ALIGN or VW_ERR_BUFFER.
  */
 vw_status_t vw_engine_init(vw_engine_t *engine, const vw_model_t *model, void *work,

@@ -39,8 +39,6 @@ vw_status_t vw_engine_init(vw_engine_t *engine, const vw_model_t *model, void *w
     if (work_bytes < need) {
         return VW_ERR_BUFFER;
     }
-    /* Zero: the input's padding stays so, which run_last relies on. */
-    memset(work, 0, need);
     const size_t in_pad = model->layers[0].in_pad;
     engine->model = model;
     engine->input = (int16_t *)work;
@@ -248,6 +246,12 @@ static float run_last(const vw_layer_t *l, const int16_t *x, const vw_model_t *m
 static void run_layers(vw_engine_t *engine, int8_t *output, float *score)
 {
     const vw_model_t *m = engine->model;
+    /* The input's padding is 0, which run_last relies on: written on every run, since the
+       working memory holds nothing from one run to the next (an OTA verification runs
+       another model in the device's engine memory between two windows). */
+    for (uint32_t i = m->n_features; i < m->layers[0].in_pad; i++) {
+        engine->input[interleaved(i)] = 0;
+    }
     const int16_t *x = engine->input;
     int16_t *bufs[2] = {engine->ping, engine->pong};
     uint32_t last = m->n_layers - 1u;

@@ -7,7 +7,7 @@
 #include "vw_model.h"
 #include "vw_test.h"
 
-#define N (1 + (int)VW_DSP_N_STATS) /* 1 band and the statistics */
+#define N (2 + (int)VW_DSP_N_STATS) /* 2 bands and the statistics: odd, so a pad input */
 
 static uint8_t *put32(uint8_t *p, uint32_t v)
 {
@@ -52,7 +52,7 @@ static size_t build_with(uint32_t *storage, const requant_t *q)
     p = put32(p, 3);       /* model version */
     p = put32(p, 16000);   /* sample rate */
     p = put16(p, 256);     /* window */
-    p = put16(p, 1);       /* bands */
+    p = put16(p, 2);       /* bands */
     p = put16(p, N);       /* features */
     p = put16(p, 1);       /* layers */
     p = putf(p, 0.5f);     /* input scale */
@@ -66,7 +66,9 @@ static size_t build_with(uint32_t *storage, const requant_t *q)
     *p = 'm';
     p += 4;
     p = put16(p, 1);
-    p = put16(p, 9);       /* band bins [1, 9) */
+    p = put16(p, 5);
+    p = put16(p, 9);       /* band bins [1, 5), [5, 9) */
+    p += 2;                /* to 4 bytes */
     for (int i = 0; i < N; i++) {
         p = putf(p, 2.0f); /* mul */
     }
@@ -107,7 +109,7 @@ static size_t build_with(uint32_t *storage, const requant_t *q)
 /* Bias 4c, multiplier 0.5, shift 0: y = round(acc / 2). */
 static size_t build(uint32_t *storage)
 {
-    requant_t q = {0, {1 << 30}, {0}, {0, 4, 8, 12, 16, 20}};
+    requant_t q = {0, {1 << 30}, {0}, {0, 4, 8, 12, 16, 20, 24}};
     return build_with(storage, &q);
 }
 
@@ -247,11 +249,11 @@ int main(void)
     VW_CHECK_EQ(vw_engine_init(&e, &m, work, sizeof work), VW_OK);
 
     /* y_c = round((2 (x_c + 2) + 4c) / 2) + 1 = x_c + 2c + 3, clamped */
-    const int8_t in[N] = {-2, 0, 10, 120, -128, 30};
+    const int8_t in[N] = {-2, 0, 10, 120, -128, 30, -50};
     int8_t out[N];
     float score = -1.0f;
     VW_CHECK_EQ(vw_engine_run(&e, in, out, &score), VW_OK);
-    const int8_t want[N] = {1, 5, 17, 127, -117, 43};
+    const int8_t want[N] = {1, 5, 17, 127, -117, 43, -35};
     VW_CHECK(memcmp(out, want, N) == 0);
     float sum = 0.0f;
     for (int c = 0; c < N; c++) {
@@ -260,11 +262,11 @@ int main(void)
     }
     VW_CHECK(score == sum / (float)N);
 
-    /* x * 2 - 2, rounded half to even: 0.5, -0.5, 2.5, 198, -202, 4 */
-    float features[N] = {1.25f, 0.75f, 2.25f, 100.0f, -100.0f, 3.0f};
+    /* x * 2 - 2, rounded half to even: 0.5, -0.5, 2.5, 198, -202, 4, -3.5 */
+    float features[N] = {1.25f, 0.75f, 2.25f, 100.0f, -100.0f, 3.0f, -0.75f};
     int8_t q[N];
     VW_CHECK_EQ(vw_engine_quantize(&e, features, q), VW_OK);
-    const int8_t want_q[N] = {0, 0, 2, 127, -128, 4};
+    const int8_t want_q[N] = {0, 0, 2, 127, -128, 4, -4};
     VW_CHECK(memcmp(q, want_q, N) == 0);
     float infer_score;
     VW_CHECK_EQ(vw_engine_infer(&e, features, &infer_score), VW_OK);
@@ -275,6 +277,16 @@ int main(void)
     features[2] = INFINITY;
     VW_CHECK_EQ(vw_engine_infer(&e, features, &score), VW_ERR_INPUT);
     VW_CHECK_EQ(vw_engine_check_golden(&e), VW_OK); /* no golden vectors: nothing to miss */
+
+    /* The working memory holds nothing between runs: another engine may have used it. */
+    features[2] = 2.25f;
+    VW_CHECK_EQ(vw_engine_infer(&e, features, &score), VW_OK);
+    memset(work, 0x5a, sizeof work);
+    VW_CHECK_EQ(vw_engine_infer(&e, features, &infer_score), VW_OK);
+    VW_CHECK(infer_score == score);
+    memset(work, 0xa5, sizeof work);
+    VW_CHECK_EQ(vw_engine_run(&e, in, out, &score), VW_OK);
+    VW_CHECK(memcmp(out, want, N) == 0);
     test_quantization(&e);
     test_requantization();
     return vw_test_report("test_engine");
