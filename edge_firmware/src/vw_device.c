@@ -512,7 +512,7 @@ vw_status_t vw_device_command(vw_device_t *dev, const uint8_t *payload, size_t l
     }
     if (strcmp(cmd, "calibrate") == 0) {
         if (dev->calibrating != 0u) {
-            return reply(dev, id, cmd, REFUSED, "already calibrating");
+            return reply(dev, id, cmd, REFUSED, "calibrating");
         }
         memcpy(dev->calibration_id, id, id_len + 1u);
         dev->calibrating = dev->config.settings.calibrate_windows;

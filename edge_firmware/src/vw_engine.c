@@ -249,7 +249,7 @@ static void run_layers(vw_engine_t *engine, int8_t *output, float *score)
     /* The input's padding is 0, which run_last relies on: written on every run, since the
        working memory holds nothing from one run to the next (an OTA verification runs
        another model in the device's engine memory between two windows). */
-    for (uint32_t i = m->n_features; i < m->layers[0].in_pad; i++) {
+    for (uint32_t i = m->n_features; (i & 3u) != 0u; i++) { /* up to in_pad, a multiple of 4 */
         engine->input[interleaved(i)] = 0;
     }
     const int16_t *x = engine->input;

@@ -392,7 +392,7 @@ static void test_commands(void)
     int before = port_state.count;
     VW_CHECK_EQ(command("{\"id\":\"cal-2\",\"t\":1764547200000,\"cmd\":\"calibrate\"}"), VW_OK);
     CHECK_REPLY("{\"id\":\"cal-2\",\"t\":1764547200000,\"cmd\":\"calibrate\","
-                "\"outcome\":\"refused\",\"detail\":\"already calibrating\"}");
+                "\"outcome\":\"refused\",\"detail\":\"calibrating\"}");
     float highest = 0.0f;
     const float amplitudes[] = {LOW, 0.3f, LOW};
     for (int i = 0; i < 3; i++) {
