@@ -36,9 +36,10 @@ Four parts, on this machine's CPU:
   and size) at the manifest's false-alarm target, judge the same windows: the C DSP
   (``features_batch``), the baseline's score, and the C anomaly state machine
   (``vw_anomaly``, the device layer's) at the baseline's threshold. Devices run on one
-  process per CPU; the soak takes about 15 minutes of two CPUs (0.2 ms a window, three
-  quarters of it generating the signal). ``--quick``: 4 healthy devices of 0.25 days and 1
-  device per fault kind (about a minute).
+  process per CPU; with 4,096-sample windows the soak takes about 55 minutes of two CPUs
+  alone (0.7 ms a window, most of it generating the signal), and 93 minutes on a busy
+  machine. ``--quick``: 4 healthy devices of 0.25 days and 1 device per fault kind (a few
+  minutes).
 
 Reported: ``train_seconds``; over every split and both variants, ``far_max_over_splits``
 (the largest false-alarm rate on the unseen healthy windows at the package's threshold),
