@@ -173,10 +173,18 @@ def _judged(scores: Scores) -> dict[str, Any]:
     return {"far": scores.far, "detected": scores.detected(), "auc": scores.auc()}
 
 
-def _baseline(detector: Detector, healthy: Any, test: HeldOut) -> dict[str, Any]:
-    """A baseline fitted on ``healthy``, judged on ``test`` at its own threshold."""
-    fitted = detector.fit(healthy)
-    return _judged(Scores.by(fitted.anomaly_score, fitted.threshold_, test))
+def _baselines(healthy: Any, test: HeldOut, seed: int, target: float) -> dict[str, Any]:
+    """The isolation forest and PCA baselines fitted on ``healthy`` for the false-alarm
+    ``target``, each judged on ``test`` at its own threshold."""
+    detectors: dict[str, Detector] = {
+        "iforest": IsolationForestDetector(random_state=seed, false_alarm_rate=target),
+        "pca": PCADetector(random_state=seed, false_alarm_rate=target),
+    }
+    judged = {}
+    for name, detector in detectors.items():
+        fitted = detector.fit(healthy)
+        judged[name] = _judged(Scores.by(fitted.anomaly_score, fitted.threshold_, test))
+    return judged
 
 
 def cwru_run(
@@ -231,14 +239,7 @@ def cwru_run(
         "fault_min_over_threshold": {
             name: float(scores.min()) / int8.threshold for name, scores in int8.faulty.items()
         },
-        "iforest": _baseline(
-            IsolationForestDetector(random_state=seed, false_alarm_rate=target),
-            healthy_train,
-            test,
-        ),
-        "pca": _baseline(
-            PCADetector(random_state=seed, false_alarm_rate=target), healthy_train, test
-        ),
+        **_baselines(healthy_train, test, seed, target),
         "tflite_bytes": len(trained.package.tflite),
         "vwm_bytes": len(trained.package.vwm),
     }
@@ -263,13 +264,9 @@ def measure_factory() -> dict[str, Any]:
     if ours != metrics["auc"]:
         raise SystemExit(f"factory: the AUCs {ours} are not the manifest's {metrics['auc']}")
     progress("factory: fitting the baselines on the same rows")
-    baselines = {
-        "iforest": IsolationForestDetector(random_state=seed, false_alarm_rate=target),
-        "pca": PCADetector(random_state=seed, false_alarm_rate=target),
-    }
     theirs = {
-        name: detector_scores(detector.fit(train_rows), held_out).auc()
-        for name, detector in baselines.items()
+        name: judged["auc"]
+        for name, judged in _baselines(train_rows, held_out, seed, target).items()
     }
     margins = {
         kind: auc - max(aucs[kind] for aucs in theirs.values()) for kind, auc in ours.items()
