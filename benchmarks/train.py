@@ -28,7 +28,7 @@ Four parts, on this machine's CPU:
   (``models/factory/package/model.vwm``, its own threshold) on simulated devices, every
   window through the C device layer (features, int8 engine, the k-of-n anomaly state of the
   default ``DeviceSettings``). 50 healthy devices run 2 simulated days each (100
-  device-days), each with its own seed and machine (``device_machine``) and speed and load
+  device-days), each with its own seed and machine (``varied_machine``) and speed and load
   changing within the factory's trained range; for each of the six fault kinds, 3 devices
   run 30 healthy minutes and then the fault at a steady severity 0.5, until it is reported
   or 2 simulated hours pass (a miss). The isolation forest and PCA baselines, fitted on the

@@ -52,6 +52,7 @@ spectrum and a kurtosis near 7, at two to three times the healthy RMS.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, get_args
@@ -250,6 +251,38 @@ class Machine:
                 raise DataError(f"machine {name} {value} is not a finite level >= 0")
         if not 0 <= self.slip <= 0.1:
             raise DataError(f"machine slip {self.slip} is not in [0, 0.1]")
+
+
+#: How far machines of one kind stray from one another: a uniform factor in
+#: ``[1 - spread, 1 + spread]`` on the default machine's speed, resonance and noise levels
+#: (:func:`varied_machine`). The factory model learns machines drawn within it and the
+#: simulated fleet is made of them; machines further apart need thresholds of their own
+#: (the device's ``calibrate`` command).
+MACHINE_SPREAD = 0.03
+
+
+def varied_machine(rng: random.Random, spread: float = MACHINE_SPREAD) -> Machine:
+    """A machine of the default kind, its speed, resonance and levels each drawn within
+    ``spread`` of the defaults (:data:`MACHINE_SPREAD`).
+
+    Raises:
+        DataError: ``spread`` is not in [0, 1).
+    """
+    if not 0 <= spread < 1:
+        raise DataError(f"machine spread {spread} is not in [0, 1)")
+    base = Machine()
+
+    def near(value: float) -> float:
+        return value * rng.uniform(1 - spread, 1 + spread)
+
+    return Machine(
+        shaft_hz=near(base.shaft_hz),
+        resonance_hz=near(base.resonance_hz),
+        harmonics_g=tuple(near(g) for g in base.harmonics_g),
+        machine_noise_g=near(base.machine_noise_g),
+        rolling_noise_g=near(base.rolling_noise_g),
+        sensor_noise_g=near(base.sensor_noise_g),
+    )
 
 
 @dataclass(frozen=True)

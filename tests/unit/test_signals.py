@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -13,10 +14,12 @@ from vibewatch.errors import DataError
 from vibewatch.signals import (
     CWRU_DRIVE_END,
     FAULT_KINDS,
+    MACHINE_SPREAD,
     Bearing,
     Fault,
     Machine,
     generate,
+    varied_machine,
 )
 
 FS = 48_000
@@ -321,3 +324,20 @@ def test_refuses_bad_arguments_by_name(kwargs: dict[str, Any], named: str) -> No
 def test_refuses_bad_machines(build: Any, named: str) -> None:
     with pytest.raises(DataError, match=named):
         build()
+
+
+def test_varied_machine_strays_within_the_spread_and_repeats() -> None:
+    base = Machine()
+    machines = [varied_machine(random.Random(seed)) for seed in range(200)]
+    for name in ("shaft_hz", "resonance_hz", "machine_noise_g", "rolling_noise_g"):
+        ratios = np.array([getattr(m, name) / getattr(base, name) for m in machines])
+        assert ratios.min() >= 1 - MACHINE_SPREAD and ratios.max() <= 1 + MACHINE_SPREAD
+        assert ratios.max() - ratios.min() > MACHINE_SPREAD  # drawn, not fixed
+    assert varied_machine(random.Random(7)) == varied_machine(random.Random(7))
+    assert varied_machine(random.Random(7), spread=0.0) == base
+
+
+@pytest.mark.parametrize("spread", [-0.1, 1.0, float("nan")])
+def test_varied_machine_refuses_a_spread_outside_0_1(spread: float) -> None:
+    with pytest.raises(DataError, match=f"spread {spread}"):
+        varied_machine(random.Random(0), spread=spread)

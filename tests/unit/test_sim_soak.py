@@ -20,7 +20,8 @@ from vibewatch.edge.anomaly import AnomalyState
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
-from vibewatch.sim.fleet import ManualClock, Operation, SimDevice, device_machine
+from vibewatch.signals import varied_machine
+from vibewatch.sim.fleet import ManualClock, Operation, SimDevice
 from vibewatch.sim.scenario import FaultPlan
 from vibewatch.sim.soak import (
     DEVICE,
@@ -52,7 +53,7 @@ def sim_device(
         Ed25519PrivateKey.generate().public_key(),
         publish=lambda suffix, payload: sent.append((suffix, payload)) is None,
         clock=ManualClock(),
-        machine=device_machine(random.Random(1)),
+        machine=varied_machine(random.Random(1)),
         faults=faults,
         seed=3,
         settings=settings,

@@ -39,7 +39,7 @@ from vibewatch.edge.device import Device, DeviceSettings
 from vibewatch.edge.ota import DeviceCapabilities, SlotDevice
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import DataError
-from vibewatch.signals import Fault, FaultKind, Machine, Profile, generate
+from vibewatch.signals import Fault, FaultKind, Machine, Profile, generate, varied_machine
 from vibewatch.sim.scenario import FaultPlan, Scenario
 
 __all__ = [
@@ -49,19 +49,12 @@ __all__ = [
     "Operation",
     "SimClock",
     "SimDevice",
-    "device_machine",
 ]
 
 #: The firmware version simulated devices report.
 FIRMWARE = "1.0.0-sim"
 #: 2025-12-01T00:00:00Z: where simulated wall clocks start unless told otherwise.
 EPOCH_MS = 1_764_547_200_000
-#: How far a simulated machine's speed, resonance and noise levels stray from the defaults
-#: (a uniform factor in [1 - spread, 1 + spread]). The factory model learnt the default
-#: machine: at 3 % no healthy device of a fleet of 50 raises an anomaly event in 600
-#: windows, at 5 % six do, at 10 % twenty-nine do (machines that far apart need thresholds
-#: of their own: the ``calibrate`` command).
-MACHINE_SPREAD = 0.03
 
 
 class Clock(Protocol):
@@ -113,24 +106,6 @@ class ManualClock:
 
     def wall_ms(self) -> int:
         return self._start_wall_ms + int(self._now_s * 1000)
-
-
-def device_machine(rng: random.Random) -> Machine:
-    """A machine of the default kind, its speed, resonance and levels drawn within
-    :data:`MACHINE_SPREAD` of the defaults."""
-    base = Machine()
-
-    def near(value: float) -> float:
-        return value * rng.uniform(1 - MACHINE_SPREAD, 1 + MACHINE_SPREAD)
-
-    return Machine(
-        shaft_hz=near(base.shaft_hz),
-        resonance_hz=near(base.resonance_hz),
-        harmonics_g=tuple(near(g) for g in base.harmonics_g),
-        machine_noise_g=near(base.machine_noise_g),
-        rolling_noise_g=near(base.rolling_noise_g),
-        sensor_noise_g=near(base.sensor_noise_g),
-    )
 
 
 @dataclass(frozen=True)
@@ -401,7 +376,7 @@ class Fleet:
                 public_key,
                 publish=send,
                 clock=self.clock,
-                machine=device_machine(rng),
+                machine=varied_machine(rng),
                 faults=tuple(faulty.get(device_id, ())),
                 seed=scenario.seed * 100_003 + index,
                 settings=settings,

@@ -19,8 +19,9 @@ What runs where::
                      (features_batch), scored CHUNK_WINDOWS at a time, each score through
                      the C anomaly state machine (vw_anomaly) at the baseline's threshold
 
-**Healthy devices** each have a seed and a machine of their own (:func:`device_machine`,
-within :data:`~vibewatch.sim.fleet.MACHINE_SPREAD` of the default), run for ``days``: a new
+**Healthy devices** each have a seed and a machine of their own
+(:func:`~vibewatch.signals.varied_machine`, within :data:`~vibewatch.signals.MACHINE_SPREAD`
+of the default, as the factory model's training machines are), run for ``days``: a new
 operating point (shaft speed within :data:`~vibewatch.train.factory.SPEED_RANGE_HZ`, load
 within :data:`~vibewatch.train.factory.LOAD_RANGE`, the factory model's trained range) every
 5 to 60 simulated minutes, reached over 10 to 60 s, or over 2 to 10 minutes for one change in
@@ -73,8 +74,8 @@ from vibewatch.edge.anomaly import AnomalyState
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.vwm import decode_header
 from vibewatch.errors import DataError
-from vibewatch.signals import FAULT_KINDS, FaultKind
-from vibewatch.sim.fleet import ManualClock, Operation, SimDevice, device_machine
+from vibewatch.signals import FAULT_KINDS, FaultKind, varied_machine
+from vibewatch.sim.fleet import ManualClock, Operation, SimDevice
 from vibewatch.sim.scenario import FaultPlan
 from vibewatch.train.factory import LOAD_RANGE, SPEED_RANGE_HZ
 
@@ -316,7 +317,7 @@ def run_device(
         Ed25519PrivateKey.generate().public_key(),  # provisioning checks no signature
         publish=publish,
         clock=clock,
-        machine=device_machine(random.Random(seed)),
+        machine=varied_machine(random.Random(seed)),
         faults=faults,
         seed=seed,
         settings=settings,

@@ -1,11 +1,14 @@
-"""The factory model's training data: a healthy machine from the vibration generator.
+"""The factory model's training data: healthy machines from the vibration generator.
 
-Devices ship with a model trained on :mod:`vibewatch.signals`: the default machine in
+Devices ship with a model trained on :mod:`vibewatch.signals`: machines of the default kind
+(each segment a machine of its own, within :data:`~vibewatch.signals.MACHINE_SPREAD` of the
+default: :func:`~vibewatch.signals.varied_machine`, as the devices' machines differ) in
 segments of :data:`SEGMENT_WINDOWS` consecutive windows, each at a random shaft speed
 within :data:`SPEED_RANGE_HZ` and a random load within :data:`LOAD_RANGE`, some with the
 speed ramping across the segment; segments in random order, so every part of the data,
 held-out part included, covers the whole operating range. The faulty sets (for evaluation
-and the card) are each fault kind at :data:`FAULT_SEVERITY` over the same range of speeds.
+and the card) are each fault kind at :data:`FAULT_SEVERITY` on the same range of machines,
+speeds and loads.
 
 Every random choice derives from one seed: the same seed gives the same rows, and (in a
 fresh process, with the same library versions) the same package bytes.
@@ -13,13 +16,14 @@ fresh process, with the same library versions) the same package bytes.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from vibewatch.edge import FeatureSpec, features_batch
-from vibewatch.signals import FAULT_KINDS, Fault, Machine, Profile, generate
+from vibewatch.signals import FAULT_KINDS, MACHINE_SPREAD, Fault, Profile, generate, varied_machine
 from vibewatch.train.job import TrainingData
 
 SAMPLE_RATE_HZ = 48_000
@@ -32,11 +36,11 @@ FACTORY_VERSION = 1
 
 
 def _segment(
-    machine: Machine,
     spec: FeatureSpec,
     rng: np.random.Generator,
     faults: tuple[Fault, ...] = (),
 ) -> npt.NDArray[np.float32]:
+    machine = varied_machine(random.Random(int(rng.integers(2**31))))
     low, high = SPEED_RANGE_HZ
     speed: Profile = float(rng.uniform(low, high))
     if rng.random() < 0.25:  # a run-up or run-down across the segment
@@ -60,7 +64,7 @@ def generator_data(
     faulty_windows: int = 1_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingData:
-    """Healthy rows of the default machine and faulty rows of every fault kind.
+    """Healthy rows of machines of the default kind and faulty rows of every fault kind.
 
     Args:
         seed: Seed of every random choice.
@@ -69,7 +73,6 @@ def generator_data(
         progress: Called with ``(segments done, segments)``.
     """
     spec = FeatureSpec.default(SAMPLE_RATE_HZ)
-    machine = Machine()
     rng = np.random.default_rng(seed)
     n_healthy = -(-windows // SEGMENT_WINDOWS)
     n_faulty = -(-faulty_windows // SEGMENT_WINDOWS)
@@ -77,20 +80,20 @@ def generator_data(
     report = progress or (lambda done, total: None)
     healthy = []
     for i in range(n_healthy):
-        healthy.append(_segment(machine, spec, rng))
+        healthy.append(_segment(spec, rng))
         report(i + 1, total)
     faulty = {}
     for k, kind in enumerate(FAULT_KINDS):
         faults = (Fault(kind, FAULT_SEVERITY),)
         parts = []
         for j in range(n_faulty):
-            parts.append(_segment(machine, spec, rng, faults))
+            parts.append(_segment(spec, rng, faults))
             report(n_healthy + k * n_faulty + j + 1, total)
         faulty[f"{kind} {FAULT_SEVERITY:g}"] = np.concatenate(parts)
     source = {
         "source": "generator",
         "seed": seed,
-        "machine": "vibewatch.signals.Machine()",
+        "machine": f"vibewatch.signals.varied_machine(spread={MACHINE_SPREAD:g})",
         "speed_hz": list(SPEED_RANGE_HZ),
         "load": list(LOAD_RANGE),
         "segment_windows": SEGMENT_WINDOWS,
