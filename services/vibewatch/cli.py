@@ -11,6 +11,7 @@ import typer
 from vibewatch import __version__
 from vibewatch.alerts.cli import alerts_app
 from vibewatch.cliutil import App, ConfigOption, JsonOption, config_json, exits, fail, load
+from vibewatch.dashboards.cli import dashboards_app
 from vibewatch.demo.cli import demo_command
 from vibewatch.errors import VibewatchError
 from vibewatch.logs import setup_logging
@@ -27,6 +28,7 @@ log = logging.getLogger("vibewatch")
 app = App(help="vibewatch: predictive maintenance for fleets of vibration sensors.")
 config_app = App(help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
+app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")

@@ -12,6 +12,7 @@ from vibewatch.ingest.deadletter import DeadLetterLog
 from vibewatch.ingest.service import IngestService
 from vibewatch.ingest.spool import Spool
 from vibewatch.mqtt import AckToken, MessageHandler
+from vibewatch.protocol import REJECT_REASONS
 from vibewatch.testing.ingest import wait_for
 from vibewatch.testing.load import telemetry
 
@@ -70,7 +71,9 @@ def test_the_service_runs_on_the_collaborators_it_is_given(tmp_path: Path) -> No
     assert len(readings) == 3 and all("device=pump-1" in line for line in readings)
     dead = (tmp_path / "dead.jsonl").read_text().splitlines()
     assert len(dead) == 3
-    assert service.stats.rejected == {"bad_json": 1, "bad_topic": 2}
+    assert dict(+service.stats.rejected) == {"bad_json": 1, "bad_topic": 2}
+    # every reason is counted, at 0 until it happens, so its first rejection shows as a step
+    assert set(service.stats.rejected) >= {*REJECT_REASONS, "internal_error", "influx_rejected"}
     assert service.stop(5)
     assert session.stopped
     assert any(line.startswith("vibewatch_ingest,") for line in writer.lines)

@@ -42,6 +42,7 @@ from vibewatch.alerts.silences import Silence, SilenceStore
 from vibewatch.alerts.store import AlertStore
 from vibewatch.config import Config
 from vibewatch.errors import ProtocolError, VibewatchError
+from vibewatch.influx import schema
 from vibewatch.mqtt import AckToken, MqttSession, broker_settings
 from vibewatch.protocol import (
     AnomalyEvent,
@@ -411,9 +412,9 @@ def _ingest(db: sqlite3.Connection) -> list[IngestReport]:
                 report.instance,
                 report.at_s,
                 report.interval_s,
-                int(figures.get("messages_in", 0)),
-                int(figures.get("rejected", 0)),
-                int(figures.get("spool_records", 0)),
+                int(figures.get(schema.MESSAGES_IN, 0)),
+                int(figures.get(schema.REJECTED, 0)),
+                int(figures.get(schema.SPOOL_RECORDS, 0)),
             )
         )
     return out

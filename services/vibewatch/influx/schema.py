@@ -49,10 +49,18 @@ INSTANCE: Final = "instance"
 # --------------------------------------------------------------------------- fields
 SEQ: Final = "seq"
 """Integer field of ``reading``, ``anomaly`` and ``features``: the window's sequence number."""
-READING_FIELDS: Final = ("score", "rms", "peak", "crest", "kurtosis")
-"""Float fields of ``reading``, in the order of the telemetry message (then ``seq``)."""
 SCORE: Final = "score"
 """Float field of ``reading`` and ``anomaly``: the anomaly score."""
+RMS: Final = "rms"
+"""Float field of ``reading``: the window's root mean square, in g."""
+PEAK: Final = "peak"
+"""Float field of ``reading``: the window's largest absolute sample, in g."""
+CREST: Final = "crest"
+"""Float field of ``reading``: peak over RMS."""
+KURTOSIS: Final = "kurtosis"
+"""Float field of ``reading``: the window's kurtosis (3 for Gaussian noise)."""
+READING_FIELDS: Final = (SCORE, RMS, PEAK, CREST, KURTOSIS)
+"""Float fields of ``reading``, in the order of the telemetry message (then ``seq``)."""
 THRESHOLD: Final = "threshold"
 """Float field of ``anomaly``: the threshold in force."""
 MODEL_VERSION: Final = "model_version"
@@ -72,6 +80,32 @@ STATUS_FIELDS: Final = (
     "uptime_s",
 )
 """Optional fields of ``device_status``, written when the message carries them."""
+
+
+# ------------------------------------------------- fields of vibewatch_ingest
+MESSAGES_IN: Final = "messages_in"
+"""Counter: MQTT messages received (redeliveries included)."""
+MESSAGES_OK: Final = "messages_ok"
+"""Counter: messages decoded and turned into points."""
+POINTS_WRITTEN: Final = "points_written"
+"""Counter: points InfluxDB accepted (directly or from the spool)."""
+POINTS_SPOOLED: Final = "points_spooled"
+"""Counter: points appended to the on-disk spool."""
+REJECTED: Final = "rejected"
+"""Counter: messages rejected, all reasons; ``rejected_<reason>`` counts one reason."""
+SPOOL_RECORDS: Final = "spool_records"
+"""Gauge: batches waiting in the spool."""
+BUFFER_POINTS: Final = "buffer_points"
+"""Gauge: points held in memory."""
+BATCH_LATENCY_MS_AVG: Final = "batch_latency_ms_avg"
+"""Gauge: mean time from a batch's first line to durable over the last interval, in ms."""
+BATCH_LATENCY_MS_MAX: Final = "batch_latency_ms_max"
+"""Gauge: the longest such time over the last interval, in ms."""
+
+
+def rejected_field(reason: str) -> str:
+    """The counter of ``vibewatch_ingest`` of rejections with one reason."""
+    return f"{REJECTED}_{reason}"
 
 
 FEATURE_FIELD_RE: Final = re.compile(r"f(0|[1-9][0-9]*)", re.ASCII)

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,7 +33,14 @@ from vibewatch.ingest.points import lines_for
 from vibewatch.ingest.spool import Spool
 from vibewatch.ingest.stats import IngestStats, stats_point
 from vibewatch.mqtt import AckToken, MqttSession, Subscription, broker_settings
-from vibewatch.protocol import Kind, Limits, decode_message, parse_topic, subscription_filters
+from vibewatch.protocol import (
+    REJECT_REASONS,
+    Kind,
+    Limits,
+    decode_message,
+    parse_topic,
+    subscription_filters,
+)
 from vibewatch.state import ServiceReport, StateError, open_state_db, record_report
 
 log = logging.getLogger(__name__)
@@ -126,7 +134,10 @@ class IngestService:
             max_payload_bytes=settings.max_payload_bytes,
             max_future_ms=settings.max_future_seconds * 1000,
         )
-        self.stats = IngestStats()
+        # every reason counted from the first snapshot on, so a dashboard sees the first
+        # rejection of each as a step from 0
+        reasons = (*REJECT_REASONS, UNENCODABLE, INTERNAL_ERROR, INFLUX_REJECTED)
+        self.stats = IngestStats(rejected=Counter(dict.fromkeys(reasons, 0)))
         self._writer = writer
         self._spool = spool
         self._deadletter = deadletter
@@ -346,9 +357,10 @@ class IngestService:
 
     def _summary(self) -> str:
         s = self.stats
+        reasons = {reason: n for reason, n in s.rejected.items() if n}
         return (
             f"messages in {s.messages_in}, ok {s.messages_ok}, rejected {sum(s.rejected.values())} "
-            f"{dict(s.rejected)}, points written {s.points_written}, spooled {s.points_spooled}, "
+            f"{reasons}, points written {s.points_written}, spooled {s.points_spooled}, "
             f"replayed {s.points_replayed}, spool {self._spool.records} batches"
         )
 

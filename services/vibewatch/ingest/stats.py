@@ -53,26 +53,26 @@ class IngestStats:
         """Return all figures as a flat dict and start a new latency interval."""
         with self.lock:
             values: dict[str, FieldValue] = {
-                "messages_in": self.messages_in,
-                "messages_ok": self.messages_ok,
+                schema.MESSAGES_IN: self.messages_in,
+                schema.MESSAGES_OK: self.messages_ok,
                 "status_cleared": self.status_cleared,
-                "points_written": self.points_written,
-                "points_spooled": self.points_spooled,
+                schema.POINTS_WRITTEN: self.points_written,
+                schema.POINTS_SPOOLED: self.points_spooled,
                 "points_replayed": self.points_replayed,
                 "batches_written": self.batches_written,
                 "write_retries": self.write_retries,
-                "rejected": sum(self.rejected.values()),
+                schema.REJECTED: sum(self.rejected.values()),
                 "stale_acks": self.stale_acks,
-                "spool_records": self.spool_records,
+                schema.SPOOL_RECORDS: self.spool_records,
                 "spool_bytes": self.spool_bytes,
-                "buffer_points": self.buffer_points,
-                "batch_latency_ms_avg": round(
+                schema.BUFFER_POINTS: self.buffer_points,
+                schema.BATCH_LATENCY_MS_AVG: round(
                     1000 * self._latency_sum / self._latency_n if self._latency_n else 0.0, 3
                 ),
-                "batch_latency_ms_max": round(1000 * self._latency_max, 3),
+                schema.BATCH_LATENCY_MS_MAX: round(1000 * self._latency_max, 3),
             }
             for reason, count in sorted(self.rejected.items()):
-                values[f"rejected_{reason}"] = count
+                values[schema.rejected_field(reason)] = count
             self._latency_sum = self._latency_max = 0.0
             self._latency_n = 0
         return values
