@@ -1,5 +1,5 @@
 """``vibewatch ota …`` (rollouts) and ``vibewatch devices …`` (what the devices said of
-themselves).
+themselves, and their broker credentials: :mod:`vibewatch.access`).
 
 ``ota deploy`` checks a rollout and saves it; the controller (``vibewatch serve``, or
 ``vibewatch ota serve`` alone) carries it out. ``pause``, ``resume``, ``abort`` and
@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +29,7 @@ from vibewatch.cliutil import (
     JsonOption,
     ProgressLine,
     duration,
+    exits,
     fail,
     load,
     state_db,
@@ -36,7 +38,9 @@ from vibewatch.cliutil import (
 __all__ = ["devices_app", "ota_app"]
 
 ota_app = App(help="Over-the-air model rollouts: canary first, then waves; abort on trouble.")
-devices_app = App(help="The devices, as their last status messages describe them.")
+devices_app = App(
+    help="The devices: what their status messages say, their labels, their broker credentials."
+)
 
 RolloutArgument = Annotated[str, typer.Argument(help="Rollout id (rollout-N).", show_default=False)]
 
@@ -521,3 +525,76 @@ def devices_show(
 def _device_part(rollout: Any, device: str) -> dict[str, Any]:
     progress = rollout.devices[device]
     return {"state": progress.state.value, "wave": progress.wave + 1, "detail": progress.detail}
+
+
+AccessDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        metavar="DIR",
+        help="Directory of the broker's password file, ACL and secrets "
+        "\\[default: <data_home>/broker].",
+        show_default=False,
+    ),
+]
+UsersArgument = Annotated[
+    list[str],
+    typer.Argument(
+        help="Device ids, or back-end service names with a dot (svc.ingest).",
+        show_default=False,
+    ),
+]
+
+
+def _access(directory: Path | None, config: Path | None) -> Any:
+    from vibewatch.access import AccessFiles
+
+    cfg = load(config)
+    return AccessFiles(directory or cfg.data_home / "broker", cfg.mqtt.topic_prefix)
+
+
+@devices_app.command("provision")
+def devices_provision(
+    users: UsersArgument,
+    renew: Annotated[
+        bool, typer.Option("--renew", help="New passwords for users that have one.")
+    ] = False,
+    directory: AccessDirOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Give devices (and back-end services) their broker credentials: a random password
+    each, written to DIR/devices/<id>.password (or DIR/services/<name>.password) with mode
+    0600 and never printed, its hash in DIR/passwd (Mosquitto's password_file), and the
+    ACL in DIR/acl (acl_file) that lets each device publish only its own uplink topics and
+    read only its own downlink. Reload the broker afterwards (systemctl reload mosquitto)."""
+    access = _access(directory, config)
+    with exits():
+        made = access.provision(users, renew=renew)
+    if as_json:
+        shown = [{**dataclasses.asdict(c), "password_file": str(c.password_file)} for c in made]
+        typer.echo(
+            json.dumps({"passwd": str(access.passwd), "acl": str(access.acl), "users": shown})
+        )
+        return
+    for c in made:
+        typer.echo(f"{c.user}: {'new password' if c.created else 'kept'} in {c.password_file}")
+    typer.echo(f"password file {access.passwd}, ACL {access.acl}: reload the broker")
+
+
+@devices_app.command("revoke")
+def devices_revoke(
+    users: UsersArgument,
+    directory: AccessDirOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Remove devices (or services) from the broker's password file and delete their
+    secrets; once the broker reloads (systemctl reload mosquitto) they cannot connect."""
+    access = _access(directory, config)
+    with exits():
+        gone = access.revoke(users)
+    if as_json:
+        typer.echo(json.dumps({"revoked": gone, "passwd": str(access.passwd)}))
+        return
+    typer.echo(f"revoked {', '.join(gone)} in {access.passwd}: reload the broker")

@@ -542,6 +542,7 @@ class LocalMosquitto(LocalServer):
         workdir: Path,
         port: int | None = None,
         extra_conf: str = "",
+        anonymous: bool = True,
         settings: Mapping[str, str] = NO_LOSS_SETTINGS,
         executable: str | os.PathLike[str] | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
@@ -552,6 +553,8 @@ class LocalMosquitto(LocalServer):
             workdir: Directory for configuration, persistence and log (created).
             port: Listener port; a free one is chosen once when ``None``.
             extra_conf: Lines appended to the generated mosquitto.conf.
+            anonymous: Whether clients without a user name may connect (False with a
+                ``password_file`` in ``extra_conf``).
             settings: Broker options written as ``key value`` lines;
                 :data:`NO_LOSS_SETTINGS` unless a test compares with other values.
             executable: Path or name of the mosquitto binary to use instead of
@@ -562,6 +565,7 @@ class LocalMosquitto(LocalServer):
             workdir=workdir, port=port, executable=executable, start_timeout=start_timeout
         )
         self.extra_conf = extra_conf
+        self.anonymous = anonymous
         self.settings = dict(settings)
 
     @property
@@ -574,7 +578,7 @@ class LocalMosquitto(LocalServer):
         lines = [
             "# Written by vibewatch.testing.servers on every start; edits are lost.",
             f"listener {self.port} {LOOPBACK}",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
             # Only has an effect when run as root: stay that user instead of
             # switching to "mosquitto", who cannot write into the workdir.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
