@@ -17,7 +17,10 @@ in place. All problems are collected and raised together in one
 where the value came from. Only :func:`load_config` reads the environment.
 
 Passwords and tokens are :class:`Secret` values: they print as ``********``
-and are never part of an error message or of :meth:`Config.redacted`. URLs are
+and are never part of an error message or of :meth:`Config.redacted`. Each may also
+come from a file named by ``VIBEWATCH_<SECTION>_<KEY>_FILE`` (a container secret, a
+systemd credential; its text without the final line break), so it need not sit in the
+environment or the TOML file. URLs are
 :data:`HttpUrl` values: wherever one is shown (:meth:`Config.redacted`, ``repr``,
 error messages) its credentials are masked by :func:`vibewatch.redact.mask_url`,
 although a URL that holds any is refused in the first place.
@@ -1251,6 +1254,11 @@ class _Key:
         parts = [self.section, self.name] if self.section else [self.name]
         return ENV_PREFIX + "_".join(parts).upper()
 
+    @property
+    def file_env(self) -> str:
+        """The variable naming a file that holds a secret key's value."""
+        return self.env + "_FILE"
+
     def get(self, config: Config) -> object:
         holder = getattr(config, self.section) if self.section else config
         return getattr(holder, self.name)
@@ -1377,8 +1385,24 @@ def _file_values(document: dict[str, Any], path: str, problems: list[str]) -> di
     return values
 
 
+def _read_secret_file(path: str) -> str:
+    """A secret kept in a file (a container secret, a systemd credential): its text without
+    the line break at its end."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _BadValueError(
+            f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise _BadValueError(f"{path} is empty")
+    return _check_utf8(value)
+
+
 def _unknown_env(environ: Mapping[str, str]) -> list[str]:
     known = [key.env for key in _KEYS] + [CONFIG_ENV]
+    known += [key.file_env for key in _KEYS if key.kind.secret]
     return [
         f"unknown environment variable {name}{_suggest(name, known)}"
         for name in sorted(environ)
@@ -1460,7 +1484,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raw: object
         value: object
         try:
-            if key.env in env:
+            if key.kind.secret and key.file_env in env:
+                raw, source = env[key.file_env], f"from the file {key.file_env} names"
+                if key.env in env:
+                    raise _BadValueError(f"set {key.env} or {key.file_env}, not both")
+                value = Secret(_read_secret_file(raw))
+            elif key.env in env:
                 raw, source = env[key.env], f"from {key.env}"
                 value = key.kind.from_env(raw)
             elif key.dotted in file_values:

@@ -1058,3 +1058,47 @@ def test_receivers_take_what_their_matchers_match_on_routes_of_their_own() -> No
     warning = Alert({"alertname": "DeviceAnomaly", "device": "pump-1", "severity": "warning"})
     assert every.takes(critical) and every.takes(warning)
     assert pager.takes(critical) and not pager.takes(warning)
+
+
+def test_a_secret_comes_from_the_file_its_file_variable_names(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-from-file\n")
+    token.chmod(0o600)
+    config = load_config(
+        environ={
+            "VIBEWATCH_INFLUX_API": "v2",
+            "VIBEWATCH_INFLUX_ORG": "o",
+            "VIBEWATCH_INFLUX_BUCKET": "b",
+            "VIBEWATCH_INFLUX_TOKEN_FILE": str(token),
+            "VIBEWATCH_MQTT_PASSWORD_FILE": str(token),
+        }
+    )
+    assert config.influx.token.reveal() == "tok-from-file"
+    assert config.mqtt.password.reveal() == "tok-from-file"
+
+
+@pytest.mark.parametrize(
+    ("content", "also_plain", "message"),
+    [
+        (None, False, "cannot read .*nope: No such file"),
+        ("\n", False, "is empty"),
+        ("pw", True, "set VIBEWATCH_MQTT_PASSWORD or VIBEWATCH_MQTT_PASSWORD_FILE, not both"),
+    ],
+)
+def test_a_secret_file_that_cannot_serve_is_refused_without_its_text(
+    tmp_path: Path, content: str | None, also_plain: bool, message: str
+) -> None:
+    path = tmp_path / "nope"
+    if content is not None:
+        path.write_text(content)
+    env = {"VIBEWATCH_MQTT_PASSWORD_FILE": str(path)}
+    if also_plain:
+        env["VIBEWATCH_MQTT_PASSWORD"] = "other-secret"
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(environ=env)
+    assert "other-secret" not in str(caught.value)
+
+
+def test_only_secrets_have_file_variables() -> None:
+    with pytest.raises(ConfigError, match="unknown environment variable VIBEWATCH_MQTT_HOST_FILE"):
+        load_config(environ={"VIBEWATCH_MQTT_HOST_FILE": "/tmp/x"})
