@@ -58,6 +58,7 @@ __all__ = [
     "AlertsConfig",
     "Config",
     "DeviceGroups",
+    "GrafanaConfig",
     "HttpUrl",
     "InfluxApi",
     "InfluxConfig",
@@ -743,6 +744,23 @@ class AlertsConfig(_MaskedRepr):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class GrafanaConfig(_MaskedRepr):
+    """``[grafana]``: where ``vibewatch dashboards push`` uploads the dashboards."""
+
+    url: HttpUrl = field(
+        default=HttpUrl("http://127.0.0.1:3000"),
+        metadata=_key("Base URL of Grafana, `http://` or `https://`, without credentials."),
+    )
+    token: Secret = field(
+        default=Secret(),
+        metadata=_key(
+            "Service account token (Editor role) sent as `Authorization: Bearer`; empty: "
+            "no authentication."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class LogConfig(_MaskedRepr):
     """``[log]``: the service's own log."""
 
@@ -778,6 +796,7 @@ class Config(_MaskedRepr):
     train: TrainConfig = field(default_factory=TrainConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:

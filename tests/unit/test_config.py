@@ -725,7 +725,17 @@ def test_secrets_never_shown_by_config() -> None:
 def test_redacted_is_plain_data() -> None:
     redacted = Config().redacted()
 
-    assert list(redacted) == ["", "mqtt", "influx", "ingest", "train", "ota", "alerts", "log"]
+    assert list(redacted) == [
+        "",
+        "mqtt",
+        "influx",
+        "ingest",
+        "train",
+        "ota",
+        "alerts",
+        "grafana",
+        "log",
+    ]
     assert redacted["mqtt"]["port"] == 1883
     assert redacted["mqtt"]["tls_ca_file"] == ""
     assert redacted["influx"]["gzip"] is True

@@ -103,6 +103,17 @@ def push(*args: str, env: dict[str, str] | None = None) -> Any:
     return CliRunner().invoke(app, ["dashboards", "push", *args], env=env or {})
 
 
+def test_push_takes_url_and_token_from_the_configuration(
+    grafana: FakeGrafana, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    env = {"VIBEWATCH_GRAFANA_URL": grafana.url, "VIBEWATCH_GRAFANA_TOKEN_FILE": str(token)}
+    result = push(env=env)
+    assert result.exit_code == 0, result.output
+    assert sorted(grafana.dashboards) == sorted(DASHBOARDS)
+
+
 def test_push_creates_the_folder_then_saves_every_dashboard_in_it(
     grafana: FakeGrafana, tmp_path: Path
 ) -> None:

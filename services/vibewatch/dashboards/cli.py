@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +23,6 @@ __all__ = ["dashboards_app"]
 dashboards_app = App(
     help="Grafana dashboards: the JSON models, provisioning, query checks, upload."
 )
-#: Where ``push`` reads the Grafana token from when no ``--token-file`` is given.
-GRAFANA_TOKEN_ENV = "VIBEWATCH_GRAFANA_TOKEN"  # noqa: S105 (a variable name, not a token)
 
 
 @dashboards_app.command("export")
@@ -118,16 +115,23 @@ def dashboards_check(
 @dashboards_app.command("push")
 def dashboards_push(
     url: Annotated[
-        str,
-        typer.Option("--url", metavar="URL", help="Grafana's base URL, e.g. https://grafana:3000."),
-    ],
+        str | None,
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Grafana's base URL \\[default: grafana.url of the configuration].",
+            show_default=False,
+        ),
+    ] = None,
     token_file: Annotated[
         Path | None,
         typer.Option(
             "--token-file",
             metavar="PATH",
-            help="File holding a Grafana service account token (Editor role); default: "
-            "$VIBEWATCH_GRAFANA_TOKEN, else no authentication.",
+            help="File holding a Grafana service account token (Editor role) "
+            "\\[default: grafana.token of the configuration, e.g. from "
+            "$VIBEWATCH_GRAFANA_TOKEN or the file $VIBEWATCH_GRAFANA_TOKEN_FILE names; "
+            "empty: no authentication].",
             show_default=False,
         ),
     ] = None,
@@ -136,13 +140,15 @@ def dashboards_push(
         typer.Option("--message", help="Version message; default: the vibewatch version."),
     ] = "",
     as_json: JsonOption = False,
+    config: ConfigOption = None,
 ) -> None:
     """Upload every dashboard into the "vibewatch" folder of a Grafana server (created if
     missing), each under its own uid with overwrite: pushing again saves new versions of
     the same dashboards."""
     from vibewatch.dashboards.push import push
 
-    token = os.environ.get(GRAFANA_TOKEN_ENV, "")
+    cfg = load(config)
+    token = cfg.grafana.token.reveal()
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
@@ -151,7 +157,7 @@ def dashboards_push(
         if not token:
             fail(f"--token-file {token_file} is empty", 2)
     with exits():
-        pushed = push(url, token, message=message)
+        pushed = push(url or str(cfg.grafana.url), token, message=message)
     if as_json:
         typer.echo(json.dumps({"dashboards": [dataclasses.asdict(p) for p in pushed]}))
         return
