@@ -9,6 +9,9 @@ kept in one directory (default ``<data_home>/broker``)::
     acl                    generated from the users, never edited by hand
     devices/<id>.password  a device's password, mode 0600, for its firmware image
     services/<name>.password   a service's password, mode 0600 (its mqtt.password)
+    ca/ca.crt, ca/ca.key   the local CA (:class:`CertificateAuthority`), made on first use
+    broker/<host>.crt|.key the broker's TLS certificate (certfile, keyfile)
+    devices/<id>.crt|.key  a device's client certificate, when asked for
 
 A device logs in with its id as user name; the ACL's ``pattern`` lines (``%u``, the user
 name) let it publish only its uplink topics and read only its downlink topics, one line
@@ -16,6 +19,9 @@ per kind of :class:`~vibewatch.protocol.Kind`, so no device can publish as anoth
 read another's jobs and commands. A service (a name with a ``.``, which no device id
 has: ``svc.ingest``) may read and write every topic under the prefix. Passwords are
 random (:func:`secrets.token_urlsafe`), written only to their 0600 files, never printed.
+
+With ``require_certificate`` and ``use_identity_as_username`` on a TLS listener, a client
+certificate is the credential: its common name is the device id, and the same ACL holds.
 
 The broker reads both files when it starts and again on SIGHUP (``systemctl reload
 mosquitto``): a revoked device can no longer connect from then on.
@@ -26,11 +32,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vibewatch.errors import ConfigError, DataError, ProtocolError
 from vibewatch.protocol import Kind, check_device_id
@@ -38,7 +52,9 @@ from vibewatch.protocol import Kind, check_device_id
 __all__ = [
     "SERVICE_NAME_RE",
     "AccessFiles",
+    "CertificateAuthority",
     "Credential",
+    "Issued",
     "acl_text",
     "hash_password",
     "verify_password",
@@ -193,3 +209,131 @@ class AccessFiles:
             self._secret(user).unlink(missing_ok=True)
         self._save(known)
         return list(users)
+
+
+# ---- certificates ----
+
+#: Days a certificate the CA issues is valid (the CA itself: ten years).
+CERT_DAYS = 825
+_CA_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate and its private key, PEM files.
+
+    Attributes:
+        name: Its common name (a device id, a service name or the broker's host).
+        certificate: The certificate.
+        key: The private key, mode 0600.
+    """
+
+    name: str
+    certificate: Path
+    key: Path
+
+
+class CertificateAuthority:
+    """A local CA in ``directory/ca`` that signs the broker's certificate and the devices'
+    client certificates (ECDSA P-256, SHA-256), made on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.certificate = directory / "ca" / "ca.crt"
+        self.key = directory / "ca" / "ca.key"
+
+    def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        if not self.certificate.exists():
+            new_key = ec.generate_private_key(ec.SECP256R1())
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vibewatch broker CA")])
+            now = datetime.now(UTC)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(new_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(minutes=5))
+                .not_valid_after(now + timedelta(days=_CA_DAYS))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(
+                    x509.KeyUsage(
+                        digital_signature=True,
+                        key_cert_sign=True,
+                        crl_sign=True,
+                        content_commitment=False,
+                        key_encipherment=False,
+                        data_encipherment=False,
+                        key_agreement=False,
+                        encipher_only=False,
+                        decipher_only=False,
+                    ),
+                    critical=True,
+                )
+                .sign(new_key, hashes.SHA256())
+            )
+            _write_private(self.key, _key_pem(new_key))
+            _write_private(self.certificate, cert.public_bytes(Encoding.PEM).decode())
+            self.certificate.chmod(0o644)
+        cert = x509.load_pem_x509_certificate(self.certificate.read_bytes())
+        key = serialization.load_pem_private_key(self.key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{self.key}: not the CA's EC private key")
+        return cert, key
+
+    def issue(self, name: str, *, hosts: list[str] | None = None) -> Issued:
+        """A certificate for ``name``: a server certificate for ``hosts`` (DNS names or IP
+        addresses) when given, else a client certificate whose common name is ``name``.
+
+        Raises:
+            DataError: A host is neither a DNS name nor an IP address.
+        """
+        ca_cert, ca_key = self._load()
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=CERT_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        )
+        if hosts:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            folder = "broker"
+        else:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
+            folder = "services" if SERVICE_NAME_RE.fullmatch(name) else "devices"
+        cert = builder.sign(ca_key, hashes.SHA256())
+        issued = Issued(
+            name,
+            self.directory / folder / f"{name}.crt",
+            self.directory / folder / f"{name}.key",
+        )
+        _write_private(issued.key, _key_pem(key))
+        _write_private(issued.certificate, cert.public_bytes(Encoding.PEM).decode())
+        issued.certificate.chmod(0o644)
+        return issued
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.?)+", host, re.ASCII):
+        raise DataError(f"broker host {host!r} is neither a DNS name nor an IP address")
+    return x509.DNSName(host)

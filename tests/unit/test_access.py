@@ -8,9 +8,17 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from typer.testing import CliRunner
 
-from vibewatch.access import AccessFiles, acl_text, hash_password, verify_password
+from vibewatch.access import (
+    AccessFiles,
+    CertificateAuthority,
+    acl_text,
+    hash_password,
+    verify_password,
+)
 from vibewatch.cli import app
 from vibewatch.errors import ConfigError, DataError
 from vibewatch.protocol import DEFAULT_PREFIX, Kind
@@ -107,3 +115,31 @@ def test_provision_command_never_prints_a_password(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'pump 1' is neither a device id" in result.output
     result = runner.invoke(app, ["devices", "revoke", "pump-7", "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "not provisioned: pump-7" in result.output
+
+
+def test_the_ca_is_made_once_and_signs_server_and_client_certificates(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path)
+    server = ca.issue("broker.example", hosts=["broker.example", "10.0.0.5"])
+    first_ca = ca.certificate.read_bytes()
+    client = ca.issue("pump-1")
+    assert ca.certificate.read_bytes() == first_ca  # made once, kept
+    assert mode(ca.key) == 0o600 and mode(server.key) == 0o600 and mode(client.key) == 0o600
+    root = x509.load_pem_x509_certificate(first_ca)
+    for issued, usage in (
+        (server, ExtendedKeyUsageOID.SERVER_AUTH),
+        (client, ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        cert = x509.load_pem_x509_certificate(issued.certificate.read_bytes())
+        cert.verify_directly_issued_by(root)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == issued.name
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [usage]
+    names = x509.load_pem_x509_certificate(server.certificate.read_bytes()).extensions
+    san = names.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["broker.example"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    assert client.certificate == tmp_path / "devices" / "pump-1.crt"
+
+
+def test_the_ca_refuses_a_host_that_is_no_name_nor_address(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="broker host 'bad host!' is neither"):
+        CertificateAuthority(tmp_path).issue("b", hosts=["bad host!"])

@@ -559,6 +559,14 @@ def devices_provision(
     renew: Annotated[
         bool, typer.Option("--renew", help="New passwords for users that have one.")
     ] = False,
+    cert: Annotated[
+        bool,
+        typer.Option(
+            "--cert",
+            help="Also issue each a client certificate (common name = the user) from the "
+            "local CA in DIR/ca, made on first use: DIR/devices/<id>.crt and .key.",
+        ),
+    ] = False,
     directory: AccessDirOption = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
@@ -568,18 +576,65 @@ def devices_provision(
     0600 and never printed, its hash in DIR/passwd (Mosquitto's password_file), and the
     ACL in DIR/acl (acl_file) that lets each device publish only its own uplink topics and
     read only its own downlink. Reload the broker afterwards (systemctl reload mosquitto)."""
+    from vibewatch.access import CertificateAuthority
+
     access = _access(directory, config)
     with exits():
         made = access.provision(users, renew=renew)
+        ca = CertificateAuthority(access.directory)
+        issued = {c.user: ca.issue(c.user) for c in made} if cert else {}
     if as_json:
-        shown = [{**dataclasses.asdict(c), "password_file": str(c.password_file)} for c in made]
-        typer.echo(
-            json.dumps({"passwd": str(access.passwd), "acl": str(access.acl), "users": shown})
-        )
+        shown = [
+            {
+                **dataclasses.asdict(c),
+                "password_file": str(c.password_file),
+                **(
+                    {"certificate": str(issued[c.user].certificate), "key": str(issued[c.user].key)}
+                    if c.user in issued
+                    else {}
+                ),
+            }
+            for c in made
+        ]
+        answer = {"passwd": str(access.passwd), "acl": str(access.acl), "users": shown}
+        if cert:
+            answer["ca"] = str(ca.certificate)
+        typer.echo(json.dumps(answer))
         return
     for c in made:
         typer.echo(f"{c.user}: {'new password' if c.created else 'kept'} in {c.password_file}")
+        if c.user in issued:
+            typer.echo(f"{c.user}: certificate {issued[c.user].certificate}")
     typer.echo(f"password file {access.passwd}, ACL {access.acl}: reload the broker")
+
+
+@devices_app.command("broker-cert")
+def devices_broker_cert(
+    hosts: Annotated[
+        list[str],
+        typer.Argument(
+            help="Names and addresses devices reach the broker by (DNS names, IPs).",
+            show_default=False,
+        ),
+    ],
+    directory: AccessDirOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Issue the broker's TLS certificate for HOSTS from the local CA in DIR/ca (made on
+    first use): DIR/broker/<first host>.crt and .key for Mosquitto's certfile and keyfile;
+    devices and services trust DIR/ca/ca.crt (mqtt.tls_ca_file)."""
+    from vibewatch.access import CertificateAuthority
+
+    access = _access(directory, config)
+    ca = CertificateAuthority(access.directory)
+    with exits():
+        issued = ca.issue(hosts[0], hosts=hosts)
+    if as_json:
+        shown = {"certificate": str(issued.certificate), "key": str(issued.key)}
+        typer.echo(json.dumps({**shown, "ca": str(ca.certificate), "hosts": hosts}))
+        return
+    typer.echo(f"certificate {issued.certificate}, key {issued.key}, CA {ca.certificate}")
 
 
 @devices_app.command("revoke")
