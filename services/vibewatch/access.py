@@ -129,6 +129,11 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _user_folder(user: str) -> str:
+    """Where a user's secrets live: ``services`` for a service name, else ``devices``."""
+    return "services" if SERVICE_NAME_RE.fullmatch(user) else "devices"
+
+
 class AccessFiles:
     """The password file, the ACL and the secrets of one broker, in ``directory``."""
 
@@ -152,8 +157,7 @@ class AccessFiles:
         return users
 
     def _secret(self, user: str) -> Path:
-        folder = "services" if SERVICE_NAME_RE.fullmatch(user) else "devices"
-        return self.directory / folder / f"{user}.password"
+        return self.directory / _user_folder(user) / f"{user}.password"
 
     def _save(self, users: dict[str, str]) -> None:
         _write_private(self.passwd, "".join(f"{u}:{h}\n" for u, h in sorted(users.items())))
@@ -273,8 +277,7 @@ class CertificateAuthority:
                 .sign(new_key, hashes.SHA256())
             )
             _write_private(self.key, _key_pem(new_key))
-            _write_private(self.certificate, cert.public_bytes(Encoding.PEM).decode())
-            self.certificate.chmod(0o644)
+            _write_certificate(self.certificate, cert)
         cert = x509.load_pem_x509_certificate(self.certificate.read_bytes())
         key = serialization.load_pem_private_key(self.key.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -310,7 +313,7 @@ class CertificateAuthority:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
             )
-            folder = "services" if SERVICE_NAME_RE.fullmatch(name) else "devices"
+            folder = _user_folder(name)
         cert = builder.sign(ca_key, hashes.SHA256())
         issued = Issued(
             name,
@@ -318,9 +321,14 @@ class CertificateAuthority:
             self.directory / folder / f"{name}.key",
         )
         _write_private(issued.key, _key_pem(key))
-        _write_private(issued.certificate, cert.public_bytes(Encoding.PEM).decode())
-        issued.certificate.chmod(0o644)
+        _write_certificate(issued.certificate, cert)
         return issued
+
+
+def _write_certificate(path: Path, cert: x509.Certificate) -> None:
+    """Write a certificate as PEM, atomically, readable by everyone (it is public)."""
+    _write_private(path, cert.public_bytes(Encoding.PEM).decode())
+    path.chmod(0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:

@@ -63,25 +63,6 @@ def interval_ms_for(start_ms: int, end_ms: int) -> int:
     return max(MIN_INTERVAL_MS, span // MAX_DATA_POINTS // 1000 * 1000)
 
 
-def _run(
-    client: InfluxQL, dashboard: str, where: str, query: str
-) -> tuple[QueryCheck, list[Series]]:
-    try:
-        answer = client.query(query)
-    except QueryError as exc:
-        return QueryCheck(dashboard, where, query, error=str(exc)), []
-    check = QueryCheck(
-        dashboard,
-        where,
-        query,
-        series=len(answer),
-        rows=sum(len(s.values) for s in answer),
-        columns=[list(s.columns) for s in answer],
-        tags=[dict(s.tags) for s in answer],
-    )
-    return check, answer
-
-
 def check_dashboard(
     client: InfluxQL,
     uid: str,
@@ -110,15 +91,25 @@ def check_dashboard(
     out: list[QueryCheck] = []
 
     def attempt(where: str, query: str) -> list[Series]:
-        try:
-            sent = render(
+        try:  # the query as sent once rendered; as written when it cannot be
+            query = render(
                 query, variables=chosen, start_ms=start_ms, end_ms=end_ms, interval_ms=interval
             )
-        except DataError as exc:
+            answer = client.query(query)
+        except (DataError, QueryError) as exc:
             out.append(QueryCheck(uid, where, query, error=str(exc)))
             return []
-        check, answer = _run(client, uid, where, sent)
-        out.append(check)
+        out.append(
+            QueryCheck(
+                uid,
+                where,
+                query,
+                series=len(answer),
+                rows=sum(len(s.values) for s in answer),
+                columns=[list(s.columns) for s in answer],
+                tags=[dict(s.tags) for s in answer],
+            )
+        )
         return answer
 
     for variable in model.get("templating", {}).get("list", []):

@@ -584,18 +584,13 @@ def devices_provision(
         ca = CertificateAuthority(access.directory)
         issued = {c.user: ca.issue(c.user) for c in made} if cert else {}
     if as_json:
-        shown = [
-            {
-                **dataclasses.asdict(c),
-                "password_file": str(c.password_file),
-                **(
-                    {"certificate": str(issued[c.user].certificate), "key": str(issued[c.user].key)}
-                    if c.user in issued
-                    else {}
-                ),
-            }
-            for c in made
-        ]
+        shown = []
+        for c in made:
+            entry = {**dataclasses.asdict(c), "password_file": str(c.password_file)}
+            if c.user in issued:
+                entry["certificate"] = str(issued[c.user].certificate)
+                entry["key"] = str(issued[c.user].key)
+            shown.append(entry)
         answer = {"passwd": str(access.passwd), "acl": str(access.acl), "users": shown}
         if cert:
             answer["ca"] = str(ca.certificate)
