@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,9 +17,11 @@ import urllib.request
 from pathlib import Path
 
 from vibewatch.alerts.signing import new_secret, sign
+from vibewatch.demo.report import PAGE, PLOTS
 from vibewatch.demo.story import DemoReport, DetectedFault, _AlertsChapter
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
+from vibewatch.testing.browser import open_page
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port
 
 
@@ -41,47 +44,93 @@ def listening(port: int) -> bool:
     return True
 
 
-def test_the_demo_detects_the_bearing_faults_and_leaves_nothing_running() -> None:
-    done = demo("--json")
+#: The keys ``vibewatch demo --json`` promises scripts.
+PROMISED = (
+    "devices", "faults_injected", "faults_detected", "false_alarm_devices", "webhooks_received",
+    "webhooks_verified", "model_promoted", "rollout_converged", "report",
+)  # fmt: skip
+
+
+def test_the_quick_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+    done = demo("--quick", "--json", "--report", str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["devices"] == 50 and report["servers"] == "local"
-    assert report["simulated_s"] >= 300
-    injected = report["faults_injected"]
-    assert sorted(fault["kind"] for fault in injected) == ["ball", "inner_race", "outer_race"]
-    assert len({fault["device"] for fault in injected}) == 3
-    assert report["faults_detected"] == 3
-    for fault in injected:  # detected after the onset, while the fault grew
-        assert fault["onset_s"] <= fault["detected_s"] <= fault["onset_s"] + 120
-    assert report["false_alarm_devices"] == []
-    assert report["events"] >= 3  # a growing fault's anomaly may end and start again
-    assert report["readings_published"] >= 50 * 280 and report["lost"] == 0
-    assert report["readings_stored"] == report["readings_published"]
-    assert report["rollout_converged"] is True  # chapter two: version 2 to every device
-    assert report["rollout"]["phase"] == "completed"
-    assert report["rollout"]["counts"] == {"confirmed": 50}
-    # chapter three: the faults' alerts arrived as signed webhooks, and only theirs
-    assert all(fault["alerted"] for fault in injected) and report["faults_alerted"] == 3
-    assert report["alerted_devices"] == sorted(fault["device"] for fault in injected)
-    assert report["webhooks_verified"] == report["webhooks_received"] >= 1
-    # chapter four: every device calibrated, within the factory model's ceiling
+    assert set(PROMISED) <= set(report)
+    assert report["devices"] == 12 and report["servers"] == "local"
+    assert report["simulated_s"] >= 200
+    # chapter one: every device calibrated, within the factory model's ceiling
     ceiling = decode_header(FACTORY_MODEL.read_bytes()).threshold_ceiling
-    assert len(report["thresholds"]) == 50
+    assert len(report["thresholds"]) == 12
     assert all(0 < t <= ceiling * (1 + 1e-6) for t in report["thresholds"].values())
     assert set(report["capped"]) <= set(report["thresholds"])
-    assert report["false_alarms"] == {}
-    assert "chapter four: every device learns its baseline over 40 windows" in done.stderr
+    # chapter two: every injected fault detected while it grew, none falsely
+    faults = report["faults"]
+    assert report["faults_injected"] == len(faults) == 3
+    assert sorted(fault["kind"] for fault in faults) == ["ball", "inner_race", "outer_race"]
+    assert report["faults_detected"] == 3
+    for fault in faults:
+        assert fault["onset_s"] <= fault["detected_s"] <= fault["onset_s"] + 60
+    assert report["false_alarm_devices"] == [] and report["false_alarms"] == {}
+    assert report["readings_published"] >= 12 * 190 and report["lost"] == 0
+    assert report["readings_stored"] == report["readings_published"]
+    # chapter three: the faults' alerts arrived as signed webhooks, and only theirs
+    assert all(fault["alerted"] for fault in faults) and report["faults_alerted"] == 3
+    assert report["alerted_devices"] == sorted(fault["device"] for fault in faults)
+    assert report["webhooks_verified"] == report["webhooks_received"] >= 1
+    # chapter four: trained on the healthy devices' vectors, judged on the faulty ones'
+    training = report["training"]
+    assert (training["healthy_devices"], training["faulty_devices"]) == (9, 3)
+    assert training["version"] == 2 and training["status"] == "champion"
+    assert sorted(training["auc"]) == sorted(f"{fault['device']} anomalies" for fault in faults)
+    assert any(reason.startswith("AUC on ") and "vs champion v1" in reason
+               for reason in training["gate"])  # fmt: skip
+    assert report["model_promoted"] is True
+    # chapter five: the new version on every device
+    assert report["rollout_converged"] is True
+    assert report["rollout"]["phase"] == "completed" and report["rollout"]["version"] == 2
+    assert report["rollout"]["counts"] == {"confirmed": 12}
     assert report["ok"] is True
+    # the report is a page with its plots
+    page = Path(report["report"])
+    assert page == (tmp_path / "report" / "index.html").resolve()
+    assert sorted(p.name for p in page.parent.iterdir()) == sorted([PAGE, *PLOTS])
+    text = page.read_text()
+    assert all(f'src="{name}"' in text for name in PLOTS)
     # the progress and the steps went to standard error; the servers are gone
     ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", done.stderr)]
     assert len(ports) >= 3 and "vibewatch serve ready" in done.stderr
     assert "webhook receiver on http://127.0.0.1:" in done.stderr
-    assert "chapter two: rollout-1, version 2 in waves of 2 + 23 + 25" in done.stderr
+    assert "chapter one: every device learns its baseline over 40 windows" in done.stderr
+    assert "chapter four: vibewatch train on the feature vectors of 9 healthy" in done.stderr
+    assert "chapter five: rollout-1, version 2 in waves of 2 + 4 + 6" in done.stderr
+    assert f"report written: {page}" in done.stderr
     assert not any(listening(port) for port in ports)
+    # and it opens in a browser: every image loads, no console error
+    view = open_page(page)
+    assert view.title == "vibewatch demo report"
+    assert [Path(image.src).name for image in view.images] == list(PLOTS)
+    assert all(image.loaded and image.width > 0 for image in view.images), view.images
+    assert view.errors == [], view.messages
+
+
+def test_the_browser_check_sees_a_broken_image_and_a_script_error(tmp_path: Path) -> None:
+    shutil.copy(Path(__file__).parents[2] / "models" / "factory" / "roc.png", tmp_path / "a.png")
+    (tmp_path / "page.html").write_text(
+        '<!DOCTYPE html><title>t</title><img src="a.png"><img src="missing.png">'
+        "<script>console.error('bad thing'); undefinedFunction();</script>"
+    )
+    view = open_page(tmp_path / "page.html")
+    assert [(Path(i.src).name, i.loaded) for i in view.images] == [
+        ("a.png", True),
+        ("missing.png", False),
+    ]
+    assert "bad thing" in view.errors
+    assert any("undefinedFunction is not defined" in error for error in view.errors)
+    assert any("missing.png" in error for error in view.errors)
 
 
 def test_the_demo_runs_on_configured_servers(
-    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> None:
     env = {
         "VIBEWATCH_MQTT_PORT": str(mosquitto.port),
@@ -90,7 +139,7 @@ def test_the_demo_runs_on_configured_servers(
     }
     done = demo(
         "--devices", "8", "--faulty", "1", "--duration", "120", "--onset", "45", "--growth",
-        "30", "--speedup", "10", "--json", env=env,
+        "30", "--speedup", "10", "--json", "--report", str(tmp_path), env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -149,32 +198,36 @@ def test_the_alerts_chapter_counts_what_verified_and_a_missing_alert_is_a_proble
     finally:
         chapter.close()
     report = DemoReport(
-        devices=2, simulated_s=60, seconds=6, servers="local",
-        faults_injected=[
+        devices=2, simulated_s=60, seconds=6, servers="local", faults_injected=2,
+        faults=[
             DetectedFault("demo-0001", "ball", 10, 30, alerted=True),
             DetectedFault("demo-0003", "ball", 10, 35, alerted=False),
         ],
         faults_detected=2, false_alarm_devices=[], events=2, windows=120,
         readings_published=60, readings_stored=60, lost=0,
-        rollout={"id": "rollout-1", "phase": "completed", "reason": "", "counts": {}, "seconds": 5},
-        rollout_converged=True, webhooks_received=2, webhooks_verified=1,
+        training={"error": "vibewatch train exited 2: too few healthy feature vectors"},
+        model_promoted=False,
+        rollout={"id": "", "version": 0, "phase": "not started", "reason": "", "counts": {},
+                 "seconds": 0},
+        rollout_converged=False, webhooks_received=2, webhooks_verified=1,
         alerted_devices=["demo-0001"], faults_alerted=1, model_threshold=2.0,
-        thresholds={"demo-0001": 1.5}, capped=[], false_alarms={}, ok=False,
+        thresholds={"demo-0001": 1.5}, capped=[], false_alarms={},
     )  # fmt: skip
     assert report.problems() == [
+        "the retrained model was not promoted",
         "1 of 2 faults' alerts did not arrive",
         "1 of 2 webhooks did not verify",
         "1 of 2 devices did not calibrate",
     ]
-    assert "  demo-0001 1.5 0" in report.lines()
     lines = report.lines()
     assert (
         "  demo-0003  ball        onset 10 s, detected at 35 s, 25 s after its onset; NO alert"
         in lines
     )
-    assert lines[-2:] == [
-        "webhooks: 2 received by the demo's receiver, 1 verified; DeviceAnomaly alerts for "
-        "demo-0001 (1 of 2 faults)",
-        "NOT ok: 1 of 2 faults' alerts did not arrive; 1 of 2 webhooks did not verify; 1 of 2 "
-        "devices did not calibrate",
-    ]
+    assert "retraining failed: vibewatch train exited 2: too few healthy feature vectors" in lines
+    assert not any(" of version " in line for line in lines)  # no rollout line
+    assert "model promoted       no" in lines and "faults alerted       1" in lines
+    assert lines[-1] == (
+        "NOT ok: the retrained model was not promoted; 1 of 2 faults' alerts did not arrive; "
+        "1 of 2 webhooks did not verify; 1 of 2 devices did not calibrate"
+    )

@@ -38,6 +38,7 @@ from vibewatch.models.package import MIN_GOLDEN, verify_package
 from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
 from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, free_port
+from vibewatch.train import sources
 from vibewatch.train.influx_source import load_training_features
 
 pytestmark = pytest.mark.integration
@@ -279,6 +280,45 @@ def test_devices_are_selected_by_id_and_glob(scenario: Scenario) -> None:
         got_times, got_names = load(devices)
         assert np.array_equal(got_times, times), devices
         assert got_names == names, devices
+
+
+def test_the_vectors_inside_anomalies_are_the_faulty_sets_of_their_devices(
+    scenario: Scenario,
+) -> None:
+    loaded = load_training_features(
+        scenario.config, spec_id=SPEC.spec_id, start=scenario.start, end=scenario.end
+    )
+    assert {name: len(rows) for name, rows in loaded.anomalous.items()} == scenario.excluded
+    data = sources.from_influx(
+        scenario.config,
+        SPEC,
+        start=scenario.start,
+        end=scenario.end,
+        devices=["fan-1"],
+        faulty_devices=["pump-*"],
+        min_windows=1,
+    )
+    assert len(data.healthy) == len(scenario.healthy["fan-1"][0])  # the healthy device's
+    assert {name: len(rows) for name, rows in data.faulty.items()} == {
+        "pump-1 anomalies": scenario.excluded["pump-1"],
+        "pump-2 anomalies": scenario.excluded["pump-2"],
+    }
+    assert np.array_equal(data.faulty["pump-1 anomalies"], loaded.anomalous["pump-1"])
+    assert data.source["faulty_devices"] == ["pump-1", "pump-2"]
+    # A device whose anomalies lie outside the range has nothing to give.
+    before = scenario.start - timedelta(seconds=30)
+    with pytest.raises(DataError) as refused:
+        sources.from_influx(
+            scenario.config,
+            SPEC,
+            start=before,
+            end=scenario.start + timedelta(seconds=10),
+            faulty_devices=["pump-1"],
+            min_windows=1,
+        )
+    assert str(refused.value).startswith(
+        f"no feature vectors of spec {SPEC.spec_id} inside an anomaly of pump-1 from "
+    )
 
 
 def refusal(scenario: Scenario, **arguments: Any) -> str:

@@ -1,36 +1,35 @@
 """``vibewatch demo``: the whole system on embedded defaults, as one story.
 
-Chapter one, detection: a broker and a database (Mosquitto and InfluxDB started from the
-system with temporary data on free loopback ports, unless the configuration points at
-running ones), ``vibewatch serve`` as a process of its own, and a simulated fleet whose
-devices run the firmware's C device layer. A few devices develop bearing faults; the
-story ends with what the back end stored: which faults were injected, which were
-detected and when, which healthy devices raised false alarms, and whether every
-telemetry reading the devices published reached InfluxDB.
+The servers: a broker and a database (Mosquitto and InfluxDB started from the system with
+temporary data on free loopback ports, unless the configuration points at running ones),
+``vibewatch serve`` as a process of its own, and a simulated fleet whose devices run the
+firmware's C device layer. Then the chapters, in the order they happen:
 
-Chapter two, rollout: a new version of the model (the factory model as version 2,
-signed with the demo's own key, which the devices trust) goes to the whole fleet through
-the OTA controller of ``serve`` — canary first, then waves — while the fleet runs on; the
-story says whether every device converged on it.
+1. **Baselines.** When the fleet has connected, the demo sends every device the
+   ``calibrate`` command through the broker (:func:`~vibewatch.ota.commands.send_commands`,
+   as ``vibewatch devices calibrate`` does): each learns its own threshold from its first
+   :data:`CALIBRATE_WINDOWS` windows, before the faults appear, by the training job's
+   tail rule and within its model's ceiling.
+2. **Detection.** A few devices develop bearing faults; the report says which faults the
+   back end stored anomaly events of, when, and which healthy devices raised false alarms,
+   and whether every telemetry reading the devices published reached InfluxDB.
+3. **Alerts.** ``serve``'s one webhook receiver is the demo's own, a real HTTP server on
+   loopback (:class:`~vibewatch.testing.webhooks.LocalReceiver`) that knows the Standard
+   Webhooks secret made for the run. The alerts service of ``serve`` makes
+   ``DeviceAnomaly`` alerts of the devices' anomaly events and sends them grouped and
+   signed; the receiver verifies each signature.
+4. **Retraining.** When the detection span is over, ``vibewatch train`` runs as a process
+   of its own on the feature vectors the fleet published to InfluxDB: the devices with no
+   anomaly event are the healthy data, the vectors inside the others' anomaly events the
+   faulty sets on which the quality gate compares the candidate with the champion (the
+   factory model, registered signed with the demo's own key, which the devices trust).
+5. **Rollout.** If the gate promoted the new model, it goes to the whole fleet through the
+   OTA controller of ``serve`` -- canary first, then waves -- while the fleet runs on; the
+   story says whether every device converged on it.
 
-Chapter three, alerts: ``serve``'s one webhook receiver is the demo's own, a real HTTP
-server on loopback (:class:`~vibewatch.testing.webhooks.LocalReceiver`) that knows the
-Standard Webhooks secret made for the run. The alerts service of ``serve`` makes
-``DeviceAnomaly`` alerts of the devices' anomaly events and sends them grouped, on a
-schedule of a few seconds, signed; the receiver verifies each signature. Before it ends,
-the demo waits (a bounded time) for every faulty device's alert; the story counts the
-notifications received and verified, and says which devices' alerts arrived. Nothing is
-left running.
-
-Chapter four, baselines: when the fleet has connected, the demo sends every device the
-``calibrate`` command through the broker (:func:`~vibewatch.ota.commands.send_commands`,
-as ``vibewatch devices calibrate`` does): each learns its own threshold from its first
-:data:`CALIBRATE_WINDOWS` windows, before the faults appear, by the training job's tail
-rule and within its model's ceiling. The story reports each device's threshold and its
-false alarms. (The rollout of chapter two brings a new model, which starts again from
-its own threshold.)
-
-A later chapter (retraining) adds its part to the same run.
+The report is read from InfluxDB, the webhook receiver and the rollout store, not from the
+simulator: the back end's view. :mod:`vibewatch.demo.report` draws it as an HTML page.
+Nothing is left running unless the caller keeps the stack up (``keep``).
 """
 
 from __future__ import annotations
@@ -43,11 +42,14 @@ import math
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,8 +74,9 @@ from vibewatch.testing.ingest import ServiceProcess, wait_for
 from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import local_servers
 from vibewatch.testing.webhooks import LocalReceiver, Received
+from vibewatch.train.factory import FACTORY_VERSION
 
-__all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "run_demo"]
+__all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "TimelinePoint", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,14 @@ BEARING_FAULTS: Final = ("outer_race", "inner_race", "ball")
 ID_PREFIX: Final = "demo-"
 
 
-#: The rollout of chapter two: the version it ships, its canaries and waves, how long
-#: (real seconds) it may take, and the devices' trial of a new model (simulated ms).
-ROLLOUT_VERSION: Final = 2
+#: Chapter four, retraining: the devices publish a feature vector every so many windows
+#: (often, so that a short run collects enough), and the longest (real seconds) the
+#: training may take.
+FEATURES_EVERY: Final = 2
+TRAIN_LIMIT_S: Final = 240.0
+
+#: Chapter five, the rollout: its canaries and waves, how long (real seconds) it may take,
+#: and the devices' trial of a new model (simulated ms).
 ROLLOUT_CANARY: Final = 2
 ROLLOUT_WAVES: Final = (0.5, 1.0)
 ROLLOUT_LIMIT_S: Final = 120.0
@@ -102,7 +110,7 @@ SERVE_SETTINGS: Final[Mapping[str, str]] = {
     "VIBEWATCH_INGEST_STATS_INTERVAL": "5",
 }
 
-#: Chapter three: the name of the demo's receiver in ``serve``, the alerts schedule
+#: Chapter three, alerts: the name of the demo's receiver in ``serve``, the alerts schedule
 #: (seconds a new group of alerts waits before it is sent, and between two looks at a
 #: group), and how long (real seconds) the demo waits at its end for the faults' alerts.
 ALERT_RECEIVER: Final = "demo"
@@ -112,9 +120,9 @@ ALERTS_LIMIT_S: Final = 20.0
 #: The alert a device's anomaly events raise, and its label that names the device.
 ANOMALY_ALERT: Final = "DeviceAnomaly"
 
-#: Chapter four: the windows over which each device learns its own baseline (simulated
-#: seconds, one window each), before the faults appear; and how long (real seconds) after
-#: them the demo waits for the devices' replies at most.
+#: Chapter one, baselines: the windows over which each device learns its own baseline
+#: (simulated seconds, one window each), before the faults appear; and how long (real
+#: seconds) after them the demo waits for the devices' replies at most.
 CALIBRATE_WINDOWS: Final = 40
 CALIBRATE_LIMIT_S: Final = 30.0
 
@@ -216,7 +224,8 @@ class DemoReport:
         simulated_s: Simulated seconds run.
         seconds: Real seconds the fleet ran.
         servers: ``local`` (started by the demo) or ``configured``.
-        faults_injected: Every injected fault, with its detection.
+        faults_injected: Faults injected.
+        faults: Every injected fault, with its detection.
         faults_detected: Injected faults with an anomaly event after their onset.
         false_alarm_devices: Healthy devices with an anomaly event.
         events: Anomaly events stored (starts).
@@ -224,8 +233,13 @@ class DemoReport:
         readings_published: Telemetry readings the devices' messages carried.
         readings_stored: Telemetry readings in InfluxDB.
         lost: Readings published but not stored.
-        rollout: Chapter two: ``id``, ``phase``, ``reason``, ``counts`` (devices in each
-            state), ``seconds`` (real seconds from its start to its end).
+        training: Chapter four: ``healthy_devices`` and ``faulty_devices`` (how many were
+            trained and evaluated on), ``seconds``, and the ``vibewatch train --json``
+            summary (``version``, ``status``, ``threshold``, ``auc``, ``gate`` ...), or
+            ``error`` when it did not run through.
+        model_promoted: The gate promoted the retrained model to champion.
+        rollout: Chapter five: ``id``, ``version``, ``phase``, ``reason``, ``counts``
+            (devices in each state), ``seconds`` (real seconds from its start to its end).
         rollout_converged: Every device confirmed the new version.
         webhooks_received: Chapter three: notifications (requests, retries included) the
             demo's webhook receiver got.
@@ -234,21 +248,23 @@ class DemoReport:
             notification (faulty ones, and healthy ones that raised a false alarm).
         faults_alerted: Injected faults whose device's alert arrived so.
         model_threshold: The factory model's threshold.
-        thresholds: Chapter four: each device's threshold after its calibration, by
+        thresholds: Chapter one: each device's threshold after its calibration, by
             device (devices whose calibration did not answer done are missing).
         capped: Devices whose calibrated threshold the model's ceiling capped (a model
             without a ceiling lets a device lower its threshold, never raise it).
         false_alarms: Anomaly events of each device that raised a false alarm.
+        report: Path of the HTML report (empty when none was written).
         ok: Nothing in :meth:`problems`: every fault detected and its alert arrived
-            verified, no false alarm, nothing lost, the rollout converged, every webhook
-            verified, every device calibrated.
+            verified, no false alarm, nothing lost, the retrained model promoted and
+            converged on, every webhook verified, every device calibrated.
     """
 
     devices: int
     simulated_s: float
     seconds: float
     servers: str
-    faults_injected: list[DetectedFault]
+    faults_injected: int
+    faults: list[DetectedFault]
     faults_detected: int
     false_alarm_devices: list[str]
     events: int
@@ -256,6 +272,8 @@ class DemoReport:
     readings_published: int
     readings_stored: int
     lost: int
+    training: dict[str, Any]
+    model_promoted: bool
     rollout: dict[str, Any]
     rollout_converged: bool
     webhooks_received: int
@@ -266,19 +284,22 @@ class DemoReport:
     thresholds: dict[str, float]
     capped: list[str]
     false_alarms: dict[str, int]
-    ok: bool
+    report: str = ""
+    ok: bool = False
 
     def problems(self) -> list[str]:
         """What went wrong (empty: the story ended well), from the other fields."""
         out = []
-        faults = len(self.faults_injected)
+        faults = self.faults_injected
         if self.faults_detected < faults:
             out.append(f"{faults - self.faults_detected} of {faults} faults not detected")
         if self.false_alarm_devices:
             out.append(f"false alarms on {len(self.false_alarm_devices)} healthy devices")
         if self.lost:
             out.append(f"{self.lost} readings lost")
-        if not self.rollout_converged:
+        if not self.model_promoted:
+            out.append("the retrained model was not promoted")
+        elif not self.rollout_converged:
             out.append("the rollout did not converge")
         if self.faults_alerted < faults:
             out.append(f"{faults - self.faults_alerted} of {faults} faults' alerts did not arrive")
@@ -290,14 +311,43 @@ class DemoReport:
             out.append(f"{missing} of {self.devices} devices did not calibrate")
         return out
 
+    def summary(self) -> list[tuple[str, str]]:
+        """The summary table: ``(what, value)`` rows of the figures a reader looks at first."""
+        alarms = ", ".join(self.false_alarm_devices) or "none"
+        rows = [
+            ("devices", str(self.devices)),
+            ("faults injected", str(self.faults_injected)),
+            ("faults detected", str(self.faults_detected)),
+            ("faults alerted", str(self.faults_alerted)),
+            ("false alarm devices", alarms),
+            ("readings lost", f"{self.lost} of {self.readings_published}"),
+            ("webhooks received", str(self.webhooks_received)),
+            ("webhooks verified", str(self.webhooks_verified)),
+            ("model promoted", "yes" if self.model_promoted else "no"),
+            ("rollout converged", "yes" if self.rollout_converged else "no"),
+        ]
+        return rows + ([("report", self.report)] if self.report else [])
+
     def lines(self) -> list[str]:
-        """The report as text, one line each."""
+        """The report as text, one line each: the story, the summary table, what went wrong."""
+        width = max(len(what) for what, _ in self.summary())
+        out = [*self.story(), ""] + [f"{what:<{width}}  {value}" for what, value in self.summary()]
+        problems = self.problems()
+        if problems:
+            out.append("NOT ok: " + "; ".join(problems))
+        return out
+
+    def story(self) -> list[str]:
+        """What happened, chapter by chapter, one line each."""
         out = [
             f"{self.devices} devices, {self.simulated_s:.0f} simulated s in {self.seconds:.0f} s "
             f"({self.servers} servers): {self.windows} windows scored on the devices",
-            f"faults injected {len(self.faults_injected)}, detected {self.faults_detected}:",
+            f"baselines: {len(self.thresholds)} of {self.devices} devices calibrated over "
+            f"{CALIBRATE_WINDOWS} windows (the model's threshold {self.model_threshold:.3g}); "
+            f"{len(self.capped)} capped at its ceiling",
+            f"faults injected {self.faults_injected}, detected {self.faults_detected}:",
         ]
-        for fault in self.faults_injected:
+        for fault in self.faults:
             when = (
                 f"detected at {fault.detected_s:.0f} s, {fault.detected_s - fault.onset_s:.0f} s "
                 "after its onset"
@@ -308,41 +358,45 @@ class DemoReport:
             out.append(
                 f"  {fault.device}  {fault.kind:<10}  onset {fault.onset_s:.0f} s, {when}; {alert}"
             )
-        alarms = ", ".join(self.false_alarm_devices) or "none"
-        out.append(f"false alarms on healthy devices: {alarms}")
-        out.append(
-            f"baselines: {len(self.thresholds)} of {self.devices} devices calibrated over "
-            f"{CALIBRATE_WINDOWS} windows (the model's threshold {self.model_threshold:.3g}); "
-            f"{len(self.capped)} capped at its ceiling; each device's threshold and false "
-            "alarms:"
+        alarms = ", ".join(
+            f"{device} ({self.false_alarms.get(device, 0)})" for device in self.false_alarm_devices
         )
-        cells = [
-            f"{device} {self.thresholds.get(device, math.nan):.3g} "
-            f"{self.false_alarms.get(device, 0)}"
-            for device in sorted({*self.thresholds, *self.false_alarms})
-        ]
-        out.extend("  " + "   ".join(cells[i : i + 4]) for i in range(0, len(cells), 4))
+        out.append(f"false alarms on healthy devices: {alarms or 'none'}")
         out.append(
             f"telemetry: {self.readings_published} readings published, {self.readings_stored} "
             f"in InfluxDB, {self.lost} lost; {self.events} anomaly events stored"
-        )
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(self.rollout["counts"].items()))
-        reason = f" ({self.rollout['reason']})" if self.rollout["reason"] else ""
-        out.append(
-            f"rollout {self.rollout['id']} of the model's version {ROLLOUT_VERSION}: "
-            f"{self.rollout['phase']}{reason} in {self.rollout['seconds']:.0f} s; {counts}; "
-            f"{'converged' if self.rollout_converged else 'NOT converged'}"
         )
         devices = ", ".join(self.alerted_devices) or "no device"
         out.append(
             f"webhooks: {self.webhooks_received} received by the demo's receiver, "
             f"{self.webhooks_verified} verified; {ANOMALY_ALERT} alerts for {devices} "
-            f"({self.faults_alerted} of {len(self.faults_injected)} faults)"
+            f"({self.faults_alerted} of {self.faults_injected} faults)"
         )
-        problems = self.problems()
-        if problems:
-            out.append("NOT ok: " + "; ".join(problems))
+        out.append(_training_line(self.training))
+        if self.model_promoted:
+            counts = ", ".join(
+                f"{n} {state}" for state, n in sorted(self.rollout["counts"].items())
+            )
+            reason = f" ({self.rollout['reason']})" if self.rollout["reason"] else ""
+            out.append(
+                f"rollout {self.rollout['id']} of version {self.rollout['version']}: "
+                f"{self.rollout['phase']}{reason} in {self.rollout['seconds']:.0f} s; {counts}; "
+                f"{'converged' if self.rollout_converged else 'NOT converged'}"
+            )
         return out
+
+
+def _training_line(training: Mapping[str, Any]) -> str:
+    """Chapter four in one line."""
+    if "error" in training:
+        return f"retraining failed: {training['error']}"
+    auc = ", ".join(f"{name} {value:.3f}" for name, value in training["auc"].items())
+    return (
+        f"retrained on {training['healthy_devices']} healthy devices' feature vectors in "
+        f"{training['seconds']:.0f} s: version {training['version']}, threshold "
+        f"{training['threshold']:.3g}, AUC on the faults {auc or 'not measured'}; "
+        f"{'promoted' if training['status'] == 'champion' else 'NOT promoted'} by the gate"
+    )
 
 
 @contextlib.contextmanager
@@ -391,73 +445,186 @@ def _stored(config: Config, since_ms: int) -> _Stored:
     return stored
 
 
-class _RolloutChapter:
-    """Chapter two: the new version to the whole fleet through the controller of ``serve``."""
+@dataclass(frozen=True)
+class TimelinePoint:
+    """The rollout as the demo saw it at one moment (the report's rollout timeline).
 
-    def __init__(self, config: Config, workdir: Path, devices: list[str]) -> None:
-        """Make the demo's signing key (the devices trust its public half) and register
-        the new version, signed with it, where ``serve`` looks."""
+    Attributes:
+        seconds: Real seconds since the rollout started.
+        wave: The wave that started last.
+        counts: Devices in each state.
+    """
+
+    seconds: float
+    wave: int
+    counts: dict[str, int]
+
+
+class _ModelChapters:
+    """Chapters four and five: a model trained on what the fleet published, then rolled
+    out to the fleet through the controller of ``serve``."""
+
+    def __init__(
+        self, config: Config, environ: Mapping[str, str], workdir: Path, plan: DemoPlan
+    ) -> None:
+        """Make the demo's signing key (the devices trust its public half) and register the
+        factory model, signed with it, as the champion the new model must not fall behind."""
         train = config.train
         generate_keypair(train.signing_key, train.verify_key)
         key = load_private_key(train.signing_key)
         self.public_key = key.public_key()
-        factory_version(workdir / "new-model", key, ROLLOUT_VERSION)
+        factory_version(workdir / "factory", key, FACTORY_VERSION)
         with Registry(train.registry_dir, config.state_db, self.public_key) as registry:
-            registry.register(workdir / "new-model")
-            self.model_id = registry.entries()[-1].model_id
-        self._config, self._devices = config, devices
+            entry = registry.register(workdir / "factory")
+            registry.promote(entry.model_id, entry.version, "the model the devices ship with")
+        self.model_id = entry.model_id
+        self.training: dict[str, Any] = {"error": "did not start"}
+        self.timeline: list[TimelinePoint] = []
+        #: When each device reported the new model active (``time.time()``).
+        self.activated: dict[str, float] = {}
+        self._config, self._environ, self._workdir, self._plan = config, environ, workdir, plan
+        self._devices = plan.scenario().device_ids()
+        self._trainer: subprocess.Popen[bytes] | None = None
         self._db: sqlite3.Connection | None = None
         self._rollout_id = ""
+        self._version = 0
         self._began = self._ended = self._looked = 0.0
 
-    def ended(self, say: Callable[[str], None]) -> bool:
-        """Start the rollout at the first call; whether it ended (or ran out of time)."""
-        now = time.monotonic()
-        if self._db is None:
-            self._db = open_state_db(self._config.state_db)
-            plan = RolloutPlan(
-                self.model_id,
-                ROLLOUT_VERSION,
-                tuple(self._devices),
-                canary=ROLLOUT_CANARY,
-                waves=ROLLOUT_WAVES,
-                timeout_s=ROLLOUT_LIMIT_S,
-            )
-            self._rollout_id = RolloutStore(self._db).create(plan).rollout_id
-            self._began = now
-            sizes = " + ".join(str(len(w)) for w in plan.wave_members())
-            say(f"chapter two: {self._rollout_id}, version {ROLLOUT_VERSION} in waves of {sizes}")
+    def ended(self, say: Callable[[str], None], since_ms: int, clock: SimClock) -> bool:
+        """Take the next step; whether the chapters ended (or ran out of time)."""
+        if self._trainer is None:
+            self._start_training(say, since_ms, clock)
             return False
+        if self._db is None:
+            return self._training_ended(say)
+        return self._rollout_ended()
+
+    def _start_training(self, say: Callable[[str], None], since_ms: int, clock: SimClock) -> None:
+        """``vibewatch train`` on the vectors of the span so far: every device without an
+        anomaly event is healthy data, the others' anomalies the faulty sets."""
+        end_ms = int(clock.wall_ms()) - 5_000  # what the devices sent last may be in flight
+        anomalous = sorted(_stored(self._config, since_ms).events_ms)
+        healthy = [device for device in self._devices if device not in anomalous]
+        out = self._workdir / "train"
+        command = [
+            sys.executable, "-m", "vibewatch", "train", "--json", "--out", str(out),
+            "--model-id", self.model_id, "--seed", str(self._plan.seed),
+            "--start", _iso(since_ms), "--end", _iso(end_ms),
+            *[arg for device in healthy for arg in ("--device", device)],
+            *[arg for device in anomalous for arg in ("--faulty-device", device)],
+        ]  # fmt: skip
+        self.training = {
+            "healthy_devices": len(healthy),
+            "faulty_devices": len(anomalous),
+            "seconds": 0.0,
+            "error": "did not finish",
+        }
+        with (self._workdir / "train.log").open("wb") as log_file:
+            self._trainer = subprocess.Popen(
+                command, env=dict(self._environ), stdout=subprocess.PIPE, stderr=log_file
+            )
+        self._began = time.monotonic()
+        say(
+            f"chapter four: vibewatch train on the feature vectors of {len(healthy)} healthy "
+            f"devices in InfluxDB; the gate judges it on the anomalies of {len(anomalous)}"
+        )
+
+    def _training_ended(self, say: Callable[[str], None]) -> bool:
+        assert self._trainer is not None
+        seconds = time.monotonic() - self._began
+        if self._trainer.poll() is None:
+            if seconds <= TRAIN_LIMIT_S:
+                return False
+            self._trainer.kill()
+            self._trainer.wait()
+            self.training["error"] = f"vibewatch train took more than {TRAIN_LIMIT_S:g} s"
+            return True
+        assert self._trainer.stdout is not None
+        output = self._trainer.stdout.read()
+        self.training["seconds"] = round(seconds, 1)
+        if self._trainer.returncode != 0:
+            tail = (self._workdir / "train.log").read_text(errors="replace").strip()
+            self.training["error"] = f"vibewatch train exited {self._trainer.returncode}: " + (
+                tail.splitlines()[-1] if tail else "no message"
+            )
+            return True
+        del self.training["error"]
+        summary = json.loads(output)
+        for gone in ("package", "card"):  # in the run's temporary directory
+            summary.pop(gone, None)
+        self.training.update(summary)
+        if self.training["status"] != "champion":
+            say(f"version {self.training['version']} NOT promoted: the gate refused it")
+            return True
+        self._version = int(self.training["version"])
+        say(
+            f"version {self._version} promoted by the gate in {seconds:.0f} s "
+            f"(threshold {self.training['threshold']:.3g})"
+        )
+        self._db = open_state_db(self._config.state_db)
+        plan = RolloutPlan(
+            self.model_id,
+            self._version,
+            tuple(self._devices),
+            canary=ROLLOUT_CANARY,
+            waves=ROLLOUT_WAVES,
+            timeout_s=ROLLOUT_LIMIT_S,
+        )
+        self._rollout_id = RolloutStore(self._db).create(plan).rollout_id
+        self._began = time.monotonic()
+        sizes = " + ".join(str(len(w)) for w in plan.wave_members())
+        say(f"chapter five: {self._rollout_id}, version {self._version} in waves of {sizes}")
+        return False
+
+    def _rollout_ended(self) -> bool:
+        assert self._db is not None
+        now = time.monotonic()
         if now - self._looked < 0.5:
             return False
         self._looked = now
-        phase = RolloutStore(self._db).load(self._rollout_id).phase
-        if phase in (Phase.COMPLETED, Phase.ABORTED) or now - self._began > ROLLOUT_LIMIT_S:
+        rollout = RolloutStore(self._db).load(self._rollout_id)
+        self.timeline.append(
+            TimelinePoint(round(now - self._began, 2), rollout.wave, rollout.counts())
+        )
+        if rollout.phase in (Phase.COMPLETED, Phase.ABORTED) or now - self._began > ROLLOUT_LIMIT_S:
             self._ended = now
             return True
         return False
 
+    def promoted(self) -> bool:
+        """Whether the gate promoted the retrained model."""
+        return self.training.get("status") == "champion"
+
     def result(self) -> tuple[dict[str, Any], bool]:
         """The rollout as the store has it, and whether it converged."""
+        if self._trainer is not None and self._trainer.poll() is None:  # stopped early
+            self._trainer.kill()
+            self._trainer.wait()
         if self._db is None:
-            return {
-                "id": "",
-                "phase": "not started",
-                "reason": "",
-                "counts": {},
-                "seconds": 0,
-            }, False
+            shown = {"id": "", "version": 0, "phase": "not started", "reason": "", "counts": {}}
+            return {**shown, "seconds": 0}, False
         rollout = RolloutStore(self._db).load(self._rollout_id)
         self._db.close()
+        self.activated = {
+            device: progress.activated_s
+            for device, progress in rollout.devices.items()
+            if progress.activated_s is not None
+        }
         seconds = round((self._ended or time.monotonic()) - self._began, 1)
         shown = {
             "id": rollout.rollout_id,
+            "version": self._version,
             "phase": rollout.phase.value,
             "reason": rollout.reason,
             "counts": rollout.counts(),
             "seconds": seconds,
         }
         return shown, rollout.converged
+
+
+def _iso(ms: int) -> str:
+    """``ms`` since the epoch as an ISO 8601 UTC time to the millisecond."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 class _AlertsChapter:
@@ -486,7 +653,7 @@ class _AlertsChapter:
         out: set[str] = set()
         for request in self.requests():
             if request.verified:
-                out |= _anomaly_devices(request.body)
+                out |= {device for device, _ in anomaly_alerts(request.body)}
         return out
 
     def close(self) -> None:
@@ -494,20 +661,21 @@ class _AlertsChapter:
         self.receiver.close()
 
 
-def _anomaly_devices(body: bytes) -> set[str]:
-    """The ``device`` labels of the ``DeviceAnomaly`` alerts in a webhook body (the
-    Alertmanager version 4 body; firing and resolved alike)."""
+def anomaly_alerts(body: bytes) -> list[tuple[str, str]]:
+    """``(device label, startsAt)`` of each ``DeviceAnomaly`` alert in a webhook body (the
+    Alertmanager version 4 body; firing and resolved alike; ``startsAt`` as sent, empty
+    when missing)."""
     try:
         alerts = json.loads(body).get("alerts")
     except (ValueError, AttributeError):  # not JSON, or not an object
-        return set()
-    out = set()
+        return []
+    out = []
     for alert in alerts if isinstance(alerts, list) else []:
         labels = alert.get("labels") if isinstance(alert, dict) else None
         if isinstance(labels, dict) and labels.get("alertname") == ANOMALY_ALERT:
             device = labels.get("device")
             if isinstance(device, str):
-                out.add(device)
+                out.append((device, str(alert.get("startsAt", ""))))
     return out
 
 
@@ -516,9 +684,11 @@ def run_demo(
     *,
     config_path: Path | None = None,
     servers: Mapping[str, str] | None = None,
+    report_dir: Path | None = None,
     say: Callable[[str], None] = lambda _: None,
     on_progress: Callable[[Progress], None] = lambda _: None,
     stop: threading.Event | None = None,
+    keep: Callable[[Mapping[str, str]], None] | None = None,
 ) -> DemoReport:
     """Run the chapters (see the module documentation) and report what the back end stored.
 
@@ -528,16 +698,21 @@ def run_demo(
             the environment).
         servers: ``VIBEWATCH_*`` settings naming running servers; ``None`` starts local
             ones with temporary data.
+        report_dir: Where the HTML report and its plots go (``None``: no report).
         say: Receives a line for each step (servers up, the webhook receiver, serve
-            ready, fleet connected, rollout started).
+            ready, fleet connected, training, rollout started).
         on_progress: Receives the fleet's progress every second.
         stop: Ends the run early (Ctrl-C); the report covers what ran.
+        keep: Called at the end, before anything stops, with the ``VIBEWATCH_*``
+            settings that point at the stack; everything stops when it returns.
 
     Raises:
         LocalServerError: A local server or ``serve`` could not start.
         MqttError: The broker refused the fleet.
         QueryError: InfluxDB could not be queried.
     """
+    from vibewatch.demo.report import collect, write_report  # matplotlib: only when needed
+
     stop = stop if stop is not None else threading.Event()
     scenario = plan.scenario()
     with contextlib.ExitStack() as stack:
@@ -560,29 +735,34 @@ def run_demo(
         if config_path is not None:
             environ["VIBEWATCH_CONFIG"] = str(config_path)
         config = load_config(config_path, environ)
-        chapter = _RolloutChapter(config, workdir, scenario.device_ids())
+        chapters = _ModelChapters(config, environ, workdir, plan)
         serve = ServiceProcess(environ, workdir, command="serve", ready_timeout=60)
         stack.callback(serve.close)
         serve.start()
         say(f"vibewatch serve ready (pid {serve.pid}), ingesting into {config.influx.url}")
-        # the simulated clocks end in the past, however long the rollout takes
-        span_s = plan.duration_s + ROLLOUT_LIMIT_S * plan.speedup
+        # the simulated clocks end in the past, however long training and rollout take
+        span_s = plan.duration_s + (TRAIN_LIMIT_S + ROLLOUT_LIMIT_S) * plan.speedup
         since_ms = int(time.time() * 1000 - span_s * 1000)
         clock = SimClock(plan.speedup, start_wall_ms=since_ms)
+        started = time.time()
         factory = FACTORY_MODEL.read_bytes()
         simulation = Simulation.from_config(
             dataclasses.replace(scenario, duration_s=0.0),  # the chapters say when it ends
             factory,
-            chapter.public_key,
+            chapters.public_key,
             config.mqtt,
             clock=clock,
-            settings=DeviceSettings(trial_ms=TRIAL_MS, calibrate_windows=CALIBRATE_WINDOWS),
+            settings=DeviceSettings(
+                trial_ms=TRIAL_MS,
+                calibrate_windows=CALIBRATE_WINDOWS,
+                features_every=FEATURES_EVERY,
+            ),
         )
 
         def done() -> bool:
             if stop.is_set():
                 return True
-            return clock.now_s() >= plan.duration_s and chapter.ended(say)
+            return clock.now_s() >= plan.duration_s and chapters.ended(say, since_ms, clock)
 
         calibrations: list[CommandResult] = []
         wait_s = CALIBRATE_WINDOWS / plan.speedup + CALIBRATE_LIMIT_S
@@ -597,14 +777,14 @@ def run_demo(
             simulation.start()
             say(f"{plan.devices} devices connected; {plan.faulty} develop bearing faults")
             calibrate.start()
-            say(f"chapter four: every device learns its baseline over {CALIBRATE_WINDOWS} windows")
+            say(f"chapter one: every device learns its baseline over {CALIBRATE_WINDOWS} windows")
             simulation.run(done, on_progress)
         finally:
             simulation.close()
             if calibrate.is_alive():
                 calibrate.join(wait_s)
         summary = simulation.summary()  # every PUBACK in
-        rollout, converged = chapter.result()
+        rollout, converged = chapters.result()
 
         def all_stored() -> bool:
             return sum(_stored(config, since_ms).readings.values()) >= summary.readings_published
@@ -619,10 +799,42 @@ def run_demo(
 
         with contextlib.suppress(TimeoutError):
             wait_for(all_alerted, ALERTS_LIMIT_S, "the faults' alerts")
-        if serve.stop() != 0:
-            log.warning("vibewatch serve did not stop clean:\n%s", serve.log_tail())
         stored = _stored(config, since_ms)
         requests, alerted = alerts.requests(), alerts.alerted()
+        report = _report(
+            plan, summary, where, stored, since_ms, calibrations, chapters, rollout, converged,
+            requests, alerted,
+        )  # fmt: skip
+        if report_dir is not None:
+            installed = {  # the simulated second each device reported the new model active
+                device: (at - started) * plan.speedup for device, at in chapters.activated.items()
+            }
+            data = collect(config, report, since_ms, requests, chapters.timeline, installed)
+            page = write_report(report_dir, report, data)
+            report = dataclasses.replace(report, report=str(page))
+            say(f"report written: {page}")
+        if keep is not None:
+            keep(settings)
+        if serve.stop() != 0:
+            log.warning("vibewatch serve did not stop clean:\n%s", serve.log_tail())
+    return report
+
+
+def _report(
+    plan: DemoPlan,
+    summary: Any,
+    where: str,
+    stored: _Stored,
+    since_ms: int,
+    calibrations: list[CommandResult],
+    chapters: _ModelChapters,
+    rollout: dict[str, Any],
+    converged: bool,
+    requests: list[Received],
+    alerted: set[str],
+) -> DemoReport:
+    """The report of a run from what the back end stored and the chapters saw."""
+    faulty = plan.scenario().faulty_devices()
     injected = [
         DetectedFault(
             device=device_id,
@@ -634,7 +846,6 @@ def run_demo(
         for device_id, plans in sorted(faulty.items())
         for fault in plans
     ]
-    detected = sum(fault.detected_s is not None for fault in injected)
     onsets = {device_id: min(f.onset_s for f in plans) for device_id, plans in faulty.items()}
     alarms = sorted(  # events on healthy devices, and on faulty ones before the fault
         device_id
@@ -642,48 +853,46 @@ def run_demo(
         if (times[0] - since_ms) / 1000 < onsets.get(device_id, math.inf)
     )
     readings = sum(stored.readings.values())
-    lost = max(0, summary.readings_published - readings)
-    thresholds = {
-        r.device: r.reply.threshold
-        for r in calibrations
-        if r.reply is not None
-        and r.reply.outcome is CommandOutcome.DONE
-        and r.reply.threshold is not None
-    }
-    capped = sorted(
-        r.device for r in calibrations if r.reply is not None and r.reply.detail == "ceiling"
-    )
-    false_alarms = {
-        device_id: sum(
-            (ms - since_ms) / 1000 < onsets.get(device_id, math.inf)
-            for ms in stored.events_ms[device_id]
-        )
-        for device_id in alarms
-    }
     report = DemoReport(
         devices=summary.devices,
         simulated_s=summary.simulated_s,
         seconds=summary.seconds,
         servers=where,
-        faults_injected=injected,
-        faults_detected=detected,
+        faults_injected=len(injected),
+        faults=injected,
+        faults_detected=sum(fault.detected_s is not None for fault in injected),
         false_alarm_devices=alarms,
         events=sum(map(len, stored.events_ms.values())),
         windows=summary.windows,
         readings_published=summary.readings_published,
         readings_stored=readings,
-        lost=lost,
+        lost=max(0, summary.readings_published - readings),
+        training=chapters.training,
+        model_promoted=chapters.promoted(),
         rollout=rollout,
         rollout_converged=converged,
         webhooks_received=len(requests),
         webhooks_verified=sum(request.verified for request in requests),
         alerted_devices=sorted(alerted),
         faults_alerted=sum(fault.alerted for fault in injected),
-        model_threshold=decode_header(factory).threshold,
-        thresholds=thresholds,
-        capped=capped,
-        false_alarms=false_alarms,
-        ok=False,
+        model_threshold=decode_header(FACTORY_MODEL.read_bytes()).threshold,
+        thresholds={
+            r.device: r.reply.threshold
+            for r in calibrations
+            if r.reply is not None
+            and r.reply.outcome is CommandOutcome.DONE
+            and r.reply.threshold is not None
+        },
+        capped=sorted(
+            r.device for r in calibrations if r.reply is not None and r.reply.detail == "ceiling"
+        ),
+        false_alarms={
+            device_id: sum(
+                (ms - since_ms) / 1000 < onsets.get(device_id, math.inf)
+                for ms in stored.events_ms[device_id]
+            )
+            for device_id in alarms
+        },
     )
     return dataclasses.replace(report, ok=not report.problems())
 

@@ -16,27 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from vibewatch.plots import pyplot, save_figure
 from vibewatch.train.gate import Scores
 from vibewatch.train.metrics import roc
 from vibewatch.train.tail import CONFIDENCE, TailEstimate
 
 CARD = "MODEL_CARD.md"
 PLOTS = ("scores.png", "roc.png", "loss.png")
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    _pyplot().close(fig)
 
 
 def _margin(metrics: dict[str, Any], name: str) -> float:
@@ -46,7 +32,7 @@ def _margin(metrics: dict[str, Any], name: str) -> float:
 
 
 def _plot_scores(scores: Scores, path: Path, tail: TailEstimate | None) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     sets = {"held-out healthy": scores.healthy, **scores.faulty}
     every = np.concatenate([np.asarray(v, dtype=np.float64) for v in sets.values()])
@@ -71,11 +57,11 @@ def _plot_scores(scores: Scores, path: Path, tail: TailEstimate | None) -> None:
         right.set_ylim(tail.target / 100, 1.0)  # from the tail's start to past the target
         right.set_ylabel("share of healthy windows above (fitted tail)")
         right.legend(fontsize="small", loc="center right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_roc(scores: Scores, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, values in scores.faulty.items():
         fpr, tpr = roc(scores.healthy, values)
@@ -87,11 +73,11 @@ def _plot_roc(scores: Scores, path: Path) -> None:
         ax.legend(fontsize="small")
     else:
         ax.text(0.5, 0.5, "no faulty data", ha="center")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_loss(history: dict[str, list[float]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("loss", "training"), ("val_loss", "validation")):
         ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
@@ -99,7 +85,7 @@ def _plot_loss(history: dict[str, list[float]], path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean squared error (normalised)")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

@@ -114,6 +114,7 @@ def _healthy_data(
     start: datetime | None,
     end: datetime | None,
     devices: list[str],
+    faulty_devices: list[str],
     spec_id: str | None,
     registry: Registry | None,
     model_id: str,
@@ -139,6 +140,8 @@ def _healthy_data(
         )
     if spec_id is not None and start is None and end is None:
         fail("--spec chooses the vectors read from InfluxDB: it goes with --start/--end", 2)
+    if faulty_devices and start is None and end is None:
+        fail("--faulty-device reads anomalies from InfluxDB: it goes with --start/--end", 2)
     if generator is not None:
         from vibewatch.train.factory import generator_data
 
@@ -172,7 +175,13 @@ def _healthy_data(
         devices=devices,
     )
     return sources.from_influx(
-        config, spec, start=start, end=end, devices=devices, progress=phases("query")
+        config,
+        spec,
+        start=start,
+        end=end,
+        devices=devices,
+        faulty_devices=faulty_devices,
+        progress=phases("query"),
     )
 
 
@@ -227,6 +236,17 @@ def train_command(
             metavar="DEVICE",
             help="InfluxDB: a device id or glob; repeat the flag for several "
             "\\[default: every device].",
+            show_default=False,
+        ),
+    ] = None,
+    faulty_devices: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--faulty-device",
+            metavar="DEVICE",
+            help="InfluxDB: a device id or glob whose feature vectors inside its anomaly "
+            "events are a faulty set for the evaluation and the gate (the fleet's own "
+            "faults); repeat the flag for several.",
             show_default=False,
         ),
     ] = None,
@@ -353,6 +373,7 @@ def train_command(
                 start=start,
                 end=end,
                 devices=devices or [],
+                faulty_devices=faulty_devices or [],
                 spec_id=spec_id,
                 registry=registry,
                 model_id=model_id,

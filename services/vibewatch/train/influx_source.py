@@ -504,6 +504,8 @@ class TrainingFeatures:
         end: End of the range (excluded).
         excluded_count: Vectors found but left out (inside an exclusion interval).
         per_device: Counts per device that has vectors in the range.
+        anomalous: The vectors left out, by device (devices with none are missing),
+            each ordered by time: what the devices saw during their anomalies.
     """
 
     features: npt.NDArray[np.float32]
@@ -514,6 +516,7 @@ class TrainingFeatures:
     end: datetime
     excluded_count: int
     per_device: Mapping[str, DeviceCounts]
+    anomalous: Mapping[str, npt.NDArray[np.float32]]
 
 
 def _epoch_ms(moment: datetime, name: str) -> int:
@@ -612,6 +615,13 @@ def load_training_features(
         end=end,
         excluded_count=int(np.count_nonzero(excluded)),
         per_device=MappingProxyType(per_device),
+        anomalous=MappingProxyType(
+            {
+                name: features[(device_index == code) & excluded]
+                for code, name in enumerate(names)
+                if per_device[name].excluded
+            }
+        ),
     )
 
 

@@ -248,10 +248,19 @@ def from_influx(
     start: datetime,
     end: datetime,
     devices: Sequence[str] = (),
+    faulty_devices: Sequence[str] = (),
     min_windows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingData:
-    """Healthy rows of ``spec`` published by devices, outside anomaly intervals."""
+    """Healthy rows of ``spec`` published by ``devices``, outside anomaly intervals; and,
+    for each of ``faulty_devices`` (ids or globs) with any, the rows inside its anomaly
+    intervals as a faulty set named ``<device> anomalies``.
+
+    Raises:
+        DataError: As :func:`load_training_features`; or ``faulty_devices`` were given
+            and none of them has a vector inside an anomaly in the range.
+        QueryError: InfluxDB could not be queried.
+    """
     loaded = load_training_features(
         config,
         spec_id=spec.spec_id,
@@ -261,6 +270,19 @@ def from_influx(
         min_windows=min_windows,
         progress=progress,
     )
+    faulty: dict[str, npt.NDArray[np.float32]] = {}
+    if faulty_devices:
+        events = load_training_features(
+            config, spec_id=spec.spec_id, start=start, end=end, devices=faulty_devices,
+            min_windows=0,
+        )  # fmt: skip
+        faulty = {f"{name} anomalies": rows for name, rows in events.anomalous.items()}
+        if not faulty:
+            raise DataError(
+                f"no feature vectors of spec {spec.spec_id} inside an anomaly of "
+                f"{', '.join(faulty_devices)} from {start.isoformat()} to {end.isoformat()}: "
+                "nothing to evaluate the faults on"
+            )
     source = {
         "source": "influxdb",
         "start": loaded.start.isoformat(),
@@ -268,7 +290,9 @@ def from_influx(
         "devices": sorted(set(loaded.devices)),
         "excluded_in_anomalies": loaded.excluded_count,
     }
-    return TrainingData(loaded.features, spec, source)
+    if faulty:
+        source["faulty_devices"] = sorted(name.removesuffix(" anomalies") for name in faulty)
+    return TrainingData(loaded.features, spec, source, faulty)
 
 
 def faulty_recordings(
