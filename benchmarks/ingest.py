@@ -24,6 +24,13 @@ same run:
   stopped for 30 s (10 s with ``--quick``), then started again. Nothing may
   be lost, and memory must stay bounded while ingest spools.
 
+With ``--group-sizes 1,2,...`` the run measures scale-out instead: for each size N,
+N ``vibewatch ingest`` processes in one MQTT 5 shared subscription group
+(``mqtt.group``, ``$share/bench/...``) take the same flat-out load, and the table
+gives messages and points per second of the group and per process, with each
+process's CPU, between a raw-ceiling run before and one after. Its one bar: nothing
+lost at any size.
+
 Peak RSS is the ingest process's ``VmHWM`` read from ``/proc/<pid>/status``
 just before it is stopped. Each phase has its own database and topic prefix,
 so no phase's messages queue up for another phase's subscriber.
@@ -49,7 +56,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -557,8 +564,11 @@ class Bench:
     results: Results
     py_spy: Path | None = None
 
-    def ingest(self, name: str, db: str, prefix: str) -> ServiceProcess:
-        """An ingest process for one phase (not started)."""
+    def ingest(self, name: str, db: str, prefix: str, group: str = "") -> ServiceProcess:
+        """An ingest process for one phase (not started), in the shared subscription
+        ``group`` when one is given."""
+        # the service's defaults unless --ingest-env says
+        settings = {**self.overrides, **({"VIBEWATCH_MQTT_GROUP": group} if group else {})}
         env = ingest_env(
             mqtt_port=self.broker.port,
             influx_url=self.influx.url,
@@ -566,7 +576,7 @@ class Bench:
             data_home=self.workdir / f"home-{name}",
             client_id=f"bench-ingest-{name}",
             topic_prefix=prefix,
-            settings=self.overrides,  # the service's defaults unless --ingest-env says
+            settings=settings,
         )
         return ServiceProcess(env, self.workdir, name=f"ingest-{name}", ready_timeout=60)
 
@@ -625,6 +635,23 @@ def phase_raw(bench: Bench, db: str) -> None:
     progress(f"raw ceiling: {written:,} points in {elapsed:.2f}s = {written / elapsed:,.0f}/s")
 
 
+def drive(
+    bench: Bench,
+    publisher: LoadProcess,
+    meter: CpuMeter,
+    db: str,
+    total: int,
+    alive: Callable[[], bool],
+) -> tuple[float | None, int]:
+    """Let a ready publisher go and wait for ``total`` points in ``db``, measuring CPU
+    meanwhile (``meter.percent`` after); see :func:`wait_for_points` for the result."""
+    meter.start()
+    publisher.go()
+    reached = wait_for_points(bench.influx, db, total, bench.plan.drain_timeout, alive)
+    meter.stop()
+    return reached
+
+
 def phase_e2e(bench: Bench) -> None:
     """End to end: a flat-out publisher, one ingest process, points counted in InfluxDB."""
     plan, results = bench.plan, bench.results
@@ -648,16 +675,8 @@ def phase_e2e(bench: Bench) -> None:
         if bench.py_spy is not None:
             profiler = start_py_spy(ingest.pid, bench.py_spy, bench.workdir / "py-spy.log")
         progress("end to end: publishing")
-        meter.start()
-        publisher.go()
-        reached, count = wait_for_points(
-            bench.influx,
-            db,
-            total,
-            plan.drain_timeout,
-            lambda: ingest.running,
-        )
-        results.cpu_percent = meter.stop()
+        reached, count = drive(bench, publisher, meter, db, total, lambda: ingest.running)
+        results.cpu_percent = meter.percent
         stop_py_spy(profiler)
         sent = publisher.result(60)
         if reached is None:
@@ -795,6 +814,125 @@ def phase_outage(bench: Bench) -> None:
     )
 
 
+@dataclass(frozen=True)
+class GroupRun:
+    """One size of the scale-out runs: ``members`` ingest processes in one group.
+
+    Attributes:
+        members: Ingest processes in the shared subscription group.
+        points_per_s: Points counted in InfluxDB over the time from the first publish.
+        lost: Published minus counted, after every member drained and stopped.
+        cpu_percent: CPU of each member, the servers and the publisher, % of one core.
+    """
+
+    members: int
+    points_per_s: float
+    lost: int
+    cpu_percent: dict[str, float]
+
+    @property
+    def messages_per_s(self) -> float:
+        """Telemetry messages a second (each holds :data:`READINGS_PER_MESSAGE` points)."""
+        return self.points_per_s / READINGS_PER_MESSAGE
+
+
+def phase_group(bench: Bench, members: int) -> GroupRun:
+    """Scale-out: ``members`` ingest processes in one shared subscription group take a
+    flat-out publisher's load; points counted in InfluxDB."""
+    plan = bench.plan
+    db, prefix = f"bench_group_{members}", f"bench/group{members}/"
+    total = plan.e2e_messages * READINGS_PER_MESSAGE
+    progress(f"group of {members}: {plan.e2e_messages:,} messages ({total:,} points)")
+    publisher = bench.publisher(f"group{members}", prefix, plan.e2e_messages)
+    ingests = [
+        bench.ingest(f"group{members}-{n}", db, prefix, group="bench")
+        for n in range(1, members + 1)
+    ]
+    try:
+        for ingest in ingests:
+            ingest.start()
+        publisher.wait_ready()
+        pids = {ingest.name: ingest.pid for ingest in ingests}
+        meter = CpuMeter({**pids, **bench.server_pids(), "publisher": publisher.pid})
+        reached, count = drive(
+            bench, publisher, meter, db, total, lambda: all(i.running for i in ingests)
+        )
+        cpu = meter.percent
+        sent = publisher.result(60)
+        if reached is None:
+            progress(f"group of {members}: count stopped at {count:,} of {total:,}")
+            reached = time.monotonic()
+        for ingest in ingests:
+            stop_ingest(ingest)
+    finally:
+        for ingest in ingests:
+            ingest.close()
+        publisher.close()
+    counted = count_points(bench.influx, db)
+    run = GroupRun(
+        members=members,
+        points_per_s=count / (reached - sent.first) if count > 0 else 0.0,
+        lost=(sent.acked + sent.failed) * READINGS_PER_MESSAGE - counted,
+        cpu_percent=cpu,
+    )
+    progress(f"group of {members}: {run.points_per_s:,.0f} points/s; lost {run.lost}")
+    return run
+
+
+def group_table(runs: list[GroupRun], raw_runs: list[float]) -> str:
+    """The scale-out runs as a plain-text table, one column per group size."""
+    rows: list[tuple[str, list[str]]] = [
+        ("ingest processes in the group", [str(r.members) for r in runs]),
+        ("messages/s, whole group", [f"{r.messages_per_s:,.0f}" for r in runs]),
+        ("points/s, whole group", [f"{r.points_per_s:,.0f}" for r in runs]),
+        ("messages/s per process", [f"{r.messages_per_s / r.members:,.0f}" for r in runs]),
+        ("points/s per process", [f"{r.points_per_s / r.members:,.0f}" for r in runs]),
+        ("lost (published - counted)", [str(r.lost) for r in runs]),
+    ]
+    for name in ("ingest", "mosquitto", "influxd", "publisher"):
+        rows.append(
+            (
+                f"CPU % of one core, {name}",
+                [
+                    "/".join(f"{v:.0f}" for k, v in r.cpu_percent.items() if k.startswith(name))
+                    for r in runs
+                ],
+            )
+        )
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  " + "".join(f"{v:>10}" for v in values) for name, values in rows]
+    ceiling = " / ".join(f"{run:,.0f}" for run in raw_runs)
+    lines.append(f"{'raw InfluxDB ceiling, before / after':<{width}}  {ceiling} points/s")
+    return "\n".join(lines)
+
+
+def run_groups(sizes: list[int], plan: Plan, overrides: dict[str, str], as_json: bool) -> int:
+    """The scale-out runs, between a raw-ceiling run before and one after; the exit status."""
+    results = Results(quick=plan.quick, ingest_env=overrides)
+    with servers(plan, results, overrides) as bench:
+        phase_raw(bench, "bench_raw_before")
+        runs = [phase_group(bench, size) for size in sizes]
+        phase_raw(bench, "bench_raw_after")
+    values = {
+        "groups": [
+            {
+                "members": r.members,
+                "messages_per_s": round(r.messages_per_s),
+                "points_per_s": round(r.points_per_s),
+                "lost": r.lost,
+                "cpu_percent": r.cpu_percent,
+            }
+            for r in runs
+        ],
+        "raw_runs_points_per_s": [round(run) for run in results.raw_runs_points_per_s],
+        "ingest_env": overrides,
+        "quick": plan.quick,
+    }
+    bars = [(f"lost == 0, group of {r.members}", r.lost == 0, f"lost {r.lost}") for r in runs]
+    text = group_table(runs, results.raw_runs_points_per_s)
+    return finish(text, values, bars, as_json=as_json)
+
+
 # --- output ------------------------------------------------------------------------------
 
 
@@ -903,6 +1041,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "CPU from the run, so its figures are not comparable with an unprofiled run",
     )
     parser.add_argument(
+        "--group-sizes",
+        metavar="N,N,...",
+        help="measure scale-out instead: for each N, N ingest processes in one shared "
+        "subscription group against the end-to-end load (e.g. 1,2)",
+    )
+    parser.add_argument(
         "--skip-outage",
         action="store_true",
         help="leave out the outage phase (its bars are then missed)",
@@ -920,6 +1064,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"--ingest-env wants VIBEWATCH_KEY=VALUE, got {item!r}")
         overrides[key] = value
     plan = QUICK if args.quick else FULL
+    if args.group_sizes:
+        try:
+            sizes = [int(size) for size in args.group_sizes.split(",")]
+        except ValueError as exc:
+            message = f"--group-sizes wants numbers like 1,2, got {args.group_sizes!r}"
+            raise SystemExit(message) from exc
+        if min(sizes) < 1:
+            raise SystemExit("--group-sizes: at least one process per group")
+        return run_groups(sizes, plan, overrides, args.json)
     began = time.monotonic()
     results = Results(quick=plan.quick, ingest_env=overrides)
     try:
@@ -931,31 +1084,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return finish(table(results, plan), results.as_json(), results.bars(), as_json=args.json)
 
 
-def run(plan: Plan, results: Results, overrides: dict[str, str], args: argparse.Namespace) -> None:
-    """Start the servers in a temporary directory, run every phase, stop everything."""
+@contextlib.contextmanager
+def servers(
+    plan: Plan, results: Results, overrides: dict[str, str], py_spy: Path | None = None
+) -> Iterator[Bench]:
+    """The servers, started in a temporary directory, and the phases' shared settings;
+    everything stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="vibewatch-bench-") as tmp:
         workdir = Path(tmp)
         progress(f"starting mosquitto and influxd in {workdir}")
         with local_servers(workdir) as (broker, influx):
-            now_ms = int(time.time()) * 1000
-            bench = Bench(
+            yield Bench(
                 plan=plan,
                 workdir=workdir,
                 broker=broker,
                 influx=influx,
                 ctx=multiprocessing.get_context("spawn"),
                 overrides=overrides,
-                base_ms=now_ms - BASE_AGE_MS,
+                base_ms=int(time.time()) * 1000 - BASE_AGE_MS,
                 results=results,
-                py_spy=args.py_spy.absolute() if args.py_spy else None,
+                py_spy=py_spy,
             )
-            phase_raw(bench, "bench_raw_before")
-            phase_e2e(bench)
-            phase_raw(bench, "bench_raw_after")
-            phase_naive(bench)
-            if not args.skip_outage:
-                phase_outage(bench)
             progress("stopping servers")
+
+
+def run(plan: Plan, results: Results, overrides: dict[str, str], args: argparse.Namespace) -> None:
+    """Run every phase."""
+    py_spy = args.py_spy.absolute() if args.py_spy else None
+    with servers(plan, results, overrides, py_spy) as bench:
+        phase_raw(bench, "bench_raw_before")
+        phase_e2e(bench)
+        phase_raw(bench, "bench_raw_after")
+        phase_naive(bench)
+        if not args.skip_outage:
+            phase_outage(bench)
 
 
 if __name__ == "__main__":

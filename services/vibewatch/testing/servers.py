@@ -544,6 +544,7 @@ class LocalMosquitto(LocalServer):
         extra_conf: str = "",
         anonymous: bool = True,
         settings: Mapping[str, str] = NO_LOSS_SETTINGS,
+        config: str = "",
         executable: str | os.PathLike[str] | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
     ) -> None:
@@ -553,6 +554,10 @@ class LocalMosquitto(LocalServer):
             workdir: Directory for configuration, persistence and log (created).
             port: Listener port; a free one is chosen once when ``None``.
             extra_conf: Lines appended to the generated mosquitto.conf.
+            config: A whole mosquitto.conf to run instead of the generated one (a site's
+                file with its paths and listener moved here: its listener must be
+                ``port`` on loopback, its log on standard error); ``extra_conf``,
+                ``anonymous`` and ``settings`` are then unused.
             anonymous: Whether clients without a user name may connect (False with a
                 ``password_file`` in ``extra_conf``).
             settings: Broker options written as ``key value`` lines;
@@ -567,6 +572,7 @@ class LocalMosquitto(LocalServer):
         self.extra_conf = extra_conf
         self.anonymous = anonymous
         self.settings = dict(settings)
+        self.config = config
 
     @property
     def persistence_dir(self) -> Path:
@@ -575,6 +581,9 @@ class LocalMosquitto(LocalServer):
 
     def _write_config(self) -> None:
         self.persistence_dir.mkdir(parents=True, exist_ok=True)
+        if self.config:
+            self.config_path.write_text(self.config, encoding="utf-8")
+            return
         lines = [
             "# Written by vibewatch.testing.servers on every start; edits are lost.",
             f"listener {self.port} {LOOPBACK}",
