@@ -41,7 +41,7 @@ def dashboards_export(
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Write every dashboard as Grafana JSON (OUT/<uid>.json) and the provisioning files
+    """Write every dashboard as Grafana JSON (OUT/UID.json) and the provisioning files
     of its InfluxDB data source and dashboard provider (OUT/provisioning/), pointed at the
     configuration's InfluxDB. Secrets are not written: Grafana reads them from
     $VIBEWATCH_INFLUX_PASSWORD (v1) or $VIBEWATCH_INFLUX_TOKEN (v2)."""

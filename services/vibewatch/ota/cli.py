@@ -564,7 +564,7 @@ def devices_provision(
         typer.Option(
             "--cert",
             help="Also issue each a client certificate (common name = the user) from the "
-            "local CA in DIR/ca, made on first use: DIR/devices/<id>.crt and .key.",
+            "local CA in DIR/ca, made on first use: DIR/devices/ID.crt and ID.key.",
         ),
     ] = False,
     directory: AccessDirOption = None,
@@ -572,7 +572,7 @@ def devices_provision(
     config: ConfigOption = None,
 ) -> None:
     """Give devices (and back-end services) their broker credentials: a random password
-    each, written to DIR/devices/<id>.password (or DIR/services/<name>.password) with mode
+    each, written to DIR/devices/ID.password (or DIR/services/NAME.password) with mode
     0600 and never printed, its hash in DIR/passwd (Mosquitto's password_file), and the
     ACL in DIR/acl (acl_file) that lets each device publish only its own uplink topics and
     read only its own downlink. Reload the broker afterwards (systemctl reload mosquitto)."""
