@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from vibewatch.demo.story import DemoReport, DetectedFault, _AlertsChapter
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
 from vibewatch.testing.browser import open_page
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port, listening
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,14 +34,6 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         env={**base, **(env or {})},
         timeout=300,
     )
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 #: The keys ``vibewatch demo --json`` promises scripts.
