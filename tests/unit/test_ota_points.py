@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from vibewatch.influx.lineprotocol import Point, encode_point
@@ -13,17 +16,12 @@ DEVICES = tuple(f"pump-{i:02d}" for i in range(10))
 ALL_STATES = [f"devices_{s.value}" for s in DeviceState]
 
 
-def rollout(**kw: object) -> Rollout:
-    settings: dict[str, object] = {
-        "model_id": "pump-ae",
-        "version": 3,
-        "targets": DEVICES,
-        "canary": 2,
-        "waves": (0.5, 1.0),
-        "max_failure_rate": 0.5,
-        "timeout_s": 60.0,
-    }
-    return Rollout("rollout-7", RolloutPlan(**(settings | kw)))  # type: ignore[arg-type]
+PLAN = RolloutPlan("pump-ae", 3, DEVICES, canary=2, waves=(0.5, 1.0), max_failure_rate=0.5,
+                   timeout_s=60.0)  # fmt: skip
+
+
+def rollout(**kw: Any) -> Rollout:
+    return Rollout("rollout-7", dataclasses.replace(PLAN, **kw))
 
 
 def fields(point: Point) -> dict[str, object]:
