@@ -583,7 +583,13 @@ class IngestConfig(_MaskedRepr):
     )
     stats_interval: float = field(
         default=10.0,
-        metadata=_key("Seconds between two snapshots of the service's counters.", ge=1, le=3600),
+        metadata=_key(
+            "Seconds between two snapshots of the service's counters; also between two "
+            "InfluxDB points of a rollout in progress that did not change, and two counts "
+            "of the firing alerts.",
+            ge=1,
+            le=3600,
+        ),
     )
 
 
