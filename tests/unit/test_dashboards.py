@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from vibewatch.cli import app
 from vibewatch.config import load_config
-from vibewatch.dashboards.boards import DASHBOARDS, DATASOURCE_UID
+from vibewatch.dashboards.boards import DASHBOARDS, DATASOURCE_UID, EVENT_QUERIES
+from vibewatch.dashboards.check import queries_of
 from vibewatch.dashboards.export import dashboard_json, datasource_yaml, export
 from vibewatch.dashboards.influxql import interval_text, register, render, targets_of
 from vibewatch.errors import DataError
@@ -204,6 +205,18 @@ def test_rollouts_is_templated_by_rollout_and_the_fleet_shows_rollouts_and_alert
     stats = {p["title"]: p for p in fleet["panels"] if p["type"] == "stat"}
     assert set(stats) >= {"Firing alerts", "Rollouts in progress"}
     assert targets_of(stats["Rollouts in progress"]) == targets_of(model["panels"][1])
+
+
+def test_every_query_of_events_names_a_query_of_its_dashboard() -> None:
+    assert set(EVENT_QUERIES) <= set(DASHBOARDS)
+    for uid, wheres in EVENT_QUERIES.items():
+        assert wheres <= {where for where, _ in queries_of(uid)}, uid
+    # events: anomaly events and failed devices, never a gauge that is always written
+    events = (schema.ANOMALY, schema.ROLLOUT_FAILURE)
+    for uid, wheres in EVENT_QUERIES.items():
+        queries = dict(queries_of(uid))
+        for where in wheres:
+            assert any(f'FROM "{name}"' in queries[where] for name in events), where
 
 
 def test_the_committed_files_are_what_export_writes(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from vibewatch.ota.rollout import FAILURES, DeviceState
 __all__ = [
     "DASHBOARDS",
     "DATASOURCE_UID",
+    "EVENT_QUERIES",
     "FOLDER_TITLE",
     "FOLDER_UID",
     "TAGS",
@@ -605,6 +606,23 @@ def rollouts() -> Dashboard:
         )
     )
 
+
+#: The queries of events a healthy fleet may have none of in a time range (anomaly events,
+#: devices that failed a rollout), by dashboard uid: ``where`` of their
+#: :class:`~vibewatch.dashboards.check.QueryCheck` (``panel <title> <refId>``,
+#: ``annotation <name>``). ``vibewatch dashboards check`` says such a query found none
+#: instead of failing it.
+EVENT_QUERIES: dict[str, frozenset[str]] = {
+    "vibewatch-fleet": frozenset(
+        {
+            "panel 'Anomaly events' A",
+            "panel 'Anomaly events per hour' A",
+            "panel 'Devices with most anomaly events' A",
+        }
+    ),
+    "vibewatch-device": frozenset({"panel 'Score and threshold' B", "annotation 'Anomaly events'"}),
+    "vibewatch-rollouts": frozenset({"panel 'Failures by reason' A", "panel 'Failed devices' A"}),
+}
 
 #: Every dashboard, by uid.
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {

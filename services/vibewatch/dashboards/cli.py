@@ -106,8 +106,14 @@ def dashboards_check(
     else:
         for c in checks:
             outcome = c.error or f"{c.series} series, {c.rows} rows"
+            if c.ok and not c.rows:
+                outcome += " (events: none in the range)"
             typer.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.dashboard}: {c.where}: {outcome}")
-        typer.echo(f"{len(checks) - len(failed)} of {len(checks)} queries returned rows")
+        quiet = sum(c.ok and not c.rows for c in checks)
+        typer.echo(
+            f"{len(checks) - len(failed) - quiet} of {len(checks)} queries returned rows"
+            + (f"; {quiet} queries of events found none in the range" if quiet else "")
+        )
     if failed:
         raise typer.Exit(1)
 
