@@ -43,14 +43,9 @@ PROMISED = (
 )  # fmt: skip
 
 
-def test_the_quick_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
-    # --keep: the stack stays up at the end, and the dashboards' queries run against it
-    base = {name: value for name, value in os.environ.items() if not name.startswith("VIBEWATCH_")}
-    running = subprocess.Popen(
-        [sys.executable, "-m", "vibewatch", "demo", "--quick", "--json", "--keep", "--report",
-         str(tmp_path / "report")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base,
-    )  # fmt: skip
+def _wait_for_the_kept_stack(running: subprocess.Popen[str]) -> tuple[str, list[str], str]:
+    """What a demo with --keep said until it told how to look at the stack: the text, the
+    exported settings, the ``--since`` of its dashboards check."""
     assert running.stderr is not None
     said = []
     for line in running.stderr:  # until the demo says how to look at the stack
@@ -62,14 +57,28 @@ def test_the_quick_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_pat
     (exports,) = [line.split()[1:] for line in said if line.strip().startswith("export ")]
     since = re.search(r"--since (\d+h)", said[-1])
     assert since is not None, said[-1]
-    check = subprocess.run(
-        [sys.executable, "-m", "vibewatch", "dashboards", "check", "--since", since.group(1)],
-        capture_output=True, text=True, timeout=120,
-        env={**base, **dict(export.split("=", 1) for export in exports)},
+    return told, exports, since.group(1)
+
+
+def test_the_quick_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+    # --keep: the stack stays up at the end, and the dashboards' queries run against it
+    base = {name: value for name, value in os.environ.items() if not name.startswith("VIBEWATCH_")}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "vibewatch", "demo", "--quick", "--json", "--keep", "--report",
+         str(tmp_path / "report")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base,
     )  # fmt: skip
-    assert check.returncode == 0, check.stdout + check.stderr
-    running.send_signal(signal.SIGINT)  # Ctrl-C ends the stack
-    stdout, rest = running.communicate(timeout=120)
+    try:
+        told, exports, since = _wait_for_the_kept_stack(running)
+        check = subprocess.run(
+            [sys.executable, "-m", "vibewatch", "dashboards", "check", "--since", since],
+            capture_output=True, text=True, timeout=120,
+            env={**base, **dict(export.split("=", 1) for export in exports)},
+        )  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        running.send_signal(signal.SIGINT)  # Ctrl-C ends the stack, whatever happened
+        stdout, rest = running.communicate(timeout=120)
     done = subprocess.CompletedProcess(running.args, running.returncode, stdout, told + rest)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
