@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from outcome import finish, progress  # benchmarks/outcome.py, beside this script
+from vibewatch.testing.servers import listening
 
 #: The runs and their bars (seconds, wall time of the whole command).
 RUNS = {"full": ((), 300.0), "quick": (("--quick",), 180.0)}
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def run(name: str, args: Sequence[str]) -> dict[str, Any]:
@@ -66,7 +58,7 @@ def run(name: str, args: Sequence[str]) -> dict[str, Any]:
         "simulated_s": report.get("simulated_s"),
         "training_s": report.get("training", {}).get("seconds"),
         "rollout_s": report.get("rollout", {}).get("seconds"),
-        "left_listening": sorted(p for p in ports if _listening(p)),
+        "left_listening": sorted(p for p in ports if listening(p)),
         "stderr_tail": done.stderr.strip().splitlines()[-3:] if done.returncode else [],
     }
 

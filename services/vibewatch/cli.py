@@ -157,8 +157,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the back end's services in one process: ingest (MQTT into InfluxDB) and the
-    OTA controller (rollouts).
+    """Run the back end's services in one process: ingest (MQTT into InfluxDB), the
+    OTA controller (rollouts) and the alerts service (signed webhooks).
 
     Services start in order and stop in reverse order; readiness is reported on
     $NOTIFY_SOCKET (systemd Type=notify). SIGTERM or Ctrl-C flushes everything and exits

@@ -1,8 +1,9 @@
 """Running the back end's services: start in order, report readiness, stop in reverse.
 
-``vibewatch serve`` runs every back-end service in one process (the ingestion service
-and the OTA controller; alerting joins them), and each service's own command
-(``vibewatch ingest``, ``vibewatch ota serve``) runs it alone; all go through
+``vibewatch serve`` runs every back-end service in one process (the ingestion service,
+the OTA controller and the alerts service), and each service's own command
+(``vibewatch ingest``, ``vibewatch ota serve``, ``vibewatch alerts serve``) runs it alone;
+all go through
 :func:`run_services`, the one place that handles signals and the order of shutdown:
 
 1. services start in the order given; one that cannot start (the broker refused it,

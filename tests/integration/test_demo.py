@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ from vibewatch.demo.story import DemoReport, DetectedFault, _AlertsChapter
 from vibewatch.edge.m4 import FACTORY_MODEL
 from vibewatch.edge.vwm import decode_header
 from vibewatch.testing.browser import open_page
-from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port
+from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto, free_port, listening
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,14 +36,6 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 #: The keys ``vibewatch demo --json`` promises scripts.
 PROMISED = (
     "devices", "faults_injected", "faults_detected", "false_alarm_devices", "webhooks_received",
@@ -52,7 +44,33 @@ PROMISED = (
 
 
 def test_the_quick_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
-    done = demo("--quick", "--json", "--report", str(tmp_path / "report"))
+    # --keep: the stack stays up at the end, and the dashboards' queries run against it
+    base = {name: value for name, value in os.environ.items() if not name.startswith("VIBEWATCH_")}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "vibewatch", "demo", "--quick", "--json", "--keep", "--report",
+         str(tmp_path / "report")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base,
+    )  # fmt: skip
+    assert running.stderr is not None
+    said = []
+    for line in running.stderr:  # until the demo says how to look at the stack
+        said.append(line)
+        if line.strip().startswith("vibewatch dashboards check"):
+            break
+    told = "".join(said)
+    assert "the stack stays up (--keep) until Ctrl-C" in told, told
+    (exports,) = [line.split()[1:] for line in said if line.strip().startswith("export ")]
+    since = re.search(r"--since (\d+h)", said[-1])
+    assert since is not None, said[-1]
+    check = subprocess.run(
+        [sys.executable, "-m", "vibewatch", "dashboards", "check", "--since", since.group(1)],
+        capture_output=True, text=True, timeout=120,
+        env={**base, **dict(export.split("=", 1) for export in exports)},
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    running.send_signal(signal.SIGINT)  # Ctrl-C ends the stack
+    stdout, rest = running.communicate(timeout=120)
+    done = subprocess.CompletedProcess(running.args, running.returncode, stdout, told + rest)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(PROMISED) <= set(report)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import shlex
 import signal
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
@@ -47,18 +49,23 @@ def _unreachable(config: Config) -> list[str]:
     return out
 
 
-def _keep_up(settings: Mapping[str, str], stop: threading.Event) -> None:
+def _keep_up(settings: Mapping[str, str], since_ms: int, stop: threading.Event) -> None:
     """Say how to reach the stack, with Grafana, and wait for Ctrl-C (or SIGTERM)."""
     exports = " ".join(
         f"{name}={shlex.quote(settings[name])}"
         for name in ("VIBEWATCH_INFLUX_URL", "VIBEWATCH_INFLUX_DATABASE", "VIBEWATCH_MQTT_PORT")
         if name in settings
     )
+    hours = math.ceil((time.time() * 1000 - since_ms) / 3_600_000)
     say = functools.partial(typer.echo, err=True)
-    say("the stack stays up (--keep); Ctrl-C stops it. To look at it with Grafana:")
-    say(f"  {exports} vibewatch dashboards export grafana/")
-    say("  then point Grafana's provisioning at grafana/ (docs/demo.md, docs/deploy.md),")
-    say(f"  or push the dashboards: {exports} vibewatch dashboards push --url URL")
+    say(
+        "the stack stays up (--keep) until Ctrl-C; the fleet's points are in the last "
+        f"{hours} h. To look at them:"
+    )
+    say(f"  export {exports}")
+    say(f"  vibewatch dashboards check --since {hours}h   # every panel's query, against it")
+    say("  vibewatch dashboards export grafana   # the dashboards for a Grafana of yours")
+    say("  vibewatch dashboards push --url URL --token-file FILE   # or into a running Grafana")
     stop.wait()
 
 
@@ -202,10 +209,10 @@ def demo_command(
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
 
-    def keep_up(settings: Mapping[str, str]) -> None:
+    def keep_up(settings: Mapping[str, str], since_ms: int) -> None:
         line.end()
         stop.clear()  # a Ctrl-C during the story ended the story; this one ends the stack
-        _keep_up(settings, stop)
+        _keep_up(settings, since_ms, stop)
 
     try:
         report = run_demo(

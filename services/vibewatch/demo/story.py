@@ -688,7 +688,7 @@ def run_demo(
     say: Callable[[str], None] = lambda _: None,
     on_progress: Callable[[Progress], None] = lambda _: None,
     stop: threading.Event | None = None,
-    keep: Callable[[Mapping[str, str]], None] | None = None,
+    keep: Callable[[Mapping[str, str], int], None] | None = None,
 ) -> DemoReport:
     """Run the chapters (see the module documentation) and report what the back end stored.
 
@@ -704,7 +704,8 @@ def run_demo(
         on_progress: Receives the fleet's progress every second.
         stop: Ends the run early (Ctrl-C); the report covers what ran.
         keep: Called at the end, before anything stops, with the ``VIBEWATCH_*``
-            settings that point at the stack; everything stops when it returns.
+            settings that point at the stack and the first millisecond of the fleet's
+            points; everything stops when it returns.
 
     Raises:
         LocalServerError: A local server or ``serve`` could not start.
@@ -814,7 +815,7 @@ def run_demo(
             report = dataclasses.replace(report, report=str(page))
             say(f"report written: {page}")
         if keep is not None:
-            keep(settings)
+            keep(settings, since_ms)
         if serve.stop() != 0:
             log.warning("vibewatch serve did not stop clean:\n%s", serve.log_tail())
     return report

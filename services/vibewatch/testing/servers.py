@@ -72,6 +72,7 @@ __all__ = [
     "LocalServerError",
     "find_executable",
     "free_port",
+    "listening",
     "local_servers",
     "rows",
 ]
@@ -150,6 +151,15 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on ``127.0.0.1:port`` (a server left running)."""
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _port_is_free(port: int) -> bool:
