@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 from vibewatch.alerts.dispatch import parse_matcher
 from vibewatch.alerts.rules import DEFAULT_RULES, Rule, parse_rules
 from vibewatch.alerts.signing import SignatureError, secret_key
-from vibewatch.errors import ConfigError, PointError
+from vibewatch.errors import ConfigError, DataError, PointError
 from vibewatch.influx.lineprotocol import check_tag_value
 from vibewatch.protocol import DEVICE_SELECTOR_RE, prefix_problem
 from vibewatch.redact import MASK, mask_url
@@ -73,7 +73,9 @@ __all__ = [
     "WebhookReceiver",
     "WebhookReceivers",
     "config_reference_markdown",
+    "http_url_problem",
     "load_config",
+    "read_secret_file",
     "toml_type",
 ]
 
@@ -263,7 +265,7 @@ def _label_names(value: str) -> str | None:
     return f"must be label names, comma separated, or ..., not {bad[0]!r}" if bad else None
 
 
-def _http_url(value: str) -> str | None:
+def http_url_problem(value: str) -> str | None:
     """What keeps ``value`` from being an :data:`HttpUrl`, or None.
 
     The value is shown next to the message with its credentials masked, so the
@@ -286,14 +288,17 @@ def _http_url(value: str) -> str | None:
     if port and not 1 <= int(port) <= 65535:
         return f"port {int(port)} is out of range (1 to 65535)"
     if mask_url(value) != value:
-        return "must not hold credentials: use influx.username/password or influx.token"
+        return (
+            "must not hold credentials: give them in their own keys (influx.username and "
+            "influx.password, or influx.token; grafana.token)"
+        )
     if parts.query or parts.fragment:
         return "must not have a query or a fragment"
     return None
 
 
 def _http_url_or_empty(value: str) -> str | None:
-    return None if value == "" else _http_url(value)
+    return None if value == "" else http_url_problem(value)
 
 
 def _basic_auth_user(value: str) -> str | None:
@@ -583,7 +588,13 @@ class IngestConfig(_MaskedRepr):
     )
     stats_interval: float = field(
         default=10.0,
-        metadata=_key("Seconds between two snapshots of the service's counters.", ge=1, le=3600),
+        metadata=_key(
+            "Seconds between two snapshots of the service's counters; also between two "
+            "InfluxDB points of a rollout in progress that did not change, and two counts "
+            "of the firing alerts.",
+            ge=1,
+            le=3600,
+        ),
     )
 
 
@@ -1023,7 +1034,7 @@ class _UrlKind(_StrKind):
 
     def from_toml(self, value: object) -> object:
         text = typing.cast(str, super().from_toml(value))
-        problem = _http_url(text)
+        problem = http_url_problem(text)
         if problem is not None:
             raise _BadValueError(problem)
         return HttpUrl(text)
@@ -1404,19 +1415,21 @@ def _file_values(document: dict[str, Any], path: str, problems: list[str]) -> di
     return values
 
 
-def _read_secret_file(path: str) -> str:
+def read_secret_file(path: str | os.PathLike[str]) -> str:
     """A secret kept in a file (a container secret, a systemd credential): its text without
-    the line break at its end."""
+    the line break at its end.
+
+    Raises:
+        DataError: The file cannot be read, is empty, or is not UTF-8 text.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _BadValueError(
-            f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
+        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     value = text.removesuffix("\n").removesuffix("\r")
     if not value:
-        raise _BadValueError(f"{path} is empty")
-    return _check_utf8(value)
+        raise DataError(f"{path} is empty")
+    return value
 
 
 def _unknown_env(environ: Mapping[str, str]) -> list[str]:
@@ -1507,7 +1520,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
                 raw, source = env[key.file_env], f"from the file {key.file_env} names"
                 if key.env in env:
                     raise _BadValueError(f"set {key.env} or {key.file_env}, not both")
-                value = Secret(_read_secret_file(raw))
+                try:
+                    value = Secret(read_secret_file(raw))
+                except DataError as exc:
+                    raise _BadValueError(str(exc)) from None
             elif key.env in env:
                 raw, source = env[key.env], f"from {key.env}"
                 value = key.kind.from_env(raw)

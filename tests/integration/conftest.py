@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from vibewatch.alerts.signing import new_secret
 from vibewatch.edge.device import DeviceSettings
 from vibewatch.edge.m4 import FACTORY_MODEL
+from vibewatch.models.keys import generate_keypair, load_private_key
+from vibewatch.models.registry import Registry
 from vibewatch.protocol import DEFAULT_PREFIX
 from vibewatch.sim import ManualClock, Scenario
 from vibewatch.sim.run import Simulation
 from vibewatch.testing.ingest import Publisher, ServiceProcess, ingest_env
+from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import LocalInfluxDB, LocalMosquitto
 from vibewatch.testing.webhooks import LocalReceiver
 
@@ -75,6 +78,27 @@ def serve(
     process.start()
     yield process
     process.close()
+
+
+@pytest.fixture
+def model_key(tmp_path: Path) -> Ed25519PrivateKey:
+    """The signing key of the data home ``tmp_path/home`` (:func:`serve`'s), where version 2
+    of the factory model is registered, signed with it: a model to roll out to devices that
+    trust the key."""
+    home = tmp_path / "home"
+    generate_keypair(home / "keys" / "model-signing.key", home / "keys" / "model-signing.pub")
+    key = load_private_key(home / "keys" / "model-signing.key")
+    factory_version(tmp_path / "v2", key, 2)
+    with Registry(home / "models", home / "state.db", key.public_key()) as registry:
+        registry.register(tmp_path / "v2")
+    return key
+
+
+@pytest.fixture
+def serve_with_model(model_key: Ed25519PrivateKey, serve: ServiceProcess) -> ServiceProcess:
+    """:func:`serve`, started on a data home that holds :func:`model_key`'s model (its
+    controller reads the registry's key when it starts)."""
+    return serve
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from vibewatch.config import load_config
 from vibewatch.edge.device import DeviceSettings
-from vibewatch.models.keys import generate_keypair, load_private_key, load_public_key
+from vibewatch.models.keys import load_private_key, load_public_key
 from vibewatch.models.package import ModelPackage
 from vibewatch.models.registry import Registry
 from vibewatch.ota.controller import OtaController
@@ -37,15 +37,9 @@ from vibewatch.testing.watch import Watcher
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, model_key: Ed25519PrivateKey) -> Path:
     """A data home with a signing key and version 2 of the factory model registered."""
-    data = tmp_path / "home"
-    generate_keypair(data / "keys" / "model-signing.key", data / "keys" / "model-signing.pub")
-    key = load_private_key(data / "keys" / "model-signing.key")
-    factory_version(tmp_path / "v2", key, 2)
-    with Registry(data / "models", data / "state.db", key.public_key()) as registry:
-        registry.register(tmp_path / "v2")
-    return data
+    return tmp_path / "home"
 
 
 @pytest.fixture

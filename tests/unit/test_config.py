@@ -854,8 +854,8 @@ def test_url_errors_mask_the_value(tmp_path: Path, section: str, key: str, via: 
         found, source = load_error(path), f"from {path}"
 
     assert found == [
-        f'{dotted} = "{MASKED_URL}" ({source}): must not hold credentials: '
-        "use influx.username/password or influx.token"
+        f'{dotted} = "{MASKED_URL}" ({source}): must not hold credentials: give them in their '
+        "own keys (influx.username and influx.password, or influx.token; grafana.token)"
     ]
 
 

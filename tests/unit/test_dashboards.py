@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 
 from vibewatch.cli import app
 from vibewatch.config import load_config
-from vibewatch.dashboards.boards import DASHBOARDS, DATASOURCE_UID
+from vibewatch.dashboards.boards import DASHBOARDS, DATASOURCE_UID, EVENT_QUERIES
+from vibewatch.dashboards.check import queries_of
 from vibewatch.dashboards.export import dashboard_json, datasource_yaml, export
 from vibewatch.dashboards.influxql import interval_text, register, render, targets_of
 from vibewatch.errors import DataError
 from vibewatch.influx import schema
+from vibewatch.ota.rollout import DeviceState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +139,8 @@ def test_every_dashboard_round_trips_through_the_sdk_models(uid: str) -> None:
 
 def _schema_names() -> set[str]:
     names = {v for k, v in vars(schema).items() if k.isupper() and isinstance(v, str)}
-    return names | set(schema.READING_FIELDS) | set(schema.STATUS_FIELDS)
+    states = {schema.devices_field(state) for state in DeviceState}
+    return names | set(schema.READING_FIELDS) | set(schema.STATUS_FIELDS) | states
 
 
 @pytest.mark.parametrize("uid", list(DASHBOARDS))
@@ -173,6 +176,47 @@ def test_device_detail_is_templated_by_device_with_events_and_model_changes() ->
     assert names == ["Anomaly events", "Model changes"]
     for query in queries(model)[1:]:
         assert '"device" =~ /^$device$/' in query, query
+
+
+def test_rollouts_is_templated_by_rollout_and_the_fleet_shows_rollouts_and_alerts() -> None:
+    model = dashboard_json("vibewatch-rollouts")
+    (variable,) = model["templating"]["list"]
+    assert variable["name"] == "rollout" and variable["multi"] and variable["includeAll"]
+    assert variable["query"] == 'SHOW TAG VALUES FROM "ota_rollout" WITH KEY = "rollout"'
+    titles = [p["title"] for p in model["panels"] if p["type"] != "row"]
+    assert titles == [
+        "Rollouts in progress",
+        "Rollouts",
+        "Devices per state",
+        "Progress per wave",
+        "Failures by reason",
+        "Failed devices",
+    ]
+    in_progress, *selected = queries(model)[1:]
+    assert "$rollout" not in in_progress  # every rollout counts
+    for query in selected:
+        assert '"rollout" =~ /^$rollout$/' in query, query
+    waves = next(p for p in model["panels"] if p["title"] == "Progress per wave")
+    (target,) = targets_of(waves)
+    assert 'GROUP BY time($__interval), "rollout", "wave" fill(previous)' in target["query"]
+    for state in DeviceState:  # every state, under its own name
+        assert f'last("devices_{state}") AS "{state}"' in target["query"]
+    fleet = dashboard_json("vibewatch-fleet")
+    stats = {p["title"]: p for p in fleet["panels"] if p["type"] == "stat"}
+    assert set(stats) >= {"Firing alerts", "Rollouts in progress"}
+    assert targets_of(stats["Rollouts in progress"]) == targets_of(model["panels"][1])
+
+
+def test_every_query_of_events_names_a_query_of_its_dashboard() -> None:
+    assert set(EVENT_QUERIES) <= set(DASHBOARDS)
+    for uid, wheres in EVENT_QUERIES.items():
+        assert wheres <= {where for where, _ in queries_of(uid)}, uid
+    # events: anomaly events and failed devices, never a gauge that is always written
+    events = (schema.ANOMALY, schema.ROLLOUT_FAILURE)
+    for uid, wheres in EVENT_QUERIES.items():
+        queries = dict(queries_of(uid))
+        for where in wheres:
+            assert any(f'FROM "{name}"' in queries[where] for name in events), where
 
 
 def test_the_committed_files_are_what_export_writes(tmp_path: Path) -> None:

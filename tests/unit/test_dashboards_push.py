@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vibewatch.cli import app
+from vibewatch.config import read_secret_file
 from vibewatch.dashboards.boards import DASHBOARDS, FOLDER_TITLE, FOLDER_UID
 from vibewatch.dashboards.export import dashboard_json
 from vibewatch.testing.grafana import FakeGrafana
@@ -97,9 +98,11 @@ def test_push_to_nothing_listening_fails_clearly() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("grafana:3000", "is not an http:// or https:// URL"),
-        ("http://admin:pw@grafana:3000", "carries credentials"),
-        ("http://grafana:3000/?token=x", "carries credentials, a query"),
+        ("grafana:3000", "must be an http:// or https:// URL with a host"),
+        ("http://admin:pw@grafana:3000", "must not hold credentials"),
+        ("http://grafana:3000/?token=x", "must not hold credentials"),
+        ("http://grafana:70000", "port 70000 is out of range (1 to 65535)"),
+        ("http://grafana:3000/#top", "must not have a query or a fragment"),
     ],
 )
 def test_push_refuses_urls_that_are_not_plain(url: str, message: str) -> None:
@@ -112,6 +115,9 @@ def test_push_refuses_an_empty_or_missing_token_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("\n")
     result = push("--url", "http://127.0.0.1:1", "--token-file", str(empty))
-    assert result.exit_code == 2 and "is empty" in result.output
+    assert result.exit_code == 2 and f"--token-file: {empty} is empty" in result.output
+    spaced = tmp_path / "spaced"
+    spaced.write_text(" glsa_token \n")  # read as VIBEWATCH_GRAFANA_TOKEN_FILE reads it
+    assert read_secret_file(spaced) == " glsa_token "
     result = push("--url", "http://127.0.0.1:1", "--token-file", str(tmp_path / "nope"))
     assert result.exit_code == 2 and "No such file" in result.output

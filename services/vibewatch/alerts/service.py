@@ -19,6 +19,11 @@ the groups and the notifications are saved together (:mod:`vibewatch.alerts.stor
 after a restart, firing alerts stay firing and nothing is notified twice. With
 ``alerts.alertmanager_url``, the alerts go to that Alertmanager instead
 (:mod:`vibewatch.alerts.alertmanager`), which groups and notifies.
+
+For the dashboards, each alert that fires or resolves, and every ``report_interval_s``
+the number of firing alerts of each rule, are written to InfluxDB
+(:mod:`vibewatch.alerts.points`) through a :class:`~vibewatch.influx.reporter.PointReporter`,
+which writes in the background: InfluxDB being down never holds the service up.
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ from vibewatch.alerts.alertmanager import RESEND_S, RESOLVED_RETENTION_S, alert_
 from vibewatch.alerts.dispatch import Dispatcher, Matcher, Route, parse_matcher
 from vibewatch.alerts.model import Alert
 from vibewatch.alerts.notifier import Notifier
+from vibewatch.alerts.points import alert_point, firing_points
 from vibewatch.alerts.rules import IngestReport, Rule, RuleEngine, RuleKind
 from vibewatch.alerts.silences import Silence, SilenceStore
 from vibewatch.alerts.store import AlertStore
 from vibewatch.config import Config
 from vibewatch.errors import ProtocolError, VibewatchError
 from vibewatch.influx import schema
+from vibewatch.influx.reporter import PointReporter
+from vibewatch.influx.writers import make_writer
 from vibewatch.mqtt import AckToken, MqttSession, broker_settings
 from vibewatch.protocol import (
     AnomalyEvent,
@@ -132,6 +140,9 @@ class AlertService:
         threshold_of: Callable[[str, int], float | None] | None = None,
         clock: Callable[[], int] = time.time_ns,
         tick_s: float = 0.1,
+        reporter: PointReporter | None = None,
+        site: str = "",
+        report_interval_s: float = 10.0,
     ) -> None:
         """Assemble the service; nothing connects until :meth:`start`.
 
@@ -148,6 +159,10 @@ class AlertService:
             threshold_of: A model version's threshold (the sustained-score rules').
             clock: Wall clock, nanoseconds.
             tick_s: Seconds between two looks at the groups.
+            reporter: Writes the alerts' points (started and stopped with the service);
+                None: no points are written.
+            site: The ``site`` tag of the points; empty: none.
+            report_interval_s: Seconds between two counts of the firing alerts.
         """
         self._engine = RuleEngine(rules, threshold_of=threshold_of)
         self._session = session_for(self._engine.needs_telemetry)
@@ -162,6 +177,10 @@ class AlertService:
         self._prefix = topic_prefix
         self._clock = clock
         self._tick_s = tick_s
+        self._reporter = reporter
+        self._site = site
+        self._report_interval_s = report_interval_s
+        self._next_report = 0.0
         self._inbox: queue.Queue[tuple[_Message, AckToken | None]] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,6 +212,9 @@ class AlertService:
             external_url=alerts.external_url,
             alertmanager_url=alerts.alertmanager_url,
             threshold_of=_registry_thresholds(config),
+            reporter=PointReporter(make_writer(config.influx), name="alerts"),
+            site=config.ingest.site,
+            report_interval_s=config.ingest.stats_interval,
         )
 
     def _muted(self, alert: Alert, _group: Sequence[Alert]) -> bool:
@@ -213,6 +235,8 @@ class AlertService:
             MqttError: The broker refused the service.
             TimeoutError: The subscriptions were not granted within ``timeout``.
         """
+        if self._reporter is not None:
+            self._reporter.start()
         self._thread = threading.Thread(target=self._run, name="vibewatch-alerts", daemon=True)
         self._thread.start()
         self._started.wait(timeout)
@@ -230,7 +254,14 @@ class AlertService:
             self._thread.join(timeout)
             clean = not self._thread.is_alive()
         clean = self._notifier.stop(timeout) and clean
-        log.info("alerts stopped; notifications %d, rejected %d", self.notified, self.rejected)
+        if self._reporter is not None:  # what it could not write is in the state database
+            self._reporter.stop()
+        log.info(
+            "alerts stopped; notifications %d, rejected %d%s",
+            self.notified,
+            self.rejected,
+            f"; {self._reporter.counts}" if self._reporter is not None else "",
+        )
         return clean
 
     def _handle(self, topic: str | None, payload: bytes, token: AckToken | None) -> None:
@@ -310,6 +341,7 @@ class AlertService:
                     changed += self._engine.tick(self._clock(), *looked)
             for alert in changed:
                 self._route(alert)
+            self._report(changed, now_mono)
             notices: list[tuple[str, bytes]] = []
             if not self._alertmanager and (changed or now_mono >= next_tick):
                 next_tick = now_mono + self._tick_s
@@ -321,6 +353,19 @@ class AlertService:
             self._save(store, step)
             if self._alertmanager:
                 self._post_due()
+
+    def _report(self, changed: Sequence[Alert], now_mono: float) -> None:
+        """Queue the points of the alerts that changed, and the count of those firing
+        when it is due."""
+        if self._reporter is None:
+            return
+        points = [alert_point(alert, site=self._site) for alert in changed]
+        if now_mono >= self._next_report:
+            self._next_report = now_mono + self._report_interval_s
+            firing = self._engine.firing.values()
+            now_ms = self._clock() // _MS
+            points += firing_points(self._engine.rules, firing, time_ms=now_ms, site=self._site)
+        self._reporter.put(points)
 
     def _save(self, store: AlertStore, step: _Step) -> None:
         """Save what the step changed, then wake the receivers and acknowledge its

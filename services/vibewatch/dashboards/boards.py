@@ -6,13 +6,16 @@ come from :mod:`vibewatch.influx.schema`, never retyped, so a renamed field brea
 build, not a dashboard in production. The queries are raw InfluxQL, which InfluxDB 1.x,
 2.x (through a DBRP mapping) and 3.x all answer.
 
-- **Fleet overview** (:func:`fleet_overview`): devices online, anomaly events per hour, the
-  devices with most events, model versions in the fleet.
+- **Fleet overview** (:func:`fleet_overview`): devices online, anomaly events per hour,
+  firing alerts, rollouts in progress, the devices with most events, model versions in the
+  fleet.
 - **Device detail** (:func:`device_detail`, the ``device`` variable): score, RMS, crest and
   kurtosis of one or more devices, the threshold of their anomaly events, and their
   anomaly events and model changes as annotations.
 - **Ingestion health** (:func:`ingestion_health`): messages and points per second,
   rejects by reason, batch latency, spool depth, per ingest process.
+- **Rollouts** (:func:`rollouts`, the ``rollout`` variable): each rollout's phase and
+  devices per state, the progress of each wave, failures by reason and the failed devices.
 """
 
 from __future__ import annotations
@@ -39,16 +42,19 @@ from vibewatch.dashboards.influxql import InfluxQL, InfluxQLAnnotation
 from vibewatch.influx import schema
 from vibewatch.influx.query import quote_identifier as ident
 from vibewatch.influx.query import quote_string
+from vibewatch.ota.rollout import FAILURES, DeviceState
 
 __all__ = [
     "DASHBOARDS",
     "DATASOURCE_UID",
+    "EVENT_QUERIES",
     "FOLDER_TITLE",
     "FOLDER_UID",
     "TAGS",
     "device_detail",
     "fleet_overview",
     "ingestion_health",
+    "rollouts",
 ]
 
 #: The uid of the InfluxDB data source the panels query (the provisioning file's).
@@ -62,6 +68,10 @@ TAGS = ["vibewatch", "generated"]
 _DS = DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 _DEVICE_FILTER = f"{ident(schema.DEVICE)} =~ /^$device$/"
 _STARTS = f"{ident(schema.KIND)} = {quote_string('start')}"
+_ROLLOUT_FILTER = f"{ident(schema.ROLLOUT_ID)} =~ /^$rollout$/"
+#: Hides the time column of a table whose rows are each series' last values (their time
+#: is the start of the range).
+_NO_TIME = DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 
 
 def _dashboard(uid: str, title: str, description: str) -> Dashboard:
@@ -92,14 +102,20 @@ def _timeseries(title: str, description: str, *queries: InfluxQL) -> timeseries.
 
 
 def _over_time(
-    select: str, measurement: str, *, by: str, where: str = "", fill: str = "null"
+    select: str,
+    measurement: str,
+    *,
+    by: str | tuple[str, ...],
+    where: str = "",
+    fill: str = "null",
 ) -> InfluxQL:
     """A query of one value per ``$__interval`` in the dashboard's range, a series per tag
-    ``by``."""
+    ``by`` (per combination of the tags)."""
     condition = f"{where} AND $timeFilter" if where else "$timeFilter"
+    tags = ", ".join(ident(tag) for tag in ((by,) if isinstance(by, str) else by))
     return InfluxQL(
         f"SELECT {select} FROM {ident(measurement)} WHERE {condition} "
-        f"GROUP BY time($__interval), {ident(by)} fill({fill})"
+        f"GROUP BY time($__interval), {tags} fill({fill})"
     )
 
 
@@ -108,6 +124,40 @@ def _mean_by_device(field: str, alias: str = "$tag_device") -> InfluxQL:
     return _over_time(
         f"mean({ident(field)})", schema.READING, by=schema.DEVICE, where=_DEVICE_FILTER
     ).alias(alias)
+
+
+def _stat(title: str, description: str, query: InfluxQL) -> stat.Panel:
+    """A quarter-width number without a graph."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(_DS)
+        .graph_mode(BigValueGraphMode.NONE)
+        .with_target(query.ref_id("A"))
+        .span(6)
+        .height(6)
+    )
+
+
+def _rollouts_in_progress() -> InfluxQL:
+    """How many rollouts run or are paused: the sum of each one's last ``in_progress``."""
+    return InfluxQL(
+        f"SELECT sum({ident(schema.IN_PROGRESS)}) FROM "
+        f"(SELECT last({ident(schema.IN_PROGRESS)}) AS {ident(schema.IN_PROGRESS)} "
+        f"FROM {ident(schema.ROLLOUT)} WHERE $timeFilter GROUP BY {ident(schema.ROLLOUT_ID)})"
+    ).alias("in progress")
+
+
+def _firing_alerts() -> InfluxQL:
+    """How many alerts fire, per severity: the sum of each rule's last count."""
+    return InfluxQL(
+        f"SELECT sum({ident(schema.ALERTS)}) FROM "
+        f"(SELECT last({ident(schema.ALERTS)}) AS {ident(schema.ALERTS)} "
+        f"FROM {ident(schema.ALERTS_FIRING)} WHERE $timeFilter "
+        f"GROUP BY {ident(schema.ALERTNAME)}, {ident(schema.SEVERITY)}) "
+        f"GROUP BY {ident(schema.SEVERITY)}"
+    ).alias("$tag_severity")
 
 
 def fleet_overview() -> Dashboard:
@@ -172,6 +222,22 @@ def fleet_overview() -> Dashboard:
             .height(6)
         )
         .with_panel(
+            _stat(
+                "Firing alerts",
+                "Alerts firing now (silenced ones too), by severity: each rule's last count "
+                "in the time range.",
+                _firing_alerts(),
+            )
+        )
+        .with_panel(
+            _stat(
+                "Rollouts in progress",
+                "Model rollouts running or paused now: each rollout's last state in the time "
+                "range.",
+                _rollouts_in_progress(),
+            )
+        )
+        .with_panel(
             stat.Panel()
             .title("Anomaly events")
             .description("Anomaly events started in the time range, all devices.")
@@ -188,7 +254,7 @@ def fleet_overview() -> Dashboard:
                 events_per_hour.ref_id("A"),
             )
             .draw_style(GraphDrawStyle.BARS)
-            .span(12)
+            .span(24)
             .height(6)
         )
         .with_row(Row("Where and what"))
@@ -406,9 +472,162 @@ def ingestion_health() -> Dashboard:
     )
 
 
+def _per_state(measurement: str, *, by: str | tuple[str, ...]) -> InfluxQL:
+    """Each state's devices per interval (its last count), a series per state and tag
+    ``by`` of the selected rollouts."""
+    select = ", ".join(
+        f"last({ident(schema.devices_field(state.value))}) AS {ident(state.value)}"
+        for state in DeviceState
+    )
+    return _over_time(select, measurement, by=by, where=_ROLLOUT_FILTER, fill="previous")
+
+
+def rollouts() -> Dashboard:
+    """The model rollouts: phase and devices per state, each wave's progress, failures."""
+    rollout = (
+        QueryVariable("rollout")
+        .label("Rollout")
+        .datasource(_DS)
+        .query(
+            f"SHOW TAG VALUES FROM {ident(schema.ROLLOUT)} WITH KEY = {ident(schema.ROLLOUT_ID)}"
+        )
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.NUMERICAL_DESC)
+        .multi(True)
+        .include_all(True)
+    )
+    columns = [
+        (schema.PHASE, "phase"),
+        (schema.MODEL_VERSION, "version"),
+        (schema.WAVE, "wave"),
+        (schema.WAVES, "waves"),
+        (schema.DEVICES, "devices"),
+        *(
+            (schema.devices_field(state), state)
+            for state in [DeviceState.CONFIRMED, *sorted(FAILURES)]
+        ),
+    ]
+    latest = InfluxQL(
+        "SELECT "
+        + ", ".join(f"last({ident(field)}) AS {ident(alias)}" for field, alias in columns)
+        + f" FROM {ident(schema.ROLLOUT)} WHERE {_ROLLOUT_FILTER} AND $timeFilter "
+        f"GROUP BY {ident(schema.ROLLOUT_ID)}, {ident(schema.MODEL_ID)}"
+    ).result_format("table")
+    by_reason = InfluxQL(
+        f"SELECT count({ident(schema.DETAIL)}) AS {ident('failures')} "
+        f"FROM {ident(schema.ROLLOUT_FAILURE)} WHERE {_ROLLOUT_FILTER} AND $timeFilter "
+        f"GROUP BY {ident(schema.REASON)}"
+    ).alias("$tag_reason")
+    failed_devices = InfluxQL(
+        f"SELECT {ident(schema.ROLLOUT_ID)}, {ident(schema.WAVE)}, {ident(schema.DEVICE)}, "
+        f"{ident(schema.OUTCOME)}, {ident(schema.REASON)}, {ident(schema.DETAIL)} "
+        f"FROM {ident(schema.ROLLOUT_FAILURE)} WHERE {_ROLLOUT_FILTER} AND $timeFilter"
+    ).result_format("table")
+    return (
+        _dashboard(
+            "vibewatch-rollouts",
+            "vibewatch: rollouts",
+            "Model rollouts: phase, devices per state, each wave's progress, failures.",
+        )
+        .with_variable(rollout)
+        .with_row(Row("Rollouts"))
+        .with_panel(
+            _stat(
+                "Rollouts in progress",
+                "Rollouts running or paused now, of all: each rollout's last state in the "
+                "time range.",
+                _rollouts_in_progress(),
+            )
+        )
+        .with_panel(
+            table.Panel()
+            .title("Rollouts")
+            .description(
+                "Each selected rollout as last written: phase, model version, the wave "
+                "that started last (0: the canaries) of its waves, its devices, and those "
+                "confirmed and failed."
+            )
+            .datasource(_DS)
+            .show_header(True)
+            .with_target(latest.ref_id("A"))
+            .with_transformation(_NO_TIME)
+            .span(18)
+            .height(6)
+        )
+        .with_row(Row("Progress"))
+        .with_panel(
+            _timeseries(
+                "Devices per state",
+                "The devices of each selected rollout in each state (queued, sent, "
+                "downloading, verifying, on trial, confirmed, and the outcomes).",
+                _per_state(schema.ROLLOUT, by=schema.ROLLOUT_ID)
+                .alias("$tag_rollout $col")
+                .ref_id("A"),
+            )
+            .span(24)
+            .height(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Progress per wave",
+                "The devices of each wave (0: the canaries) in each state, per selected rollout.",
+                _per_state(schema.ROLLOUT_WAVE, by=(schema.ROLLOUT_ID, schema.WAVE))
+                .alias("$tag_rollout wave $tag_wave $col")
+                .ref_id("A"),
+            )
+            .span(24)
+            .height(9)
+        )
+        .with_row(Row("Failures"))
+        .with_panel(
+            bargauge.Panel()
+            .title("Failures by reason")
+            .description(
+                "Devices that failed in the selected rollouts, by reason: the device's own "
+                "(signature, hash, golden ...), timeout, or sent_back (an abort or the "
+                "operator's rollback sent it back to its previous model)."
+            )
+            .datasource(_DS)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
+            .orientation(VizOrientation.HORIZONTAL)
+            .with_target(by_reason.ref_id("A"))
+            .span(8)
+            .height(8)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Failed devices")
+            .description("Each device that failed in the selected rollouts, when and why.")
+            .datasource(_DS)
+            .show_header(True)
+            .with_target(failed_devices.ref_id("A"))
+            .span(16)
+            .height(8)
+        )
+    )
+
+
+#: The queries of events a healthy fleet may have none of in a time range (anomaly events,
+#: devices that failed a rollout), by dashboard uid: ``where`` of their
+#: :class:`~vibewatch.dashboards.check.QueryCheck` (``panel <title> <refId>``,
+#: ``annotation <name>``). ``vibewatch dashboards check`` says such a query found none
+#: instead of failing it.
+EVENT_QUERIES: dict[str, frozenset[str]] = {
+    "vibewatch-fleet": frozenset(
+        {
+            "panel 'Anomaly events' A",
+            "panel 'Anomaly events per hour' A",
+            "panel 'Devices with most anomaly events' A",
+        }
+    ),
+    "vibewatch-device": frozenset({"panel 'Score and threshold' B", "annotation 'Anomaly events'"}),
+    "vibewatch-rollouts": frozenset({"panel 'Failures by reason' A", "panel 'Failed devices' A"}),
+}
+
 #: Every dashboard, by uid.
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "vibewatch-fleet": fleet_overview,
     "vibewatch-device": device_detail,
     "vibewatch-ingest": ingestion_health,
+    "vibewatch-rollouts": rollouts,
 }

@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vibewatch.dashboards.boards import EVENT_QUERIES
 from vibewatch.dashboards.export import dashboard_json
 from vibewatch.dashboards.influxql import render, targets_of
 from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, QueryError, Series
 
-__all__ = ["QueryCheck", "check_dashboard", "interval_ms_for"]
+__all__ = ["QueryCheck", "check_dashboard", "interval_ms_for", "queries_of"]
 
 #: Data points a panel asks for across its width (Grafana's default for a full-width panel).
 MAX_DATA_POINTS = 1000
@@ -39,6 +40,7 @@ class QueryCheck:
         columns: The columns of each series (time first for time series).
         tags: The tag set of each series.
         error: InfluxDB's refusal, or empty.
+        events: A query of events a healthy fleet may have none of (:data:`EVENT_QUERIES`).
     """
 
     dashboard: str
@@ -49,11 +51,12 @@ class QueryCheck:
     columns: list[list[str]] = field(default_factory=list)
     tags: list[dict[str, str]] = field(default_factory=list)
     error: str = ""
+    events: bool = False
 
     @property
     def ok(self) -> bool:
-        """No error and at least one row."""
-        return not self.error and self.rows > 0
+        """No error, and at least one row unless it is a query of events."""
+        return not self.error and (self.rows > 0 or self.events)
 
 
 def interval_ms_for(start_ms: int, end_ms: int) -> int:
@@ -61,6 +64,26 @@ def interval_ms_for(start_ms: int, end_ms: int) -> int:
     :data:`MIN_INTERVAL_MS`, rounded down to whole seconds."""
     span = max(end_ms - start_ms, 0)
     return max(MIN_INTERVAL_MS, span // MAX_DATA_POINTS // 1000 * 1000)
+
+
+def queries_of(uid: str) -> list[tuple[str, str]]:
+    """``(where, query)`` of every query of dashboard ``uid``, in the order they run: the
+    template variables' (``variable <name>``), the panels' targets (``panel <title>
+    <refId>``), the annotations' (``annotation <name>``); queries as written."""
+    model = dashboard_json(uid)
+    out = [
+        (f"variable {variable['name']}", str(variable["query"]))
+        for variable in model.get("templating", {}).get("list", [])
+    ]
+    for panel in model.get("panels", []):
+        for target in targets_of(panel):
+            where = f"panel {panel.get('title', '')!r} {target.get('refId', '')}"
+            out.append((where, str(target["query"])))
+    for annotation in model.get("annotations", {}).get("list", []):
+        query: Any = annotation.get("target") or {}
+        if query.get("rawQuery"):
+            out.append((f"annotation {annotation.get('name', '')!r}", str(query["query"])))
+    return out
 
 
 def check_dashboard(
@@ -85,7 +108,7 @@ def check_dashboard(
         One :class:`QueryCheck` per variable query (not run for a variable given), per
         panel target and per annotation query, in the dashboard's order.
     """
-    model = dashboard_json(uid)
+    events = EVENT_QUERIES.get(uid, frozenset())
     chosen: dict[str, Sequence[str]] = dict(variables or {})
     interval = interval_ms_for(start_ms, end_ms)
     out: list[QueryCheck] = []
@@ -97,7 +120,7 @@ def check_dashboard(
             )
             answer = client.query(query)
         except (DataError, QueryError) as exc:
-            out.append(QueryCheck(uid, where, query, error=str(exc)))
+            out.append(QueryCheck(uid, where, query, error=str(exc), events=where in events))
             return []
         out.append(
             QueryCheck(
@@ -108,20 +131,16 @@ def check_dashboard(
                 rows=sum(len(s.values) for s in answer),
                 columns=[list(s.columns) for s in answer],
                 tags=[dict(s.tags) for s in answer],
+                events=where in events,
             )
         )
         return answer
 
-    for variable in model.get("templating", {}).get("list", []):
-        name = variable["name"]
-        if name not in chosen:
-            answer = attempt(f"variable {name}", variable["query"])
+    for where, query in queries_of(uid):
+        name = where.removeprefix("variable ")
+        if name == where:  # a panel's or an annotation's
+            attempt(where, query)
+        elif name not in chosen:
+            answer = attempt(where, query)
             chosen[name] = sorted({str(row[-1]) for s in answer for row in s.values})
-    for panel in model.get("panels", []):
-        for target in targets_of(panel):
-            attempt(f"panel {panel.get('title', '')!r} {target.get('refId', '')}", target["query"])
-    for annotation in model.get("annotations", {}).get("list", []):
-        query: Any = annotation.get("target") or {}
-        if query.get("rawQuery"):
-            attempt(f"annotation {annotation.get('name', '')!r}", query["query"])
     return out

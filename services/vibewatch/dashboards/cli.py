@@ -17,6 +17,7 @@ import typer
 
 from vibewatch.cliutil import App, ConfigOption, JsonOption, duration, exits, fail, load
 from vibewatch.dashboards import DEFAULT_DASHBOARDS_PATH
+from vibewatch.errors import DataError
 
 __all__ = ["dashboards_app"]
 
@@ -106,8 +107,14 @@ def dashboards_check(
     else:
         for c in checks:
             outcome = c.error or f"{c.series} series, {c.rows} rows"
+            if c.ok and not c.rows:
+                outcome += " (events: none in the range)"
             typer.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.dashboard}: {c.where}: {outcome}")
-        typer.echo(f"{len(checks) - len(failed)} of {len(checks)} queries returned rows")
+        quiet = sum(c.ok and not c.rows for c in checks)
+        typer.echo(
+            f"{len(checks) - len(failed) - quiet} of {len(checks)} queries returned rows"
+            + (f"; {quiet} queries of events found none in the range" if quiet else "")
+        )
     if failed:
         raise typer.Exit(1)
 
@@ -145,17 +152,16 @@ def dashboards_push(
     """Upload every dashboard into the "vibewatch" folder of a Grafana server (created if
     missing), each under its own uid with overwrite: pushing again saves new versions of
     the same dashboards."""
+    from vibewatch.config import read_secret_file
     from vibewatch.dashboards.push import push
 
     cfg = load(config)
     token = cfg.grafana.token.reveal()
     if token_file is not None:
         try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            fail(f"--token-file {token_file}: {exc.strerror or exc}", 2)
-        if not token:
-            fail(f"--token-file {token_file} is empty", 2)
+            token = read_secret_file(token_file)
+        except DataError as exc:
+            fail(f"--token-file: {exc}", 2)
     with exits():
         pushed = push(url or str(cfg.grafana.url), token, message=message)
     if as_json:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
 from vibewatch import __version__
+from vibewatch.config import http_url_problem
 from vibewatch.dashboards.boards import DASHBOARDS, FOLDER_TITLE, FOLDER_UID
 from vibewatch.dashboards.export import dashboard_json
 from vibewatch.errors import DataError, VibewatchError
+from vibewatch.redact import mask_url
 
 __all__ = ["GrafanaError", "Pushed", "push"]
 
@@ -46,17 +47,6 @@ class Pushed:
     url: str
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DataError(f"Grafana URL {url!r} is not an http:// or https:// URL with a host")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise DataError(
-            f"Grafana URL {parts.scheme}://{parts.hostname}... carries credentials, a query or "
-            "a fragment: give the token in a file (--token-file) or $VIBEWATCH_GRAFANA_TOKEN"
-        )
-
-
 def _call(what: str, url: str, request: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one client request; Grafana's refusals and network errors become GrafanaError."""
     try:
@@ -81,7 +71,9 @@ def push(url: str, token: str, *, message: str = "") -> list[Pushed]:
         DataError: ``url`` is not a plain http(s) URL.
         GrafanaError: Grafana refused a request or could not be reached.
     """
-    _check_url(url)
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise DataError(f"Grafana URL {mask_url(url)} {problem}")
     api = GrafanaApi.from_url(url.rstrip("/"), credential=token or None, timeout=TIMEOUT_S)
     try:
         _call("read the folder", url, api.folder.get_folder, FOLDER_UID)

@@ -91,6 +91,18 @@ def check_tag_value(value: str) -> str:
     return value
 
 
+_NOT_IN_TAG = re.compile(r"[\\\s]+")
+
+
+def as_tag_value(text: str, *, max_chars: int = 64, empty: str = "unspecified") -> str:
+    """Free text (a device's reason, a label) made fit for a tag value: each run of
+    backslashes and white space (line breaks included) one space, cut to ``max_chars``
+    characters, trimmed; ``empty`` when nothing is left. Text that is not valid Unicode
+    keeps its valid characters."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _NOT_IN_TAG.sub(" ", text)[:max_chars].strip() or empty
+
+
 def _field_text(key: str, value: FieldValue) -> str:
     if type(value) is float:  # the common case first
         if value - value != 0.0:  # NaN and infinities; cheaper than math.isfinite

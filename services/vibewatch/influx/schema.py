@@ -31,6 +31,16 @@ DEVICE_STATUS: Final = "device_status"
 """One point per status message (birth message or last will)."""
 INGEST_STATS: Final = "vibewatch_ingest"
 """The ingestion service's own counters, one point per snapshot."""
+ROLLOUT: Final = "ota_rollout"
+"""One point per OTA rollout: its phase and its targets per state (the controller's)."""
+ROLLOUT_WAVE: Final = "ota_wave"
+"""One point per wave of an OTA rollout: its targets per state."""
+ROLLOUT_FAILURE: Final = "ota_failure"
+"""One point per target that failed in an OTA rollout, with the reason."""
+ALERT: Final = "alert"
+"""One point per change of an alert: it fired or it resolved (the alerts service's)."""
+ALERTS_FIRING: Final = "alerts_firing"
+"""One point per alert rule and snapshot: how many of its alerts fire."""
 
 # ----------------------------------------------------------------------------- tags
 DEVICE: Final = "device"
@@ -44,7 +54,24 @@ MODEL_ID: Final = "model_id"
 SPEC: Final = "spec"
 """Tag of ``features``: the feature-spec id that defines the layout of ``f0``…"""
 INSTANCE: Final = "instance"
-"""Tag of ``vibewatch_ingest``: the service's MQTT client id."""
+"""Tag of ``vibewatch_ingest`` and of ``alert`` (an ingestion alert's): an ingest process."""
+ROLLOUT_ID: Final = "rollout"
+"""Tag of ``ota_rollout``, ``ota_wave``, ``ota_failure`` and ``alert`` (a rollout alert's):
+the rollout's id."""
+WAVE: Final = "wave"
+"""Tag of ``ota_wave`` and ``ota_failure`` (0 for the canaries); integer field of
+``ota_rollout``: the wave that started last (-1 before the first)."""
+OUTCOME: Final = "outcome"
+"""Tag of ``ota_failure``: the failed target's state (``failed``, ``rolled_back``,
+``timed_out``)."""
+REASON: Final = "reason"
+"""Tag of ``ota_failure``: why the target failed, in a few words (see the schema doc)."""
+ALERTNAME: Final = "alertname"
+"""Tag of ``alert`` and ``alerts_firing``: the alert rule's name."""
+SEVERITY: Final = "severity"
+"""Tag of ``alert`` and ``alerts_firing``, when the rule has that label."""
+ALERT_TAGS: Final = (ALERTNAME, SEVERITY, DEVICE, ROLLOUT_ID, INSTANCE)
+"""The labels of an alert written as tags of ``alert``, each when the alert has it."""
 
 # --------------------------------------------------------------------------- fields
 SEQ: Final = "seq"
@@ -80,6 +107,37 @@ STATUS_FIELDS: Final = (
     "uptime_s",
 )
 """Optional fields of ``device_status``, written when the message carries them."""
+
+
+# ---------------------------------- fields of ota_rollout, ota_wave, ota_failure
+PHASE: Final = "phase"
+"""String field of ``ota_rollout``: ``running``, ``paused``, ``completed`` or ``aborted``."""
+IN_PROGRESS: Final = "in_progress"
+"""Integer field of ``ota_rollout``: 1 while the rollout runs or is paused, else 0 (a sum
+over rollouts is the number in progress)."""
+WAVES: Final = "waves"
+"""Integer field of ``ota_rollout``: how many waves the rollout has."""
+DEVICES: Final = "devices"
+"""Integer field of ``ota_rollout`` and ``ota_wave``: the targets; ``devices_<state>``
+counts those in one state."""
+DETAIL: Final = "detail"
+"""String field of ``ota_failure``: the target's detail, as ``vibewatch ota status``
+shows it."""
+
+
+def devices_field(state: str) -> str:
+    """The field of ``ota_rollout`` and ``ota_wave`` that counts the targets in ``state``
+    (a :class:`vibewatch.ota.rollout.DeviceState` value)."""
+    return f"{DEVICES}_{state}"
+
+
+# ----------------------------------------------- fields of alert, alerts_firing
+FIRING: Final = "firing"
+"""Boolean field of ``alert``: true when it fired, false when it resolved."""
+SUMMARY: Final = "summary"
+"""String field of ``alert``: its ``summary`` annotation (empty when it has none)."""
+ALERTS: Final = "alerts"
+"""Integer field of ``alerts_firing``: the rule's alerts firing (silenced ones too)."""
 
 
 # ------------------------------------------------- fields of vibewatch_ingest

@@ -24,7 +24,11 @@ One service of ``vibewatch serve`` (or ``vibewatch ota serve`` alone). It
 * saves every change (the rows of the targets whose progress changed) in the state
   database before it acknowledges the report that caused it, so a controller killed
   at any moment resumes where it was: on start it publishes again only the jobs of
-  targets that have reported nothing yet.
+  targets that have reported nothing yet;
+* writes each rollout's progress and its failures to InfluxDB for the dashboards
+  (:mod:`vibewatch.ota.points`) when it changes and every ``report_interval_s`` while it
+  is in progress, through a :class:`~vibewatch.influx.reporter.PointReporter`, which
+  writes in the background: InfluxDB being down never holds the controller up.
 
 Chunk requests are answered on the MQTT network thread; everything else happens on the
 controller's own thread, which owns the state database connection.
@@ -46,9 +50,12 @@ from typing import Final
 
 from vibewatch.config import Config
 from vibewatch.errors import MqttError, ProtocolError, VibewatchError
+from vibewatch.influx.reporter import PointReporter
+from vibewatch.influx.writers import make_writer
 from vibewatch.models.keys import load_public_key
 from vibewatch.models.registry import Registry
 from vibewatch.mqtt import AckToken, MqttSession, broker_settings
+from vibewatch.ota.points import RolloutPoints
 from vibewatch.ota.rollout import OUTCOMES, DeviceState, Phase, Rollout, Step
 from vibewatch.ota.store import RolloutStore
 from vibewatch.protocol import (
@@ -117,6 +124,9 @@ class OtaController:
         tick_s: float = 1.0,
         chunk_rate: float = 2000.0,
         device_chunk_rate: float = 20.0,
+        reporter: PointReporter | None = None,
+        site: str = "",
+        report_interval_s: float = 10.0,
     ) -> None:
         """Assemble the controller; nothing connects until :meth:`start`.
 
@@ -130,6 +140,11 @@ class OtaController:
             chunk_rate: Chunks served per second at most, over all devices.
             device_chunk_rate: Chunks served one device per second at most (a burst of
                 as many).
+            reporter: Writes the rollouts' points (started and stopped with the
+                controller); None: no points are written.
+            site: The ``site`` tag of the points; empty: none.
+            report_interval_s: Seconds between two points of a rollout in progress that
+                did not change.
         """
         self._session = session
         self._state_db = state_db
@@ -153,6 +168,8 @@ class OtaController:
         self._unpublished: set[tuple[str, str]] = set()  # (rollout id, device): to publish
         # (rollout id, device): the state last seen, when to publish its job again, interval
         self._resend: dict[tuple[str, str], tuple[DeviceState | None, float, float]] = {}
+        self._reporter = reporter
+        self._points = RolloutPoints(interval_s=report_interval_s, site=site)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.chunks_served = 0
@@ -184,6 +201,9 @@ class OtaController:
             topic_prefix=mqtt.topic_prefix,
             chunk_rate=config.ota.chunk_rate,
             device_chunk_rate=config.ota.device_chunk_rate,
+            reporter=PointReporter(make_writer(config.influx), name="ota"),
+            site=config.ingest.site,
+            report_interval_s=config.ingest.stats_interval,
         )
 
     # ----------------------------------------------------------------- running
@@ -199,6 +219,8 @@ class OtaController:
             MqttError: The broker refused the controller.
             TimeoutError: The subscriptions were not granted within ``timeout``.
         """
+        if self._reporter is not None:
+            self._reporter.start()
         self._thread = threading.Thread(target=self._run, name="vibewatch-ota", daemon=True)
         self._thread.start()
         self._session.start(self._handle, timeout)
@@ -211,11 +233,14 @@ class OtaController:
             self._thread.join(timeout)
             clean = not self._thread.is_alive()
         self._session.stop()
+        if self._reporter is not None:  # what it could not write is in the state database
+            self._reporter.stop()
         log.info(
-            "ota stopped; chunks served %d, dropped %d, messages rejected %d",
+            "ota stopped; chunks served %d, dropped %d, messages rejected %d%s",
             self.chunks_served,
             self.chunks_dropped,
             self.rejected,
+            f"; {self._reporter.counts}" if self._reporter is not None else "",
         )
         return clean
 
@@ -355,13 +380,14 @@ class OtaController:
                     log.info("ota: starting %s (%s)", rollout.rollout_id, rollout.job_id)
                     self._carry_out(store, rollout, rollout.start(self._clock()))
                 else:
-                    store.save(rollout)
+                    self._save(store, rollout)
         for rollout_id, command, reason in store.take_commands():
             target = rollouts.get(rollout_id)
             if target is None and command == "rollback":  # it ended: undo what it installed
                 ended = store.load(rollout_id)
                 step = ended.roll_back(reason or "rolled back by the operator", self._clock())
                 self._carry_out(store, ended, step)
+                self._points.forget(rollout_id)
             elif target is None:
                 continue
             elif command == "pause":
@@ -391,6 +417,7 @@ class OtaController:
             self._carry_out(store, rollout, rollout.tick(now))
             if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
                 del rollouts[rollout.rollout_id]
+                self._points.forget(rollout.rollout_id)
                 self._served = {k: v for k, v in self._served.items() if k != rollout.job_id}
 
     def _drain(self, store: RolloutStore, rollouts: dict[str, Rollout], timeout: float) -> None:
@@ -452,7 +479,7 @@ class OtaController:
             self._publish(topic_for(self._prefix, device, Kind.CMD), command.encode())
         for device in step.withdraw:  # the retained job goes: no device takes it
             self._publish(topic_for(self._prefix, device, Kind.OTA_JOB), b"", retain=True)
-        store.save(rollout)
+        self._save(store, rollout)
         if rollout.phase in (Phase.COMPLETED, Phase.ABORTED):
             log.info(
                 "ota: %s %s%s",
@@ -460,6 +487,12 @@ class OtaController:
                 rollout.phase.value,
                 f": {rollout.reason}" if rollout.reason else "",
             )
+
+    def _save(self, store: RolloutStore, rollout: Rollout) -> None:
+        """Save a rollout, then queue the points of it that are due."""
+        store.save(rollout)
+        if self._reporter is not None:
+            self._reporter.put(self._points.due(rollout, self._clock()))
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         try:

@@ -48,6 +48,7 @@ __all__ = [
     "Rollout",
     "RolloutPlan",
     "Step",
+    "failure_reason",
 ]
 
 
@@ -86,6 +87,9 @@ OUTCOMES: Final = frozenset(
 """The states a device's part of a rollout ends in."""
 FAILURES: Final = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK, DeviceState.TIMED_OUT})
 """The outcomes that count against the rollout."""
+
+#: The start of the detail of a device the rollout sent back to its previous model.
+SENT_BACK: Final = "sent back to its previous model"
 
 #: The states in which a device runs the new model.
 _ON_NEW_MODEL: Final = frozenset({DeviceState.TRIAL, DeviceState.CONFIRMED})
@@ -208,6 +212,19 @@ class DeviceProgress:
     activated_s: float | None = None
 
 
+def failure_reason(progress: DeviceProgress) -> str:
+    """Why a target failed, in a few words to count failures by: ``timeout`` for one
+    ``timed_out``, ``sent_back`` for one the rollout sent back to its previous model (an
+    abort, the operator's rollback), else the reason the device gave (``signature``,
+    ``golden``, ...: the firmware's ``vw_status_name``), ``unspecified`` when it gave
+    none."""
+    if progress.state is DeviceState.TIMED_OUT:
+        return "timeout"
+    if progress.state is DeviceState.ROLLED_BACK and progress.detail.startswith(SENT_BACK):
+        return "sent_back"
+    return progress.detail.strip() or "unspecified"
+
+
 @dataclass(frozen=True)
 class Step:
     """What the controller is to do after a call.
@@ -282,7 +299,7 @@ class Rollout:
         if self.phase is Phase.ABORTED and new in _ON_NEW_MODEL:
             # it finished a download the abort cancelled, or a report crossed the rollback
             progress.state, progress.changed_s = DeviceState.ROLLED_BACK, now_s
-            progress.detail = f"sent back to its previous model: the rollout aborted: {self.reason}"
+            progress.detail = f"{SENT_BACK}: the rollout aborted: {self.reason}"
             return Step(roll_back=(device,))
         if new != progress.state:
             progress.state, progress.changed_s = new, now_s
@@ -383,7 +400,7 @@ class Rollout:
         for device in back:
             progress = self.devices[device]
             progress.state, progress.changed_s = DeviceState.ROLLED_BACK, now_s
-            progress.detail = f"sent back to its previous model: {reason}"
+            progress.detail = f"{SENT_BACK}: {reason}"
         return Step(roll_back=back, withdraw=back)
 
     def counts(self) -> dict[str, int]:

@@ -160,9 +160,9 @@ def open_page(page: Path, *, timeout_s: float = 60.0) -> PageView:
     to_read, to_write = _above_4(to_read), _above_4(to_write)
     with tempfile.TemporaryDirectory(prefix="vibewatch-chromium-") as profile:
         command = [
-            executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-extensions", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-            "about:blank",
+            executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--disable-extensions", "--remote-debugging-pipe",
+            f"--user-data-dir={profile}", "about:blank",
         ]  # fmt: skip
         # The pipe is file descriptors 3 (commands in) and 4 (answers out) of Chromium.
         shell = f'exec "$@" 3<&{to_read} 4>&{to_write} {to_read}<&- {to_write}>&-'
