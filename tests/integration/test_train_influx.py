@@ -35,7 +35,7 @@ from vibewatch.errors import DataError
 from vibewatch.influx.query import InfluxQL, QueryError
 from vibewatch.models.keys import load_public_key
 from vibewatch.models.package import MIN_GOLDEN, verify_package
-from vibewatch.protocol import AnomalyEvent, EventKind, Features, FeatureVector
+from vibewatch.protocol import EventKind
 from vibewatch.testing.ingest import Publisher, ServiceProcess, wait_for
 from vibewatch.testing.servers import LocalInfluxDB, free_port
 from vibewatch.train import sources
@@ -48,7 +48,6 @@ SPEC = FeatureSpec.default(48_000)
 OTHER_SPEC = "fs-8000-256-4-other"
 STEP_MS = 1000
 IN_RANGE = 120  # vectors per device inside the range
-PER_MESSAGE = 25
 
 
 @functools.cache
@@ -61,49 +60,6 @@ def healthy_features(count: int) -> npt.NDArray[np.float32]:
     assert starts[-1] + SPEC.window <= signal.size, "not enough signal for that many windows"
     windows = np.stack([signal[s : s + SPEC.window] for s in starts])
     return features_batch(windows, SPEC)
-
-
-def publish_features(
-    publisher: Publisher,
-    device: str,
-    spec_id: str,
-    vectors: npt.NDArray[np.float32],
-    times_ms: Sequence[int],
-    *,
-    seq0: int = 0,
-    prefix: str = "vw/v1/",
-) -> None:
-    """Publish vectors as ``features`` messages of at most :data:`PER_MESSAGE` vectors, QoS 1."""
-    for first in range(0, len(vectors), PER_MESSAGE):
-        batch = tuple(
-            FeatureVector(seq=seq0 + i, t=int(times_ms[i]), x=tuple(float(v) for v in vectors[i]))
-            for i in range(first, min(first + PER_MESSAGE, len(vectors)))
-        )
-        message = Features(device=device, spec=spec_id, vectors=batch)
-        publisher.publish(f"{prefix}{device}/features", message.encode())
-
-
-def publish_event(
-    publisher: Publisher,
-    device: str,
-    kind: EventKind,
-    t_ms: int,
-    *,
-    seq: int,
-    prefix: str = "vw/v1/",
-) -> None:
-    """Publish one anomaly start or end event, QoS 1."""
-    event = AnomalyEvent(
-        device=device,
-        seq=seq,
-        t=t_ms,
-        kind=kind,
-        score=2.5 if kind is EventKind.START else 0.25,
-        threshold=1.0,
-        model_id="ae-factory",
-        model_version=1,
-    )
-    publisher.publish(f"{prefix}{device}/event", event.encode())
 
 
 @dataclass
@@ -198,15 +154,15 @@ def publish_scenario(
         mine = vectors[used : used + len(steps)]
         used += len(steps)
         times = [t0 + k * STEP_MS for k in steps]
-        publish_features(publisher, device, SPEC.spec_id, mine, times, seq0=1000)
+        publisher.publish_features(device, SPEC.spec_id, mine, times, seq0=1000)
         for n, (kind, k) in enumerate(marks):
-            publish_event(publisher, device, kind, t0 + k * STEP_MS, seq=1000 + k + n)
+            publisher.publish_event(device, kind, t0 + k * STEP_MS, seq=1000 + k + n)
             events += 1
         healthy = [i for i, k in enumerate(steps) if 0 <= k < IN_RANGE and k not in inside]
         scenario.healthy[device] = ([times[i] for i in healthy], mine[healthy])
         scenario.excluded[device] = len(inside)
     other = (np.arange(80).reshape(10, 8) / 3).astype(np.float32)
-    publish_features(publisher, "pump-1", OTHER_SPEC, other, [t0 + k * STEP_MS for k in range(10)])
+    publisher.publish_features("pump-1", OTHER_SPEC, other, [t0 + k * STEP_MS for k in range(10)])
 
     total = used + len(other)
     wait_for(
@@ -724,7 +680,7 @@ def test_the_champion_spec_is_trained_on_and_spec_chooses_another(
     t0 = int(scenario.start.timestamp() * 1000)
     count = IN_RANGE * 1000 // STEP_B_MS
     times = [t0 + k * STEP_B_MS for k in range(count)]
-    publish_features(publisher, "pump-1", SPEC_B.spec_id, spec_b_features(count), times)
+    publisher.publish_features("pump-1", SPEC_B.spec_id, spec_b_features(count), times)
     wait_for(
         lambda: influxdb.count(influx_db, "features", "seq") == before + count,
         30,

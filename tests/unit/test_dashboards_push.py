@@ -1,12 +1,11 @@
 """``vibewatch dashboards push`` against a local HTTP server that answers as Grafana's API
-does and checks every request: paths, the bearer token, bodies, folder, overwrite."""
+does (:class:`~vibewatch.testing.grafana.FakeGrafana`), and every request it got: paths,
+the bearer token, bodies, folder, overwrite."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,87 +16,16 @@ from vibewatch.cli import app
 from vibewatch.config import read_secret_file
 from vibewatch.dashboards.boards import DASHBOARDS, FOLDER_TITLE, FOLDER_UID
 from vibewatch.dashboards.export import dashboard_json
+from vibewatch.testing.grafana import FakeGrafana
 from vibewatch.testing.servers import free_port
 
 TOKEN = "glsa_test-token-123"
 
 
-class FakeGrafana(ThreadingHTTPServer):
-    """Folders and dashboards in memory, versioned as Grafana versions them; every request
-    is recorded, and one without the bearer token is answered 401."""
-
-    def __init__(self, token: str = TOKEN) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.token = token
-        self.folders: dict[str, str] = {}
-        self.dashboards: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeGrafana
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        self.server.requests.append((method, self.path, body))
-        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
-            return self._answer(401, {"message": "Unauthorized"})
-        grafana = self.server
-        if method == "GET" and self.path.startswith("/api/folders/"):
-            uid = self.path.rsplit("/", 1)[1]
-            if uid not in grafana.folders:
-                return self._answer(404, {"message": "folder not found"})
-            return self._answer(200, {"uid": uid, "title": grafana.folders[uid]})
-        if method == "POST" and self.path == "/api/folders":
-            assert body is not None
-            grafana.folders[body["uid"]] = body["title"]
-            return self._answer(200, {"uid": body["uid"], "title": body["title"]})
-        if method == "POST" and self.path == "/api/dashboards/db":
-            assert body is not None
-            dashboard = body["dashboard"]
-            if body.get("folderUid") not in grafana.folders:
-                return self._answer(400, {"message": "folder not found"})
-            uid = dashboard["uid"]
-            version = grafana.dashboards.get(uid, {}).get("version", 0) + 1
-            if uid in grafana.dashboards and not body.get("overwrite"):
-                return self._answer(412, {"message": "version-mismatch"})
-            grafana.dashboards[uid] = {**body, "version": version}
-            return self._answer(
-                200, {"uid": uid, "version": version, "status": "success", "url": f"/d/{uid}/x"}
-            )
-        return self._answer(404, {"message": "not found"})
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-
 @pytest.fixture
 def grafana() -> Iterator[FakeGrafana]:
-    server = FakeGrafana()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with FakeGrafana(TOKEN) as server:
+        yield server
 
 
 def push(*args: str, env: dict[str, str] | None = None) -> Any:

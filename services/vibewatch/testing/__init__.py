@@ -15,6 +15,7 @@ One copy of each helper that starts real parts, builds data for them or drives t
   model packages;
 * :mod:`vibewatch.testing.watch`: a third party on the broker that keeps every message
   of the fleet by device and kind;
+* :mod:`vibewatch.testing.grafana`: a fake Grafana HTTP API that dashboards are pushed to;
 * :mod:`vibewatch.testing.tflite`: ``.tflite`` files written field by field, or by the
   TF Lite converter (needs the ``dev`` extra: ``flatbuffers`` and TensorFlow).
 

@@ -13,7 +13,8 @@ SUBACK granted its subscriptions: a message published after
 :meth:`ServiceProcess.start` returns reaches the service.
 
 :class:`Publisher` is a :class:`~vibewatch.testing.load.LoadGenerator` that publishes
-every message again until the broker acknowledges it, so it survives broker restarts.
+every message again until the broker acknowledges it, so it survives broker restarts; it
+also publishes a device's feature vectors and anomaly events (training data).
 
 Failures to start or stop raise :class:`~vibewatch.testing.servers.LocalServerError`
 with the tail of the service's log.
@@ -34,12 +35,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
+
 from vibewatch.config import load_config
+from vibewatch.protocol import (
+    DEFAULT_PREFIX,
+    AnomalyEvent,
+    EventKind,
+    Features,
+    FeatureVector,
+    Kind,
+    topic_for,
+)
 from vibewatch.testing.load import LoadGenerator
 from vibewatch.testing.servers import LocalServerError
 
 __all__ = [
     "TEST_SETTINGS",
+    "VECTORS_PER_MESSAGE",
     "Publisher",
     "ServiceProcess",
     "ingest_env",
@@ -57,6 +71,10 @@ TEST_SETTINGS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """Settings that make ingest react within a test's patience (the default of :func:`ingest_env`)."""
+
+
+VECTORS_PER_MESSAGE: Final = 25
+"""Feature vectors per ``features`` message of :meth:`Publisher.publish_features`."""
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -376,6 +394,62 @@ class Publisher(LoadGenerator):
     def failures(self) -> int:
         """Publishes that were not acknowledged at once: made while disconnected, or resent."""
         return self.offline + self.resent
+
+    def publish_features(
+        self,
+        device: str,
+        spec_id: str,
+        vectors: npt.NDArray[np.float32],
+        times_ms: Sequence[int],
+        *,
+        seq0: int = 0,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        """Publish feature vectors as ``features`` messages of at most
+        :data:`VECTORS_PER_MESSAGE` vectors each.
+
+        Args:
+            device: The device they come from.
+            spec_id: Their feature spec's id.
+            vectors: The vectors, one a row.
+            times_ms: Each vector's device time, milliseconds since the epoch.
+            seq0: Sequence number of the first vector; the others count up from it.
+            prefix: Topic prefix.
+        """
+        for first in range(0, len(vectors), VECTORS_PER_MESSAGE):
+            batch = tuple(
+                FeatureVector(
+                    seq=seq0 + i, t=int(times_ms[i]), x=tuple(float(v) for v in vectors[i])
+                )
+                for i in range(first, min(first + VECTORS_PER_MESSAGE, len(vectors)))
+            )
+            message = Features(device=device, spec=spec_id, vectors=batch)
+            self.publish(topic_for(prefix, device, Kind.FEATURES), message.encode())
+
+    def publish_event(
+        self, device: str, kind: EventKind, t_ms: int, *, seq: int, prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        """Publish one anomaly ``start`` (score 2.5) or ``end`` (score 0.25) event of the
+        factory model (threshold 1.0).
+
+        Args:
+            device: The device it comes from.
+            kind: Start or end.
+            t_ms: Its device time, milliseconds since the epoch.
+            seq: Its sequence number.
+            prefix: Topic prefix.
+        """
+        event = AnomalyEvent(
+            device=device,
+            seq=seq,
+            t=t_ms,
+            kind=kind,
+            score=2.5 if kind is EventKind.START else 0.25,
+            threshold=1.0,
+            model_id="ae-factory",
+            model_version=1,
+        )
+        self.publish(topic_for(prefix, device, Kind.EVENT), event.encode())
 
     def publish_all(self, messages: Iterable[tuple[str, bytes]], rate: float | None = None) -> None:
         """Publish in order, at most ``rate`` messages a second when given.
