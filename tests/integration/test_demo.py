@@ -166,7 +166,7 @@ def test_the_demo_runs_on_configured_servers(
     }
     done = demo(
         "--devices", "8", "--faulty", "1", "--duration", "120", "--onset", "45", "--growth",
-        "30", "--speedup", "10", "--json", "--report", str(tmp_path), env=env,
+        "30", "--speedup", "20", "--json", "--report", str(tmp_path), env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

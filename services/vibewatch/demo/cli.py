@@ -103,7 +103,7 @@ def demo_command(
         float | None,
         typer.Option(
             "--speedup",
-            help="Simulated seconds per real second \\[default: 10].",
+            help="Simulated seconds per real second \\[default: 20].",
             show_default=False,
         ),
     ] = None,

@@ -145,7 +145,7 @@ class DemoPlan:
     devices: int = 50
     faulty: int = 3
     duration_s: float = 300.0
-    speedup: float = 10.0
+    speedup: float = 20.0
     onset_s: float = 60.0
     growth_s: float = 120.0
     seed: int = 0
