@@ -14,7 +14,9 @@ all go through
    ``Type=notify`` units expect (``READY=1`` on ``$NOTIFY_SOCKET``; see
    :func:`notify`), which is also how tests and the demo know a process is ready;
 3. SIGTERM or SIGINT (Ctrl-C) stops the services in reverse order, each flushing
-   what it holds; the exit status is 0 when every one stopped clean.
+   what it holds; the exit status is 0 when every one stopped clean. A signal while a
+   service still waits to be ready (each start runs on a thread of its own) stops it
+   at once, with those started before it.
 """
 
 from __future__ import annotations
@@ -141,6 +143,26 @@ def _stop(services: Sequence[Service], timeout: float) -> bool:
     return clean
 
 
+def _start(service: Service, timeout: float, stop: threading.Event) -> None:
+    """``service.start(timeout)`` on a thread of its own, so that a signal while the service
+    waits for readiness (a broker that is down) ends the wait at once: the caller then stops
+    the service as it is, with the others. What the start raised is raised here."""
+    raised: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            service.start(timeout)
+        except BaseException as exc:  # handed to the caller's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=start, name=f"vibewatch-start-{service.name}", daemon=True)
+    thread.start()
+    while thread.is_alive() and not stop.wait(0.05):
+        pass
+    if raised:
+        raise raised[0]
+
+
 def run_services(
     services: Sequence[Service],
     *,
@@ -172,7 +194,7 @@ def run_services(
         for service in services:
             started.append(service)  # a failed start may have begun: it is stopped too
             try:
-                service.start(start_timeout)
+                _start(service, start_timeout, stop)
             except TimeoutError as exc:
                 log.warning("%s: %s", service.name, exc)
             except (VibewatchError, OSError) as exc:

@@ -86,6 +86,38 @@ def test_readiness_waits_for_a_service_that_timed_out(notices: socket.socket) ->
     assert journal == ["start late", "start unclean", "stop unclean", "stop late"]
 
 
+class Slow(Recorder):
+    """A service whose start waits for readiness until it is stopped (a broker that is down)."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        super().__init__(name, journal, ready=False)
+        self.released = threading.Event()
+        self.starting = False
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.journal.append(f"start {self.name}")
+        self.starting = True
+        self.released.wait(timeout)  # the session's wait for its SUBACK
+        self.starting = False
+        raise TimeoutError("no SUBACK")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        self.journal.append(f"stop {self.name}" + (" while it starts" if self.starting else ""))
+        self.released.set()  # the session closes: the wait ends
+        return True
+
+
+def test_sigterm_while_a_service_waits_to_be_ready_stops_it_then(
+    notices: socket.socket,
+) -> None:
+    journal: list[str] = []
+    services = [Recorder("a", journal), Slow("slow", journal), Recorder("never", journal)]
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert run_services(services, start_timeout=120) == 0
+    assert journal == ["start a", "start slow", "stop slow while it starts", "stop a"]
+    assert notices.recv(100) == b"STOPPING=1"  # never ready
+
+
 def test_notify_without_a_socket_sends_nothing() -> None:
     assert notify("READY=1", environ={}) is False
     assert notify("READY=1", environ={"NOTIFY_SOCKET": "@vibewatch-nobody-listens"}) is False
