@@ -49,7 +49,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,6 +74,7 @@ from vibewatch.testing.models import factory_version
 from vibewatch.testing.servers import local_servers
 from vibewatch.testing.webhooks import LocalReceiver, Received
 from vibewatch.train.factory import FACTORY_VERSION
+from vibewatch.train.influx_source import iso_ms
 
 __all__ = ["BEARING_FAULTS", "DemoPlan", "DemoReport", "DetectedFault", "TimelinePoint", "run_demo"]
 
@@ -509,7 +509,7 @@ class _ModelChapters:
         command = [
             sys.executable, "-m", "vibewatch", "train", "--json", "--out", str(out),
             "--model-id", self.model_id, "--seed", str(self._plan.seed),
-            "--start", _iso(since_ms), "--end", _iso(end_ms),
+            "--start", iso_ms(since_ms), "--end", iso_ms(end_ms),
             *[arg for device in healthy for arg in ("--device", device)],
             *[arg for device in anomalous for arg in ("--faulty-device", device)],
         ]  # fmt: skip
@@ -620,11 +620,6 @@ class _ModelChapters:
             "seconds": seconds,
         }
         return shown, rollout.converged
-
-
-def _iso(ms: int) -> str:
-    """``ms`` since the epoch as an ISO 8601 UTC time to the millisecond."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 class _AlertsChapter:

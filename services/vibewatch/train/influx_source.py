@@ -76,6 +76,7 @@ __all__ = [
     "device_condition",
     "excluded_mask",
     "is_open_after",
+    "iso_ms",
     "load_training_features",
     "published_specs",
     "select",
@@ -354,7 +355,8 @@ EXCLUSION_SOURCES: Final[tuple[IntervalSource, ...]] = (anomaly_event_intervals,
 # --- feature vectors (pure) -----------------------------------------------------------
 
 
-def _iso(t_ms: int) -> str:
+def iso_ms(t_ms: int) -> str:
+    """``t_ms`` since the epoch as an ISO 8601 UTC time to the millisecond."""
     return (_EPOCH + timedelta(milliseconds=t_ms)).isoformat(timespec="milliseconds")
 
 
@@ -419,7 +421,7 @@ class FeatureCollector:
             self._first = (device, int(times[0]))
             if self.width == 0:
                 raise DataError(
-                    f"feature vector of device {device!r} at {_iso(int(times[0]))} "
+                    f"feature vector of device {device!r} at {iso_ms(int(times[0]))} "
                     f"(spec {self.spec_id}) has no values f0, f1, ..."
                 )
         good = (present == (numbers < self.width)).all(axis=1)
@@ -441,9 +443,9 @@ class FeatureCollector:
             problems.append(f"extra {_names(extra)}")
         first_device, first_ms = self._first
         raise DataError(
-            f"feature vector of device {device!r} at {_iso(t_ms)} ({t_ms} ms), spec "
+            f"feature vector of device {device!r} at {iso_ms(t_ms)} ({t_ms} ms), spec "
             f"{self.spec_id}, has {len(fields)} values where the first vector (device "
-            f"{first_device!r} at {_iso(first_ms)}) has {self.width} (f0..f{self.width - 1}): "
+            f"{first_device!r} at {iso_ms(first_ms)}) has {self.width} (f0..f{self.width - 1}): "
             + "; ".join(problems)
         )
 
